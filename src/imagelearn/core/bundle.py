@@ -1,0 +1,197 @@
+"""Saved models and indexes: a directory with a JSON manifest and safetensors arrays.
+
+Nothing here unpickles: opening a bundle from a stranger reads JSON and raw arrays only.
+Saving is atomic: the bundle is written into a temporary sibling directory and renamed into
+place, so a crash never leaves a half-written bundle, and a bundle already at the
+destination survives until the new one is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+import imagelearn
+
+MANIFEST_NAME = "manifest.json"
+ARRAYS_NAME = "arrays.safetensors"
+FORMAT_NAME = "imagelearn-bundle"
+FORMAT_VERSION = 1
+
+_RECORDED_LIBRARIES = ("numpy", "opencv-contrib-python-headless", "scikit-learn", "faiss-cpu", "torch", "torchvision")
+
+
+class BundleError(OSError):
+    """A bundle directory is missing, corrupt, of another kind, or from a newer format."""
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the numerical libraries that shape a saved model."""
+    versions = {"python": platform.python_version(), "imagelearn": imagelearn.__version__}
+    for name in _RECORDED_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, payload: Any) -> None:
+    """Write ``payload`` as indented JSON to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def replace_directory(staging: Path, destination: Path) -> None:
+    """Move a finished ``staging`` directory to ``destination``, replacing any old one last."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    retired = None
+    if destination.exists():
+        retired = destination.with_name(f".{destination.name}.old-{os.getpid()}")
+        os.replace(destination, retired)
+    try:
+        os.replace(staging, destination)
+    except BaseException:
+        if retired is not None:
+            os.replace(retired, destination)
+        raise
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def save_bundle(
+    directory: str | os.PathLike,
+    kind: str,
+    manifest: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    files: Mapping[str, bytes] | None = None,
+) -> Path:
+    """Write a bundle directory atomically.
+
+    Parameters
+    ----------
+    directory : path-like
+        Destination; replaced as a whole when it already exists.
+    kind : str
+        What the bundle holds (``"bof-classifier"``, ``"cnn-classifier"``...); checked on load.
+    manifest : mapping
+        JSON-serialisable parameters and metadata; stored under the manifest's ``"content"`` key.
+    arrays : mapping of str to ndarray
+        Stored in one safetensors file; names may contain dots and slashes.
+    files : mapping of str to bytes, optional
+        Extra files written beside the manifest (e.g. a FAISS index).
+
+    Returns
+    -------
+    pathlib.Path of the bundle.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.staging-"))
+    try:
+        contiguous = {name: np.ascontiguousarray(array) for name, array in arrays.items()}
+        save_file(contiguous, str(staging / ARRAYS_NAME))
+        for name, data in (files or {}).items():
+            (staging / name).write_bytes(data)
+        header = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "kind": kind,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "versions": library_versions(),
+            "content": dict(manifest),
+        }
+        (staging / MANIFEST_NAME).write_text(
+            json.dumps(header, indent=2, ensure_ascii=False, default=_json_default) + "\n", encoding="utf-8"
+        )
+        replace_directory(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+def read_manifest(directory: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
+    """Read and check a bundle's manifest; returns the whole header (``content`` inside)."""
+    directory = Path(directory)
+    manifest_path = directory / MANIFEST_NAME
+    if not directory.is_dir():
+        raise BundleError(f"{directory}: not a directory (expected a saved imagelearn model or index)")
+    try:
+        header = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise BundleError(f"{directory}: no {MANIFEST_NAME}; not an imagelearn bundle") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BundleError(f"{manifest_path}: corrupt manifest ({error})") from error
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        raise BundleError(f"{manifest_path}: not an imagelearn bundle manifest")
+    version = header.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise BundleError(
+            f"{directory}: bundle format version {version} is newer than this imagelearn reads "
+            f"({FORMAT_VERSION}); upgrade imagelearn"
+        )
+    if kind is not None and header.get("kind") != kind:
+        raise BundleError(f"{directory}: holds a {header.get('kind')!r}, expected a {kind!r}")
+    return header
+
+
+def load_bundle(directory: str | os.PathLike, kind: str | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read a bundle written by :func:`save_bundle`.
+
+    Returns
+    -------
+    content : dict
+        The ``manifest`` given to :func:`save_bundle`.
+    arrays : dict of str to ndarray
+    """
+    directory = Path(directory)
+    header = read_manifest(directory, kind)
+    try:
+        arrays = load_file(str(directory / ARRAYS_NAME))
+    except FileNotFoundError as error:
+        raise BundleError(f"{directory}: {ARRAYS_NAME} is missing") from error
+    except Exception as error:  # safetensors raises its own error types for corrupt headers
+        raise BundleError(f"{directory / ARRAYS_NAME}: corrupt array file ({error})") from error
+    return header["content"], arrays

@@ -1,0 +1,152 @@
+"""Reading images from disk into predictable NumPy arrays.
+
+Every loader in imagelearn goes through :func:`load_image`, so every capability treats
+awkward files the same way: EXIF orientation applied, palette/CMYK/16-bit/alpha converted,
+a pixel limit against decompression bombs, and errors that name the file.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+#: Default limit on width x height; larger files are refused as possible decompression bombs.
+DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own default (2**29 / 3), stated explicitly here
+
+ColorMode = Literal["RGB", "L"]
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
+)
+
+
+class ImageReadError(OSError):
+    """An image file could not be read; ``path`` and ``reason`` say which and why."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+_MAGIC_PREFIXES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")
+
+
+def is_image_path(path: str | os.PathLike) -> bool:
+    """True when the file name has an image suffix imagelearn reads (case-insensitive)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def looks_like_image(path: str | os.PathLike) -> bool:
+    """True when the file has an image suffix, or its first bytes are an image signature.
+
+    The second test finds images whose suffix lies (a JPEG saved as ``.svg``).
+    """
+    if is_image_path(path):
+        return True
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(12)
+    except OSError:
+        return False
+    return head.startswith(_MAGIC_PREFIXES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Scale 16-bit and 32-bit integer/float modes into 8-bit grayscale by their value range."""
+    array = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16") or image.mode == "I" and array.max(initial=0) <= 65535:
+        scaled = array / 257.0 if array.max(initial=0) > 255 else array
+    else:  # "F" or wide "I": stretch the observed range
+        low, high = float(array.min(initial=0)), float(array.max(initial=0))
+        scaled = (array - low) * (255.0 / (high - low)) if high > low else np.zeros_like(array)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+
+
+def _normalise_mode(image: Image.Image, mode: ColorMode, background: tuple[int, int, int]) -> Image.Image:
+    """Convert any Pillow mode to ``mode``; transparent pixels are composited on ``background``."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        image = _to_8bit(image)
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*background, 255))
+        image = Image.alpha_composite(canvas, rgba).convert("RGB")
+    if image.mode == "CMYK":
+        image = image.convert("RGB")
+    return image.convert(mode) if image.mode != mode else image
+
+
+def load_image(
+    path: str | os.PathLike,
+    mode: ColorMode = "RGB",
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_side: int | None = None,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> np.ndarray:
+    """Read one image file as a uint8 array.
+
+    Parameters
+    ----------
+    path : path-like
+        The image file. Unicode and spaces are fine.
+    mode : {"RGB", "L"}
+        ``"RGB"`` returns shape ``(H, W, 3)``, ``"L"`` returns ``(H, W)``.
+    max_pixels : int or None
+        Refuse files whose width x height exceeds this (decompression bombs). None: no limit.
+    max_side : int or None
+        Downscale (keeping the aspect ratio, area interpolation) so the longer side is at most
+        this many pixels. Decoding uses JPEG draft mode where it can, so huge JPEGs are cheap.
+    background : (r, g, b)
+        Colour under transparent pixels.
+
+    Returns
+    -------
+    numpy.ndarray of uint8, ``(H, W, 3)`` or ``(H, W)``.
+
+    Raises
+    ------
+    ImageReadError
+        Missing, truncated, corrupt, unsupported or too large file; the message names the file.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageReadError(
+                    path, f"{width}x{height} pixels exceeds the limit of {max_pixels} (decompression bomb?)"
+                )
+            if max_side is not None and max(width, height) > max_side and image.format == "JPEG":
+                image.draft(image.mode, (max_side, max_side))
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image.load()
+            image = ImageOps.exif_transpose(image) or image
+            image = _normalise_mode(image, mode, background)
+            if max_side is not None and max(image.size) > max_side:
+                scale = max_side / max(image.size)
+                new_size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+                image = image.resize(new_size, Image.Resampling.BOX)
+            return np.array(image, dtype=np.uint8)
+    except ImageReadError:
+        raise
+    except FileNotFoundError as error:
+        raise ImageReadError(path, "file not found") from error
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageReadError(path, f"too many pixels (decompression bomb?): {error}") from error
+    except Image.UnidentifiedImageError as error:
+        raise ImageReadError(path, "not an image format Pillow can identify") from error
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ImageReadError(path, f"corrupt or truncated image ({error})") from error
+
+
+# Truncated files must raise, not decode silently into grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -1,0 +1,125 @@
+"""``imagelearn data check``: what is in a collection, and what is wrong with it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from imagelearn.core.images import ImageReadError, load_image
+from imagelearn.core.parallel import parallel_map
+from imagelearn.data.collection import ImageDataset, load_dataset
+
+#: Ratio of the largest to the smallest class above which a collection is called imbalanced.
+IMBALANCE_RATIO = 3.0
+
+
+@dataclass
+class CollectionReport:
+    """Summary of a collection: per-class counts, unreadable files, duplicates, sizes."""
+
+    n_images: int
+    class_counts: dict[str, int]
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    duplicate_groups: list[list[str]] = field(default_factory=list)
+    sizes: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))  # (n_readable, 2) width, height
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_usable(self) -> int:
+        return self.n_images - len(self.unreadable)
+
+    def as_dict(self) -> dict:
+        sizes = self.sizes
+        size_summary = {}
+        if len(sizes):
+            for axis, name in enumerate(("width", "height")):
+                size_summary[name] = {
+                    "min": int(sizes[:, axis].min()),
+                    "median": float(np.median(sizes[:, axis])),
+                    "max": int(sizes[:, axis].max()),
+                }
+        return {
+            "n_images": self.n_images,
+            "n_usable": self.n_usable,
+            "class_counts": self.class_counts,
+            "unreadable": [{"path": p, "reason": r} for p, r in self.unreadable],
+            "duplicate_groups": self.duplicate_groups,
+            "image_size": size_summary,
+            "warnings": self.warnings,
+        }
+
+    def format(self) -> str:
+        """A human-readable multi-line summary."""
+        lines = [f"images: {self.n_images} ({self.n_usable} usable)"]
+        if self.class_counts:
+            lines.append(f"classes: {len(self.class_counts)}")
+            width = max(len(name) for name in self.class_counts)
+            lines.extend(f"  {name:<{width}}  {count}" for name, count in self.class_counts.items())
+        summary = self.as_dict()["image_size"]
+        if summary:
+            w, h = summary["width"], summary["height"]
+            lines.append(
+                f"size (w x h): min {w['min']}x{h['min']}, median {w['median']:.0f}x{h['median']:.0f}, max {w['max']}x{h['max']}"
+            )
+        if self.unreadable:
+            lines.append(f"unreadable: {len(self.unreadable)}")
+            lines.extend(f"  {path}: {reason}" for path, reason in self.unreadable)
+        if self.duplicate_groups:
+            lines.append(f"exact duplicates: {len(self.duplicate_groups)} group(s)")
+            lines.extend("  " + " = ".join(group) for group in self.duplicate_groups)
+        lines.extend(f"warning: {warning}" for warning in self.warnings)
+        return "\n".join(lines)
+
+
+def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str]:
+    """Content hash, (width, height) or None, and the reason it is unreadable ('' if fine)."""
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as error:
+        return "", None, f"cannot read file ({error.strerror or error})"
+    try:
+        image = load_image(path, "L")
+    except ImageReadError as error:
+        return digest, None, error.reason
+    return digest, (int(image.shape[1]), int(image.shape[0])), ""
+
+
+def check_collection(source: str | os.PathLike | ImageDataset, n_jobs: int | None = -1) -> CollectionReport:
+    """Decode every image of ``source`` once and summarise the collection."""
+    dataset = source if isinstance(source, ImageDataset) else load_dataset(source)
+    by_hash: dict[str, list[str]] = defaultdict(list)
+    sizes: list[tuple[int, int]] = []
+    unreadable: list[tuple[str, str]] = []
+    for path, (digest, size, reason) in zip(
+        dataset.paths, parallel_map(_inspect, dataset.paths, n_jobs, "checking"), strict=True
+    ):
+        if digest:
+            by_hash[digest].append(str(path))
+        if reason:
+            unreadable.append((str(path), reason))
+        else:
+            sizes.append(size)
+    counts = dataset.class_counts()
+    report = CollectionReport(
+        n_images=len(dataset),
+        class_counts=counts,
+        unreadable=unreadable,
+        duplicate_groups=[group for group in by_hash.values() if len(group) > 1],
+        sizes=np.asarray(sizes, dtype=np.int64).reshape(-1, 2),
+    )
+    nonzero = [count for count in counts.values() if count > 0]
+    if nonzero and max(nonzero) > IMBALANCE_RATIO * min(nonzero):
+        report.warnings.append(
+            f"class imbalance: largest class has {max(nonzero)} images, smallest {min(nonzero)} "
+            f"(ratio {max(nonzero) / min(nonzero):.1f}); consider class weights"
+        )
+    if len(counts) == 1:
+        report.warnings.append("only one class: a classifier needs at least two")
+    if report.n_usable == 0:
+        report.warnings.append("no usable images")
+    return report

@@ -1,0 +1,40 @@
+"""Shared fixtures: where the real data lives, and small synthetic images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("IMAGELEARN_QUIET", "1")
+
+DATA_ROOT = Path(os.environ.get("IMAGELEARN_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")).resolve()
+
+
+def data_path(*parts: str) -> Path:
+    """A path under the shared real data; skips the test with a reason when it is absent."""
+    path = DATA_ROOT.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (set IMAGELEARN_DATA)")
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def make_image(tmp_path: Path):
+    """Write an image built from an array; returns its path."""
+
+    def write(name: str, array: np.ndarray, **save_options) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(path, **save_options)
+        return path
+
+    return write
