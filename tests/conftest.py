@@ -11,7 +11,11 @@ from PIL import Image
 
 os.environ.setdefault("IMAGELEARN_QUIET", "1")
 
-DATA_ROOT = Path(os.environ.get("IMAGELEARN_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")).resolve()
+DATA_ROOT = Path(
+    os.environ.get(
+        "IMAGELEARN_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    )
+).resolve()
 
 
 def data_path(*parts: str) -> Path:

@@ -10,7 +10,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser("data", help="inspect image collections")
     verbs = data.add_subparsers(dest="verb", metavar="VERB", required=True)
     check = verbs.add_parser("check", help="counts per class, unreadable files, duplicates, sizes")
-    check.add_argument("source", help="a folder (class sub-folders, split folders or flat) or a CSV of path,label")
+    check.add_argument(
+        "source", help="a folder (class sub-folders, split folders or flat) or a CSV of path,label"
+    )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--jobs", type=int, default=-1, help="processes (-1: all cores)")
     check.set_defaults(handler=run_check)
@@ -23,12 +25,22 @@ def run_check(arguments: argparse.Namespace) -> int:
     from imagelearn.data.collection import SPLIT_NAMES
 
     source = Path(arguments.source)
-    splits = [source / name for name in SPLIT_NAMES if (source / name).is_dir()] if source.is_dir() else []
+    splits = (
+        [source / name for name in SPLIT_NAMES if (source / name).is_dir()]
+        if source.is_dir()
+        else []
+    )
     reports = {str(split.name): check_collection(split, arguments.jobs) for split in splits} or {
         str(source): check_collection(source, arguments.jobs)
     }
     if arguments.json:
-        print(json.dumps({name: report.as_dict() for name, report in reports.items()}, indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                {name: report.as_dict() for name, report in reports.items()},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
     else:
         for name, report in reports.items():
             if len(reports) > 1:

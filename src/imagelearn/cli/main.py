@@ -59,7 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"imagelearn: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("imagelearn: interrupted; finished work is kept and a rerun resumes from it", file=sys.stderr)
+        print(
+            "imagelearn: interrupted; finished work is kept and a rerun resumes from it",
+            file=sys.stderr,
+        )
         return 130
 
 

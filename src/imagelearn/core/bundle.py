@@ -29,7 +29,14 @@ ARRAYS_NAME = "arrays.safetensors"
 FORMAT_NAME = "imagelearn-bundle"
 FORMAT_VERSION = 1
 
-_RECORDED_LIBRARIES = ("numpy", "opencv-contrib-python-headless", "scikit-learn", "faiss-cpu", "torch", "torchvision")
+_RECORDED_LIBRARIES = (
+    "numpy",
+    "opencv-contrib-python-headless",
+    "scikit-learn",
+    "faiss-cpu",
+    "torch",
+    "torchvision",
+)
 
 
 class BundleError(OSError):
@@ -70,7 +77,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, payload: Any) -> None:
     """Write ``payload`` as indented JSON to ``path`` atomically."""
-    atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+    atomic_write_text(
+        path, json.dumps(payload, indent=2, ensure_ascii=False, default=_json_default) + "\n"
+    )
 
 
 def _json_default(value: Any) -> Any:
@@ -143,7 +152,8 @@ def save_bundle(
             "content": dict(manifest),
         }
         (staging / MANIFEST_NAME).write_text(
-            json.dumps(header, indent=2, ensure_ascii=False, default=_json_default) + "\n", encoding="utf-8"
+            json.dumps(header, indent=2, ensure_ascii=False, default=_json_default) + "\n",
+            encoding="utf-8",
         )
         replace_directory(staging, directory)
     except BaseException:
@@ -157,7 +167,9 @@ def read_manifest(directory: str | os.PathLike, kind: str | None = None) -> dict
     directory = Path(directory)
     manifest_path = directory / MANIFEST_NAME
     if not directory.is_dir():
-        raise BundleError(f"{directory}: not a directory (expected a saved imagelearn model or index)")
+        raise BundleError(
+            f"{directory}: not a directory (expected a saved imagelearn model or index)"
+        )
     try:
         header = json.loads(manifest_path.read_text(encoding="utf-8"))
     except FileNotFoundError as error:
@@ -177,7 +189,9 @@ def read_manifest(directory: str | os.PathLike, kind: str | None = None) -> dict
     return header
 
 
-def load_bundle(directory: str | os.PathLike, kind: str | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def load_bundle(
+    directory: str | os.PathLike, kind: str | None = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read a bundle written by :func:`save_bundle`.
 
     Returns

@@ -21,7 +21,20 @@ DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own default (2**29 / 3), stated exp
 ColorMode = Literal["RGB", "L"]
 
 IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
+    {
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".bmp",
+        ".gif",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+    }
 )
 
 
@@ -34,7 +47,20 @@ class ImageReadError(OSError):
         super().__init__(f"{self.path}: {reason}")
 
 
-_MAGIC_PREFIXES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")
+_MAGIC_PREFIXES = (
+    b"\xff\xd8\xff",
+    b"\x89PNG",
+    b"GIF8",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+    b"P1",
+    b"P2",
+    b"P3",
+    b"P4",
+    b"P5",
+    b"P6",
+)
 
 
 def is_image_path(path: str | os.PathLike) -> bool:
@@ -60,7 +86,9 @@ def looks_like_image(path: str | os.PathLike) -> bool:
 def _to_8bit(image: Image.Image) -> Image.Image:
     """Scale 16-bit and 32-bit integer/float modes into 8-bit grayscale by their value range."""
     array = np.asarray(image, dtype=np.float64)
-    if image.mode.startswith("I;16") or image.mode == "I" and array.max(initial=0) <= 65535:
+    if image.mode.startswith("I;16"):
+        scaled = array / 257.0
+    elif image.mode == "I" and array.max(initial=0) <= 65535:  # 16-bit data in a 32-bit mode
         scaled = array / 257.0 if array.max(initial=0) > 255 else array
     else:  # "F" or wide "I": stretch the observed range
         low, high = float(array.min(initial=0)), float(array.max(initial=0))
@@ -68,7 +96,9 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
 
 
-def _normalise_mode(image: Image.Image, mode: ColorMode, background: tuple[int, int, int]) -> Image.Image:
+def _normalise_mode(
+    image: Image.Image, mode: ColorMode, background: tuple[int, int, int]
+) -> Image.Image:
     """Convert any Pillow mode to ``mode``; transparent pixels are composited on ``background``."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         image = _to_8bit(image)
@@ -122,7 +152,8 @@ def load_image(
             width, height = image.size
             if max_pixels is not None and width * height > max_pixels:
                 raise ImageReadError(
-                    path, f"{width}x{height} pixels exceeds the limit of {max_pixels} (decompression bomb?)"
+                    path,
+                    f"{width}x{height} pixels exceeds the limit of {max_pixels} (decompression bomb?)",
                 )
             if max_side is not None and max(width, height) > max_side and image.format == "JPEG":
                 image.draft(image.mode, (max_side, max_side))

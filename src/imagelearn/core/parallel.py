@@ -40,4 +40,6 @@ def parallel_map(
         return
     chunksize = chunksize or max(1, min(16, len(items) // (workers * 8)))
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        yield from progress(pool.map(function, items, chunksize=chunksize), description, total=len(items))
+        yield from progress(
+            pool.map(function, items, chunksize=chunksize), description, total=len(items)
+        )

@@ -16,8 +16,18 @@ def progress_enabled() -> bool:
     return os.environ.get("IMAGELEARN_QUIET", "") in ("", "0")
 
 
-def progress(iterable: Iterable[T], description: str, total: int | None = None, unit: str = "img") -> Iterator[T]:
+def progress(
+    iterable: Iterable[T], description: str, total: int | None = None, unit: str = "img"
+) -> Iterator[T]:
     """Wrap ``iterable`` in a tqdm bar on standard error, unless progress is disabled."""
     return iter(
-        tqdm(iterable, desc=description, total=total, unit=unit, disable=not progress_enabled(), leave=False, dynamic_ncols=True)
+        tqdm(
+            iterable,
+            desc=description,
+            total=total,
+            unit=unit,
+            disable=not progress_enabled(),
+            leave=False,
+            dynamic_ncols=True,
+        )
     )

@@ -26,7 +26,9 @@ class CollectionReport:
     class_counts: dict[str, int]
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     duplicate_groups: list[list[str]] = field(default_factory=list)
-    sizes: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))  # (n_readable, 2) width, height
+    sizes: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 2), dtype=np.int64)
+    )  # (n_readable, 2) width, height
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -89,7 +91,9 @@ def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str]:
     return digest, (int(image.shape[1]), int(image.shape[0])), ""
 
 
-def check_collection(source: str | os.PathLike | ImageDataset, n_jobs: int | None = -1) -> CollectionReport:
+def check_collection(
+    source: str | os.PathLike | ImageDataset, n_jobs: int | None = -1
+) -> CollectionReport:
     """Decode every image of ``source`` once and summarise the collection."""
     dataset = source if isinstance(source, ImageDataset) else load_dataset(source)
     by_hash: dict[str, list[str]] = defaultdict(list)

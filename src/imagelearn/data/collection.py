@@ -78,7 +78,9 @@ class ImageDataset:
         if len(self.paths) == 0:
             raise DatasetError(f"{where}no images found")
         if self.labels is None:
-            raise DatasetError(f"{where}images are unlabelled; put them in one sub-folder per class or give a CSV")
+            raise DatasetError(
+                f"{where}images are unlabelled; put them in one sub-folder per class or give a CSV"
+            )
         present = [name for name, count in self.class_counts().items() if count > 0]
         if len(present) < minimum:
             raise DatasetError(
@@ -121,7 +123,9 @@ def _from_class_folders(root: Path, class_names: Sequence[str] | None = None) ->
     labels: list[int] = []
     for folder in folders:
         if folder.name not in index:
-            raise DatasetError(f"{folder}: class {folder.name!r} is not among the training classes {names}")
+            raise DatasetError(
+                f"{folder}: class {folder.name!r} is not among the training classes {names}"
+            )
         images = find_images(folder)
         paths.extend(images)
         labels.extend([index[folder.name]] * len(images))
@@ -140,17 +144,25 @@ def _from_csv(csv_path: Path, class_names: Sequence[str] | None = None) -> Image
         raise DatasetError(f"{csv_path}: row {bad[0] + 1} has no path")
     paths = [(csv_path.parent / row[0].strip()) for row in rows]
     if all(len(row) >= 2 and row[1].strip() for row in rows):
-        names = list(class_names) if class_names is not None else sorted({row[1].strip() for row in rows})
+        names = (
+            list(class_names)
+            if class_names is not None
+            else sorted({row[1].strip() for row in rows})
+        )
         index = {name: i for i, name in enumerate(names)}
         unknown = sorted({row[1].strip() for row in rows} - set(index))
         if unknown:
-            raise DatasetError(f"{csv_path}: labels {unknown} are not among the training classes {names}")
+            raise DatasetError(
+                f"{csv_path}: labels {unknown} are not among the training classes {names}"
+            )
         labels = np.asarray([index[row[1].strip()] for row in rows], dtype=np.int64)
         return ImageDataset(paths, labels, names)
     return ImageDataset(paths)
 
 
-def load_dataset(source: str | os.PathLike, class_names: Sequence[str] | None = None) -> ImageDataset:
+def load_dataset(
+    source: str | os.PathLike, class_names: Sequence[str] | None = None
+) -> ImageDataset:
     """Read one collection: a CSV file, a folder of class folders, a flat folder, or one image.
 
     ``class_names`` fixes the label order (use the training classes when reading test data).

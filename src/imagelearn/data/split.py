@@ -7,7 +7,9 @@ import numpy as np
 from imagelearn.data.collection import DatasetError, ImageDataset
 
 
-def stratified_split(dataset: ImageDataset, test_size: float = 0.3, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+def stratified_split(
+    dataset: ImageDataset, test_size: float = 0.3, seed: int = 0
+) -> tuple[ImageDataset, ImageDataset]:
     """Hold out ``test_size`` of each class (at least one image per class on each side).
 
     The split depends only on the sorted paths, the labels and ``seed``, so it is the same
@@ -26,9 +28,26 @@ def stratified_split(dataset: ImageDataset, test_size: float = 0.3, seed: int = 
         if len(members) == 0:
             continue
         if len(members) < 2:
-            raise DatasetError(f"class {dataset.class_names[label]!r} has 1 image; a split needs at least 2 per class")
+            raise DatasetError(
+                f"class {dataset.class_names[label]!r} has 1 image; a split needs at least 2 per class"
+            )
         members = rng.permutation(members)
         n_test = min(len(members) - 1, max(1, round(test_size * len(members))))
         test_indices.extend(members[:n_test].tolist())
         train_indices.extend(members[n_test:].tolist())
     return dataset.subset(sorted(train_indices)), dataset.subset(sorted(test_indices))
+
+
+def split_record(train: ImageDataset, held_out: ImageDataset, how: str) -> dict:
+    """A JSON-ready description of a split (saved with a run so that it can be reproduced)."""
+    return {
+        "how": how,
+        "class_names": list(train.class_names),
+        "train": [
+            [str(path), name] for path, name in zip(train.paths, train.label_names(), strict=True)
+        ],
+        "held_out": [
+            [str(path), name]
+            for path, name in zip(held_out.paths, held_out.label_names(), strict=True)
+        ],
+    }
