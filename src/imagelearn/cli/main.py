@@ -47,10 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if arguments.verbose else logging.INFO,
-        format="%(levelname)s: %(message)s" if arguments.verbose else "%(message)s",
+        level=logging.DEBUG if arguments.verbose else logging.WARNING,
+        format="%(levelname)s: %(name)s: %(message)s" if arguments.verbose else "%(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("imagelearn").setLevel(logging.DEBUG if arguments.verbose else logging.INFO)
     if arguments.quiet:
         os.environ["IMAGELEARN_QUIET"] = "1"
     try:

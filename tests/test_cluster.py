@@ -1,0 +1,128 @@
+"""Grouping unlabelled images: algorithms on synthetic blobs, the CLI on real photos."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import data_path
+from imagelearn.cli.main import main
+from imagelearn.cluster import (
+    ImageClusterer,
+    cluster_collection,
+    clustering_agreement,
+    near_duplicate_groups,
+    purity,
+)
+from imagelearn.data import DatasetError
+
+
+@pytest.fixture(scope="module")
+def blobs() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16)) * 6
+    truth = np.repeat(np.arange(3), 60)
+    return (centres[truth] + rng.normal(size=(180, 16))).astype(np.float32), truth
+
+
+@pytest.mark.parametrize("method", ["kmeans", "agglomerative", "hdbscan"])
+def test_every_method_recovers_separated_groups(blobs, method):
+    vectors, truth = blobs
+    model = ImageClusterer(method=method, n_clusters=3, pca_components=8, min_cluster_size=10).fit(
+        vectors
+    )
+    assert clustering_agreement(truth, model.labels_)["ari"] > 0.9
+
+
+def test_auto_k_finds_three_groups_and_keeps_the_curve(blobs):
+    vectors, _ = blobs
+    model = ImageClusterer(n_clusters="auto", k_range=(2, 7), pca_components=None).fit(vectors)
+    assert model.n_clusters_ == 3
+    assert set(model.silhouette_curve_) == set(range(2, 8))
+
+
+def test_ward_on_micro_clusters_for_large_collections(blobs):
+    vectors, truth = blobs
+    model = ImageClusterer(
+        method="agglomerative", n_clusters=3, max_ward_points=40, pca_components=None
+    ).fit(vectors)
+    assert clustering_agreement(truth, model.labels_)["ari"] > 0.9
+
+
+def test_clusters_are_numbered_by_size_with_centre_distances(blobs):
+    vectors, _ = blobs
+    model = ImageClusterer(n_clusters=4, pca_components=None).fit(vectors[:150])
+    sizes = np.bincount(model.labels_)
+    assert list(sizes) == sorted(sizes, reverse=True)
+    assert np.all(model.distances_ >= 0)
+
+
+def test_near_duplicates_are_grouped():
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(20, 8)).astype(np.float32)
+    vectors[5] = vectors[2] + 1e-3
+    vectors[9] = vectors[2] * 2.0  # same direction: cosine 1
+    groups = near_duplicate_groups(vectors, 0.999)
+    assert [sorted(group.tolist()) for group in groups] == [[2, 5, 9]]
+
+
+def test_purity_counts_majority_class_per_cluster():
+    assert purity(np.array([0, 0, 1, 1]), np.array([0, 0, 0, 1])) == pytest.approx(0.75)
+
+
+def test_single_image_is_refused(tmp_path, make_image):
+    make_image("one/a.png", np.zeros((8, 8, 3), dtype=np.uint8))
+    with pytest.raises(DatasetError, match="at least 2"):
+        cluster_collection(tmp_path / "one", tmp_path / "out", descriptor="color", n_jobs=1)
+
+
+def test_cli_writes_report_and_metrics_on_real_photos(tmp_path):
+    source = tmp_path / "photos"
+    for name in ("daisy", "sunflower"):
+        (source / name).mkdir(parents=True)
+        for path in sorted(data_path("flowers5", name).glob("*.jpg"))[:12]:
+            shutil.copy(path, source / name / path.name)
+    shutil.copy(
+        data_path("bad_inputs", "mixed_images", "ukbench09268_corrupt.jpg"), source / "daisy"
+    )
+    out = tmp_path / "out"
+    code = main(
+        [
+            "cluster",
+            str(source),
+            "--features",
+            "color",
+            "--k",
+            "2",
+            "--evaluate",
+            "--link",
+            "--out",
+            str(out),
+            "--jobs",
+            "1",
+        ]
+    )
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) >= {"ari", "nmi", "purity"}
+    assert metrics["purity"] >= 0.5
+    for name in (
+        "clusters.csv",
+        "map.png",
+        "montage_00.png",
+        "montage_01.png",
+        "report.html",
+        "duplicates.json",
+    ):
+        assert (out / name).is_file(), name
+    rows = (out / "clusters.csv").read_text().splitlines()
+    assert len(rows) == 1 + 24, "the corrupt file is skipped, the 24 photos are listed"
+    linked = list((out / "cluster_00").iterdir()) + list((out / "cluster_01").iterdir())
+    assert len(linked) == 24 and all(path.is_symlink() for path in linked)
+    summary = json.loads((out / "summary.json").read_text())
+    assert [entry["path"].rsplit("/", 1)[-1] for entry in summary["skipped"]] == [
+        "ukbench09268_corrupt.jpg"
+    ]
