@@ -26,6 +26,19 @@ def data_path(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory) -> Path:
+    """Feature and embedding caches in a per-run folder, so tests neither reuse nor fill ~/.cache."""
+    root = tmp_path_factory.mktemp("imagelearn-cache")
+    previous = os.environ.get("IMAGELEARN_CACHE")
+    os.environ["IMAGELEARN_CACHE"] = str(root)
+    yield root
+    if previous is None:
+        os.environ.pop("IMAGELEARN_CACHE", None)
+    else:
+        os.environ["IMAGELEARN_CACHE"] = previous
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -9,7 +9,13 @@ import pytest
 
 from conftest import data_path
 from imagelearn.cli.main import main
-from imagelearn.data import DatasetError, check_collection, load_dataset, load_splits, stratified_split
+from imagelearn.data import (
+    DatasetError,
+    check_collection,
+    load_dataset,
+    load_splits,
+    stratified_split,
+)
 
 
 @pytest.fixture
@@ -35,7 +41,9 @@ def test_flat_folder_is_unlabelled(tmp_path, make_image):
 
 def test_csv_with_header_and_relative_paths(class_folders):
     csv_path = class_folders / "list.csv"
-    csv_path.write_text("path,label\ncat/0.png,cat\ndog/1.png,dog\ndog/2.png,dog\n", encoding="utf-8")
+    csv_path.write_text(
+        "path,label\ncat/0.png,cat\ndog/1.png,dog\ndog/2.png,dog\n", encoding="utf-8"
+    )
     dataset = load_dataset(csv_path)
     assert dataset.label_names() == ["cat", "dog", "dog"]
     assert dataset.paths[0] == class_folders / "cat" / "0.png"
@@ -72,7 +80,9 @@ def test_given_split_folders_are_used_as_they_are():
 
 def test_check_reports_the_corrupt_file_and_duplicates():
     report = check_collection(data_path("bad_inputs"), n_jobs=1)
-    assert [path.rsplit("/", 1)[-1] for path, _ in report.unreadable] == ["ukbench09268_corrupt.jpg"]
+    assert [path.rsplit("/", 1)[-1] for path, _ in report.unreadable] == [
+        "ukbench09268_corrupt.jpg"
+    ]
     assert any(len(group) >= 3 for group in report.duplicate_groups)
 
 

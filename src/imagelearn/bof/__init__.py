@@ -1,0 +1,37 @@
+"""Bag of Features: visual vocabularies, histogram encoding and the ``BagOfFeatures`` transformer.
+
+>>> from imagelearn.bof import BagOfFeatures
+>>> bof = BagOfFeatures(detector="dense_rootsift", n_words=500, pyramid=(1, 2))
+>>> histograms = bof.fit(train_paths).transform(test_paths)  # doctest: +SKIP
+"""
+
+from imagelearn.bof.encoding import (
+    NORMALIZATIONS,
+    compute_idf,
+    encode_histograms,
+    normalize_histograms,
+    pyramid_cells,
+)
+from imagelearn.bof.estimator import BagOfFeatures, sample_descriptors
+from imagelearn.bof.vocabulary import (
+    VOCABULARIES,
+    KMeansVocabulary,
+    Vocabulary,
+    VocabularyTree,
+    make_vocabulary,
+)
+
+__all__ = [
+    "NORMALIZATIONS",
+    "VOCABULARIES",
+    "BagOfFeatures",
+    "KMeansVocabulary",
+    "Vocabulary",
+    "VocabularyTree",
+    "compute_idf",
+    "encode_histograms",
+    "make_vocabulary",
+    "normalize_histograms",
+    "pyramid_cells",
+    "sample_descriptors",
+]

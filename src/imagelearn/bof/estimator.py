@@ -1,0 +1,353 @@
+"""``BagOfFeatures``: images in, bag-of-visual-words histograms out, as a scikit-learn transformer.
+
+>>> from sklearn.kernel_approximation import AdditiveChi2Sampler
+>>> from sklearn.pipeline import make_pipeline
+>>> from sklearn.svm import LinearSVC
+>>> model = make_pipeline(BagOfFeatures(n_words=500), AdditiveChi2Sampler(), LinearSVC())
+>>> model.fit(train_paths, train_labels).score(test_paths, test_labels)  # doctest: +SKIP
+
+Each ``fit`` / ``transform`` extracts local features once (in parallel, cached on disk by
+:func:`imagelearn.features.extract_features`), then quantises them against the vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from imagelearn.bof.encoding import (
+    NORMALIZATIONS,
+    check_pyramid,
+    compute_idf,
+    encode_histograms,
+    n_pyramid_cells,
+)
+from imagelearn.bof.vocabulary import ASSIGN_CHUNK_ROWS, VOCABULARIES, Vocabulary
+from imagelearn.core.progress import progress
+from imagelearn.features import Detector, LocalFeatures, extract_features, make_detector
+
+ASSIGNMENTS = ("hard", "soft")
+WEIGHTINGS = ("tfidf", "none")
+
+#: Prefix of the vocabulary's arrays in :meth:`BagOfFeatures.to_arrays`.
+_VOCABULARY_PREFIX = "vocabulary."
+
+
+def sample_descriptors(
+    features: Sequence[LocalFeatures],
+    sample_size: int,
+    random_state: int | np.random.RandomState | None = 0,
+) -> np.ndarray:
+    """A uniform random sample of ``sample_size`` descriptor rows over all images.
+
+    Without concatenating every descriptor first (a million 128-D rows is 0.5 GB). All rows,
+    in order, when there are no more than ``sample_size``.
+
+    Returns
+    -------
+    ndarray, shape (min(sample_size, n_total), d)
+    """
+    counts = np.array([len(item) for item in features], dtype=np.int64)
+    total = int(counts.sum())
+    if total <= sample_size:
+        return np.concatenate([item.descriptors for item in features])
+    chosen = np.sort(
+        check_random_state(random_state).choice(total, size=sample_size, replace=False)
+    )
+    offsets = np.concatenate(([0], np.cumsum(counts)))
+    per_image = np.split(chosen, np.searchsorted(chosen, offsets[1:-1]))
+    return np.concatenate(
+        [
+            item.descriptors[rows - offset]
+            for item, rows, offset in zip(features, per_image, offsets, strict=False)
+            if len(rows)
+        ]
+    )
+
+
+class BagOfFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Bag of visual words over local features, with an optional spatial pyramid.
+
+    Parameters
+    ----------
+    detector : str
+        Registered detector name (:data:`imagelearn.features.DETECTORS`), e.g. ``"dense_rootsift"``.
+    detector_params : dict or None
+        Keyword arguments of the detector (e.g. ``{"step": 8}``).
+    n_words : int
+        Vocabulary size for ``vocabulary="kmeans"`` (ignored by the tree).
+    vocabulary : {"kmeans", "tree"}
+        Flat k-means or a vocabulary tree of ``branching ** depth`` leaves at most.
+    branching, depth : int
+        Shape of the vocabulary tree.
+    sample_size : int
+        Descriptors drawn at random (over all training images) to build the vocabulary.
+    n_iter : int
+        k-means iterations (per node for the tree).
+    assignment : {"hard", "soft"}
+        One vote for the nearest word, or kernel-weighted votes for the ``soft_neighbors``
+        nearest (the tree ranks the leaves of the reached parent, so ``soft_neighbors <= branching``).
+    soft_neighbors : int
+    weighting : {"tfidf", "none"}
+        Multiply bins by the smoothed idf of their word, learned on the training images.
+    normalization : {"l2", "l1", "power", "none"}
+        ``power``: signed square root then L2 (Hellinger).
+    pyramid : sequence of int
+        Spatial pyramid grids: 1 -> whole image, 2 -> 2x2, 4 -> 4x4 cells.
+    n_jobs : int or None
+        Processes for feature extraction and FAISS threads; -1 uses all cores.
+    cache_dir : path-like, None or False
+        Feature cache (see :func:`imagelearn.features.extract_features`; False disables it).
+    random_state : int, RandomState or None
+        Seeds the descriptor sample and the clustering.
+
+    Attributes
+    ----------
+    vocabulary_ : KMeansVocabulary or VocabularyTree
+    idf_ : ndarray of float32, shape (n_words,)
+        Word weights (ones when ``weighting="none"``).
+    n_features_out_ : int
+        ``vocabulary_.n_words_ * sum(g * g for g in pyramid)``.
+    skipped_ : list of (path, reason)
+        Training images that could not be read (by ``fit`` / ``fit_transform``).
+    transform_skipped_ : list of (path, reason)
+        Images of the last ``transform`` that could not be read; their rows are all zero.
+    """
+
+    def __init__(
+        self,
+        detector: str = "dense_rootsift",
+        detector_params: dict[str, Any] | None = None,
+        n_words: int = 1000,
+        vocabulary: str = "kmeans",
+        branching: int = 10,
+        depth: int = 3,
+        sample_size: int = 200_000,
+        n_iter: int = 20,
+        assignment: str = "hard",
+        soft_neighbors: int = 3,
+        weighting: str = "tfidf",
+        normalization: str = "l2",
+        pyramid: Sequence[int] = (1, 2),
+        n_jobs: int | None = -1,
+        cache_dir: Any = None,
+        random_state: int | np.random.RandomState | None = 0,
+    ) -> None:
+        self.detector = detector
+        self.detector_params = detector_params
+        self.n_words = n_words
+        self.vocabulary = vocabulary
+        self.branching = branching
+        self.depth = depth
+        self.sample_size = sample_size
+        self.n_iter = n_iter
+        self.assignment = assignment
+        self.soft_neighbors = soft_neighbors
+        self.weighting = weighting
+        self.normalization = normalization
+        self.pyramid = pyramid
+        self.n_jobs = n_jobs
+        self.cache_dir = cache_dir
+        self.random_state = random_state
+
+    # ----------------------------------------------------------------- parameters and parts
+
+    def _check_params(self) -> None:
+        choices = {
+            "vocabulary": tuple(VOCABULARIES),
+            "assignment": ASSIGNMENTS,
+            "weighting": WEIGHTINGS,
+            "normalization": tuple(NORMALIZATIONS),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
+        check_pyramid(self.pyramid)
+        for name in ("sample_size", "soft_neighbors"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)!r}")
+        candidates = (
+            ("branching", self.branching)
+            if self.vocabulary == "tree"
+            else ("n_words", self.n_words)
+        )
+        if self.assignment == "soft" and int(self.soft_neighbors) > int(candidates[1]):
+            raise ValueError(
+                f"soft_neighbors={self.soft_neighbors} exceeds {candidates[0]}={candidates[1]}, "
+                f"the number of candidate words of the {self.vocabulary} vocabulary"
+            )
+
+    def _make_detector(self) -> Detector:
+        return make_detector(self.detector, **(self.detector_params or {}))
+
+    def _make_vocabulary(self) -> Vocabulary:
+        """The chosen vocabulary class, given the parameters of ours that it shares by name."""
+        kind = VOCABULARIES[self.vocabulary]
+        return kind(
+            **{name: getattr(self, name) for name in kind._get_param_names() if hasattr(self, name)}
+        )
+
+    def _extract(
+        self, images: Sequence[Any], description: str
+    ) -> tuple[list[LocalFeatures | None], list]:
+        if isinstance(images, (str, bytes)) or not hasattr(images, "__len__"):
+            raise ValueError(
+                f"images must be a sequence of paths or arrays; got {type(images).__name__}"
+            )
+        return extract_features(
+            images,
+            self._make_detector(),
+            n_jobs=self.n_jobs,
+            cache_dir=self.cache_dir,
+            description=description,
+        )
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.n_features_out_
+
+    # ------------------------------------------------------------------------------ fitting
+
+    def fit(self, images: Sequence[Any], y: Any = None) -> BagOfFeatures:
+        """Build the vocabulary (and idf) from ``images``: paths or uint8 arrays."""
+        features, self.skipped_ = self._extract(images, "features (fit)")
+        self._fit(features, encode=False)
+        return self
+
+    def fit_transform(self, images: Sequence[Any], y: Any = None, **fit_params: Any) -> np.ndarray:
+        """``fit(images).transform(images)``, extracting features once."""
+        features, self.skipped_ = self._extract(images, "features (fit)")
+        return self._fit(features, encode=True)
+
+    def fit_features(
+        self, features: Sequence[LocalFeatures | None], y: Any = None
+    ) -> BagOfFeatures:
+        """Fit on features already extracted (None entries are ignored)."""
+        self.skipped_ = []
+        self._fit(features, encode=False)
+        return self
+
+    def _fit(self, features: Sequence[LocalFeatures | None], encode: bool) -> np.ndarray | None:
+        self._check_params()
+        usable = [item for item in features if item is not None and len(item)]
+        if not usable:
+            raise ValueError(
+                "no local features to build a vocabulary: every image was unreadable or empty"
+            )
+        sample = sample_descriptors(usable, int(self.sample_size), self.random_state)
+        self.vocabulary_ = self._make_vocabulary().fit(sample)
+        n_words = self.vocabulary_.n_words_
+        self.n_features_out_ = n_words * n_pyramid_cells(self.pyramid)
+        tfidf = self.weighting == "tfidf"
+        words, weights = self._quantize(features) if encode or tfidf else (None, None)
+        self.idf_ = (
+            compute_idf(words, n_words, weights) if tfidf else np.ones(n_words, dtype=np.float32)
+        )
+        return self._encode(features, words, weights) if encode else None
+
+    # -------------------------------------------------------------------------- transforming
+
+    def transform(self, images: Sequence[Any]) -> np.ndarray:
+        """Histograms of ``images`` (paths or uint8 arrays).
+
+        Returns
+        -------
+        ndarray of float32, shape (n_images, n_features_out_); all-zero rows for unreadable
+        images, which are listed in ``transform_skipped_``.
+        """
+        check_is_fitted(self, "vocabulary_")
+        features, self.transform_skipped_ = self._extract(images, "features")
+        return self.transform_features(features)
+
+    def transform_features(self, features: Sequence[LocalFeatures | None]) -> np.ndarray:
+        """Histograms of features already extracted; None or empty entries give zero rows."""
+        check_is_fitted(self, "vocabulary_")
+        words, weights = self._quantize(features)
+        return self._encode(features, words, weights)
+
+    def _batches(self, features: Sequence[LocalFeatures | None]) -> Iterator[list[int]]:
+        """Indices of images with descriptors, grouped into batches of about ASSIGN_CHUNK_ROWS rows."""
+        batch, rows = [], 0
+        for index, item in enumerate(features):
+            if item is None or len(item) == 0:
+                continue
+            batch.append(index)
+            rows += len(item)
+            if rows >= ASSIGN_CHUNK_ROWS:
+                yield batch
+                batch, rows = [], 0
+        if batch:
+            yield batch
+
+    def _quantize(self, features: Sequence[LocalFeatures | None]) -> tuple[list, list | None]:
+        """Words (and soft weights) of every image's descriptors; None for images without any."""
+        words: list[np.ndarray | None] = [None] * len(features)
+        weights: list[np.ndarray | None] | None = (
+            [None] * len(features) if self.assignment == "soft" else None
+        )
+        batches = list(self._batches(features))
+        for batch in progress(batches, "assigning words", total=len(batches), unit="batch"):
+            descriptors = np.concatenate([features[index].descriptors for index in batch])
+            splits = np.cumsum([len(features[index]) for index in batch])[:-1]
+            if weights is None:
+                batch_words, batch_weights = self.vocabulary_.assign(descriptors), None
+            else:
+                batch_words, batch_weights = self.vocabulary_.assign_soft(
+                    descriptors, int(self.soft_neighbors)
+                )
+                for index, part in zip(batch, np.split(batch_weights, splits), strict=True):
+                    weights[index] = part
+            for index, part in zip(batch, np.split(batch_words, splits), strict=True):
+                words[index] = part
+        return words, weights
+
+    def _encode(
+        self, features: Sequence[LocalFeatures | None], words: list, weights: list | None
+    ) -> np.ndarray:
+        return encode_histograms(
+            words,
+            self.vocabulary_.n_words_,
+            weights=weights,
+            positions=[None if item is None else item.keypoints[:, :2] for item in features],
+            image_shapes=[None if item is None else item.image_shape for item in features],
+            pyramid=self.pyramid,
+            idf=self.idf_,
+            normalization=self.normalization,
+        )
+
+    # ------------------------------------------------------------------------------- saving
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The learned state as named arrays; save beside ``get_params()`` (JSON) in a bundle."""
+        check_is_fitted(self, "vocabulary_")
+        arrays = {
+            _VOCABULARY_PREFIX + name: array for name, array in self.vocabulary_.to_arrays().items()
+        }
+        arrays["idf"] = self.idf_
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> BagOfFeatures:
+        """A fitted ``BagOfFeatures`` from ``get_params()`` and :meth:`to_arrays` output."""
+        model = cls(**params)
+        model._check_params()
+        vocabulary_arrays = {
+            name.removeprefix(_VOCABULARY_PREFIX): array
+            for name, array in arrays.items()
+            if name.startswith(_VOCABULARY_PREFIX)
+        }
+        template = model._make_vocabulary()
+        try:
+            model.vocabulary_ = type(template).from_arrays(template.get_params(), vocabulary_arrays)
+            model.idf_ = np.asarray(arrays["idf"], dtype=np.float32)
+        except KeyError as error:
+            raise ValueError(
+                f"saved BagOfFeatures arrays are incomplete: {error} is missing"
+            ) from error
+        model.n_features_out_ = model.vocabulary_.n_words_ * n_pyramid_cells(model.pyramid)
+        return model

@@ -1,0 +1,285 @@
+"""Object recognition with Bag of Features: histograms of visual words + a linear SVM.
+
+One or more *channels* (a detector with its own vocabulary, e.g. grey dense RootSIFT and
+Lab colour words) are encoded and concatenated; an additive chi-squared kernel map
+(Vedaldi & Zisserman 2012) makes a linear SVM behave like a chi-squared kernel SVM.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.kernel_approximation import AdditiveChi2Sampler
+from sklearn.svm import LinearSVC
+
+from imagelearn.bof.estimator import BagOfFeatures
+from imagelearn.core.bundle import load_bundle, save_bundle
+from imagelearn.features import LocalFeatures, extract_features, make_detector
+
+BUNDLE_KIND = "bof-classifier"
+
+#: Two channels that work well on photos: grey multi-scale dense RootSIFT, and local Lab colour.
+DEFAULT_CHANNELS: tuple[dict[str, Any], ...] = (
+    {"detector": "dense_rootsift", "n_words": 1000, "pyramid": (1, 2)},
+    {"detector": "dense_lab", "n_words": 128, "pyramid": (1, 2)},
+)
+
+KERNELS = ("chi2", "linear")
+
+ChannelFeatures = list[list[LocalFeatures | None]]  # [channel][image]
+
+
+class BofClassifier(ClassifierMixin, BaseEstimator):
+    """Bag-of-Features image classifier.
+
+    Parameters
+    ----------
+    channels : sequence of dict, optional
+        One dict of :class:`~imagelearn.bof.BagOfFeatures` parameters per channel; None uses
+        :data:`DEFAULT_CHANNELS`. Histograms of all channels are concatenated, each channel
+        L1-normalised so that no channel dominates by its size.
+    kernel : {"chi2", "linear"}
+        ``"chi2"`` applies an additive chi-squared kernel map before the linear SVM.
+    C : float
+        SVM regularisation.
+    n_jobs : int
+        Processes for feature extraction (-1: all cores).
+    cache_dir : path, None or False
+        Feature cache (None: the default cache; False: no cache).
+    random_state : int
+
+    Attributes
+    ----------
+    channels_ : list of BagOfFeatures
+        The fitted encoders.
+    classes_ : ndarray of int
+    svm_ : LinearSVC
+    skipped_ : list of (path, reason)
+        Training images that could not be read.
+    timings_ : dict
+        Seconds spent in feature extraction, vocabulary building and encoding, SVM training.
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[dict[str, Any]] | None = None,
+        kernel: str = "chi2",
+        C: float = 1.0,
+        n_jobs: int = -1,
+        cache_dir: str | os.PathLike | bool | None = None,
+        random_state: int = 0,
+    ) -> None:
+        self.channels = channels
+        self.kernel = kernel
+        self.C = C
+        self.n_jobs = n_jobs
+        self.cache_dir = cache_dir
+        self.random_state = random_state
+
+    # ----------------------------------------------------------------------------- features
+    def _channel_params(self) -> list[dict[str, Any]]:
+        channels = DEFAULT_CHANNELS if self.channels is None else self.channels
+        if not channels:
+            raise ValueError("channels must name at least one detector")
+        common = {
+            "n_jobs": self.n_jobs,
+            "cache_dir": self.cache_dir,
+            "random_state": self.random_state,
+        }
+        if self.kernel == "chi2":
+            common["normalization"] = "l1"
+        return [{**common, **dict(channel)} for channel in channels]
+
+    def extract(
+        self, images: Sequence[str | os.PathLike | np.ndarray], strict: bool = False
+    ) -> tuple[ChannelFeatures, list[tuple[str, str]]]:
+        """Local features of ``images`` for every channel, and the unreadable files.
+
+        Returns
+        -------
+        features : list (one per channel) of lists (one per image) of LocalFeatures or None
+        skipped : list of (path, reason), each unreadable file once
+        """
+        features: ChannelFeatures = []
+        skipped: dict[str, str] = {}
+        for params in self._channel_params():
+            detector = make_detector(params["detector"], **(params.get("detector_params") or {}))
+            channel_features, channel_skipped = extract_features(
+                images,
+                detector,
+                n_jobs=self.n_jobs,
+                cache_dir=self.cache_dir,
+                strict=strict,
+                description=f"features ({detector.name})",
+            )
+            features.append(channel_features)
+            skipped.update(channel_skipped)
+        return features, list(skipped.items())
+
+    # ----------------------------------------------------------------------------- fitting
+    def fit(
+        self, images: Sequence[str | os.PathLike | np.ndarray], y: Sequence[int]
+    ) -> BofClassifier:
+        """Extract features, build the vocabularies and train the SVM.
+
+        Unreadable images are left out of training and listed in ``skipped_``.
+        """
+        start = time.perf_counter()
+        features, skipped = self.extract(images)
+        self.fit_features(features, np.asarray(y))
+        self.skipped_ = skipped
+        self.timings_["extract_s"] = time.perf_counter() - start - sum(self.timings_.values())
+        return self
+
+    def fit_features(self, features: ChannelFeatures, y: np.ndarray) -> BofClassifier:
+        """Fit from features already extracted by :meth:`extract` (reused by vocabulary sweeps)."""
+        if self.kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
+        y = np.asarray(y)
+        readable = np.all([[f is not None for f in channel] for channel in features], axis=0)
+        if len(np.unique(y[readable])) < 2:
+            raise ValueError(
+                f"training needs images of at least 2 classes; got {len(np.unique(y[readable]))}"
+            )
+        kept = [[f for f, ok in zip(channel, readable, strict=True) if ok] for channel in features]
+        start = time.perf_counter()
+        self.channels_ = [
+            BagOfFeatures(**params).fit_features(channel)
+            for params, channel in zip(self._channel_params(), kept, strict=True)
+        ]
+        vocabulary_s = time.perf_counter() - start
+        start = time.perf_counter()
+        histograms = self._encode(kept)
+        encode_s = time.perf_counter() - start
+        start = time.perf_counter()
+        self.svm_ = LinearSVC(C=self.C, random_state=self.random_state, max_iter=5000).fit(
+            histograms, y[readable]
+        )
+        self.classes_ = self.svm_.classes_
+        self.timings_ = {
+            "vocabulary_s": vocabulary_s,
+            "encode_s": encode_s,
+            "svm_s": time.perf_counter() - start,
+        }
+        self.n_training_images_ = int(readable.sum())
+        return self
+
+    def _encode(self, features: ChannelFeatures) -> np.ndarray:
+        """Concatenated, per-channel L1-normalised histograms, kernel-mapped: (n_images, n_dims).
+
+        Images without features (None) get all-zero histograms.
+        """
+        blocks = []
+        for bof, channel in zip(self.channels_, features, strict=True):
+            present = [i for i, f in enumerate(channel) if f is not None]
+            block = np.zeros((len(channel), bof.n_features_out_), dtype=np.float32)
+            if present:
+                block[present] = bof.transform_features([channel[i] for i in present])
+            block /= np.maximum(np.abs(block).sum(axis=1, keepdims=True), 1e-12)
+            blocks.append(block)
+        histograms = np.hstack(blocks)
+        if self.kernel == "chi2":
+            histograms = AdditiveChi2Sampler(sample_steps=2).fit_transform(
+                np.maximum(histograms, 0)
+            )
+        return histograms.astype(np.float32)
+
+    # ----------------------------------------------------------------------------- predicting
+    def decision_function_features(self, features: ChannelFeatures) -> np.ndarray:
+        """SVM scores, shape (n_images, n_classes) (binary: (n_images,) as scikit-learn)."""
+        readable = np.all([[f is not None for f in channel] for channel in features], axis=0)
+        scores = np.asarray(self.svm_.decision_function(self._encode(features)), dtype=np.float64)
+        scores[~readable] = np.nan
+        return scores
+
+    def decision_function(self, images: Sequence[str | os.PathLike | np.ndarray]) -> np.ndarray:
+        """SVM scores; rows of unreadable images are NaN."""
+        features, self.predict_skipped_ = self.extract(images)
+        return self.decision_function_features(features)
+
+    def predict(self, images: Sequence[str | os.PathLike | np.ndarray]) -> np.ndarray:
+        """Class of each image (from ``classes_``); -1 for unreadable images."""
+        return self.labels_from_scores(self.decision_function(images))
+
+    def labels_from_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Turn :meth:`decision_function` output into class labels (-1 where NaN)."""
+        scores = np.asarray(scores)
+        if scores.ndim == 1:
+            labels = self.classes_[(scores > 0).astype(int)]
+            valid = ~np.isnan(scores)
+        else:
+            labels = self.classes_[np.nanargmax(np.nan_to_num(scores, nan=-np.inf), axis=1)]
+            valid = ~np.isnan(scores).any(axis=1)
+        return np.where(valid, labels, -1)
+
+    # ----------------------------------------------------------------------------- persistence
+    def save(self, directory: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
+        """Save as a bundle directory (JSON manifest + safetensors arrays), atomically."""
+        arrays: dict[str, np.ndarray] = {
+            "svm/coef": self.svm_.coef_.astype(np.float32),
+            "svm/intercept": self.svm_.intercept_.astype(np.float32),
+            "svm/classes": np.asarray(self.classes_),
+        }
+        channel_params = []
+        for index, bof in enumerate(self.channels_):
+            channel_params.append(_json_params(bof.get_params()))
+            arrays.update(
+                {f"channel{index}/{name}": array for name, array in bof.to_arrays().items()}
+            )
+        manifest = {
+            "params": _json_params({k: v for k, v in self.get_params().items() if k != "channels"}),
+            "channels": channel_params,
+            "n_training_images": self.n_training_images_,
+            **(metadata or {}),
+        }
+        return save_bundle(directory, BUNDLE_KIND, manifest, arrays)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> tuple[BofClassifier, dict[str, Any]]:
+        """Read a bundle written by :meth:`save`; returns the classifier and the manifest."""
+        manifest, arrays = load_bundle(directory, BUNDLE_KIND)
+        channels = [_restore_params(params) for params in manifest["channels"]]
+        model = cls(channels=channels, **manifest["params"])
+        model.channels_ = []
+        for index, params in enumerate(channels):
+            prefix = f"channel{index}/"
+            own = {
+                name[len(prefix) :]: array
+                for name, array in arrays.items()
+                if name.startswith(prefix)
+            }
+            model.channels_.append(BagOfFeatures.from_arrays(params, own))
+        svm = LinearSVC(C=model.C)
+        svm.coef_ = arrays["svm/coef"].astype(np.float64)
+        svm.intercept_ = arrays["svm/intercept"].astype(np.float64)
+        svm.classes_ = arrays["svm/classes"]
+        model.svm_ = svm
+        model.classes_ = svm.classes_
+        model.n_training_images_ = manifest.get("n_training_images", 0)
+        return model, manifest
+
+
+def _json_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as JSON values (tuples become lists, paths strings)."""
+    out = {}
+    for name, value in params.items():
+        if isinstance(value, tuple):
+            value = list(value)
+        elif isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        out[name] = value
+    return out
+
+
+def _restore_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Undo :func:`_json_params` for the parameters that are tuples by convention."""
+    return {
+        name: tuple(value) if name == "pyramid" and isinstance(value, list) else value
+        for name, value in params.items()
+    }

@@ -1,0 +1,698 @@
+"""Visual vocabularies: flat k-means and the vocabulary tree, for float and binary descriptors.
+
+A vocabulary turns local descriptors into visual words. Two kinds, one face
+(``fit`` / ``assign`` / ``assign_soft`` / ``quantization_error`` / ``to_arrays``):
+
+* :class:`KMeansVocabulary`: flat k-means (FAISS); words are found through a FAISS index,
+  exact (``index="flat"``) or approximate (``index="hnsw"``) for vocabularies of 100k+ words.
+* :class:`VocabularyTree`: hierarchical k-means (Nister & Stewenius, CVPR 2006): ``branching``
+  clusters per node, ``depth`` levels, up to ``branching ** depth`` leaf words; a descriptor
+  is assigned by descending the tree, ``branching * depth`` distances instead of one per word.
+
+Distances are squared Euclidean for float32 descriptors. Binary descriptors (ORB, AKAZE:
+packed bits in uint8) are compared by Hamming distance, which is the squared Euclidean
+distance between the bit vectors, and clustered by k-majority (Grana et al., 2013): Lloyd
+iterations where each centre is the bitwise majority vote of its members, so words stay
+binary and are searched with ``faiss.IndexBinaryFlat``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import faiss
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from threadpoolctl import threadpool_limits
+
+from imagelearn.core.parallel import resolve_n_jobs
+
+#: Rows searched at once when assigning descriptors (bounds the distance buffers' memory).
+ASSIGN_CHUNK_ROWS = 65_536
+#: Bytes of gathered child centres the tree descends through at once.
+TREE_CHUNK_BYTES = 64 * 2**20
+#: The tree compares descriptors node by node (one matrix product each) when nodes hold at
+#: least this many of them on average, else child by child.
+TREE_GROUP_MIN_ROWS = 16
+#: Neighbours per node of the HNSW graph used by ``KMeansVocabulary(index="hnsw")``.
+HNSW_NEIGHBORS = 32
+#: Candidates examined per HNSW search; higher is more exact and slower.
+HNSW_SEARCH_DEPTH = 64
+
+INDEX_KINDS = ("flat", "hnsw")
+INIT_KINDS = ("auto", "k-means++", "random")
+#: ``init="auto"`` seeds with k-means++ up to this many clusters, at random beyond.
+KMEANSPP_MAX_CLUSTERS = 4096
+#: k-means++ seeding looks at this many rows per cluster at most.
+KMEANSPP_ROWS_PER_CLUSTER = 8
+
+
+@contextmanager
+def faiss_threads(n_jobs: int | None) -> Iterator[None]:
+    """Run FAISS with ``n_jobs`` threads (scikit-learn's convention), restoring the count after."""
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(resolve_n_jobs(n_jobs))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
+
+
+def check_descriptors(descriptors: Any, name: str = "descriptors") -> np.ndarray:
+    """Return descriptors as a C-contiguous float32 array, or uint8 for packed binary ones.
+
+    Raises
+    ------
+    ValueError
+        When not 2-D, empty of columns, of another integer/boolean type, or not finite.
+    """
+    array = np.asarray(descriptors)
+    if array.ndim != 2 or array.shape[1] == 0:
+        raise ValueError(f"{name} must be a 2-D array (n, d) with d > 0; got shape {array.shape}")
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(
+            f"{name} must be float (real-valued) or uint8 (packed binary bits); got {array.dtype}"
+        )
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contain NaN or infinite values")
+    return array
+
+
+def soft_weights(squared_distances: np.ndarray, bandwidth: float) -> np.ndarray:
+    """Kernel-codebook weights (van Gemert et al., 2008) of each row's candidate words.
+
+    Parameters
+    ----------
+    squared_distances : ndarray, shape (n, k)
+        Squared distances (Hamming for binary) to ``k`` candidate words; ``inf`` = no candidate.
+    bandwidth : float
+        Kernel variance sigma^2, in squared-distance units.
+
+    Returns
+    -------
+    ndarray of float32, shape (n, k): ``exp(-d^2 / (2 sigma^2))`` per row, rows summing to 1.
+    """
+    distances = np.asarray(squared_distances, dtype=np.float64)
+    nearest = distances.min(axis=1, keepdims=True)
+    weights = np.exp(-(distances - nearest) / (2.0 * max(bandwidth, 1e-12)))
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _single_threaded_blas() -> threadpool_limits:
+    """Products of a few rows by a node's children are too small for threads to pay off."""
+    return threadpool_limits(1, user_api="blas")
+
+
+def _check_init(init: str) -> None:
+    if init not in INIT_KINDS:
+        raise ValueError(f"init must be one of {INIT_KINDS}; got {init!r}")
+
+
+def _seed(random_state: int | np.random.RandomState | None) -> int:
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def _chunks(n_rows: int, chunk_rows: int) -> Iterator[slice]:
+    for start in range(0, n_rows, chunk_rows):
+        yield slice(start, min(start + chunk_rows, n_rows))
+
+
+def _flat_index(words: np.ndarray, kind: str = "flat") -> faiss.Index | faiss.IndexBinary:
+    """A FAISS index over ``words``: L2 for float32, Hamming for packed uint8 bits."""
+    binary = words.dtype == np.uint8
+    bits = words.shape[1] * 8
+    if kind == "hnsw":
+        index = (
+            faiss.IndexBinaryHNSW(bits, HNSW_NEIGHBORS)
+            if binary
+            else faiss.IndexHNSWFlat(words.shape[1], HNSW_NEIGHBORS)
+        )
+        index.hnsw.efSearch = HNSW_SEARCH_DEPTH
+    else:
+        index = faiss.IndexBinaryFlat(bits) if binary else faiss.IndexFlatL2(words.shape[1])
+    index.add(words)
+    return index
+
+
+def _search(index: faiss.Index | faiss.IndexBinary, descriptors: np.ndarray, k: int):
+    """``k`` nearest words of every row, in chunks: (squared distances float32, words int64)."""
+    distances = np.empty((len(descriptors), k), dtype=np.float32)
+    words = np.empty((len(descriptors), k), dtype=np.int64)
+    for rows in _chunks(len(descriptors), ASSIGN_CHUNK_ROWS):
+        chunk_distances, words[rows] = index.search(descriptors[rows], k)
+        distances[rows] = chunk_distances
+    return distances, words
+
+
+def kmeanspp_seeds(descriptors: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    """Greedy k-means++ seeding (Arthur & Vassilvitskii, 2007) on a random subsample.
+
+    As scikit-learn's ``kmeans_plusplus``: each new centre is the best of ``2 + ln(k)``
+    candidates drawn with probability proportional to the squared distance to the nearest
+    centre so far. Runs on at most ``KMEANSPP_ROWS_PER_CLUSTER * n_clusters`` rows.
+
+    Returns
+    -------
+    ndarray, shape (n_clusters, d), same dtype as ``descriptors``
+    """
+    rng = np.random.default_rng(seed)
+    n_rows = min(len(descriptors), KMEANSPP_ROWS_PER_CLUSTER * n_clusters)
+    rows = descriptors[np.sort(rng.choice(len(descriptors), n_rows, replace=False))]
+    if rows.dtype == np.uint8:
+
+        def squared_distances(centers: np.ndarray) -> np.ndarray:
+            """(n_rows, n_centers) Hamming distances."""
+            return np.stack(
+                [np.bitwise_count(rows ^ center).sum(axis=1, dtype=np.int64) for center in centers],
+                axis=1,
+            )
+    else:
+        norms = np.einsum("nd,nd->n", rows, rows)
+
+        def squared_distances(centers: np.ndarray) -> np.ndarray:
+            """(n_rows, n_centers) squared Euclidean distances."""
+            products = rows @ centers.T
+            return np.maximum(
+                norms[:, None] - 2.0 * products + np.einsum("kd,kd->k", centers, centers), 0.0
+            )
+
+    n_candidates = 2 + int(np.log(n_clusters))
+    chosen = [int(rng.integers(n_rows))]
+    nearest = squared_distances(rows[chosen]).astype(np.float64)[:, 0]
+    with _single_threaded_blas():
+        for _ in range(1, n_clusters):
+            cumulative = np.cumsum(nearest)
+            if cumulative[-1] <= 0:  # fewer distinct rows than clusters: any row not chosen yet
+                chosen.append(int(rng.choice(np.setdiff1d(np.arange(n_rows), chosen))))
+                continue
+            draws = np.searchsorted(
+                cumulative, rng.random(n_candidates) * cumulative[-1], side="right"
+            )
+            candidates = np.minimum(draws, n_rows - 1)
+            updated = np.minimum(nearest[:, None], squared_distances(rows[candidates]))
+            best = int(updated.sum(axis=0).argmin())
+            chosen.append(int(candidates[best]))
+            nearest = updated[:, best]
+    return np.ascontiguousarray(rows[chosen])
+
+
+def initial_centers(descriptors: np.ndarray, n_clusters: int, init: str, seed: int) -> np.ndarray:
+    """Starting centres: k-means++ seeds or random distinct rows; ``auto`` picks by size."""
+    if init == "auto":
+        init = "k-means++" if n_clusters <= KMEANSPP_MAX_CLUSTERS else "random"
+    if init == "k-means++":
+        return kmeanspp_seeds(descriptors, n_clusters, seed)
+    rng = np.random.default_rng(seed)
+    return descriptors[np.sort(rng.choice(len(descriptors), n_clusters, replace=False))].copy()
+
+
+def kmeans_centers(
+    descriptors: np.ndarray, initial: np.ndarray, n_iter: int
+) -> tuple[np.ndarray, float]:
+    """Lloyd k-means with FAISS on all given float32 rows from ``initial`` (k, d) centres.
+
+    Returns the centres (k, d) float32 and the mean squared distance of the rows to their
+    centre at the last iteration's assignment.
+    """
+    n_rows, dimension = descriptors.shape
+    kmeans = faiss.Kmeans(
+        dimension,
+        len(initial),
+        niter=n_iter,
+        max_points_per_centroid=n_rows // len(initial) + 1,  # use the whole sample, no subsampling
+        min_points_per_centroid=1,
+        verbose=False,
+    )
+    kmeans.train(descriptors, init_centroids=initial)
+    return np.ascontiguousarray(kmeans.centroids, dtype=np.float32), float(kmeans.obj[-1]) / n_rows
+
+
+def kmajority_centers(
+    descriptors: np.ndarray, initial: np.ndarray, n_iter: int
+) -> tuple[np.ndarray, float]:
+    """k-majority clustering of packed binary descriptors under the Hamming distance.
+
+    Each iteration assigns rows to the nearest centre and sets each centre's bits to its
+    members' majority (ties give 0). An empty cluster is re-seeded with the row farthest from
+    its centre.
+
+    Returns
+    -------
+    centers : ndarray of uint8, shape (n_clusters, n_bytes)
+    mean_distance : float
+        Mean Hamming distance of the rows to their centre at the last assignment.
+    """
+    centers = initial.copy()
+    n_clusters = len(centers)
+    bits = np.unpackbits(descriptors, axis=1)
+    for _ in range(n_iter):
+        distances, labels = _search(_flat_index(centers), descriptors, 1)
+        labels = labels[:, 0]
+        counts = np.bincount(labels, minlength=n_clusters)
+        occupied = counts > 0
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[occupied]
+        votes = np.add.reduceat(
+            bits[np.argsort(labels, kind="stable")], starts, axis=0, dtype=np.int32
+        )
+        updated = centers.copy()
+        updated[occupied] = np.packbits(2 * votes > counts[occupied, None], axis=1)
+        n_empty = int((~occupied).sum())
+        if n_empty:
+            farthest = np.argsort(distances[:, 0], kind="stable")[::-1][:n_empty]
+            updated[~occupied] = descriptors[farthest]
+        if np.array_equal(updated, centers):
+            break
+        centers = updated
+    return centers, float(distances.mean())
+
+
+def cluster_centers(
+    descriptors: np.ndarray, n_clusters: int, n_iter: int, init: str, seed: int
+) -> tuple[np.ndarray, float]:
+    """k-means for float32 rows, k-majority for packed binary (uint8) rows.
+
+    Returns the centres and the rows' mean squared (Hamming) distance to them.
+    """
+    initial = initial_centers(descriptors, n_clusters, init, seed)
+    if descriptors.dtype == np.uint8:
+        return kmajority_centers(descriptors, initial, n_iter)
+    return kmeans_centers(descriptors, initial, n_iter)
+
+
+def _pairwise_squared(descriptors: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """(n, m) squared distances (Hamming for packed bits) between rows and ``centers`` (m, d)."""
+    if descriptors.dtype == np.uint8:
+        return (
+            np.bitwise_count(descriptors[:, None, :] ^ centers[None])
+            .sum(axis=2, dtype=np.int64)
+            .astype(np.float32)
+        )
+    distances = descriptors @ (-2.0 * centers.T)
+    distances += np.einsum("nd,nd->n", descriptors, descriptors)[:, None]
+    distances += np.einsum("md,md->m", centers, centers)[None, :]
+    return np.maximum(distances, 0.0, out=distances)
+
+
+def _gathered_squared(descriptors: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """(n, b) squared distances between each row and its own ``b`` centers (n, b, d)."""
+    if descriptors.dtype == np.uint8:
+        return (
+            np.bitwise_count(centers ^ descriptors[:, None, :])
+            .sum(axis=2, dtype=np.int64)
+            .astype(np.float32)
+        )
+    distances = np.einsum("nbd,nbd->nb", centers, centers)
+    distances -= 2.0 * np.einsum("nbd,nd->nb", centers, descriptors)
+    distances += np.einsum("nd,nd->n", descriptors, descriptors)[:, None]
+    return np.maximum(distances, 0.0, out=distances)
+
+
+class Vocabulary(BaseEstimator):
+    """What every vocabulary offers once fitted; subclasses implement ``fit`` and ``_search``."""
+
+    def _search(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(squared distances (n, k) float32, words (n, k) int64), nearest first."""
+        raise NotImplementedError
+
+    @property
+    def n_words_(self) -> int:
+        """Number of visual words."""
+        raise NotImplementedError
+
+    def _check_fitted_descriptors(self, descriptors: Any) -> np.ndarray:
+        if not hasattr(self, "bandwidth_"):
+            raise ValueError(f"this {type(self).__name__} is not fitted yet; call fit first")
+        descriptors = check_descriptors(descriptors)
+        if descriptors.dtype != self.dtype_ or descriptors.shape[1] != self.dimension_:
+            kind = "binary (uint8)" if self.dtype_ == np.uint8 else "float"
+            raise ValueError(
+                f"descriptors are {descriptors.dtype} with {descriptors.shape[1]} columns but the "
+                f"vocabulary was built on {kind} descriptors with {self.dimension_} columns"
+            )
+        return descriptors
+
+    def assign(self, descriptors: np.ndarray) -> np.ndarray:
+        """Word of each descriptor.
+
+        Parameters
+        ----------
+        descriptors : ndarray, shape (n, d); float32, or uint8 packed bits for binary vocabularies
+
+        Returns
+        -------
+        ndarray of int64, shape (n,), in ``[0, n_words_)``.
+        """
+        descriptors = self._check_fitted_descriptors(descriptors)
+        with faiss_threads(self.n_jobs):
+            return self._search(descriptors, 1)[1][:, 0]
+
+    def assign_soft(self, descriptors: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest words of each descriptor with kernel-codebook weights.
+
+        Weights are ``exp(-d^2 / (2 sigma^2))``, normalised per descriptor, with ``sigma^2``
+        (``bandwidth_``) the mean squared distance of the training descriptors to their word.
+
+        Returns
+        -------
+        words : ndarray of int64, shape (n, k)
+        weights : ndarray of float32, shape (n, k); each row sums to 1
+        """
+        descriptors = self._check_fitted_descriptors(descriptors)
+        if not 1 <= int(k) <= self.n_words_:
+            raise ValueError(f"k must be between 1 and n_words_={self.n_words_}; got {k}")
+        with faiss_threads(self.n_jobs):
+            distances, words = self._search(descriptors, int(k))
+        return words, soft_weights(distances, self.bandwidth_)
+
+    def quantization_error(self, descriptors: np.ndarray) -> float:
+        """Mean squared distance of descriptors to their word (mean Hamming distance if binary)."""
+        descriptors = self._check_fitted_descriptors(descriptors)
+        with faiss_threads(self.n_jobs):
+            return float(self._search(descriptors, 1)[0].astype(np.float64).mean())
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The learned state as named arrays (for :func:`imagelearn.core.bundle.save_bundle`)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_arrays(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Vocabulary:
+        """A fitted vocabulary from ``get_params()`` and :meth:`to_arrays` output."""
+        raise NotImplementedError
+
+
+class KMeansVocabulary(Vocabulary):
+    """Flat visual vocabulary: k-means (k-majority for binary descriptors), FAISS assignment.
+
+    Parameters
+    ----------
+    n_words : int
+        Number of clusters (words).
+    n_iter : int
+        Lloyd (or k-majority) iterations.
+    init : {"auto", "k-means++", "random"}
+        Starting centres: k-means++ seeding on a subsample, or random distinct descriptors;
+        ``auto`` uses k-means++ up to 4096 words (its cost grows with the square of ``n_words``).
+    index : {"flat", "hnsw"}
+        How words are searched: exact brute force, or an HNSW graph (approximate, much
+        faster from ~50k words on).
+    n_jobs : int or None
+        FAISS threads; -1 uses all cores.
+    random_state : int, RandomState or None
+        Seeds the initial centres.
+
+    Attributes
+    ----------
+    words_ : ndarray, shape (n_words, d); float32, or uint8 packed bits for binary descriptors
+    bandwidth_ : float
+        Mean squared distance of the training descriptors to their word at the last iteration
+        (the soft-assignment kernel's sigma^2).
+    """
+
+    def __init__(
+        self,
+        n_words: int = 1000,
+        n_iter: int = 20,
+        init: str = "auto",
+        index: str = "flat",
+        n_jobs: int | None = -1,
+        random_state: int | np.random.RandomState | None = 0,
+    ) -> None:
+        self.n_words = n_words
+        self.n_iter = n_iter
+        self.init = init
+        self.index = index
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def fit(self, descriptors: np.ndarray, y: None = None) -> KMeansVocabulary:
+        """Cluster ``descriptors`` (n, d) into ``n_words`` words; uses every row given."""
+        descriptors = check_descriptors(descriptors)
+        if self.index not in INDEX_KINDS:
+            raise ValueError(f"index must be one of {INDEX_KINDS}; got {self.index!r}")
+        _check_init(self.init)
+        if int(self.n_words) < 1 or int(self.n_iter) < 1:
+            raise ValueError(f"n_words and n_iter must be >= 1; got {self.n_words}, {self.n_iter}")
+        if len(descriptors) < self.n_words:
+            raise ValueError(
+                f"{self.n_words} words need at least as many descriptors; got {len(descriptors)}"
+            )
+        with faiss_threads(self.n_jobs):
+            self.words_, self.bandwidth_ = cluster_centers(
+                descriptors,
+                int(self.n_words),
+                int(self.n_iter),
+                self.init,
+                _seed(self.random_state),
+            )
+            self._index = _flat_index(self.words_, self.index)
+        self.dtype_, self.dimension_ = descriptors.dtype, descriptors.shape[1]
+        return self
+
+    @property
+    def n_words_(self) -> int:
+        return len(self.words_)
+
+    def _search(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return _search(self._index, descriptors, k)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"words": self.words_, "bandwidth": np.array([self.bandwidth_], dtype=np.float64)}
+        if self.index == "hnsw":  # the graph is saved so that a reload assigns identically
+            serialize = (
+                faiss.serialize_index_binary if self.dtype_ == np.uint8 else faiss.serialize_index
+            )
+            arrays["hnsw_graph"] = serialize(self._index)
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> KMeansVocabulary:
+        vocabulary = cls(**params)
+        vocabulary.words_ = np.ascontiguousarray(arrays["words"])
+        vocabulary.dtype_ = vocabulary.words_.dtype
+        vocabulary.dimension_ = vocabulary.words_.shape[1]
+        vocabulary.bandwidth_ = float(arrays["bandwidth"][0])
+        if "hnsw_graph" in arrays:
+            binary = vocabulary.dtype_ == np.uint8
+            deserialize = faiss.deserialize_index_binary if binary else faiss.deserialize_index
+            vocabulary._index = deserialize(np.ascontiguousarray(arrays["hnsw_graph"]))
+            vocabulary._index.hnsw.efSearch = HNSW_SEARCH_DEPTH
+        else:
+            vocabulary._index = _flat_index(vocabulary.words_, vocabulary.index)
+        return vocabulary
+
+
+class VocabularyTree(Vocabulary):
+    """Hierarchical k-means vocabulary (Nister & Stewenius, 2006).
+
+    The root's descriptors are clustered into ``branching`` children, each child's again,
+    ``depth`` levels down; the leaves are the words. A node with fewer than ``branching``
+    descriptors is not split (it continues as its own single child), so ``n_words_`` can be
+    below ``branching ** depth``. Assignment descends greedily to the nearest child.
+
+    Parameters
+    ----------
+    branching : int
+        Children per node (>= 2).
+    depth : int
+        Levels below the root (>= 1).
+    n_iter : int
+        k-means (k-majority) iterations at every node.
+    init : {"auto", "k-means++", "random"}
+        Starting centres at every node (see :class:`KMeansVocabulary`).
+    n_jobs : int or None
+        FAISS threads; -1 uses all cores.
+    random_state : int, RandomState or None
+
+    Attributes
+    ----------
+    centers_ : list of ``depth`` ndarrays
+        ``centers_[l]`` (n_nodes at level l + 1, d): node centres, float32 or packed uint8.
+    first_child_, n_children_ : lists of ``depth`` int64 ndarrays
+        Children of node ``i`` at level ``l`` are rows ``first_child_[l][i]`` to
+        ``first_child_[l][i] + n_children_[l][i] - 1`` of ``centers_[l]`` (level 0 = root).
+    bandwidth_ : float
+        Mean squared distance of the training descriptors to their leaf.
+    labels_ : ndarray of int64, shape (n_train,)
+        Leaf of each training descriptor, from the same descent as :meth:`assign`.
+    """
+
+    def __init__(
+        self,
+        branching: int = 10,
+        depth: int = 3,
+        n_iter: int = 20,
+        init: str = "auto",
+        n_jobs: int | None = -1,
+        random_state: int | np.random.RandomState | None = 0,
+    ) -> None:
+        self.branching = branching
+        self.depth = depth
+        self.n_iter = n_iter
+        self.init = init
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def fit(self, descriptors: np.ndarray, y: None = None) -> VocabularyTree:
+        """Build the tree on ``descriptors`` (n, d), level by level."""
+        descriptors = check_descriptors(descriptors)
+        branching, depth = int(self.branching), int(self.depth)
+        if branching < 2 or depth < 1 or int(self.n_iter) < 1:
+            raise ValueError(
+                f"branching must be >= 2, depth and n_iter >= 1; got {self.branching}, {self.depth}, {self.n_iter}"
+            )
+        if len(descriptors) < branching:
+            raise ValueError(
+                f"branching={branching} needs at least as many descriptors; got {len(descriptors)}"
+            )
+        _check_init(self.init)
+        rng = check_random_state(self.random_state)
+        self.centers_, self.first_child_, self.n_children_ = [], [], []
+        node_of_row = np.zeros(len(descriptors), dtype=np.int64)
+        parent_centers = [self._mean_center(descriptors)]
+        with faiss_threads(self.n_jobs), _single_threaded_blas():
+            for level in range(depth):
+                order = np.argsort(node_of_row, kind="stable")
+                bounds = np.searchsorted(node_of_row[order], np.arange(len(parent_centers) + 1))
+                children, n_children = [], []
+                for node, center in enumerate(parent_centers):
+                    members = descriptors[order[bounds[node] : bounds[node + 1]]]
+                    if len(members) >= branching:
+                        children.append(
+                            cluster_centers(
+                                members, branching, int(self.n_iter), self.init, _seed(rng)
+                            )[0]
+                        )
+                    else:
+                        children.append(center[None])
+                    n_children.append(len(children[-1]))
+                self.n_children_.append(np.asarray(n_children, dtype=np.int64))
+                self.first_child_.append(
+                    np.concatenate(([0], np.cumsum(n_children)[:-1])).astype(np.int64)
+                )
+                self.centers_.append(np.ascontiguousarray(np.concatenate(children)))
+                node_of_row, distances = self._descend(descriptors, node_of_row, level)
+                parent_centers = list(self.centers_[-1])
+        self.labels_ = node_of_row
+        self.bandwidth_ = float(distances.astype(np.float64).mean())
+        self.dtype_, self.dimension_ = descriptors.dtype, descriptors.shape[1]
+        return self
+
+    @staticmethod
+    def _mean_center(descriptors: np.ndarray) -> np.ndarray:
+        if descriptors.dtype == np.uint8:
+            bits = np.unpackbits(descriptors, axis=1)
+            return np.packbits(2 * bits.sum(axis=0, dtype=np.int64) > len(bits))
+        return descriptors.mean(axis=0, dtype=np.float64).astype(np.float32)
+
+    @property
+    def n_words_(self) -> int:
+        return len(self.centers_[-1])
+
+    def _child_distances(
+        self, descriptors: np.ndarray, nodes: np.ndarray, level: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Children of ``nodes`` (at ``level``) and squared distances to them, ``inf`` for padding.
+
+        When many descriptors share a node (upper levels), each node's descriptors are compared
+        with its children in one matrix product; otherwise every descriptor's children are
+        gathered and compared row by row.
+
+        Returns (children (n, branching) int64 rows of ``centers_[level]``, distances (n, branching)).
+        """
+        slots = np.arange(int(self.branching))
+        first, count = self.first_child_[level][nodes], self.n_children_[level][nodes]
+        children = first[:, None] + np.minimum(slots[None, :], count[:, None] - 1)
+        order = np.argsort(nodes, kind="stable")
+        sorted_nodes = nodes[order]
+        starts = np.flatnonzero(np.concatenate(([True], sorted_nodes[1:] != sorted_nodes[:-1])))
+        if len(starts) * TREE_GROUP_MIN_ROWS <= len(nodes):
+            distances = np.empty(children.shape, dtype=np.float32)
+            for start, end in zip(starts, [*starts[1:], len(nodes)], strict=True):
+                rows = order[start:end]
+                distances[rows] = _pairwise_squared(
+                    descriptors[rows], self.centers_[level][children[rows[0]]]
+                )
+        else:
+            distances = _gathered_squared(descriptors, self.centers_[level][children])
+        distances[slots[None, :] >= count[:, None]] = np.inf
+        return children, distances
+
+    def _chunk_rows(self) -> int:
+        row_bytes = int(self.branching) * self.centers_[0].shape[1] * self.centers_[0].itemsize
+        return max(1, TREE_CHUNK_BYTES // row_bytes)
+
+    def _descend(
+        self, descriptors: np.ndarray, nodes: np.ndarray, level: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest child (a row of ``centers_[level]``) of each descriptor's node at ``level``.
+
+        Returns (children (n,) int64, squared distances to them (n,) float32).
+        """
+        nearest = np.empty(len(descriptors), dtype=np.int64)
+        nearest_distances = np.empty(len(descriptors), dtype=np.float32)
+        for rows in _chunks(len(descriptors), self._chunk_rows()):
+            children, distances = self._child_distances(descriptors[rows], nodes[rows], level)
+            best = distances.argmin(axis=1)
+            nearest[rows] = children[np.arange(len(children)), best]
+            nearest_distances[rows] = distances[np.arange(len(children)), best]
+        return nearest, nearest_distances
+
+    def _search(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Descend to the leaf's parent, then rank its (at most ``branching``) leaves."""
+        if k > int(self.branching):
+            raise ValueError(
+                f"a vocabulary tree ranks the leaves of one parent: k must be <= branching={self.branching}; got {k}"
+            )
+        distances = np.empty((len(descriptors), k), dtype=np.float32)
+        words = np.empty((len(descriptors), k), dtype=np.int64)
+        last = len(self.centers_) - 1
+        with _single_threaded_blas():
+            for rows in _chunks(len(descriptors), self._chunk_rows()):
+                chunk = descriptors[rows]
+                nodes = np.zeros(len(chunk), dtype=np.int64)
+                for level in range(last):
+                    nodes = self._descend(chunk, nodes, level)[0]
+                children, child_distances = self._child_distances(chunk, nodes, last)
+                ranked = np.argsort(child_distances, axis=1, kind="stable")[:, :k]
+                words[rows] = np.take_along_axis(children, ranked, axis=1)
+                distances[rows] = np.take_along_axis(child_distances, ranked, axis=1)
+        return distances, words
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"bandwidth": np.array([self.bandwidth_], dtype=np.float64)}
+        for level in range(len(self.centers_)):
+            arrays[f"level{level}.centers"] = self.centers_[level]
+            arrays[f"level{level}.first_child"] = self.first_child_[level]
+            arrays[f"level{level}.n_children"] = self.n_children_[level]
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> VocabularyTree:
+        tree = cls(**params)
+        levels = range(int(tree.depth))
+        tree.centers_ = [np.ascontiguousarray(arrays[f"level{level}.centers"]) for level in levels]
+        tree.first_child_ = [
+            arrays[f"level{level}.first_child"].astype(np.int64) for level in levels
+        ]
+        tree.n_children_ = [arrays[f"level{level}.n_children"].astype(np.int64) for level in levels]
+        tree.dtype_ = tree.centers_[0].dtype
+        tree.dimension_ = tree.centers_[0].shape[1]
+        tree.bandwidth_ = float(arrays["bandwidth"][0])
+        return tree
+
+
+#: Vocabulary kinds by name, for :func:`make_vocabulary` and ``BagOfFeatures(vocabulary=...)``.
+VOCABULARIES: dict[str, type[Vocabulary]] = {"kmeans": KMeansVocabulary, "tree": VocabularyTree}
+
+
+def make_vocabulary(kind: str, **params: Any) -> Vocabulary:
+    """An unfitted vocabulary of a registered ``kind`` ("kmeans" or "tree") with ``params``."""
+    if kind not in VOCABULARIES:
+        raise ValueError(f"unknown vocabulary {kind!r}; choose one of {sorted(VOCABULARIES)}")
+    return VOCABULARIES[kind](**params)

@@ -1,0 +1,223 @@
+"""Extracting local features from many images: all cores, a progress bar, an on-disk cache.
+
+The cache key is the SHA-256 of the file's bytes together with the detector's name and
+parameters, the OpenCV version and :data:`CACHE_VERSION`; so renaming or copying a file still
+hits the cache, and editing it or changing a parameter misses. Entries are ``.npz`` files
+(plain ``.npy`` arrays in a zip, read without pickle) written atomically. They hold the
+detector's raw output (:meth:`~imagelearn.features.Detector.detect_raw`): SIFT's integer values
+are stored in one byte each, a quarter of float32, and RootSIFT is applied after reading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import zipfile
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from imagelearn.core.bundle import atomic_write_bytes
+from imagelearn.core.images import ImageReadError, load_image
+from imagelearn.core.parallel import parallel_map, resolve_n_jobs
+from imagelearn.core.progress import progress
+from imagelearn.features.base import LocalFeatures
+from imagelearn.features.detectors import Detector, rescale_features
+
+#: Bump when the meaning of cached features changes without a parameter changing.
+CACHE_VERSION = 2
+
+#: EXIF orientations that swap width and height (transposed or rotated by 90 degrees).
+_TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+_EXIF_ORIENTATION = 0x0112
+
+logger = logging.getLogger(__name__)
+
+ImageSource = str | os.PathLike | np.ndarray
+
+
+def default_cache_dir() -> Path:
+    """``$IMAGELEARN_CACHE/features``, else ``~/.cache/imagelearn/features``."""
+    root = os.environ.get("IMAGELEARN_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "imagelearn") / "features"
+
+
+def cache_key(path: str | os.PathLike, detector: Detector) -> str:
+    """Hex SHA-256 naming the features of the file at ``path`` under ``detector``."""
+    with open(path, "rb") as stream:
+        content = hashlib.file_digest(stream, "sha256").hexdigest()
+    recipe = json.dumps(
+        {
+            "cache_version": CACHE_VERSION,
+            "opencv": cv2.__version__,
+            "detector": detector.name,
+            "params": detector.get_params(),
+            "content": content,
+        },
+        sort_keys=True,
+        default=lambda value: value.item() if isinstance(value, np.generic) else str(value),
+    )
+    return hashlib.sha256(recipe.encode("utf-8")).hexdigest()
+
+
+def _entry_path(cache_dir: Path, detector: Detector, key: str) -> Path:
+    return cache_dir / detector.name / key[:2] / f"{key}.npz"
+
+
+def _read_entry(path: Path) -> LocalFeatures | None:
+    """The cached raw features at ``path``; None when absent or unreadable (then recomputed)."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            descriptors = stored["descriptors"]
+            if "float_descriptors" in stored:
+                descriptors = descriptors.astype(np.float32)
+            return LocalFeatures(
+                stored["keypoints"], descriptors, tuple(int(v) for v in stored["image_shape"])
+            )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        logger.debug("ignoring unreadable cache entry %s (%s)", path, error)
+        return None
+
+
+def _write_entry(path: Path, features: LocalFeatures) -> None:
+    """Save raw features; float descriptors that are all integers in 0..255 go in one byte."""
+    arrays = {
+        "keypoints": features.keypoints,
+        "descriptors": features.descriptors,
+        "image_shape": np.asarray(features.image_shape, dtype=np.int64),
+    }
+    descriptors = features.descriptors
+    if (
+        descriptors.dtype == np.float32
+        and np.all((descriptors >= 0) & (descriptors <= 255))
+        and np.array_equal(descriptors, np.rint(descriptors))
+    ):
+        arrays["descriptors"] = descriptors.astype(np.uint8)
+        arrays["float_descriptors"] = np.ones(1, dtype=np.bool_)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def oriented_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of the image file after its EXIF orientation, from the header only."""
+    with Image.open(path) as image:
+        width, height = image.size
+        if image.getexif().get(_EXIF_ORIENTATION) in _TRANSPOSING_ORIENTATIONS:
+            width, height = height, width
+    return height, width
+
+
+def _detect_one(
+    job: tuple[ImageSource, Path | None], detector: Detector, single_thread: bool
+) -> tuple[LocalFeatures | None, str | None]:
+    """Features of one image (a path or an array), saved to ``job[1]`` when given.
+
+    Returns the features and None, or None and the reason the file could not be read.
+    Keypoints of files are in the file's own pixel coordinates (after EXIF orientation).
+    """
+    if single_thread:
+        cv2.setNumThreads(1)
+    source, entry = job
+    if isinstance(source, np.ndarray):
+        return detector.detect(source), None
+    try:
+        image = load_image(source, detector.color_mode, max_side=detector.max_side)
+    except ImageReadError as error:
+        return None, error.reason
+    raw = detector.detect_raw(image)
+    if detector.max_side is not None:  # loading may have shrunk it
+        raw = rescale_features(raw, oriented_size(source))
+    if entry is not None:
+        try:
+            _write_entry(entry, raw)
+        except OSError as error:  # a full or read-only cache costs time, not results
+            logger.warning("could not cache features in %s: %s", entry, error)
+    return detector.normalise_descriptors(raw), None
+
+
+def extract_features(
+    images: Sequence[ImageSource],
+    detector: Detector,
+    n_jobs: int | None = -1,
+    cache_dir: str | os.PathLike | bool | None = None,
+    strict: bool = False,
+    description: str = "features",
+) -> tuple[list[LocalFeatures | None], list[tuple[str, str]]]:
+    """Detect and describe local features in many images, in parallel, with a disk cache.
+
+    Parameters
+    ----------
+    images : sequence of path-like or ndarray
+        Image files (loaded with the detector's ``color_mode``, downscaled to its ``max_side``
+        while decoding) or uint8 arrays (H, W) / (H, W, 3). Arrays are not cached.
+    detector : Detector
+        From :func:`~imagelearn.features.make_detector`.
+    n_jobs : int or None
+        Processes; -1 uses all cores (scikit-learn's convention).
+    cache_dir : path-like, None or False
+        Where cached features live; None: :func:`default_cache_dir`; False: no cache.
+    strict : bool
+        Raise on the first unreadable file instead of skipping it.
+    description : str
+        Label of the progress bar.
+
+    Returns
+    -------
+    features : list of LocalFeatures or None
+        One per image, in order; None for an unreadable file. Keypoints of a file are in the
+        file's pixel coordinates even when ``max_side`` shrank it for detection.
+    skipped : list of (path, reason)
+        Unreadable files; each is also logged as a warning.
+
+    Raises
+    ------
+    ImageReadError
+        With ``strict=True``, for the first file that cannot be read.
+    """
+    cache = (
+        None
+        if cache_dir is False
+        else Path(default_cache_dir() if cache_dir in (None, True) else cache_dir)
+    )
+    features: list[LocalFeatures | None] = [None] * len(images)
+    skipped: list[tuple[str, str]] = []
+
+    pending: list[tuple[int, tuple[ImageSource, Path | None]]] = []
+    for index, source in enumerate(progress(images, f"{description} (cache)", total=len(images))):
+        if isinstance(source, np.ndarray) or cache is None:
+            pending.append((index, (source, None)))
+            continue
+        try:
+            entry = _entry_path(cache, detector, cache_key(source, detector))
+        except OSError:  # missing or unreadable: loading it reports why, in order
+            pending.append((index, (source, None)))
+            continue
+        cached = _read_entry(entry)
+        if cached is None:
+            pending.append((index, (source, entry)))
+        else:
+            features[index] = detector.normalise_descriptors(cached)
+
+    workers = min(resolve_n_jobs(n_jobs), max(1, len(pending)))
+    work = partial(_detect_one, detector=detector, single_thread=workers > 1)
+    results = parallel_map(
+        work, [job for _, job in pending], n_jobs=workers, description=description
+    )
+    for (index, (source, _)), (result, reason) in zip(pending, results, strict=True):
+        if reason is not None:
+            if strict:
+                raise ImageReadError(source, reason)
+            logger.warning("skipped %s: %s", source, reason)
+            skipped.append((str(source), reason))
+        features[index] = result
+    return features, skipped

@@ -1,0 +1,133 @@
+"""Object recognition with BoF + SVM: training, evaluation, prediction, saving and sweeps on real photos."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import data_path
+from imagelearn.bof.recognition import BofClassifier
+from imagelearn.bof.runs import predict_images, sweep_vocabulary, train_run
+from imagelearn.cli.main import main
+from imagelearn.core.bundle import BundleError
+
+#: Held-out accuracy floor on the flowers5 subset below (5 classes: chance is 0.20).
+FLOWERS_SUBSET_FLOOR = 0.55
+SMALL_CHANNELS = [
+    {"detector": "dense_rootsift", "n_words": 200, "pyramid": (1, 2), "sample_size": 50_000},
+    {"detector": "dense_lab", "n_words": 32, "pyramid": (1, 2), "sample_size": 50_000},
+]
+
+
+@pytest.fixture(scope="module")
+def flowers_subset(tmp_path_factory) -> str:
+    """A CSV of 50 seeded photos per flowers5 class (250 images)."""
+    root = data_path("flowers5")
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("flowers") / "subset.csv"
+    with path.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["path", "label"])
+        for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            for image in rng.choice(sorted(class_dir.glob("*.jpg")), 50, replace=False):
+                writer.writerow([str(image), class_dir.name])
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def trained_run(flowers_subset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "flowers"
+    model = BofClassifier(channels=SMALL_CHANNELS, cache_dir=tmp_path_factory.mktemp("cache"))
+    metrics = train_run(flowers_subset, out, model, test_size=0.3, seed=0)
+    return out, metrics
+
+
+def test_held_out_accuracy_on_real_flowers_is_above_floor(trained_run):
+    out, metrics = trained_run
+    assert metrics["n_images"] == 75
+    assert metrics["accuracy"] >= FLOWERS_SUBSET_FLOOR
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["accuracy"] == metrics["accuracy"]
+    assert set(saved["per_class"]) == {"daisy", "dandelion", "rose", "sunflower", "tulip"}
+    for name in (
+        "confusion_matrix.png",
+        "misclassified.csv",
+        "split.json",
+        "manifest.json",
+        "arrays.safetensors",
+    ):
+        assert (out / name).is_file(), name
+
+
+def test_saved_model_predicts_like_the_trained_one(trained_run, flowers_subset):
+    out, _ = trained_run
+    model, manifest = BofClassifier.load(out)
+    assert manifest["class_names"] == ["daisy", "dandelion", "rose", "sunflower", "tulip"]
+    split = json.loads((out / "split.json").read_text())
+    held_out = [path for path, _ in split["held_out"][:10]]
+    rows = predict_images(out, held_out)
+    features, _ = model.extract(held_out)
+    labels = model.labels_from_scores(model.decision_function_features(features))
+    assert [row["label"] for row in rows] == [manifest["class_names"][label] for label in labels]
+
+
+def test_predict_cli_reports_unreadable_files_by_name(trained_run, tmp_path, capsys):
+    out, _ = trained_run
+    images = tmp_path / "mixed"
+    shutil.copytree(data_path("bad_inputs", "mixed_images"), images)
+    assert main(["bof", "predict", str(out), str(images), "--format", "json", "--jobs", "1"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    by_name = {row["path"].rsplit("/", 1)[-1]: row for row in rows}
+    assert by_name["ukbench09268_corrupt.jpg"]["label"] is None
+    assert "ukbench09268_corrupt.jpg" not in by_name["ukbench09268.jpg"]["path"]
+    assert all(row["label"] for name, row in by_name.items() if name != "ukbench09268_corrupt.jpg")
+
+
+def test_evaluate_cli_writes_metrics(trained_run, flowers_subset, tmp_path):
+    out, metrics = trained_run
+    assert main(["bof", "evaluate", str(out), flowers_subset, "--out", str(tmp_path / "eval")]) == 0
+    evaluation = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluation["n_images"] == 250
+    assert evaluation["accuracy"] >= metrics["accuracy"], "training images are part of this set"
+
+
+def test_loading_a_corrupt_or_foreign_bundle_fails_clearly(trained_run, tmp_path):
+    out, _ = trained_run
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    (broken / "arrays.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(BundleError, match="corrupt"):
+        BofClassifier.load(broken)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    newer = tmp_path / "newer"
+    shutil.copytree(out, newer)
+    (newer / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="newer"):
+        BofClassifier.load(newer)
+
+
+def test_sweep_measures_each_vocabulary_size(flowers_subset, tmp_path):
+    rows = sweep_vocabulary(
+        flowers_subset,
+        tmp_path,
+        [16, 64],
+        [{"detector": "dense_rootsift", "pyramid": (1,), "sample_size": 20_000}],
+    )
+    assert [row["n_words"] for row in rows] == [16, 64]
+    assert rows[1]["model_bytes"] > rows[0]["model_bytes"]
+    assert all(0.2 < row["accuracy"] <= 1.0 for row in rows)
+    assert (tmp_path / "sweep.png").is_file() and (tmp_path / "sweep.csv").is_file()
+
+
+def test_single_class_training_data_is_refused(tmp_path, make_image, capsys):
+    rng = np.random.default_rng(0)
+    for index in range(4):
+        make_image(f"one/cat/{index}.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    assert main(["bof", "train", str(tmp_path / "one"), "--out", str(tmp_path / "run")]) == 2
+    assert "1 class" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

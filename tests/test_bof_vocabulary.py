@@ -1,0 +1,141 @@
+"""Visual vocabularies: flat k-means, k-majority for binary descriptors, the vocabulary tree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from imagelearn.bof import VOCABULARIES, KMeansVocabulary, VocabularyTree, make_vocabulary
+
+
+def blobs(
+    rng: np.random.Generator, n_clusters: int = 8, per_cluster: int = 150, dimension: int = 16
+):
+    """Well separated Gaussian clusters: (descriptors float32, true labels)."""
+    centers = rng.standard_normal((n_clusters, dimension)) * 10
+    labels = np.repeat(np.arange(n_clusters), per_cluster)
+    points = centers[labels] + rng.standard_normal((len(labels), dimension))
+    return points.astype(np.float32), labels
+
+
+def binary_blobs(
+    rng: np.random.Generator, n_clusters: int = 6, per_cluster: int = 100, flip: float = 0.04
+):
+    """Packed 256-bit descriptors: noisy copies of random codes, (packed uint8, labels, codes)."""
+    codes = rng.integers(0, 2, (n_clusters, 256), dtype=np.uint8)
+    labels = np.repeat(np.arange(n_clusters), per_cluster)
+    noisy = codes[labels] ^ (rng.random((len(labels), 256)) < flip).astype(np.uint8)
+    return np.packbits(noisy, axis=1), labels, codes
+
+
+def test_kmeans_recovers_well_separated_clusters(rng):
+    points, labels = blobs(rng)
+    vocabulary = KMeansVocabulary(n_words=8, n_jobs=1).fit(points)
+    assert vocabulary.n_words_ == 8
+    assert vocabulary.words_.shape == (8, 16)
+    assert adjusted_rand_score(labels, vocabulary.assign(points)) == pytest.approx(1.0)
+    exact = ((points[:, None, :] - vocabulary.words_[None]) ** 2).sum(axis=2).argmin(axis=1)
+    np.testing.assert_array_equal(vocabulary.assign(points), exact)
+    assert vocabulary.quantization_error(points) == pytest.approx(
+        16.0, rel=0.15
+    )  # d * noise variance
+
+
+def test_kmajority_recovers_binary_clusters(rng):
+    packed, labels, codes = binary_blobs(rng)
+    vocabulary = KMeansVocabulary(n_words=6, n_jobs=1).fit(packed)
+    assert vocabulary.words_.dtype == np.uint8
+    assert adjusted_rand_score(labels, vocabulary.assign(packed)) == pytest.approx(1.0)
+    # the majority vote of noisy copies gives back every code exactly
+    word_bits = np.unpackbits(vocabulary.words_, axis=1)
+    assert ((word_bits[:, None, :] != codes[None]).sum(axis=2).min(axis=1) == 0).all()
+    # error is the mean Hamming distance: about flip * 256 bits
+    assert vocabulary.quantization_error(packed) == pytest.approx(0.04 * 256, rel=0.2)
+
+
+def test_tree_assignment_is_its_own_descent_and_close_to_flat(rng):
+    points = rng.standard_normal((3000, 8)).astype(np.float32)
+    tree = VocabularyTree(branching=4, depth=3, n_jobs=1).fit(points)
+    assert tree.n_words_ <= 4**3
+    words = tree.assign(points)
+    np.testing.assert_array_equal(words, tree.labels_)
+    assert words.min() >= 0 and words.max() < tree.n_words_
+    flat = KMeansVocabulary(n_words=tree.n_words_, n_jobs=1).fit(points)
+    assert tree.quantization_error(points) < 1.25 * flat.quantization_error(points)
+
+
+def test_tree_leaves_are_found_by_their_own_centres(rng):
+    points, _ = blobs(rng, n_clusters=20, per_cluster=50)
+    tree = VocabularyTree(branching=3, depth=3, n_jobs=1).fit(points)
+    # a leaf centre lies inside the (convex) cells of all its ancestors
+    assert (tree.assign(tree.centers_[-1]) == np.arange(tree.n_words_)).mean() > 0.95
+
+
+def test_small_nodes_are_not_split(rng):
+    points = rng.standard_normal((12, 8)).astype(np.float32)
+    tree = VocabularyTree(branching=4, depth=3, n_jobs=1).fit(points)
+    assert tree.n_words_ < 4**3
+    np.testing.assert_array_equal(tree.assign(points), tree.labels_)
+
+
+@pytest.mark.parametrize("kind", sorted(VOCABULARIES))
+@pytest.mark.parametrize("binary", [False, True], ids=["float", "binary"])
+def test_soft_assignment_ranks_words_and_weights_sum_to_one(rng, kind, binary):
+    if binary:
+        descriptors = binary_blobs(rng)[0]
+    else:
+        descriptors = blobs(rng)[0]
+    vocabulary = make_vocabulary(
+        kind, n_jobs=1, **({"n_words": 16} if kind == "kmeans" else {"branching": 4, "depth": 2})
+    )
+    vocabulary.fit(descriptors)
+    words, weights = vocabulary.assign_soft(descriptors, 3)
+    assert words.shape == weights.shape == (len(descriptors), 3)
+    assert weights.dtype == np.float32
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
+    assert (np.diff(weights, axis=1) <= 1e-6).all()  # nearest first, largest weight
+    np.testing.assert_array_equal(words[:, 0], vocabulary.assign(descriptors))
+
+
+@pytest.mark.parametrize("kind", sorted(VOCABULARIES))
+def test_to_arrays_round_trip_assigns_identically(rng, kind):
+    points, _ = blobs(rng)
+    params = {"n_words": 10} if kind == "kmeans" else {"branching": 3, "depth": 2}
+    vocabulary = make_vocabulary(kind, n_jobs=1, **params).fit(points)
+    restored = type(vocabulary).from_arrays(vocabulary.get_params(), vocabulary.to_arrays())
+    np.testing.assert_array_equal(restored.assign(points), vocabulary.assign(points))
+    assert restored.quantization_error(points) == pytest.approx(
+        vocabulary.quantization_error(points)
+    )
+
+
+def test_hnsw_index_agrees_with_exact_search_and_survives_saving(rng):
+    points, _ = blobs(rng, n_clusters=40, per_cluster=40)
+    exact = KMeansVocabulary(n_words=200, n_iter=5, n_jobs=1).fit(points)
+    graph = KMeansVocabulary(n_words=200, n_iter=5, index="hnsw", n_jobs=1).fit(points)
+    np.testing.assert_array_equal(graph.words_, exact.words_)
+    assert (graph.assign(points) == exact.assign(points)).mean() > 0.98
+    restored = KMeansVocabulary.from_arrays(graph.get_params(), graph.to_arrays())
+    np.testing.assert_array_equal(restored.assign(points), graph.assign(points))
+
+
+def test_bad_input_and_parameters_are_refused(rng):
+    points, _ = blobs(rng)
+    with pytest.raises(ValueError, match="at least as many descriptors"):
+        KMeansVocabulary(n_words=5000, n_jobs=1).fit(points)
+    with pytest.raises(ValueError, match="2-D"):
+        KMeansVocabulary(n_words=2).fit(points[0])
+    with pytest.raises(ValueError, match="NaN"):
+        KMeansVocabulary(n_words=2).fit(np.full((4, 3), np.nan))
+    with pytest.raises(ValueError, match="init must be"):
+        VocabularyTree(init="best").fit(points)
+    with pytest.raises(ValueError, match="unknown vocabulary"):
+        make_vocabulary("forest")
+    vocabulary = KMeansVocabulary(n_words=4, n_jobs=1).fit(points)
+    with pytest.raises(ValueError, match="16 columns"):
+        vocabulary.assign(points[:, :8])
+    with pytest.raises(ValueError, match="not fitted"):
+        KMeansVocabulary().assign(points)
+    with pytest.raises(ValueError, match="branching"):
+        VocabularyTree(branching=3, depth=2, n_jobs=1).fit(points).assign_soft(points, 5)
