@@ -1,0 +1,44 @@
+"""Classifying the pixels of an image: unsupervised clusters or a classifier from samples.
+
+- :class:`PixelFeatures`: multi-scale per-pixel features (colour, gradients, texture).
+- :class:`PixelClassifier`: random forest / SVM / MLP trained from sparse samples
+  (label images, GeoJSON polygons, CSV points), tiled prediction, saved without pickle.
+- :class:`PixelClusterer`: k-means or ISODATA clusters of pixels.
+- :func:`accuracy_report`, :func:`class_areas`: the remote-sensing accuracy report and
+  the area of each class.
+"""
+
+from imagelearn.segment.classifier import PixelClassifier
+from imagelearn.segment.cluster import METHODS, PixelClusterer
+from imagelearn.segment.features import COLOR_SPACES, TEXTURE_FILTERS, PixelFeatures
+from imagelearn.segment.metrics import accuracy_report, class_areas, cluster_agreement
+from imagelearn.segment.models import CLASSIFIERS
+from imagelearn.segment.raster import read_raster
+from imagelearn.segment.render import write_results
+from imagelearn.segment.samples import (
+    Samples,
+    labels_from_colors,
+    read_samples,
+    simulate_scribbles,
+    split_holdout,
+)
+
+__all__ = [
+    "CLASSIFIERS",
+    "COLOR_SPACES",
+    "METHODS",
+    "TEXTURE_FILTERS",
+    "PixelClassifier",
+    "PixelClusterer",
+    "PixelFeatures",
+    "Samples",
+    "accuracy_report",
+    "class_areas",
+    "cluster_agreement",
+    "labels_from_colors",
+    "read_raster",
+    "read_samples",
+    "simulate_scribbles",
+    "split_holdout",
+    "write_results",
+]

@@ -1,0 +1,219 @@
+"""Unsupervised pixel classification: k-means or ISODATA on per-pixel features."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from imagelearn.segment.features import PixelFeatures
+from imagelearn.segment.tiling import iter_tile_blocks, map_tiles
+
+
+def _nearest(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Index of the nearest centre for each row of ``points`` ``(N, F)``."""
+    distances = (centres**2).sum(axis=1)[None, :] - 2.0 * points @ centres.T
+    return distances.argmin(axis=1)
+
+
+def _kmeans(points: np.ndarray, clusterer: PixelClusterer, rng: np.random.Generator) -> np.ndarray:
+    from sklearn.cluster import KMeans
+
+    model = KMeans(
+        n_clusters=clusterer.k,
+        n_init=3,
+        max_iter=clusterer.max_iter,
+        random_state=int(rng.integers(2**31)),
+    )
+    return model.fit(points).cluster_centers_
+
+
+def _isodata(points: np.ndarray, clusterer: PixelClusterer, rng: np.random.Generator) -> np.ndarray:
+    """ISODATA (Ball and Hall 1965): k-means steps that also drop, split and merge clusters.
+
+    Clusters smaller than ``min_cluster_fraction`` of the points are dropped; while there
+    are fewer than ``2 k`` clusters, a cluster whose spread along some feature exceeds
+    ``split_std`` is split in two along it; while there are more than ``k / 2``, the closest
+    pair of centres nearer than ``merge_distance`` is merged. Features are standardised, so
+    both thresholds are in units of the features' overall standard deviation.
+    """
+    from sklearn.cluster import kmeans_plusplus
+
+    centres, _ = kmeans_plusplus(points, clusterer.k, random_state=int(rng.integers(2**31)))
+    min_size = max(1, int(clusterer.min_cluster_fraction * len(points)))
+    max_clusters, min_clusters = 2 * clusterer.k, max(2, clusterer.k // 2)
+    for iteration in range(clusterer.max_iter):
+        labels = _nearest(points, centres)
+        sizes = np.bincount(labels, minlength=len(centres))
+        kept = (
+            np.flatnonzero(sizes >= min_size)
+            if np.sum(sizes >= min_size) >= min_clusters
+            else np.argsort(-sizes)[:min_clusters]
+        )
+        labels = _nearest(points, centres[kept])
+        members = [points[labels == index] for index in range(len(kept))]
+        updated = np.stack([group.mean(axis=0) for group in members])
+        if iteration % 2 == 0 and len(updated) < max_clusters:
+            split = []
+            for centre, group in zip(updated, members, strict=True):
+                spread = group.std(axis=0)
+                axis = int(spread.argmax())
+                if (
+                    spread[axis] > clusterer.split_std
+                    and len(group) >= 2 * min_size
+                    and len(updated) + len(split) < max_clusters
+                ):
+                    offset = np.zeros_like(centre)
+                    offset[axis] = spread[axis]
+                    split += [centre - offset, centre + offset]
+                else:
+                    split.append(centre)
+            updated = np.stack(split)
+        elif len(updated) > min_clusters:
+            distances = np.linalg.norm(updated[:, None] - updated[None, :], axis=2) + np.diag(
+                np.full(len(updated), np.inf)
+            )
+            first, second = np.unravel_index(distances.argmin(), distances.shape)
+            if distances[first, second] < clusterer.merge_distance:
+                weights = np.array([len(members[first]), len(members[second])], dtype=np.float64)
+                merged = (
+                    weights[0] * updated[first] + weights[1] * updated[second]
+                ) / weights.sum()
+                updated = np.vstack([np.delete(updated, [first, second], axis=0), merged])
+        if updated.shape == centres.shape and np.allclose(updated, centres, atol=1e-4):
+            break
+        centres = updated
+    return centres
+
+
+#: Clustering methods: ``(standardised points (N, F), clusterer, rng) -> centres (k, F)``.
+METHODS: dict[str, Callable[[np.ndarray, PixelClusterer, np.random.Generator], np.ndarray]] = {
+    "kmeans": _kmeans,
+    "isodata": _isodata,
+}
+
+
+class PixelClusterer(BaseEstimator):
+    """Group the pixels of an image into clusters of similar colour (and texture).
+
+    Parameters
+    ----------
+    k : int
+        Number of clusters (for ISODATA the target; it ends between ``k/2`` and ``2k``).
+    method : {"kmeans", "isodata"}
+    features : PixelFeatures, optional
+        Default: colour smoothed at sigma 1 in Lab, no texture.
+    sample_size : int
+        Pixels drawn at random (across all tiles) to find the centres.
+    max_iter : int
+    min_cluster_fraction, split_std, merge_distance : float
+        ISODATA's thresholds (see :func:`_isodata`).
+    tile_size : int or None
+    random_state : int
+
+    Attributes
+    ----------
+    cluster_centers_ : float ``(n_clusters_, F)``, in standardised feature units,
+        ordered by their first feature (for Lab: from dark to light)
+    mean_, scale_ : float ``(F,)``, the standardisation
+    n_clusters_ : int
+    """
+
+    def __init__(
+        self,
+        k: int = 5,
+        method: str = "kmeans",
+        features: PixelFeatures | None = None,
+        sample_size: int = 200_000,
+        max_iter: int = 100,
+        min_cluster_fraction: float = 0.01,
+        split_std: float = 0.8,
+        merge_distance: float = 0.8,
+        tile_size: int | None = 1024,
+        random_state: int = 0,
+    ) -> None:
+        self.k = k
+        self.method = method
+        self.features = features
+        self.sample_size = sample_size
+        self.max_iter = max_iter
+        self.min_cluster_fraction = min_cluster_fraction
+        self.split_std = split_std
+        self.merge_distance = merge_distance
+        self.tile_size = tile_size
+        self.random_state = random_state
+
+    def fit(self, image: np.ndarray) -> PixelClusterer:
+        """Find the cluster centres from a random sample of the image's pixels.
+
+        Parameters
+        ----------
+        image : array-like ``(H, W)`` or ``(H, W, C)``
+
+        Returns
+        -------
+        self
+        """
+        if self.method not in METHODS:
+            raise ValueError(
+                f"unknown clustering method {self.method!r}; choose from {sorted(METHODS)}"
+            )
+        if not 2 <= self.k <= 127:
+            raise ValueError(f"k must be between 2 and 127, got {self.k}")
+        raster = image[..., None] if image.ndim == 2 else image
+        height, width = raster.shape[:2]
+        if height * width < self.k:
+            raise ValueError(f"a {width}x{height} image has fewer pixels than k={self.k} clusters")
+        self.features_ = (
+            self.features
+            if self.features is not None
+            else PixelFeatures(sigmas=(1.0,), texture=False)
+        )
+        rng = np.random.default_rng(self.random_state)
+        fraction = min(1.0, self.sample_size / (height * width))
+        drawn = []
+        for tile, block in iter_tile_blocks(
+            raster, self.features_.margin, self.tile_size, "sampling pixels"
+        ):
+            features = self.features_.transform(block)[tile.crop]
+            features = features.reshape(-1, features.shape[2])
+            drawn.append(
+                features[rng.random(len(features)) < fraction] if fraction < 1 else features
+            )
+        points = np.concatenate(drawn).astype(np.float64)
+        self.mean_ = points.mean(axis=0)
+        self.scale_ = np.where(points.std(axis=0) > 0, points.std(axis=0), 1.0)
+        standardised = (points - self.mean_) / self.scale_
+        if len(np.unique(standardised, axis=0)) < self.k:
+            raise ValueError(
+                f"the image has fewer than k={self.k} distinct pixel features (a single-colour image?)"
+            )
+        centres = METHODS[self.method](standardised, self, rng)
+        self.cluster_centers_ = centres[np.argsort(centres[:, 0], kind="stable")]
+        self.n_clusters_ = len(self.cluster_centers_)
+        return self
+
+    def predict(self, image: np.ndarray, out: str | os.PathLike | None = None) -> np.ndarray:
+        """Cluster of every pixel, ``1..n_clusters_`` as uint8 ``(H, W)`` (tiled)."""
+        if not hasattr(self, "cluster_centers_"):
+            raise ValueError("this PixelClusterer is not fitted yet; call fit()")
+        raster = image[..., None] if image.ndim == 2 else image
+
+        def tile_clusters(block: np.ndarray) -> np.ndarray:
+            features = self.features_.transform(block)
+            standardised = (features.reshape(-1, features.shape[2]) - self.mean_) / self.scale_
+            return (
+                (_nearest(standardised, self.cluster_centers_) + 1)
+                .astype(np.uint8)
+                .reshape(features.shape[:2])
+            )
+
+        return map_tiles(
+            tile_clusters, raster, self.features_.margin, self.tile_size, out, "clustering tiles"
+        )
+
+    def fit_predict(self, image: np.ndarray, out: str | os.PathLike | None = None) -> np.ndarray:
+        """:meth:`fit` then :meth:`predict` on the same image."""
+        return self.fit(image).predict(image, out)

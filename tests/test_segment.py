@@ -1,0 +1,431 @@
+"""imagelearn.segment: pixel features, classifiers, clusters, samples, tiling, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from conftest import data_path
+from imagelearn.cli.main import main
+from imagelearn.core.bundle import BundleError
+from imagelearn.core.images import ImageReadError
+from imagelearn.segment import (
+    CLASSIFIERS,
+    METHODS,
+    TEXTURE_FILTERS,
+    PixelClassifier,
+    PixelClusterer,
+    PixelFeatures,
+    accuracy_report,
+    class_areas,
+    cluster_agreement,
+    read_raster,
+    read_samples,
+    simulate_scribbles,
+    split_holdout,
+)
+from imagelearn.segment.reference_data import (
+    DUBAI_CLASSES,
+    EM_CLASSES,
+    dubai_tiles,
+    load_dubai_tile,
+    load_em_slice,
+)
+from imagelearn.segment.tiling import iter_tiles
+
+FAST_FOREST = {"n_estimators": 20}
+#: Small settings per classifier, to keep the suite fast.
+FAST_PARAMS = {
+    "random_forest": FAST_FOREST,
+    "svm": {},
+    "mlp": {"hidden_layer_sizes": (16,), "max_iter": 300},
+}
+
+
+def synthetic_scene(
+    rng: np.random.Generator, size: tuple[int, int] = (96, 120)
+) -> tuple[np.ndarray, np.ndarray]:
+    """An RGB image of three regions (red noise, smooth green, striped blue) and its labels 1..3."""
+    height, width = size
+    truth = np.ones(size, dtype=np.int32)
+    truth[:, width // 3 :] = 2
+    truth[height // 2 :, 2 * width // 3 :] = 3
+    image = rng.normal(0, 12, (height, width, 3))
+    image[truth == 1] += (180, 60, 60)
+    image[truth == 2] += (60, 160, 70)
+    stripes = 60 * (np.arange(width) % 6 < 3)[None, :].repeat(height, 0)
+    image[truth == 3] += np.stack([stripes, stripes, stripes + 120], axis=2)[truth == 3]
+    return np.clip(image, 0, 255).astype(np.uint8), truth
+
+
+@pytest.fixture
+def scene(rng):
+    return synthetic_scene(rng)
+
+
+# ---------------------------------------------------------------- features
+
+
+@pytest.mark.parametrize("texture", [False, True])
+@pytest.mark.parametrize("shape", [(40, 50, 3), (40, 50), (40, 50, 1), (30, 20, 5)])
+def test_feature_names_match_transform(shape, texture):
+    image = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    features = PixelFeatures(sigmas=(1, 3), texture=texture)
+    stack = features.transform(image)
+    assert stack.shape == (*shape[:2], len(features.feature_names(image)))
+    assert stack.dtype == np.float32 and np.all(np.isfinite(stack))
+
+
+@pytest.mark.parametrize("name", sorted(TEXTURE_FILTERS))
+def test_each_texture_filter_reacts_to_structure(name):
+    flat = np.full((32, 32), 100, dtype=np.uint8)
+    structured = flat.copy()
+    structured[:, 16:] = 200
+    features = PixelFeatures(sigmas=(2,), texture=True, texture_filters=(name,))
+    assert np.allclose(features.transform(flat)[..., 1:], 0, atol=1e-3)
+    assert np.abs(features.transform(structured)[..., 1:]).max() > 1
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (5, 1, 3)])
+def test_tiny_images_get_features(shape):
+    image = np.full(shape, 7, dtype=np.uint8)
+    assert PixelFeatures().transform(image).shape[:2] == shape[:2]
+
+
+def test_bad_feature_settings_are_refused():
+    image = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match="sigmas"):
+        PixelFeatures(sigmas=(0,)).transform(image)
+    with pytest.raises(ValueError, match="color space"):
+        PixelFeatures(color_space="cmyk").transform(image)
+    with pytest.raises(ValueError, match="texture filter"):
+        PixelFeatures(texture_filters=("gabor",)).transform(image)
+
+
+# ---------------------------------------------------------------- tiling
+
+
+def test_tiles_cover_the_image_once():
+    cover = np.zeros((70, 95), dtype=int)
+    for tile in iter_tiles((70, 95), 32, margin=5):
+        cover[tile.core] += 1
+    assert np.all(cover == 1)
+
+
+def test_tiled_prediction_equals_untiled():
+    image, truth = load_em_slice(data_path("em_membranes"), "3.png")
+    image, truth = image[:150, :170], truth[:150, :170]
+    model = PixelClassifier(classifier_params=FAST_FOREST, tile_size=None).fit(
+        image, simulate_scribbles(truth, 150)
+    )
+    whole = model.predict_proba(image)
+    model.tile_size = 48  # smaller than the halo, so tiles read well beyond themselves
+    assert model.features_.margin > 48
+    np.testing.assert_array_equal(model.predict_proba(image), whole)
+    np.testing.assert_array_equal(model.predict(image), model.classes_[whole.argmax(axis=2)])
+
+
+def test_prediction_streams_into_a_memory_map(tmp_path, scene):
+    image, truth = scene
+    model = PixelClassifier(classifier_params=FAST_FOREST, tile_size=40).fit(
+        image, simulate_scribbles(truth, 80)
+    )
+    written = model.predict(image, out=tmp_path / "map.npy")
+    assert isinstance(written, np.memmap)
+    np.testing.assert_array_equal(np.load(tmp_path / "map.npy"), model.predict(image))
+
+
+# ---------------------------------------------------------------- classifiers
+
+
+def test_every_classifier_has_fast_test_settings():
+    assert set(FAST_PARAMS) == set(CLASSIFIERS)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("name", sorted(CLASSIFIERS))
+def test_array_predictors_agree_with_scikit_learn(name, rng):
+    features = rng.normal(size=(400, 6)).astype(np.float32)
+    labels = (features[:, 0] > 0).astype(int) + (features[:, 1] > 0.5)
+    estimator, arrays = CLASSIFIERS[name].fit(features, labels, FAST_PARAMS[name], 0, 1)
+    new = rng.normal(size=(2000, 6)).astype(np.float32)
+    proba = CLASSIFIERS[name].predictor(arrays, 1).predict_proba(new)
+    np.testing.assert_array_equal(proba.argmax(axis=1), estimator.predict(new))
+    np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("name", sorted(CLASSIFIERS))
+def test_save_load_round_trip_predicts_identically(name, scene, tmp_path):
+    image, truth = scene
+    model = PixelClassifier(PixelFeatures(sigmas=(1, 2)), name, FAST_PARAMS[name], tile_size=64)
+    model.fit(image, simulate_scribbles(truth, 120), ["red", "green", "striped"])
+    assert np.mean(model.predict(image) == truth) > 0.9
+    model.save(tmp_path / "model")
+    loaded = PixelClassifier.load(tmp_path / "model")
+    assert loaded.class_names_ == ["red", "green", "striped"]
+    np.testing.assert_array_equal(loaded.predict_proba(image), model.predict_proba(image))
+
+
+def test_loading_something_else_is_a_bundle_error(tmp_path):
+    with pytest.raises(BundleError):
+        PixelClassifier.load(tmp_path)
+
+
+def test_bad_samples_are_refused(scene):
+    image, truth = scene
+    model = PixelClassifier(classifier_params=FAST_FOREST)
+    with pytest.raises(ValueError, match="one class only"):
+        model.fit(image, np.where(truth == 2, 2, 0))
+    with pytest.raises(ValueError, match="no labelled pixels"):
+        model.fit(image, np.zeros_like(truth))
+    with pytest.raises(ValueError, match="but its image is"):
+        model.fit(image, truth[:50])
+    with pytest.raises(ValueError, match="unknown classifier"):
+        PixelClassifier(classifier="boosting").fit(image, truth)
+    with pytest.raises(ValueError, match="not fitted"):
+        model.predict(image)
+
+
+def test_prediction_needs_the_training_band_count(scene):
+    image, truth = scene
+    model = PixelClassifier(classifier_params=FAST_FOREST).fit(image, simulate_scribbles(truth, 60))
+    with pytest.raises(ValueError, match="3-band"):
+        model.predict(image[..., 0])
+
+
+def test_tiny_image_is_classified(scene):
+    image, truth = scene
+    model = PixelClassifier(classifier_params=FAST_FOREST).fit(image, simulate_scribbles(truth, 60))
+    assert model.predict(image[:1, :1]).shape == (1, 1)
+    assert model.predict(image[10:13, 5:10]).shape == (3, 5)
+
+
+# ---------------------------------------------------------------- samples
+
+
+def test_label_image_samples(make_image):
+    mask = np.zeros((20, 30), np.uint8)
+    mask[2:5, 3:9], mask[10:12, 20:25] = 1, 2
+    samples = read_samples(make_image("labels.png", mask), (20, 30), ["water", "land"])
+    assert samples.counts() == {"water": 18, "land": 10}
+    with pytest.raises(ValueError, match="sample image is 30x20 but the image is 31x20"):
+        read_samples(make_image("labels2.png", mask), (20, 31))
+    with pytest.raises(ValueError, match="no labelled pixels"):
+        read_samples(make_image("empty.png", np.zeros((20, 30), np.uint8)), (20, 30))
+
+
+def test_colour_label_image_samples(make_image):
+    rgb = np.zeros((10, 10, 3), np.uint8)
+    rgb[:5] = (0x3C, 0x10, 0x98)
+    rgb[5:] = (0x9B, 0x9B, 0x9B)
+    path = make_image("mask.png", rgb)
+    samples = read_samples(path, (10, 10), ["building", "water"], [(0x3C, 0x10, 0x98), (0, 0, 255)])
+    assert samples.counts() == {"building": 50, "water": 0}
+    with pytest.raises(ValueError, match="needs class colours"):
+        read_samples(path, (10, 10))
+
+
+def test_geojson_polygons_with_holes_and_points(tmp_path):
+    square = [[2, 2], [18, 2], [18, 18], [2, 18], [2, 2]]
+    hole = [[8, 8], [12, 8], [12, 12], [8, 12], [8, 8]]
+    document = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"class": "road"},
+                "geometry": {"type": "Polygon", "coordinates": [square, hole]},
+            },
+            {
+                "type": "Feature",
+                "properties": {"class": "water"},
+                "geometry": {"type": "Point", "coordinates": [25, 5]},
+            },
+        ],
+    }
+    path = tmp_path / "samples.geojson"
+    path.write_text(json.dumps(document))
+    samples = read_samples(path, (20, 30))
+    assert samples.class_names == ["road", "water"]
+    assert samples.mask[5, 25] == 2 and samples.mask[10, 10] == 0 and samples.mask[4, 4] == 1
+    with pytest.raises(ValueError, match="outside the 10x20 image"):
+        read_samples(path, (20, 10))
+
+
+def test_csv_points(tmp_path):
+    path = tmp_path / "points.csv"
+    path.write_text("x,y,class\n1,2,vegetation\n5,6,water\n7,1,vegetation\n")
+    samples = read_samples(path, (10, 10))
+    assert samples.counts() == {"vegetation": 2, "water": 1}
+    assert samples.mask[2, 1] == 1 and samples.mask[6, 5] == 2
+    with pytest.raises(ValueError, match="not one of the given classes"):
+        read_samples(path, (10, 10), ["water", "road"])
+    path.write_text("x,y,class\n11,2,vegetation\n")
+    with pytest.raises(ValueError, match=r"points.csv: line 2: point \(11, 2\) lies outside"):
+        read_samples(path, (10, 10))
+
+
+def test_holdout_split_is_stratified_and_disjoint(scene):
+    _, truth = scene
+    train, held_out = split_holdout(truth, 0.3, seed=1)
+    assert not np.any((train > 0) & (held_out > 0))
+    for label in (1, 2, 3):
+        assert np.sum(held_out == label) == round(0.3 * np.sum(truth == label))
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_accuracy_report_matches_hand_computation():
+    reference = np.array([1] * 50 + [2] * 50 + [0] * 10)
+    mapped = np.array([1] * 40 + [2] * 10 + [2] * 45 + [1] * 5 + [1] * 10)
+    report = accuracy_report(reference, mapped, ["a", "b"])
+    assert report["n_pixels"] == 100 and report["confusion_matrix"] == [[40, 10], [5, 45]]
+    assert report["accuracy"] == pytest.approx(0.85)
+    assert report["kappa"] == pytest.approx((0.85 - 0.5) / 0.5)
+    assert report["producers_accuracy"] == {"a": 0.8, "b": 0.9}
+    assert report["users_accuracy"]["a"] == pytest.approx(40 / 45)
+    assert report["iou"]["a"] == pytest.approx(40 / 55)
+
+
+def test_class_areas_in_pixels_percent_and_square_metres():
+    label_map = np.array([[1, 1, 2, 0]], dtype=np.uint8)
+    areas = class_areas(label_map, ["x", "y", "z"], pixel_size=0.5)
+    assert [row["pixels"] for row in areas] == [2, 1, 0]
+    assert areas[0]["percent"] == 50.0 and areas[1]["square_metres"] == 0.25
+
+
+# ---------------------------------------------------------------- clustering and rasters
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_clusters_recover_synthetic_regions(method, scene):
+    image, truth = scene
+    clusterer = PixelClusterer(k=3, method=method, tile_size=50).fit(image)
+    clusters = clusterer.predict(image)
+    assert set(np.unique(clusters)) <= set(range(1, clusterer.n_clusters_ + 1))
+    assert cluster_agreement(clusters, truth)["purity"] > 0.9
+
+
+def test_single_colour_image_cannot_be_clustered():
+    with pytest.raises(ValueError, match="fewer than k=4 distinct"):
+        PixelClusterer(k=4).fit(np.full((20, 20, 3), 90, np.uint8))
+
+
+def test_multiband_tiff_is_memory_mapped_and_clustered(tmp_path, rng):
+    bands = rng.normal(1000, 50, (5, 64, 80)).astype(np.uint16)
+    bands[:, :, 40:] += 3000
+    path = tmp_path / "scene.tif"
+    tifffile.imwrite(path, bands, photometric="minisblack", planarconfig="separate")
+    raster = read_raster(path)
+    assert raster.shape == (64, 80, 5)
+    assert isinstance(raster.base, np.memmap) or isinstance(raster, np.memmap)
+    clusters = PixelClusterer(k=2, tile_size=32).fit_predict(raster)
+    assert len(np.unique(clusters[:, :38])) == 1 and len(np.unique(clusters[:, 42:])) == 1
+    with pytest.raises(ImageReadError, match="--max-pixels"):
+        read_raster(path, max_pixels=1000)
+
+
+# ---------------------------------------------------------------- real data
+
+
+def test_em_membranes_from_sparse_scribbles():
+    root = data_path("em_membranes")
+    train = [load_em_slice(root, f"{index}.png") for index in range(5)]
+    test = [load_em_slice(root, f"{index}.png") for index in (6, 12, 18, 24)]
+    reference = np.stack([truth for _, truth in test])
+    accuracies = []
+    for membrane_pixels in (400, 1200):  # interior scribbled three times as much, as it covers ~78%
+        masks = [
+            np.where(truth == 1, simulate_scribbles(truth, membrane_pixels // 5, seed=number), 0)
+            + np.where(
+                truth == 2, simulate_scribbles(truth, 3 * membrane_pixels // 5, seed=number + 50), 0
+            )
+            for number, (_, truth) in enumerate(train)
+        ]
+        model = PixelClassifier(classifier_params={"n_estimators": 30}).fit(
+            [image for image, _ in train], masks, EM_CLASSES
+        )
+        assert model.n_samples_per_class_ == {
+            "membrane": membrane_pixels,
+            "interior": 3 * membrane_pixels,
+        }
+        mapped = np.stack([model.predict(image) for image, _ in test])
+        accuracies.append(accuracy_report(reference, mapped, EM_CLASSES)["accuracy"])
+    assert accuracies[0] >= 0.85  # all "interior" scores 0.78
+    assert accuracies[1] >= accuracies[0] - 0.005
+
+
+def test_dubai_land_cover_beats_the_majority_class():
+    tiles = dubai_tiles(data_path("dubai_landcover"))
+    train = [load_dubai_tile(path, max_side=256) for path in tiles[::9]]
+    test = [load_dubai_tile(path, max_side=256) for path in tiles[4::9]]
+    names = list(DUBAI_CLASSES)
+    masks = [simulate_scribbles(truth, 40, seed=number) for number, (_, truth) in enumerate(train)]
+    model = PixelClassifier(classifier_params={"n_estimators": 30}).fit(
+        [image for image, _ in train], masks, names
+    )
+    reference = np.concatenate([truth.ravel() for _, truth in test])
+    mapped = np.concatenate([model.predict(image).ravel() for image, _ in test])
+    report = accuracy_report(reference, mapped, names)
+    counts = np.bincount(reference[reference > 0])
+    assert report["accuracy"] >= counts.max() / counts.sum() + 0.15
+    assert report["kappa"] > 0.3
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_cli_train_predict_cluster(tmp_path, scene, make_image):
+    image, truth = scene
+    image_path = make_image("scene.png", image)
+    samples_path = make_image("samples.png", simulate_scribbles(truth, 150).astype(np.uint8))
+    model = tmp_path / "model"
+    common = ["--sigmas", "1,2", "--tile-size", "64"]
+    assert main(["segment", "train", str(image_path), "--samples", str(samples_path), "--classes", "r,g,s",
+                 "--holdout", "0.3", "--trees", "20", "--out", str(model), *common]) == 0  # fmt: skip
+    assert json.loads((model / "metrics.json").read_text())["accuracy"] > 0.9
+    out = tmp_path / "predicted"
+    reference = make_image("reference.png", truth.astype(np.uint8))
+    assert main(["segment", "predict", str(model), str(image_path), "--samples", str(reference),
+                 "--out", str(out), "--pixel-size", "2", "--tile-size", "50"]) == 0  # fmt: skip
+    for name in (
+        "classmap.png",
+        "overlay.png",
+        "legend.png",
+        "areas.csv",
+        "areas.json",
+        "metrics.json",
+    ):
+        assert (out / name).is_file()
+    assert json.loads((out / "metrics.json").read_text())["accuracy"] > 0.9
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(out / "classmap.png")), np.load(out / "classmap.npy")
+    )
+    assert main(["segment", "cluster", str(image_path), "--k", "3", "--method", "isodata",
+                 "--truth", str(reference), "--out", str(tmp_path / "clusters")]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "clusters" / "agreement.json").read_text())["purity"] > 0.9
+
+
+def test_cli_reports_bad_samples_in_one_line(tmp_path, scene, make_image, capsys):
+    image, truth = scene
+    image_path = make_image("scene.png", image)
+    one_class = make_image("one.png", np.where(truth == 1, 1, 0).astype(np.uint8))
+    code = main(
+        [
+            "segment",
+            "train",
+            str(image_path),
+            "--samples",
+            str(one_class),
+            "--out",
+            str(tmp_path / "m"),
+        ]
+    )
+    assert code == 2
+    assert "one class only" in capsys.readouterr().err
