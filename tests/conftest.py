@@ -39,6 +39,16 @@ def isolated_cache(tmp_path_factory) -> Path:
         os.environ["IMAGELEARN_CACHE"] = previous
 
 
+@pytest.fixture(scope="module")
+def single_torch_thread():
+    """PyTorch on one thread: on small test workloads thread synchronisation costs more than it gains."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

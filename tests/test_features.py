@@ -300,3 +300,10 @@ def test_dense_rootsift_rows_are_unit_per_channel_or_zero(name: str, photo: np.n
     descriptors = make_detector(name, step=16).detect(photo).descriptors
     norms = np.linalg.norm(descriptors.reshape(len(descriptors), -1, 128), axis=2)
     assert np.all(np.isclose(norms, 1.0, atol=1e-5) | (norms == 0)) and (norms > 0).mean() > 0.9
+
+
+@pytest.mark.parametrize("name", ["rootsift", "dense_rootsift", "sift", "orb", "akaze"])
+def test_a_blank_image_gives_empty_features_not_an_error(name):
+    features = make_detector(name).detect(np.full((64, 64), 128, dtype=np.uint8))
+    assert features.keypoints.shape[1] == 4
+    assert len(features.descriptors) == len(features.keypoints)

@@ -23,8 +23,19 @@ def run_bof(data: Path, out: Path) -> None:
     start = time.perf_counter()
     model = BofClassifier(
         channels=[
-            {"detector": "dense_rootsift", "n_words": 300, "pyramid": (1, 2)},
-            {"detector": "dense_lab", "n_words": 64, "pyramid": (1, 2)},
+            {
+                "detector": "dense_rootsift",
+                "detector_params": {"step": 4},
+                "n_words": 300,
+                "assignment": "soft",
+                "pyramid": (1, 2),
+            },
+            {
+                "detector": "dense_lab",
+                "detector_params": {"step": 4},
+                "n_words": 64,
+                "pyramid": (1, 2),
+            },
         ]
     )
     metrics = train_run(data, out / "bof", model, test_size=0.3, seed=0)
@@ -37,6 +48,19 @@ def run_bof(data: Path, out: Path) -> None:
     )
 
 
+def run_transfer(data: Path, out: Path) -> None:
+    """Scratch vs ImageNet transfer (features, finetune) on the same split: start, slope, asymptote."""
+    from imagelearn.classify import compare_transfer
+
+    start = time.perf_counter()
+    report = compare_transfer(
+        data, fractions=(0.25, 1.0), epochs=3, image_size=96, out_dir=out / "transfer"
+    )
+    print(f"\nTransfer learning, measured on {data.name} ({time.perf_counter() - start:.0f} s):")
+    print(report.table())
+    print(f"  learning curves: {report.plot_path}; numbers: {out / 'transfer' / 'transfer.json'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m imagelearn.demo", description=__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="labelled image folder")
@@ -46,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if not arguments.data.is_dir():
         parser.error(f"{arguments.data}: no such folder")
     run_bof(arguments.data, arguments.out)
+    run_transfer(arguments.data, arguments.out)
     return 0
 
 

@@ -24,10 +24,17 @@ from imagelearn.features import LocalFeatures, extract_features, make_detector
 
 BUNDLE_KIND = "bof-classifier"
 
-#: Two channels that work well on photos: grey multi-scale dense RootSIFT, and local Lab colour.
+#: Two channels that work well on photos: grey multi-scale dense RootSIFT (soft-assigned), and local
+#: Lab colour; a 4-pixel grid (measured on flowers5: +4 points over 8 pixels).
 DEFAULT_CHANNELS: tuple[dict[str, Any], ...] = (
-    {"detector": "dense_rootsift", "n_words": 1000, "pyramid": (1, 2)},
-    {"detector": "dense_lab", "n_words": 128, "pyramid": (1, 2)},
+    {
+        "detector": "dense_rootsift",
+        "detector_params": {"step": 4},
+        "n_words": 1000,
+        "assignment": "soft",
+        "pyramid": (1, 2),
+    },
+    {"detector": "dense_lab", "detector_params": {"step": 4}, "n_words": 256, "pyramid": (1, 2)},
 )
 
 KERNELS = ("chi2", "linear")

@@ -28,7 +28,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--color-words",
         type=int,
-        default=128,
+        default=256,
         help="size of a Lab colour-word channel added beside the detector (0: none)",
     )
     parser.add_argument(
@@ -40,7 +40,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pyramid", type=_int_list, default=[1, 2], help="spatial pyramid grid sizes, e.g. 1,2,4"
     )
-    parser.add_argument("--assignment", choices=("hard", "soft"), default="hard")
+    parser.add_argument("--assignment", choices=("hard", "soft"), default="soft")
+    parser.add_argument(
+        "--step", type=int, default=4, help="grid spacing of dense detectors, pixels"
+    )
     parser.add_argument(
         "--kernel",
         choices=("chi2", "linear"),
@@ -131,9 +134,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _channels(arguments: argparse.Namespace) -> list[dict]:
     pyramid = tuple(arguments.pyramid)
+    dense = {"step": arguments.step} if arguments.detector.startswith("dense") else None
     channels = [
         {
             "detector": arguments.detector,
+            "detector_params": dense,
             "n_words": arguments.words,
             "vocabulary": arguments.vocabulary,
             "pyramid": pyramid,
@@ -145,6 +150,7 @@ def _channels(arguments: argparse.Namespace) -> list[dict]:
         channels.append(
             {
                 "detector": "dense_lab",
+                "detector_params": {"step": arguments.step},
                 "n_words": arguments.color_words,
                 "pyramid": pyramid,
                 "sample_size": arguments.sample_size,

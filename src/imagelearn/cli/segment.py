@@ -137,6 +137,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_output_options(predict)
     predict.set_defaults(handler=run_predict)
 
+    _register_bof(verbs)
+
 
 def _parse_classes(text: str | None) -> tuple[list[str] | None, list | None]:
     """``"water,land"`` -> names; ``"water=#0000FF,land=#8429F6"`` -> names and colours."""
@@ -332,4 +334,130 @@ def run_predict(arguments: argparse.Namespace) -> int:
             atomic_write_json(out / "metrics.json", report)
             print(_format_report(report))
         print(f"wrote {out}/classmap.png, classmap.npy, overlay.png, legend.png, areas.csv")
+    return 0
+
+
+# ---------------------------------------------------------------- segment bof
+
+
+def _register_bof(verbs: argparse._SubParsersAction) -> None:
+    bof = verbs.add_parser(
+        "bof", help="semantic segmentation: BoF histograms of superpixels (dense label masks)"
+    )
+    bof_verbs = bof.add_subparsers(dest="bof_verb", metavar="VERB", required=True)
+    train = bof_verbs.add_parser("train", help="learn from images with dense label masks")
+    train.add_argument("images", nargs="+", help="training images")
+    train.add_argument(
+        "--masks", nargs="+", required=True, help="one label mask per image (0 = unlabelled)"
+    )
+    train.add_argument(
+        "--classes",
+        help="class names in label order, comma-separated; name=#RRGGBB reads colour-coded masks",
+    )
+    train.add_argument("--words", type=int, default=200, help="texture words (default 200)")
+    train.add_argument(
+        "--color-words", type=int, default=32, help="Lab colour words (0: none; default 32)"
+    )
+    train.add_argument(
+        "--superpixel-size", type=float, default=16, help="SLIC superpixel side in pixels"
+    )
+    train.add_argument("--compactness", type=float, default=10.0, help="SLIC compactness")
+    train.add_argument(
+        "--context",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add the histograms of adjacent superpixels",
+    )
+    train.add_argument("--max-side", type=int, default=512, help="working size (0: full size)")
+    train.add_argument(
+        "--classifier", default="random_forest", help="random_forest (default), svm or mlp"
+    )
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--jobs", type=int, default=-1, help="threads (-1: all cores)")
+    train.add_argument("--out", required=True, help="model directory to write")
+    train.set_defaults(handler=run_bof_train)
+
+    predict = bof_verbs.add_parser("predict", help="class maps (and IoU with --masks)")
+    predict.add_argument("model", help="model directory from 'segment bof train'")
+    predict.add_argument("images", nargs="+", help="images to segment")
+    predict.add_argument(
+        "--masks", nargs="+", help="reference masks, one per image: writes metrics.json"
+    )
+    predict.add_argument("--jobs", type=int, default=-1, help="threads (-1: all cores)")
+    predict.add_argument("--out", required=True, help="output directory")
+    predict.set_defaults(handler=run_bof_predict)
+
+
+def run_bof_train(arguments: argparse.Namespace) -> int:
+    import json
+
+    from imagelearn.segment import read_raster, read_samples
+    from imagelearn.segment.bof_segmentation import BofSegmenter
+
+    names, colors = _parse_classes(arguments.classes)
+    rasters, masks = [], []
+    for image_path, mask_path in zip(
+        arguments.images, _paired(arguments.images, arguments.masks, "--masks"), strict=True
+    ):
+        rasters.append(read_raster(image_path))
+        samples = read_samples(mask_path, rasters[-1].shape[:2], names, colors)
+        names = samples.class_names  # later masks must use the same classes
+        masks.append(samples.mask)
+    model = BofSegmenter(
+        n_words=arguments.words,
+        color_words=arguments.color_words,
+        superpixel_size=arguments.superpixel_size,
+        compactness=arguments.compactness,
+        neighbour_context=arguments.context,
+        max_side=arguments.max_side or None,
+        classifier=arguments.classifier,
+        random_state=arguments.seed,
+        n_jobs=arguments.jobs,
+    ).fit(rasters, masks, names)
+    print(f"trained a {arguments.classifier} on superpixels {model.n_superpixels_per_class_}")
+    files = {COLORS_FILE: json.dumps(colors).encode()} if colors is not None else None
+    model.save(arguments.out, files)
+    print(f"wrote model {arguments.out}")
+    return 0
+
+
+def run_bof_predict(arguments: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from imagelearn.core.bundle import atomic_write_json
+    from imagelearn.segment import read_raster, read_samples
+    from imagelearn.segment.bof_segmentation import BofSegmenter, iou_report
+    from imagelearn.segment.render import write_results
+
+    model = BofSegmenter.load(arguments.model, n_jobs=arguments.jobs)
+    colors_path = Path(arguments.model) / COLORS_FILE
+    colors = (
+        [tuple(color) for color in json.loads(colors_path.read_text())]
+        if colors_path.is_file()
+        else None
+    )
+    mask_files = _paired(arguments.images, arguments.masks, "--masks")
+    references, predictions = [], []
+    for image_path, mask_path in zip(arguments.images, mask_files, strict=True):
+        raster = read_raster(image_path)
+        if mask_path is not None:
+            references.append(
+                read_samples(mask_path, raster.shape[:2], model.class_names_, colors).mask
+            )
+        out = (
+            Path(arguments.out)
+            if len(arguments.images) == 1
+            else Path(arguments.out) / Path(image_path).stem
+        )
+        classmap = model.predict(raster)
+        write_results(out, raster, classmap, model.class_names_, colors)
+        predictions.append(classmap)
+        print(f"{image_path}: wrote {out}/classmap.png, overlay.png, legend.png, areas.csv")
+    if references:
+        report = iou_report(references, predictions, model.class_names_)
+        atomic_write_json(Path(arguments.out) / "metrics.json", report)
+        for name, value in report["iou"].items():
+            print(f"{name:>14} IoU {'-' if value is None else f'{value:.3f}'}")
+        print(f"mean IoU {report['mean_iou']:.3f}, pixel accuracy {report['accuracy']:.3f}")
     return 0

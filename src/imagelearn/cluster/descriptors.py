@@ -99,11 +99,12 @@ def bof_descriptors(
 def cnn_descriptors(
     paths: ImageList, n_jobs: int = -1, backbone: str = "mobilenet_v2"
 ) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """ImageNet CNN embeddings (cached on disk by imagelearn.classify)."""
-    from imagelearn.classify import embed
+    """ImageNet CNN embeddings (global average pooling; cached on disk by imagelearn.classify)."""
+    from imagelearn.classify import build_backbone
+    from imagelearn.classify.embeddings import compute_embeddings
 
-    vectors, skipped = embed(list(paths), backbone=backbone)
-    return vectors, skipped
+    result = compute_embeddings(build_backbone(backbone, "imagenet"), list(paths))
+    return result.vectors, result.failures
 
 
 DESCRIPTORS: dict[str, Callable[..., tuple[np.ndarray, list[tuple[str, str]]]]] = {

@@ -181,8 +181,9 @@ class RootNormalised:
     """Mixin for SIFT-like detectors: RootSIFT normalisation of every 128-value block."""
 
     def _normalise(self, descriptors: np.ndarray) -> np.ndarray:
-        blocks = descriptors.reshape(len(descriptors), -1, 128)
-        return root_normalise(blocks).reshape(len(descriptors), -1)
+        width = descriptors.shape[1] if descriptors.ndim == 2 else 128
+        blocks = descriptors.reshape(len(descriptors), max(width // 128, 1), 128)
+        return root_normalise(blocks).reshape(len(descriptors), blocks.shape[1] * 128)
 
 
 def keypoint_array(keypoints: list[cv2.KeyPoint] | tuple[cv2.KeyPoint, ...]) -> np.ndarray:

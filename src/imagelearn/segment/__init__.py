@@ -4,10 +4,12 @@
 - :class:`PixelClassifier`: random forest / SVM / MLP trained from sparse samples
   (label images, GeoJSON polygons, CSV points), tiled prediction, saved without pickle.
 - :class:`PixelClusterer`: k-means or ISODATA clusters of pixels.
+- :class:`BofSegmenter`: Bag-of-Features semantic segmentation over SLIC superpixels.
 - :func:`accuracy_report`, :func:`class_areas`: the remote-sensing accuracy report and
   the area of each class.
 """
 
+from imagelearn.segment.bof_segmentation import BofSegmenter, iou_report
 from imagelearn.segment.classifier import PixelClassifier
 from imagelearn.segment.cluster import METHODS, PixelClusterer
 from imagelearn.segment.features import COLOR_SPACES, TEXTURE_FILTERS, PixelFeatures
@@ -28,6 +30,7 @@ __all__ = [
     "COLOR_SPACES",
     "METHODS",
     "TEXTURE_FILTERS",
+    "BofSegmenter",
     "PixelClassifier",
     "PixelClusterer",
     "PixelFeatures",
@@ -35,6 +38,7 @@ __all__ = [
     "accuracy_report",
     "class_areas",
     "cluster_agreement",
+    "iou_report",
     "labels_from_colors",
     "read_raster",
     "read_samples",

@@ -1,0 +1,541 @@
+"""``DeepImageClassifier``: a CNN classifier trained in one of three modes.
+
+* ``features``: the backbone is frozen; embeddings are computed once (cached on disk, see
+  :mod:`imagelearn.classify.embeddings`) and a linear head is trained on them.
+* ``finetune``: the head is first trained as in ``features``; then the top stages of the
+  backbone (``unfreeze``, a fraction) are trained with the head at lower, discriminative
+  learning rates, on augmented images.
+* ``scratch``: the whole network from random initialisation, on augmented images.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from imagelearn.classify.backbones import DEFAULT_BACKBONE, Backbone, get_spec
+from imagelearn.classify.embeddings import EmbeddingResult, compute_embeddings
+from imagelearn.classify.network import (
+    ClassifierNet,
+    discriminative_groups,
+    freeze_backbone,
+    n_trainable_stages,
+)
+from imagelearn.classify.preprocess import ImageSource, Preprocessing
+from imagelearn.classify.runtime import configure_torch, single_thread
+from imagelearn.classify.training import EpochLoop, cosine_schedule
+from imagelearn.classify.weights import build_backbone, state_dict_fingerprint
+from imagelearn.core.bundle import load_bundle, save_bundle
+from imagelearn.core.images import ImageReadError
+from imagelearn.core.progress import progress
+
+log = logging.getLogger(__name__)
+
+MODES = ("features", "finetune", "scratch")
+#: Epochs when none are given: the head on cached embeddings is cheap, full networks are not.
+DEFAULT_EPOCHS = {"features": 30, "finetune": 6, "scratch": 15}
+#: Learning rate of the head (and of the whole network in ``scratch``) when none is given.
+DEFAULT_LEARNING_RATE = 1e-3
+BUNDLE_KIND = "cnn-classifier"
+
+
+@dataclass
+class Prediction:
+    """Class probabilities of the readable images of a list.
+
+    Attributes
+    ----------
+    probabilities : ndarray of float32, shape (n_kept, n_classes)
+    kept : ndarray of int64, shape (n_kept,)
+        Indices into the input list.
+    failures : list of (path, reason)
+    """
+
+    probabilities: np.ndarray
+    kept: np.ndarray
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def balanced_class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """``n / (n_classes * count)`` per class (scikit-learn's "balanced"); 0 for absent classes."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    return np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
+
+
+class DeepImageClassifier(ClassifierMixin, BaseEstimator):
+    """Image classifier on a registered backbone (see :data:`~imagelearn.classify.BACKBONES`).
+
+    Parameters
+    ----------
+    backbone : str
+        Registry name; ignored with ``init`` (the source model's backbone is used).
+    weights : {"imagenet", "none"}, path or None
+        Backbone weights; None means ``imagenet``, except in ``scratch`` mode (always random).
+    mode : {"features", "finetune", "scratch"}
+    epochs : int or None
+        Epochs of the head (``features``) or of the whole network (``finetune``, ``scratch``);
+        None: :data:`DEFAULT_EPOCHS`.
+    head_epochs : int
+        ``finetune`` only: epochs of the head on frozen embeddings before unfreezing.
+    batch_size : int
+    learning_rate : float or None
+        Of the head (and of the network in ``scratch``); unfrozen backbone stages get 1/10 at
+        the top down to 1/100 at the lowest. None: :data:`DEFAULT_LEARNING_RATE`.
+    image_size : int or None
+        Network input side in pixels; None: the weights' own crop size.
+    init : path or None
+        A saved classifier whose trained backbone (and preprocessing) starts this one.
+    class_weight : {"balanced", None}
+        Weight the loss by inverse class frequency.
+    patience : int
+        Early stopping on validation accuracy; 0 disables it. Needs ``validation`` in ``fit``.
+    unfreeze : float
+        ``finetune`` only: fraction of the backbone's top stages trained (1.0: all).
+    augment : bool
+        Random resized crops and flips when training on images.
+    seed : int
+    device : str or None
+        None: the GPU when there is one.
+    cache_dir : path or None
+        Embedding cache (None: the default, ``""``: none).
+    checkpoint_dir : path or None
+        Where a checkpoint is written after every epoch.
+    resume : bool
+        Continue the run checkpointed in ``checkpoint_dir``.
+    strict : bool
+        Unreadable images raise instead of being skipped with a warning.
+
+    Attributes
+    ----------
+    network_ : ClassifierNet
+        The trained network (eval mode): normalised images -> logits.
+    preprocessing_ : Preprocessing
+        Resize, crop and normalisation used in training; prediction and export use the same.
+    classes_ : ndarray of int, shape (n_classes,)
+    class_names_ : list of str
+    backbone_name_ : str
+    history_ : list of dict
+        One row per epoch (see :data:`~imagelearn.classify.training.HISTORY_COLUMNS`).
+    skipped_ : list of (path, reason)
+        Training images that could not be read.
+    example_images_ : list of str
+        A few training files, to check an ONNX export on.
+    """
+
+    def __init__(
+        self,
+        backbone: str = DEFAULT_BACKBONE,
+        weights: str | os.PathLike | None = None,
+        mode: str = "features",
+        epochs: int | None = None,
+        head_epochs: int = 10,
+        batch_size: int = 32,
+        learning_rate: float | None = None,
+        image_size: int | None = None,
+        init: str | os.PathLike | None = None,
+        class_weight: str | None = "balanced",
+        patience: int = 5,
+        unfreeze: float = 0.5,
+        augment: bool = True,
+        seed: int = 0,
+        device: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        resume: bool = False,
+        strict: bool = False,
+    ) -> None:
+        self.backbone = backbone
+        self.weights = weights
+        self.mode = mode
+        self.epochs = epochs
+        self.head_epochs = head_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.image_size = image_size
+        self.init = init
+        self.class_weight = class_weight
+        self.patience = patience
+        self.unfreeze = unfreeze
+        self.augment = augment
+        self.seed = seed
+        self.device = device
+        self.cache_dir = cache_dir
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
+        self.strict = strict
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(
+        self,
+        images: Sequence[ImageSource],
+        y: Sequence[int] | np.ndarray,
+        validation: tuple[Sequence[ImageSource], Sequence[int] | np.ndarray] | None = None,
+        class_names: Sequence[str] | None = None,
+    ) -> DeepImageClassifier:
+        """Train on ``images`` (files or uint8 arrays) with integer labels ``y``.
+
+        Parameters
+        ----------
+        validation : (images, labels), optional
+            Scored after every epoch (history, early stopping, best-epoch weights).
+        class_names : sequence of str, optional
+            Names of labels ``0..n_classes-1``.
+
+        Unreadable images are skipped with a warning and listed in ``skipped_`` (or raise
+        :class:`ImageReadError` with ``strict``).
+        """
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        labels = np.asarray(y, dtype=np.int64)
+        if len(labels) != len(images):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        n_classes = len(class_names) if class_names is not None else int(labels.max(initial=-1)) + 1
+        if n_classes < 2 or len(np.unique(labels)) < 2:
+            raise ValueError("training needs images of at least two classes")
+        device = configure_torch(self.device)
+        torch.manual_seed(self.seed)
+        self.class_names_ = (
+            list(class_names) if class_names is not None else [str(i) for i in range(n_classes)]
+        )
+        self.classes_ = np.arange(n_classes)
+        self.skipped_: list[tuple[str, str]] = []
+        self.example_images_ = [
+            str(source) for source in images[:8] if not isinstance(source, np.ndarray)
+        ]
+        backbone = self._initial_backbone()
+        self.backbone_name_ = backbone.name
+        self.preprocessing_ = backbone.preprocessing.with_crop_size(self.image_size)
+        spec = get_spec(backbone.name)
+        if spec.fixed_size and self.preprocessing_.crop_size != spec.fixed_size:
+            raise ValueError(
+                f"backbone {backbone.name!r} takes {spec.fixed_size}-pixel images only"
+            )
+        network = ClassifierNet(backbone, n_classes).to(device)
+        weights = (
+            balanced_class_weights(labels, n_classes)
+            if self.class_weight == "balanced"
+            else np.ones(n_classes)
+        )
+        loss = nn.CrossEntropyLoss(
+            weight=torch.as_tensor(weights, dtype=torch.float32, device=device)
+        )
+        history: list[dict[str, Any]] = []
+        if self.mode in ("features", "finetune"):
+            head_epochs = self._epochs() if self.mode == "features" else self.head_epochs
+            history += self._fit_head(network, images, labels, validation, loss, head_epochs)
+        if self.mode in ("finetune", "scratch"):
+            for row in self._fit_network(network, images, labels, validation, loss):
+                history.append(
+                    {
+                        **row,
+                        "epoch": row["epoch"]
+                        + (self.head_epochs if self.mode == "finetune" else 0),
+                    }
+                )
+            backbone.weights_id = f"trained-{state_dict_fingerprint(backbone.state_dict())}"
+        self.network_ = network.eval()
+        self.history_ = history
+        self.skipped_ = list(dict.fromkeys(self.skipped_))
+        return self
+
+    def _epochs(self) -> int:
+        return DEFAULT_EPOCHS[self.mode] if self.epochs is None else int(self.epochs)
+
+    def _learning_rate(self) -> float:
+        return DEFAULT_LEARNING_RATE if self.learning_rate is None else float(self.learning_rate)
+
+    def _initial_backbone(self) -> Backbone:
+        if self.init is not None:
+            if self.mode == "scratch":
+                raise ValueError(
+                    "init reuses a trained backbone: use it with mode features or finetune"
+                )
+            source = DeepImageClassifier.load(self.init)
+            backbone = source.network_.backbone
+            backbone.preprocessing = source.preprocessing_
+            return backbone
+        if self.mode == "scratch":
+            if self.weights not in (None, "none"):
+                raise ValueError(
+                    "mode scratch starts from random weights; drop --weights or use finetune"
+                )
+            return build_backbone(self.backbone, "none")
+        return build_backbone(self.backbone, "imagenet" if self.weights is None else self.weights)
+
+    def _checkpoint(self, name: str) -> Path | None:
+        return Path(self.checkpoint_dir) / name if self.checkpoint_dir is not None else None
+
+    def _fingerprint(self) -> dict[str, Any]:
+        keys = (
+            "backbone",
+            "mode",
+            "epochs",
+            "head_epochs",
+            "batch_size",
+            "learning_rate",
+            "image_size",
+            "seed",
+            "unfreeze",
+        )
+        return {key: getattr(self, key) for key in keys} | {"init": str(self.init)}
+
+    def _embed(self, backbone: Backbone, images: Sequence[ImageSource]) -> EmbeddingResult:
+        """Frozen-backbone embeddings of ``images`` through the cache."""
+        batch_size = max(self.batch_size, 32)
+        return compute_embeddings(
+            backbone, images, self.preprocessing_, batch_size, "avg", self.cache_dir, self.strict
+        )
+
+    def _fit_head(
+        self, network: ClassifierNet, images, labels, validation, loss, epochs: int
+    ) -> list[dict[str, Any]]:
+        """Train the head on standardised frozen embeddings; fold the scaling into its weights."""
+        train = self._embed(network.backbone, images)
+        self.skipped_ += train.failures
+        mean = train.vectors.mean(axis=0)
+        spread = train.vectors.std(axis=0)
+        # a floor keeps dimensions that barely vary in training from getting huge folded weights
+        scale = np.maximum(spread, 0.1 * float(np.median(spread)) + 1e-6)
+        inputs = torch.from_numpy((train.vectors - mean) / scale)
+        targets = torch.from_numpy(labels[train.kept])
+        evaluate = None
+        if validation is not None:
+            held_out = self._embed(network.backbone, validation[0])
+            val_inputs = torch.from_numpy((held_out.vectors - mean) / scale)
+            val_targets = torch.from_numpy(np.asarray(validation[1], dtype=np.int64)[held_out.kept])
+            evaluate = _scorer(network.head, [(val_inputs, val_targets)], loss)
+        optimizer = torch.optim.AdamW(
+            network.head.parameters(), lr=self._learning_rate(), weight_decay=1e-2
+        )
+        loop = EpochLoop(
+            module=network.head,
+            optimizer=optimizer,
+            scheduler=cosine_schedule(optimizer, epochs),
+            train_batches=lambda epoch: _shuffled_batches(
+                len(targets), self.batch_size, self.seed + epoch, inputs, targets
+            ),
+            n_train_batches=-(-len(targets) // self.batch_size),
+            evaluate=evaluate,
+            loss=loss,
+            phase="head",
+        )
+        with single_thread():
+            history = loop.run(
+                epochs,
+                self.patience,
+                self.seed,
+                self._checkpoint("checkpoint-head.pt"),
+                self.resume,
+                self._fingerprint(),
+            )
+        with torch.no_grad():
+            linear = network.linear
+            scale_tensor = torch.as_tensor(scale, device=linear.weight.device)
+            linear.weight.div_(scale_tensor)
+            linear.bias.sub_(linear.weight @ torch.as_tensor(mean, device=linear.weight.device))
+        return history
+
+    def _prepare_all(
+        self, images: Sequence[ImageSource], description: str
+    ) -> tuple[list[torch.Tensor], np.ndarray]:
+        """Decode and resize every image once (uint8, kept in memory); indices of the readable ones."""
+        prepared, kept = [], []
+        for index, source in enumerate(progress(images, description, total=len(images))):
+            try:
+                prepared.append(self.preprocessing_.load(source))
+                kept.append(index)
+            except ImageReadError as error:
+                if self.strict:
+                    raise
+                log.warning("skipping unreadable image %s", error)
+                self.skipped_.append((error.path, error.reason))
+        return prepared, np.asarray(kept, dtype=np.int64)
+
+    def _fit_network(
+        self, network: ClassifierNet, images, labels, validation, loss
+    ) -> list[dict[str, Any]]:
+        """Train the network on augmented images (all of it, or the top stages in finetune)."""
+        epochs = self._epochs()
+        train_images, kept = self._prepare_all(images, "loading training images")
+        targets = torch.from_numpy(labels[kept])
+        preprocessing = self.preprocessing_
+        transform = preprocessing.augment if self.augment else preprocessing.evaluate
+        evaluate = None
+        if validation is not None:
+            val_images, val_kept = self._prepare_all(validation[0], "loading validation images")
+            val_targets = torch.from_numpy(np.asarray(validation[1], dtype=np.int64)[val_kept])
+            val_batches = [
+                (
+                    torch.stack(
+                        [preprocessing.evaluate(image) for image in val_images[start : start + 64]]
+                    ),
+                    val_targets[start : start + 64],
+                )
+                for start in range(0, len(val_images), 64)
+            ]
+            evaluate = _scorer(network, val_batches, loss)
+        if self.mode == "finetune":
+            n_trainable = n_trainable_stages(network.backbone, self.unfreeze)
+            groups = discriminative_groups(network, n_trainable, self._learning_rate())
+            prepare_epoch = partial(freeze_backbone, network, n_trainable)
+        else:
+            groups = [{"params": list(network.parameters()), "lr": self._learning_rate()}]
+            prepare_epoch = None
+        optimizer = torch.optim.AdamW(groups, weight_decay=1e-4)
+
+        def batches(epoch: int):
+            for indices, batch_targets in _shuffled_batches(
+                len(targets),
+                self.batch_size,
+                self.seed + epoch,
+                torch.arange(len(targets)),
+                targets,
+            ):
+                yield (
+                    torch.stack([transform(train_images[i]) for i in indices.tolist()]),
+                    batch_targets,
+                )
+
+        loop = EpochLoop(
+            module=network,
+            optimizer=optimizer,
+            scheduler=cosine_schedule(optimizer, epochs),
+            train_batches=batches,
+            n_train_batches=-(-len(targets) // self.batch_size),
+            evaluate=evaluate,
+            loss=loss,
+            phase=self.mode,
+            prepare_epoch=prepare_epoch,
+        )
+        return loop.run(
+            epochs,
+            self.patience,
+            self.seed,
+            self._checkpoint("checkpoint.pt"),
+            self.resume,
+            self._fingerprint(),
+        )
+
+    # ------------------------------------------------------------------ prediction
+
+    def predict_images(
+        self, images: Sequence[ImageSource], strict: bool | None = None
+    ) -> Prediction:
+        """Class probabilities of the readable images; unreadable ones are reported, not fatal.
+
+        ``strict`` (default: the ``strict`` parameter) raises on the first unreadable image.
+        Frozen-backbone models (``features``) read their embeddings from the cache.
+        """
+        check_is_fitted(self, "network_")
+        configure_torch(self.device)
+        backbone = self.network_.backbone
+        cache = self.cache_dir if self.mode == "features" else ""
+        strict = self.strict if strict is None else strict
+        result = compute_embeddings(
+            backbone, images, self.preprocessing_, max(self.batch_size, 32), "avg", cache, strict
+        )
+        device = next(self.network_.parameters()).device
+        with torch.inference_mode():
+            logits = self.network_.head.eval()(torch.from_numpy(result.vectors).to(device))
+            probabilities = torch.softmax(logits, dim=1).cpu().numpy()
+        return Prediction(probabilities, result.kept, result.failures)
+
+    def predict_proba(self, images: Sequence[ImageSource]) -> np.ndarray:
+        """Class probabilities, shape ``(n_images, n_classes)``; raises on unreadable images."""
+        return self.predict_images(images, strict=True).probabilities
+
+    def predict(self, images: Sequence[ImageSource]) -> np.ndarray:
+        """Predicted label indices, shape ``(n_images,)``; raises on unreadable images."""
+        return self.predict_proba(images).argmax(axis=1)
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, directory: str | os.PathLike, files: dict[str, bytes] | None = None) -> Path:
+        """Save as a bundle directory: manifest (settings, classes, preprocessing) + safetensors weights."""
+        check_is_fitted(self, "network_")
+        params = {
+            key: (str(value) if isinstance(value, os.PathLike) else value)
+            for key, value in self.get_params().items()
+        }
+        manifest = {
+            "backbone": self.backbone_name_,
+            "weights_id": self.network_.backbone.weights_id,
+            "mode": self.mode,
+            "class_names": self.class_names_,
+            "preprocessing": self.preprocessing_.as_dict(),
+            "params": params,
+            "history": self.history_,
+            "skipped": [{"path": path, "reason": reason} for path, reason in self.skipped_],
+            "example_images": self.example_images_,
+        }
+        arrays = {
+            name: tensor.detach().cpu().numpy()
+            for name, tensor in self.network_.state_dict().items()
+        }
+        return save_bundle(directory, BUNDLE_KIND, manifest, arrays, files)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, device: str | None = None) -> DeepImageClassifier:
+        """Read a classifier written by :meth:`save` (no pickle: JSON and safetensors only)."""
+        content, arrays = load_bundle(directory, BUNDLE_KIND)
+        params = dict(content["params"])
+        params["device"] = device
+        model = cls(**params)
+        spec = get_spec(content["backbone"])
+        backbone = spec.build(None)
+        backbone.name = content["backbone"]
+        backbone.weights_id = content["weights_id"]
+        network = ClassifierNet(backbone, len(content["class_names"]))
+        network.load_state_dict({name: torch.from_numpy(array) for name, array in arrays.items()})
+        model.backbone_name_ = content["backbone"]
+        model.preprocessing_ = Preprocessing.from_dict(content["preprocessing"])
+        backbone.preprocessing = model.preprocessing_
+        model.class_names_ = list(content["class_names"])
+        model.classes_ = np.arange(len(model.class_names_))
+        model.history_ = list(content["history"])
+        model.example_images_ = list(content["example_images"])
+        model.skipped_ = [(item["path"], item["reason"]) for item in content["skipped"]]
+        model.network_ = network.to(configure_torch(device)).eval()
+        return model
+
+
+def _shuffled_batches(
+    n: int, batch_size: int, seed: int, inputs: torch.Tensor, targets: torch.Tensor
+):
+    """Mini-batches of ``(inputs, targets)`` in a seeded random order; a last batch of one is dropped."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    for start in range(0, n, batch_size):
+        indices = order[start : start + batch_size]
+        if len(indices) > 1 or n == 1:
+            yield inputs[indices], targets[indices]
+
+
+def _scorer(module: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]], loss: nn.Module):
+    """A function returning the (mean loss, accuracy) of ``module`` in eval mode on ``batches``."""
+
+    def score() -> tuple[float, float]:
+        module.eval()
+        device = next(module.parameters()).device
+        total, correct, seen = 0.0, 0, 0
+        with torch.inference_mode():
+            for inputs, targets in batches:
+                logits = module(inputs.to(device))
+                targets = targets.to(device)
+                total += float(loss(logits, targets)) * len(targets)
+                correct += int((logits.argmax(1) == targets).sum())
+                seen += len(targets)
+        return total / max(seen, 1), correct / max(seen, 1)
+
+    return score

@@ -1,0 +1,153 @@
+"""Where backbone weights come from: ``imagenet``, ``none`` or a file.
+
+``imagenet`` looks, in order, in the torch hub cache (``$TORCH_HOME/hub/checkpoints``), in
+installed packages that ship the file (see :class:`~imagelearn.classify.backbones.OfflineWeights`),
+and finally downloads through torchvision's own mechanism (which fills the hub cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from imagelearn.classify.backbones import DEFAULT_BACKBONE, Backbone, BackboneSpec, get_spec
+from imagelearn.core.progress import progress_enabled
+
+log = logging.getLogger(__name__)
+
+StateDict = dict[str, torch.Tensor]
+
+
+def hub_checkpoint_dir() -> Path:
+    """The folder torchvision downloads weights into (and where to place them by hand)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def offline_candidates(spec: BackboneSpec) -> list[Path]:
+    """Weight files of ``spec`` inside installed packages (packages are located, not imported)."""
+    found = []
+    for source in spec.offline:
+        try:
+            package = importlib.util.find_spec(source.package)
+        except (ImportError, ValueError):
+            continue
+        for location in (package.submodule_search_locations or []) if package else []:
+            candidate = Path(location) / source.relative_path
+            if candidate.is_file():
+                found.append(candidate)
+    return found
+
+
+def read_state_dict(path: str | os.PathLike) -> StateDict:
+    """A state dict from ``.safetensors`` or a PyTorch file (loaded with ``weights_only=True``)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle and zip errors come in many types
+        raise ValueError(f"{path}: not a readable PyTorch weight file ({error})") from error
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict) or not all(
+        isinstance(value, torch.Tensor) for value in loaded.values()
+    ):
+        raise ValueError(f"{path}: does not hold a state dict of tensors")
+    return loaded
+
+
+def imagenet_state_dict(spec: BackboneSpec) -> tuple[StateDict, str]:
+    """ImageNet weights of ``spec`` in torchvision's key format, and their file name.
+
+    Raises
+    ------
+    ValueError
+        The backbone has no ImageNet weights.
+    FileNotFoundError
+        Not found offline and the download failed; the message says which file to place where.
+    """
+    enum = spec.weights_enum()
+    if enum is None:
+        raise ValueError(
+            f"backbone {spec.name!r} has no ImageNet weights; use --weights none or a file"
+        )
+    file_name = enum.url.rsplit("/", 1)[-1]
+    cached = hub_checkpoint_dir() / file_name
+    candidates = [cached] if cached.is_file() else []
+    candidates += [path for path in offline_candidates(spec) if path.name == file_name]
+    if candidates:
+        log.debug("ImageNet weights for %s from %s", spec.name, candidates[0])
+        return read_state_dict(candidates[0]), file_name
+    try:
+        state_dict = torch.hub.load_state_dict_from_url(
+            enum.url, progress=progress_enabled(), check_hash=True, weights_only=True
+        )
+    except (OSError, RuntimeError) as error:  # URLError is an OSError; hash mismatch a RuntimeError
+        hints = "".join(
+            f" or `{source.install_hint}`" for source in spec.offline if source.install_hint
+        )
+        raise FileNotFoundError(
+            f"ImageNet weights for {spec.name!r} not found offline and the download of {enum.url} failed "
+            f"({error}); place {file_name} in {hub_checkpoint_dir()}{hints}"
+        ) from error
+    return state_dict, file_name
+
+
+def state_dict_fingerprint(state_dict: StateDict) -> str:
+    """SHA-256 (16 hex digits) over the names and values of a state dict."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        digest.update(name.encode())
+        digest.update(state_dict[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def build_backbone(
+    name: str = DEFAULT_BACKBONE, weights: str | os.PathLike = "imagenet"
+) -> Backbone:
+    """A registered backbone with its weights, preprocessing and a weights identifier.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`~imagelearn.classify.backbones.BACKBONES`.
+    weights : {"imagenet", "none"} or path
+        ``imagenet`` (hub cache, offline package, then download), ``none`` (random
+        initialisation) or a state-dict file (``.pth``/``.safetensors``) for that architecture.
+
+    Returns
+    -------
+    Backbone
+        In eval mode, with ``name``, ``preprocessing`` (the weights' own transforms) and
+        ``weights_id`` (a string that changes when the weights do) set.
+    """
+    spec = get_spec(name)
+    if str(weights) == "none":
+        backbone, weights_id = spec.build(None), "none"
+    elif str(weights) == "imagenet":
+        state_dict, weights_id = imagenet_state_dict(spec)
+        backbone = spec.build(state_dict)
+    elif Path(weights).is_file():
+        state_dict = read_state_dict(weights)
+        try:
+            backbone = spec.build(state_dict)
+        except RuntimeError as error:
+            raise ValueError(
+                f"{weights}: weights do not fit backbone {name!r} ({str(error)[:300]})"
+            ) from error
+        weights_id = f"file-{state_dict_fingerprint(state_dict)}"
+    else:
+        raise FileNotFoundError(
+            f"{weights}: weights must be 'imagenet', 'none' or an existing weight file"
+        )
+    backbone.name = name
+    backbone.preprocessing = spec.default_preprocessing()
+    backbone.weights_id = weights_id
+    return backbone.eval()

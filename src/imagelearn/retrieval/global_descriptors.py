@@ -1,0 +1,187 @@
+"""Global image descriptors for retrieval: GeM pooling over a CNN's last feature map.
+
+GeM (generalised mean, Radenovic et al. 2018): ``(mean_xy x^p)^(1/p)`` per channel, between
+average (p = 1) and max pooling (p -> inf); L2-normalised, then optionally PCA-whitened
+(learned on the collection) and L2-normalised again. The FAISS index that holds them is
+chosen by collection size: exact inner product (``IndexFlatIP``) when small, ``IndexIVFPQ``
+(tens of bytes per image) when large.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import faiss
+import numpy as np
+
+from imagelearn.core.images import load_image
+from imagelearn.core.progress import progress
+
+#: Collections up to this size use an exact FAISS index; larger ones IVF-PQ.
+EXACT_INDEX_LIMIT = 50_000
+#: Bytes per PQ code of the IVF-PQ index (one byte per sub-quantiser).
+PQ_BYTES = 32
+#: Inverted lists probed per IVF-PQ query.
+IVF_PROBES = 16
+
+
+def gem(feature_map: Any, p: float = 3.0) -> Any:
+    """Generalised-mean pooling: ``(n, c, h, w)`` tensor -> ``(n, c)``."""
+    return feature_map.clamp(min=1e-6).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero); float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class GeMDescriptor:
+    """GeM-pooled, L2-normalised CNN descriptors of whole images.
+
+    Parameters
+    ----------
+    backbone : str
+        A name from :data:`imagelearn.classify.backbones.BACKBONES` (ImageNet weights).
+    max_side : int
+        Images are resized so that their longer side is this many pixels.
+    p : float
+        GeM exponent.
+
+    Attributes
+    ----------
+    dimension_ : int
+        Descriptor length (channels of the last feature map).
+    """
+
+    def __init__(self, backbone: str = "mobilenet_v2", max_side: int = 384, p: float = 3.0) -> None:
+        self.backbone = backbone
+        self.max_side = max_side
+        self.p = p
+
+    def get_params(self) -> dict[str, Any]:
+        return {"backbone": self.backbone, "max_side": self.max_side, "p": self.p}
+
+    def _network(self):
+        if not hasattr(self, "_backbone"):
+            from imagelearn.classify.weights import build_backbone
+
+            self._backbone = build_backbone(self.backbone, "imagenet").eval()
+        return self._backbone
+
+    def transform(
+        self,
+        images: Sequence[str | os.PathLike | np.ndarray],
+        description: str = "global descriptors",
+    ) -> np.ndarray:
+        """Descriptors of image files or uint8 RGB arrays: (n, dimension_) float32, unit norm.
+
+        Raises
+        ------
+        ImageReadError
+            An unreadable file.
+        """
+        import torch
+
+        network = self._network()
+        mean = torch.tensor(network.preprocessing.mean).view(1, 3, 1, 1)
+        std = torch.tensor(network.preprocessing.std).view(1, 3, 1, 1)
+        rows = []
+        with torch.inference_mode():
+            for image in progress(images, description, total=len(images)):
+                pixels = (
+                    load_image(image, "RGB", max_side=self.max_side)
+                    if not isinstance(image, np.ndarray)
+                    else _as_rgb(image)
+                )
+                tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255.0
+                tensor = _resize_longer_side(tensor, self.max_side)
+                rows.append(gem(network.forward_features((tensor - mean) / std), self.p)[0].numpy())
+        descriptors = l2_normalise(np.stack(rows)) if rows else np.zeros((0, network.num_features))
+        self.dimension_ = descriptors.shape[1]
+        return descriptors.astype(np.float32)
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
+
+
+def _resize_longer_side(tensor: Any, side: int) -> Any:
+    """Bilinear (antialiased) resize of a (1, 3, H, W) tensor so that max(H, W) == side."""
+    from torch.nn import functional
+
+    height, width = tensor.shape[2:]
+    scale = side / max(height, width)
+    size = (max(32, round(height * scale)), max(32, round(width * scale)))
+    return functional.interpolate(
+        tensor, size=size, mode="bilinear", antialias=True, align_corners=False
+    )
+
+
+class PCAWhitening:
+    """PCA whitening learned on a collection's descriptors (``x -> W (x - mean)``, then L2).
+
+    Parameters
+    ----------
+    n_components : int
+        Kept dimensions (at most ``min(n_samples - 1, d)`` are used).
+    shrinkage : float
+        Eigenvalues are raised to ``-shrinkage / 2`` instead of ``-1/2`` (0.5 damps the noise
+        of the smallest components on small collections).
+    """
+
+    def __init__(self, n_components: int = 256, shrinkage: float = 0.5) -> None:
+        self.n_components = n_components
+        self.shrinkage = shrinkage
+
+    def fit(self, descriptors: np.ndarray) -> PCAWhitening:
+        descriptors = np.asarray(descriptors, dtype=np.float64)
+        self.mean_ = descriptors.mean(axis=0)
+        centred = descriptors - self.mean_
+        _, singular_values, components = np.linalg.svd(centred, full_matrices=False)
+        keep = min(int(self.n_components), len(descriptors) - 1, descriptors.shape[1])
+        variances = singular_values[:keep] ** 2 / max(1, len(descriptors) - 1)
+        scale = np.maximum(variances, 1e-12) ** (-float(self.shrinkage) / 2)
+        self.projection_ = (components[:keep] * scale[:, None]).astype(np.float32)
+        self.mean_ = self.mean_.astype(np.float32)
+        return self
+
+    def transform(self, descriptors: np.ndarray) -> np.ndarray:
+        """(n, d) -> (n, n_kept) float32, unit L2 norm."""
+        return l2_normalise((np.asarray(descriptors, np.float32) - self.mean_) @ self.projection_.T)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"whitening.mean": self.mean_, "whitening.projection": self.projection_}
+
+    @classmethod
+    def from_arrays(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> PCAWhitening:
+        whitening = cls(**params)
+        whitening.mean_ = arrays["whitening.mean"]
+        whitening.projection_ = arrays["whitening.projection"]
+        return whitening
+
+
+def make_global_index(dimension: int, expected_size: int, training: np.ndarray) -> faiss.Index:
+    """An empty FAISS inner-product index with ids: Flat up to EXACT_INDEX_LIMIT, else IVF-PQ.
+
+    IVF-PQ is trained on ``training`` (rows of the collection) with about ``4 sqrt(n)`` lists.
+    """
+    if expected_size <= EXACT_INDEX_LIMIT:
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+    n_lists = int(min(65_536, max(64, 4 * np.sqrt(expected_size))))
+    n_lists = min(n_lists, max(1, len(training) // 39))
+    sub_quantisers = max(d for d in range(1, PQ_BYTES + 1) if dimension % d == 0)
+    index = faiss.IndexIVFPQ(
+        faiss.IndexFlatIP(dimension),
+        dimension,
+        n_lists,
+        sub_quantisers,
+        8,
+        faiss.METRIC_INNER_PRODUCT,
+    )
+    index.train(np.ascontiguousarray(training, dtype=np.float32))
+    index.nprobe = IVF_PROBES
+    return index

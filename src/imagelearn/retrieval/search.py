@@ -1,0 +1,421 @@
+"""Searching an index: ranking, spatial verification, query expansion.
+
+``mode="local"`` ranks by the tf-idf inverted file, ``"global"`` by the FAISS index of GeM
+descriptors, ``"hybrid"`` takes the global shortlist and lets local features verify it.
+Verification re-ranks the top ``verify_top`` candidates by RANSAC inliers (verified images
+first); average query expansion (Chum et al. 2007) then re-queries with the mean of the
+query's bag and the bags of the best verified images.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from imagelearn.core.bundle import BundleError
+from imagelearn.features import extract_features
+from imagelearn.features.base import LocalFeatures
+from imagelearn.retrieval.catalogue import Catalogue
+from imagelearn.retrieval.index import _empty_features_error, _State
+from imagelearn.retrieval.inverted_file import bag_of_words, score_postings
+from imagelearn.retrieval.storage import read_array, read_index_manifest, read_segment
+from imagelearn.retrieval.verification import (
+    Verification,
+    consistent_pairs,
+    pairs_by_words,
+    verify_pairs,
+)
+
+MODES = ("local", "global", "hybrid")
+#: Attempts to open a snapshot whose files a concurrent writer replaced meanwhile.
+OPEN_ATTEMPTS = 5
+
+ImageSource = str | os.PathLike | np.ndarray
+
+
+@dataclass(frozen=True)
+class Match:
+    """One search result.
+
+    Attributes
+    ----------
+    path : str
+    image_id : int
+    score : float
+        Ranking similarity (tf-idf cosine, or global descriptor inner product).
+    inliers : int
+        RANSAC inliers of the verified homography; 0 when unverified or failed.
+    verification : Verification or None
+        The homography (query pixels -> database pixels) and inlier correspondences.
+    """
+
+    path: str
+    image_id: int
+    score: float
+    inliers: int = 0
+    verification: Verification | None = None
+
+    @property
+    def homography(self) -> np.ndarray | None:
+        return None if self.verification is None else self.verification.homography
+
+    def as_dict(self) -> dict[str, Any]:
+        homography = self.homography
+        return {
+            "path": self.path,
+            "score": round(float(self.score), 6),
+            "inliers": int(self.inliers),
+            "homography": None if homography is None else np.round(homography, 6).tolist(),
+        }
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Ranked matches of one query; ``timings`` in milliseconds per stage."""
+
+    query: str
+    matches: list[Match]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"query": ..., "results": [{"path", "score", "inliers", "homography"}, ...]}``."""
+        return {"query": self.query, "results": [m.as_dict() for m in self.matches]}
+
+    def format(self) -> str:
+        lines = [f"query: {self.query}"]
+        for rank, match in enumerate(self.matches, 1):
+            lines.append(
+                f"{rank:3d}  score {match.score:.4f}  inliers {match.inliers:4d}  {match.path}"
+            )
+        return "\n".join(lines)
+
+
+class Index:
+    """A read-only snapshot of an index directory; open with :meth:`open`.
+
+    Searching never blocks a concurrent ``add``/``remove``: the snapshot's files are never
+    modified, and memory-mapped files stay readable even after a writer deletes them.
+    """
+
+    def __init__(self, directory: Path, state: _State, segments: list, removed: np.ndarray) -> None:
+        self.directory = directory
+        self._state = state
+        self.params = state.params
+        self.segments = segments
+        content = state.content
+        self.n_ids = int(content["next_id"])
+        self._removed = np.zeros(self.n_ids, dtype=bool)
+        self._removed[removed[removed < self.n_ids].astype(np.int64)] = True
+        self._segment_of = np.full(self.n_ids, -1, dtype=np.int32)
+        self._row_of = np.full(self.n_ids, -1, dtype=np.int64)
+        for number, segment in enumerate(segments):
+            ids = np.asarray(segment.ids, dtype=np.int64)
+            self._segment_of[ids] = number
+            self._row_of[ids] = np.arange(len(ids))
+        self._global = None
+        if content.get("global"):
+            self._global = faiss.read_index(str(directory / content["global"]["file"]))
+            if hasattr(self._global, "nprobe"):
+                self._global.nprobe = 16
+        self._catalogue = Catalogue(directory)
+        self._detector = self.params.make_detector()
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike) -> Index:
+        """Open the current snapshot of the index at ``directory``.
+
+        Raises
+        ------
+        BundleError
+            Missing, corrupt, or from a newer imagelearn.
+        """
+        directory = Path(directory)
+        for attempt in range(OPEN_ATTEMPTS):
+            content = read_index_manifest(directory)
+            try:
+                state = _State(directory, content)
+                segments = [read_segment(directory, name) for name in content["segments"]]
+                removed = (
+                    read_array(directory / content["removed"])
+                    if content.get("removed")
+                    else np.zeros(0, np.uint32)
+                )
+                return cls(directory, state, segments, removed)
+            except FileNotFoundError as error:  # a writer replaced the snapshot meanwhile
+                if attempt == OPEN_ATTEMPTS - 1:
+                    raise BundleError(f"{directory}: index files are missing ({error})") from error
+        raise AssertionError("unreachable")
+
+    @property
+    def n_images(self) -> int:
+        """Images searchable in this snapshot."""
+        return int(self._state.content["n_images"])
+
+    def info(self) -> dict[str, Any]:
+        """Counts, parameters and sizes (bytes) of this snapshot."""
+        content = self._state.content
+        postings_bytes = sum(
+            s.postings.images.nbytes + s.postings.weights.nbytes for s in self.segments
+        )
+        geometry_bytes = sum(s.keypoints.nbytes + s.words.nbytes for s in self.segments)
+        on_disk = sum(p.stat().st_size for p in self.directory.rglob("*") if p.is_file())
+        return {
+            "path": str(self.directory),
+            "images": self.n_images,
+            "complete": bool(content["complete"]),
+            "generation": int(content["generation"]),
+            "segments": len(self.segments),
+            "vocabulary": f"{self.params.vocabulary} {self._state.vocabulary.n_words_} words",
+            "detector": self.params.detector,
+            "global": content["global"]["kind"] if content.get("global") else None,
+            "features": int(sum(len(s.words) for s in self.segments)),
+            "postings_bytes": int(postings_bytes),
+            "geometry_bytes": int(geometry_bytes),
+            "bytes_on_disk": int(on_disk),
+            "bytes_per_image": int(on_disk / max(1, self.n_images)),
+        }
+
+    def features(
+        self, source: ImageSource, roi: tuple[int, int, int, int] | None = None
+    ) -> LocalFeatures:
+        """Local features of a query (file or array), restricted to ``roi`` = (x, y, w, h) pixels."""
+        features = extract_features(
+            [source], self._detector, n_jobs=1, cache_dir=False, strict=True
+        )[0][0]
+        if roi is not None:
+            x, y, width, height = roi
+            points = features.keypoints
+            inside = (
+                (points[:, 0] >= x)
+                & (points[:, 0] < x + width)
+                & (points[:, 1] >= y)
+                & (points[:, 1] < y + height)
+            )
+            features = LocalFeatures(
+                points[inside], features.descriptors[inside], features.image_shape
+            )
+        return features
+
+    def _image_features(self, image_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(keypoints (k, 4), words (k,), (height, width)) of an indexed image."""
+        segment = self.segments[self._segment_of[image_id]]
+        row = int(self._row_of[image_id])
+        keypoints, words = segment.features(row)
+        return np.asarray(keypoints), np.asarray(words), np.asarray(segment.sizes[row])
+
+    def _bag(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+        return bag_of_words(self._image_features(image_id)[1], self._state.idf)
+
+    def _local_ranking(
+        self, words: np.ndarray, weights: np.ndarray, depth: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``depth`` ids by tf-idf score (images sharing at least one word), and their scores."""
+        ids, scores = score_postings([s.postings for s in self.segments], words, weights)
+        live = ~self._removed[ids]
+        ids, scores = ids[live], scores[live]
+        if len(ids) > depth:
+            top = np.argpartition(-scores, depth - 1)[:depth]
+            ids, scores = ids[top], scores[top]
+        order = np.lexsort((ids, -scores))
+        return ids[order], scores[order].astype(np.float64)
+
+    def _global_ranking(
+        self, source: ImageSource, roi, depth: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self._global is None:
+            raise ValueError(
+                f"{self.directory}: built without global descriptors; use mode='local'"
+            )
+        from imagelearn.core.images import load_image
+
+        image = source if isinstance(source, np.ndarray) else load_image(source, "RGB")
+        if roi is not None:
+            x, y, width, height = roi
+            image = image[y : y + height, x : x + width]
+        descriptor = self._state.global_descriptor.transform([image])
+        if self._state.whitening is not None:
+            descriptor = self._state.whitening.transform(descriptor)
+        fetch = min(self._global.ntotal, depth + int(self._removed.sum()))
+        if fetch == 0:
+            return np.zeros(0, np.int64), np.zeros(0)
+        similarities, ids = self._global.search(descriptor, fetch)
+        keep = (ids[0] >= 0) & ~self._removed[np.clip(ids[0], 0, None)]
+        return ids[0][keep][:depth], similarities[0][keep][:depth]
+
+    def _verify(
+        self,
+        query: LocalFeatures,
+        query_words: np.ndarray,
+        image_id: int,
+        threshold: float,
+        min_inliers: int,
+    ) -> Verification:
+        keypoints, words, size = self._image_features(image_id)
+        query_rows, database_rows = pairs_by_words(query_words, words)
+        consistent = consistent_pairs(query.keypoints[query_rows], keypoints[database_rows])
+        query_rows, database_rows = query_rows[consistent], database_rows[consistent]
+        pixels = max(2.0, threshold * float(size.max()))
+        return verify_pairs(
+            query.keypoints[query_rows, :2], keypoints[database_rows, :2], pixels, min_inliers
+        )
+
+    def search(
+        self,
+        query: ImageSource,
+        top: int = 20,
+        *,
+        mode: str = "local",
+        roi: tuple[int, int, int, int] | None = None,
+        verify: bool = True,
+        verify_top: int = 50,
+        shortlist: int = 100,
+        expand: bool = False,
+        expand_top: int = 5,
+        min_inliers: int = 10,
+        ransac_threshold: float = 0.01,
+    ) -> SearchResult:
+        """Rank the indexed images by similarity to ``query``.
+
+        Parameters
+        ----------
+        query : path-like or ndarray
+            An image file or a uint8 array.
+        top : int
+            Results returned.
+        mode : {"local", "global", "hybrid"}
+        roi : (x, y, w, h) or None
+            Only the query's features inside this rectangle (pixels) are used.
+        verify : bool
+            Re-rank the top ``verify_top`` by RANSAC homography inliers (hybrid: the whole
+            ``shortlist``).
+        shortlist : int
+            Candidates the global index proposes in hybrid mode.
+        expand : bool
+            Average query expansion with the ``expand_top`` best verified images (local and
+            hybrid modes; implies ``verify``).
+        min_inliers : int
+            Inliers needed for a verified match.
+        ransac_threshold : float
+            RANSAC threshold as a fraction of the database image's longer side.
+
+        Returns
+        -------
+        SearchResult
+
+        Raises
+        ------
+        ValueError
+            Unknown mode, global mode on an index without global descriptors, or a query
+            without local features where local features are needed.
+        ImageReadError
+            The query file cannot be read.
+        """
+        if mode not in MODES:
+            raise ValueError(f"unknown search mode {mode!r}; choose one of {MODES}")
+        top = max(1, int(top))
+        verify = verify or expand
+        name = str(query) if not isinstance(query, np.ndarray) else "<array>"
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        features = query_words = None
+        if mode != "global" or verify:
+            features = self.features(query, roi)
+            if len(features) == 0 and mode == "local":
+                raise _empty_features_error(name)
+            query_words = (
+                self._state.vocabulary.assign(features.descriptors)
+                if len(features)
+                else np.zeros(0, np.int64)
+            )
+        timings["features_ms"] = _elapsed(started)
+        started = time.perf_counter()
+        depth = max(top, verify_top if verify else 0)
+        if mode == "local":
+            bag = bag_of_words(query_words, self._state.idf)
+            ids, scores = self._local_ranking(*bag, depth)
+        else:
+            ids, scores = self._global_ranking(query, roi, shortlist if mode == "hybrid" else depth)
+        timings["ranking_ms"] = _elapsed(started)
+        started = time.perf_counter()
+        verified: dict[int, Verification] = {}
+        if verify and features is not None and len(features):
+            n_verified = len(ids) if mode == "hybrid" else verify_top
+            ids, scores = self._verified_ranking(
+                ids,
+                scores,
+                n_verified,
+                features,
+                query_words,
+                verified,
+                ransac_threshold,
+                min_inliers,
+            )
+            if expand and mode != "global":
+                ids, scores = self._expanded_ranking(
+                    ids,
+                    bag_of_words(query_words, self._state.idf),
+                    verified,
+                    expand_top,
+                    depth,
+                    min_inliers,
+                )
+                ids, scores = self._verified_ranking(
+                    ids,
+                    scores,
+                    verify_top,
+                    features,
+                    query_words,
+                    verified,
+                    ransac_threshold,
+                    min_inliers,
+                )
+        timings["verification_ms"] = _elapsed(started)
+        ids, scores = ids[:top], scores[:top]
+        records = self._catalogue.records(ids.tolist())
+        matches = [
+            Match(
+                records[int(i)].path,
+                int(i),
+                float(s),
+                verified[int(i)].inliers if int(i) in verified else 0,
+                verified.get(int(i)),
+            )
+            for i, s in zip(ids, scores, strict=True)
+        ]
+        return SearchResult(name, matches, timings)
+
+    def _verified_ranking(
+        self, ids, scores, n_verified, features, query_words, verified, threshold, min_inliers
+    ):
+        """Verify the first ``n_verified`` ids (reusing ``verified``); verified ones first by inliers."""
+        for image_id in ids[:n_verified].tolist():
+            if image_id not in verified:
+                verified[image_id] = self._verify(
+                    features, query_words, image_id, threshold, min_inliers
+                )
+        inliers = np.array([verified[i].inliers if i in verified else 0 for i in ids.tolist()])
+        order = np.lexsort((-scores, -inliers))
+        return ids[order], scores[order]
+
+    def _expanded_ranking(self, ids, query_bag, verified, expand_top, depth, min_inliers):
+        """Re-query with the average of the query's bag and the best verified images' bags."""
+        confirmed = [
+            i for i in ids.tolist() if i in verified and verified[i].inliers >= min_inliers
+        ]
+        if not confirmed:
+            return ids, np.zeros(len(ids))
+        average = np.zeros(self._state.vocabulary.n_words_, dtype=np.float32)
+        for words, weights in [query_bag, *(self._bag(i) for i in confirmed[:expand_top])]:
+            average[words] += weights
+        words = np.flatnonzero(average)
+        return self._local_ranking(words, average[words] / np.linalg.norm(average[words]), depth)
+
+
+def _elapsed(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)

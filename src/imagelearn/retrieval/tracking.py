@@ -1,0 +1,332 @@
+"""Following one object through a video by recognising it in every frame.
+
+Each frame is matched against the object photo with the retrieval verification (descriptor
+ratio-test correspondences, homography by USAC/MAGSAC). The previous frame's estimate is
+carried forward: features are first detected only in a window around the last position, and
+the whole frame is searched only when that fails.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from imagelearn.core.bundle import atomic_write_text
+from imagelearn.core.images import load_image
+from imagelearn.features import make_detector
+from imagelearn.features.base import LocalFeatures
+from imagelearn.retrieval.verification import pairs_by_descriptors, project_corners, verify_pairs
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class TrackedFrame:
+    """The object's estimate in one frame.
+
+    Attributes
+    ----------
+    frame : int
+        Frame number from 0.
+    homography : ndarray (3, 3) or None
+        Object-photo pixels -> frame pixels; None when the object was not found.
+    inliers : int
+    confidence : float in [0, 1]
+        ``inlier ratio * min(1, inliers / (2 * min_inliers))``; 0 when not found.
+    searched_window : bool
+        True when found in the window around the previous estimate (not the whole frame).
+    corners : ndarray (4, 2) or None
+        The object photo's corners in the frame.
+    """
+
+    frame: int
+    homography: np.ndarray | None
+    inliers: int
+    confidence: float
+    searched_window: bool
+    corners: np.ndarray | None
+
+    @property
+    def box(self) -> Box | None:
+        """Axis-aligned box (x, y, w, h) around ``corners``, pixels."""
+        if self.corners is None:
+            return None
+        low, high = self.corners.min(axis=0), self.corners.max(axis=0)
+        return (float(low[0]), float(low[1]), float(high[0] - low[0]), float(high[1] - low[1]))
+
+
+class ObjectTracker:
+    """Recognise an object photo frame by frame.
+
+    Parameters
+    ----------
+    detector : str
+        Local detector registry name.
+    max_keypoints : int
+        Strongest keypoints per frame (and in the object photo).
+    min_side : int
+        Frames and object photos smaller than this (longer side, pixels) are enlarged before
+        detection, so small videos still give features.
+    ratio : float
+        Lowe's ratio test threshold.
+    min_inliers : int
+        Inliers needed to accept a frame's homography.
+    ransac_threshold : float
+        RANSAC threshold, pixels of the (enlarged) frame.
+    margin : float
+        The search window is the previous box grown by this fraction of its size on each side.
+
+    Attributes
+    ----------
+    object_features_ : LocalFeatures
+    object_size_ : (width, height) of the object photo, pixels
+    """
+
+    def __init__(
+        self,
+        detector: str = "rootsift",
+        max_keypoints: int = 1500,
+        min_side: int = 320,
+        ratio: float = 0.8,
+        min_inliers: int = 10,
+        ransac_threshold: float = 4.0,
+        margin: float = 0.5,
+    ) -> None:
+        self.detector = detector
+        self.max_keypoints = max_keypoints
+        self.min_side = min_side
+        self.ratio = ratio
+        self.min_inliers = min_inliers
+        self.ransac_threshold = ransac_threshold
+        self.margin = margin
+
+    def _detect(self, image: np.ndarray) -> LocalFeatures:
+        """Features in ``image`` pixels, detected on a copy enlarged to ``min_side`` if smaller."""
+        scale = max(1.0, self.min_side / max(image.shape[:2]))
+        working = image
+        if scale > 1.0:
+            size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+            working = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
+        features = make_detector(self.detector, max_keypoints=self.max_keypoints).detect(working)
+        keypoints = features.keypoints.copy()
+        keypoints[:, :3] /= scale
+        return LocalFeatures(keypoints, features.descriptors, image.shape[:2])
+
+    def fit(self, object_image: np.ndarray | str | os.PathLike) -> ObjectTracker:
+        """Describe the object photo (an RGB array or an image file).
+
+        Raises
+        ------
+        ValueError
+            The photo has too few features to be recognised.
+        """
+        image = object_image if isinstance(object_image, np.ndarray) else load_image(object_image)
+        self.object_features_ = self._detect(image)
+        self.object_size_ = (image.shape[1], image.shape[0])
+        if len(self.object_features_) < self.min_inliers:
+            raise ValueError(
+                f"the object photo has {len(self.object_features_)} features; at least "
+                f"{self.min_inliers} are needed to recognise it (is it blank or tiny?)"
+            )
+        self.previous_: TrackedFrame | None = None
+        return self
+
+    def _match(self, frame: np.ndarray, window: tuple[int, int, int, int] | None):
+        x0, y0, x1, y1 = window or (0, 0, frame.shape[1], frame.shape[0])
+        features = self._detect(frame[y0:y1, x0:x1])
+        object_rows, frame_rows = pairs_by_descriptors(
+            self.object_features_.descriptors, features.descriptors, self.ratio
+        )
+        frame_points = features.keypoints[frame_rows, :2] + np.array([x0, y0], np.float32)
+        return verify_pairs(
+            self.object_features_.keypoints[object_rows, :2],
+            frame_points,
+            self.ransac_threshold / max(1.0, self.min_side / max(frame.shape[:2])),
+            self.min_inliers,
+        )
+
+    def _window(self, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+        if self.previous_ is None or self.previous_.corners is None:
+            return None
+        x, y, width, height = self.previous_.box
+        grow = self.margin * max(width, height)
+        x0, y0 = max(0, int(x - grow)), max(0, int(y - grow))
+        x1 = min(frame_shape[1], int(np.ceil(x + width + grow)))
+        y1 = min(frame_shape[0], int(np.ceil(y + height + grow)))
+        return (x0, y0, x1, y1) if x1 - x0 >= 16 and y1 - y0 >= 16 else None
+
+    def update(self, frame: np.ndarray, number: int) -> TrackedFrame:
+        """Find the object in one RGB frame, starting from the previous estimate."""
+        window = self._window(frame.shape)
+        verification = self._match(frame, window) if window is not None else None
+        searched_window = verification is not None and verification.homography is not None
+        if not searched_window:
+            verification = self._match(frame, None)
+        if verification.homography is None:
+            tracked = TrackedFrame(number, None, 0, 0.0, False, None)
+        else:
+            ratio = verification.inliers / max(1, verification.n_tentative)
+            confidence = ratio * min(1.0, verification.inliers / (2.0 * self.min_inliers))
+            corners = project_corners(verification.homography, *self.object_size_)
+            tracked = TrackedFrame(
+                number,
+                verification.homography,
+                verification.inliers,
+                confidence,
+                searched_window,
+                corners,
+            )
+        self.previous_ = tracked
+        return tracked
+
+    def track(self, frames: Iterable[np.ndarray]) -> Iterator[TrackedFrame]:
+        """Estimates for a sequence of RGB frames, in order."""
+        for number, frame in enumerate(frames):
+            yield self.update(frame, number)
+
+
+def read_frames(source: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """RGB uint8 frames of a video file, or of a folder of images in name order.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``source`` does not exist.
+    ValueError
+        A file OpenCV cannot decode as video.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such video file or frame folder")
+    if source.is_dir():
+        from imagelearn.data.collection import find_images
+
+        for number, path in enumerate(find_images(source, recursive=False)):
+            if max_frames is not None and number >= max_frames:
+                return
+            yield load_image(path, "RGB")
+        return
+    capture = cv2.VideoCapture(str(source))
+    if not capture.isOpened():
+        raise ValueError(f"{source}: not a video OpenCV can read")
+    try:
+        number = 0
+        while max_frames is None or number < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                if number == 0:
+                    raise ValueError(f"{source}: no frame could be decoded")
+                return
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            number += 1
+    finally:
+        capture.release()
+
+
+def write_track_csv(tracked: Iterable[TrackedFrame], path: str | os.PathLike) -> Path:
+    """CSV with one row per frame: frame, x, y, w, h, confidence, inliers, h11..h33 (empty when lost)."""
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(
+        [
+            "frame",
+            "x",
+            "y",
+            "w",
+            "h",
+            "confidence",
+            "inliers",
+            *[f"h{r}{c}" for r in (1, 2, 3) for c in (1, 2, 3)],
+        ]
+    )
+    for item in tracked:
+        box = [f"{v:.2f}" for v in item.box] if item.box else [""] * 4
+        homography = (
+            [f"{v:.8g}" for v in item.homography.ravel()]
+            if item.homography is not None
+            else [""] * 9
+        )
+        writer.writerow([item.frame, *box, f"{item.confidence:.4f}", item.inliers, *homography])
+    atomic_write_text(path, buffer.getvalue())
+    return Path(path)
+
+
+def annotate(frame: np.ndarray, tracked: TrackedFrame) -> np.ndarray:
+    """A copy of the frame with the object's outline (green) and its confidence written."""
+    annotated = np.ascontiguousarray(frame.copy())
+    if tracked.corners is not None:
+        cv2.polylines(annotated, [np.round(tracked.corners).astype(np.int32)], True, (0, 255, 0), 2)
+    label = f"{tracked.frame}: " + (
+        f"conf {tracked.confidence:.2f}" if tracked.corners is not None else "lost"
+    )
+    cv2.putText(
+        annotated, label, (5, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1, cv2.LINE_AA
+    )
+    return annotated
+
+
+def write_annotated(frames: list[np.ndarray], path: str | os.PathLike, fps: float = 10.0) -> Path:
+    """Save annotated frames as an animated GIF (``.gif``) or a video (``.mp4``/``.avi``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    if path.suffix.lower() == ".gif":
+        from PIL import Image
+
+        images = [Image.fromarray(f) for f in frames]
+        images[0].save(
+            temporary, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
+        )
+    else:
+        codec = "mp4v" if path.suffix.lower() == ".mp4" else "MJPG"
+        height, width = frames[0].shape[:2]
+        writer = cv2.VideoWriter(
+            str(temporary), cv2.VideoWriter_fourcc(*codec), fps, (width, height)
+        )
+        for frame in frames:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        writer.release()
+    os.replace(temporary, path)
+    return path
+
+
+def box_iou(first: Box | None, second: Box) -> float:
+    """Intersection over union of two (x, y, w, h) boxes; 0 when ``first`` is None."""
+    if first is None:
+        return 0.0
+    x0, y0 = max(first[0], second[0]), max(first[1], second[1])
+    x1 = min(first[0] + first[2], second[0] + second[2])
+    y1 = min(first[1] + first[3], second[1] + second[3])
+    intersection = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = first[2] * first[3] + second[2] * second[3] - intersection
+    return intersection / union if union > 0 else 0.0
+
+
+def success_rate(predicted: list[Box | None], truth: np.ndarray, threshold: float = 0.5) -> float:
+    """OTB success rate: share of frames whose box overlaps the truth with IoU > ``threshold``."""
+    overlaps = [box_iou(box, tuple(row)) for box, row in zip(predicted, truth, strict=False)]
+    return float(np.mean(np.array(overlaps) > threshold)) if overlaps else 0.0
+
+
+def read_otb_boxes(path: str | os.PathLike) -> np.ndarray:
+    """OTB ``groundtruth_rect.txt``: (n_frames, 4) float64 x, y, w, h (tab, comma or space separated).
+
+    OTB boxes are 1-based; they are returned 0-based.
+    """
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            rows.append([float(v) for v in line.replace(",", " ").split()])
+    boxes = np.asarray(rows, dtype=np.float64)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{path}: expected 4 numbers (x, y, w, h) per line")
+    boxes[:, :2] -= 1.0
+    return boxes

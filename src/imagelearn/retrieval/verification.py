@@ -1,0 +1,204 @@
+"""Spatial verification: tentative correspondences, then a homography by RANSAC (USAC/MAGSAC).
+
+Correspondences come either from shared visual words (the classic large-scale way: no
+descriptor is stored per database image, only its keypoints and words) or from descriptor
+nearest neighbours with Lowe's ratio test (tracking, where both images' descriptors are at
+hand). A match is accepted when the homography has at least ``min_inliers`` inliers and
+keeps orientation and a plausible scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+#: Most pairs a single visual word may propose (a word seen 3x in each image proposes 9).
+MAX_PAIRS_PER_WORD = 9
+#: Orientation bins (over 360 degrees) of the weak geometric consistency histogram.
+WGC_ANGLE_BINS = 12
+#: Scale bin width (octaves) of the weak geometric consistency histogram.
+WGC_OCTAVE_BIN = 0.5
+#: Largest area change (either way) a verified homography may imply.
+MAX_SCALE_CHANGE = 100.0
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of verifying one image pair.
+
+    Attributes
+    ----------
+    inliers : int
+        Correspondences consistent with ``homography`` (0 when none was found).
+    homography : ndarray of float64, shape (3, 3), or None
+        Maps query pixels to database pixels.
+    query_points, database_points : ndarray of float32, shape (inliers, 2)
+        The inlier correspondences, pixels.
+    n_tentative : int
+        Tentative correspondences RANSAC started from.
+    """
+
+    inliers: int
+    homography: np.ndarray | None
+    query_points: np.ndarray
+    database_points: np.ndarray
+    n_tentative: int
+
+    @classmethod
+    def failed(cls, n_tentative: int = 0) -> Verification:
+        empty = np.zeros((0, 2), dtype=np.float32)
+        return cls(0, None, empty, empty, n_tentative)
+
+
+def pairs_by_words(
+    query_words: np.ndarray,
+    database_words: np.ndarray,
+    max_pairs_per_word: int = MAX_PAIRS_PER_WORD,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tentative correspondences: every pair of features that share a visual word.
+
+    Words that would propose more than ``max_pairs_per_word`` pairs (bursts, repeated
+    texture) propose none.
+
+    Returns
+    -------
+    query_rows, database_rows : ndarrays of int64, shape (n_pairs,)
+    """
+    query_words = np.asarray(query_words, dtype=np.int64)
+    database_words = np.asarray(database_words, dtype=np.int64)
+    order = np.argsort(database_words, kind="stable")
+    sorted_words = database_words[order]
+    starts = np.searchsorted(sorted_words, query_words, side="left")
+    lengths = np.searchsorted(sorted_words, query_words, side="right") - starts
+    _, inverse, counts = np.unique(query_words, return_inverse=True, return_counts=True)
+    query_counts = counts[inverse]
+    keep = (lengths > 0) & (lengths * query_counts <= max_pairs_per_word)
+    starts, lengths = starts[keep], lengths[keep]
+    query_rows = np.repeat(np.flatnonzero(keep), lengths)
+    total = int(lengths.sum())
+    first_of_run = np.cumsum(lengths) - lengths
+    database_rows = order[np.repeat(starts - first_of_run, lengths) + np.arange(total)]
+    return query_rows, database_rows
+
+
+def pairs_by_descriptors(
+    query_descriptors: np.ndarray, database_descriptors: np.ndarray, ratio: float = 0.8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tentative correspondences by nearest neighbour with Lowe's ratio test.
+
+    Float descriptors use the L2 distance, packed binary (uint8) ones the Hamming distance.
+
+    Returns
+    -------
+    query_rows, database_rows : ndarrays of int64, shape (n_pairs,)
+    """
+    if len(query_descriptors) == 0 or len(database_descriptors) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    norm = cv2.NORM_HAMMING if query_descriptors.dtype == np.uint8 else cv2.NORM_L2
+    matcher = cv2.BFMatcher(norm)
+    matches = matcher.knnMatch(query_descriptors, database_descriptors, k=2)
+    good = [m[0] for m in matches if len(m) == 2 and m[0].distance < ratio * m[1].distance]
+    query_rows = np.array([m.queryIdx for m in good], dtype=np.int64)
+    database_rows = np.array([m.trainIdx for m in good], dtype=np.int64)
+    return query_rows, database_rows
+
+
+def consistent_pairs(
+    query_keypoints: np.ndarray,
+    database_keypoints: np.ndarray,
+    angle_bins: int = WGC_ANGLE_BINS,
+    octave_bins: float = WGC_OCTAVE_BIN,
+) -> np.ndarray:
+    """Weak geometric consistency (Jegou et al. 2008) of tentative pairs.
+
+    A true match rotates and scales all features of an object about alike: pairs vote in a
+    histogram of (orientation change, log2 scale change); the pairs in the peak bin and its
+    eight neighbours are kept.
+
+    Parameters
+    ----------
+    query_keypoints, database_keypoints : ndarray, shape (n_pairs, 4)
+        Paired keypoints (x, y, size, angle in degrees; angle -1 when unknown).
+    angle_bins : int
+        Bins over 360 degrees.
+    octave_bins : float
+        Width of a scale bin, octaves.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_pairs,)
+    """
+    if len(query_keypoints) == 0:
+        return np.zeros(0, dtype=bool)
+    rotation = np.mod(database_keypoints[:, 3] - query_keypoints[:, 3], 360.0)
+    rotation_bin = np.floor(rotation * angle_bins / 360.0).astype(np.int64) % angle_bins
+    log_scale = np.log2(
+        np.maximum(database_keypoints[:, 2], 1e-3) / np.maximum(query_keypoints[:, 2], 1e-3)
+    )
+    scale_bin = np.floor(log_scale / octave_bins).astype(np.int64)
+    scale_bin -= scale_bin.min()
+    votes = np.zeros((angle_bins, int(scale_bin.max()) + 1), dtype=np.int64)
+    np.add.at(votes, (rotation_bin, scale_bin), 1)
+    peak_rotation, peak_scale = np.unravel_index(int(votes.argmax()), votes.shape)
+    rotation_distance = np.minimum(
+        np.abs(rotation_bin - peak_rotation), angle_bins - np.abs(rotation_bin - peak_rotation)
+    )
+    return (rotation_distance <= 1) & (np.abs(scale_bin - peak_scale) <= 1)
+
+
+def plausible_homography(homography: np.ndarray) -> bool:
+    """True when the homography keeps orientation and changes area by at most MAX_SCALE_CHANGE."""
+    if not np.isfinite(homography).all():
+        return False
+    determinant = float(np.linalg.det(homography[:2, :2] / homography[2, 2]))
+    return 1.0 / MAX_SCALE_CHANGE < determinant < MAX_SCALE_CHANGE
+
+
+def verify_pairs(
+    query_points: np.ndarray,
+    database_points: np.ndarray,
+    threshold: float,
+    min_inliers: int = 8,
+) -> Verification:
+    """Fit a homography to tentative correspondences with OpenCV's USAC/MAGSAC.
+
+    Parameters
+    ----------
+    query_points, database_points : ndarray, shape (n, 2)
+        Corresponding pixel positions, row by row.
+    threshold : float
+        RANSAC reprojection threshold in database-image pixels.
+    min_inliers : int
+        Fewer inliers count as a failed verification.
+
+    Returns
+    -------
+    Verification
+    """
+    n_pairs = len(query_points)
+    if n_pairs < max(4, min_inliers):
+        return Verification.failed(n_pairs)
+    source = np.ascontiguousarray(query_points, dtype=np.float32)
+    target = np.ascontiguousarray(database_points, dtype=np.float32)
+    homography, mask = cv2.findHomography(
+        source,
+        target,
+        cv2.USAC_MAGSAC,
+        ransacReprojThreshold=threshold,
+        maxIters=2000,
+        confidence=0.999,
+    )
+    if homography is None or mask is None or not plausible_homography(homography):
+        return Verification.failed(n_pairs)
+    inlier = mask.ravel().astype(bool)
+    if int(inlier.sum()) < min_inliers:
+        return Verification.failed(n_pairs)
+    return Verification(int(inlier.sum()), homography, source[inlier], target[inlier], n_pairs)
+
+
+def project_corners(homography: np.ndarray, width: float, height: float) -> np.ndarray:
+    """The four corners of a ``width x height`` image mapped by ``homography``: (4, 2) float64."""
+    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float64)
+    return cv2.perspectiveTransform(corners[None], np.asarray(homography, np.float64))[0]

@@ -1,0 +1,537 @@
+"""Semantic segmentation with Bag of Features on superpixels.
+
+Pipeline (per image): SLIC superpixels; dense local features computed once (grey RootSIFT
+words and, optionally, Lab colour words); for every superpixel the histogram of the words
+whose keypoints fall inside it, and as context the summed histograms of its adjacent
+superpixels (the SLIC adjacency graph); a classifier of
+:data:`imagelearn.segment.models.CLASSIFIERS` on those vectors; every pixel gets its
+superpixel's class. Training superpixels are labelled by the majority of their mask pixels;
+mixed ones (majority share below ``purity``) are left out.
+
+Labels follow the rest of :mod:`imagelearn.segment`: 0 = unlabelled (ignored), ``1..K`` =
+class ``class_names[k - 1]``; a background class is a class like any other.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy import sparse
+from sklearn.base import BaseEstimator
+
+from imagelearn.bof.encoding import normalize_histograms
+from imagelearn.bof.estimator import sample_descriptors
+from imagelearn.bof.vocabulary import KMeansVocabulary
+from imagelearn.core.bundle import BundleError, load_bundle, save_bundle
+from imagelearn.core.progress import progress
+from imagelearn.features import LocalFeatures, make_detector
+from imagelearn.features.detectors import Detector
+from imagelearn.segment.classifier import MAX_CLASSES
+from imagelearn.segment.metrics import accuracy_report
+from imagelearn.segment.models import classifier_kind
+
+BUNDLE_KIND = "bof-segmenter"
+#: Detector keyword arguments the Lab colour channel shares with the texture detector.
+_SHARED_GRID_PARAMS = ("step", "sizes")
+
+
+# ---------------------------------------------------------------- superpixel helpers
+
+
+def superpixels(image: np.ndarray, superpixel_size: float, compactness: float) -> np.ndarray:
+    """SLIC superpixels of roughly ``superpixel_size`` x ``superpixel_size`` pixels.
+
+    Parameters
+    ----------
+    image : uint8 ndarray, shape (H, W) or (H, W, 3)
+
+    Returns
+    -------
+    int64 ndarray, shape (H, W): superpixel ids ``0..n-1``, every id used.
+    """
+    from skimage.segmentation import slic
+
+    n_segments = max(1, round(image.shape[0] * image.shape[1] / float(superpixel_size) ** 2))
+    segments = slic(
+        image,
+        n_segments=n_segments,
+        compactness=compactness,
+        start_label=0,
+        channel_axis=-1 if image.ndim == 3 else None,
+    )
+    return np.unique(segments, return_inverse=True)[1].reshape(segments.shape).astype(np.int64)
+
+
+def superpixel_adjacency(segments: np.ndarray) -> sparse.csr_matrix:
+    """Which superpixels touch (4-connectivity): symmetric 0/1 matrix, zero diagonal.
+
+    Parameters
+    ----------
+    segments : int ndarray, shape (H, W), ids ``0..n-1``
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix of float32, shape (n, n)
+    """
+    n = int(segments.max()) + 1
+    pairs = [
+        (segments[:, :-1].ravel(), segments[:, 1:].ravel()),
+        (segments[:-1, :].ravel(), segments[1:, :].ravel()),
+    ]
+    first = np.concatenate([a for a, _ in pairs])
+    second = np.concatenate([b for _, b in pairs])
+    differ = first != second
+    first, second = first[differ], second[differ]
+    matrix = sparse.coo_matrix(
+        (np.ones(2 * first.size, dtype=np.float32), (np.r_[first, second], np.r_[second, first])),
+        shape=(n, n),
+    ).tocsr()
+    matrix.data[:] = 1.0  # duplicates were summed
+    return matrix
+
+
+def word_histograms(
+    segments: np.ndarray, points: np.ndarray, words: np.ndarray, n_words: int
+) -> np.ndarray:
+    """Count the words of keypoints per superpixel.
+
+    Parameters
+    ----------
+    segments : int ndarray, shape (H, W), ids ``0..n-1``
+    points : float ndarray, shape (m, 2), keypoint ``x, y`` in the pixels of ``segments``
+    words : int ndarray, shape (m,)
+
+    Returns
+    -------
+    float32 ndarray, shape (n, n_words)
+    """
+    n = int(segments.max()) + 1
+    height, width = segments.shape
+    columns = np.clip(np.rint(points[:, 0]).astype(np.int64), 0, width - 1)
+    rows = np.clip(np.rint(points[:, 1]).astype(np.int64), 0, height - 1)
+    owners = segments[rows, columns]
+    counts = np.bincount(owners * n_words + words, minlength=n * n_words)
+    return counts.reshape(n, n_words).astype(np.float32)
+
+
+def superpixel_majority(
+    segments: np.ndarray, mask: np.ndarray, n_labels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Majority label of every superpixel and its share of the superpixel's pixels.
+
+    Parameters
+    ----------
+    segments : int ndarray, shape (H, W), ids ``0..n-1``
+    mask : int ndarray, shape (H, W), 0 = unlabelled, ``1..n_labels``
+
+    Returns
+    -------
+    labels : int64 ndarray, shape (n,), ``1..n_labels`` (0 where no pixel is labelled)
+    purity : float64 ndarray, shape (n,), majority pixels / all pixels of the superpixel
+    """
+    n = int(segments.max()) + 1
+    counts = np.bincount(
+        (segments * (n_labels + 1) + mask).ravel(), minlength=n * (n_labels + 1)
+    ).reshape(n, n_labels + 1)
+    labelled = counts[:, 1:]
+    labels = np.where(labelled.max(axis=1) > 0, labelled.argmax(axis=1) + 1, 0)
+    purity = labelled.max(axis=1) / np.maximum(counts.sum(axis=1), 1)
+    return labels.astype(np.int64), purity
+
+
+def _resize_nearest(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resampling of an integer map to ``shape`` (H, W)."""
+    if labels.shape == shape:
+        return labels
+    rows = np.minimum((np.arange(shape[0]) + 0.5) * labels.shape[0] / shape[0], labels.shape[0] - 1)
+    columns = np.minimum(
+        (np.arange(shape[1]) + 0.5) * labels.shape[1] / shape[1], labels.shape[1] - 1
+    )
+    return labels[rows.astype(np.int64)[:, None], columns.astype(np.int64)[None, :]]
+
+
+def _as_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.dtype != np.uint8 or not (
+        image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)
+    ):
+        raise ValueError(
+            f"images must be uint8 (H, W), (H, W, 1) or (H, W, 3); got {image.dtype} {image.shape}"
+        )
+    return image
+
+
+@dataclass
+class _Encoded:
+    """One image at the working scale: superpixels, their adjacency and local features."""
+
+    segments: np.ndarray
+    adjacency: sparse.csr_matrix
+    features: list[LocalFeatures]
+
+
+# ---------------------------------------------------------------- estimator
+
+
+class BofSegmenter(BaseEstimator):
+    """Per-pixel classes from Bag-of-Features histograms of SLIC superpixels.
+
+    Parameters
+    ----------
+    detector : str
+        Texture detector of :data:`imagelearn.features.DETECTORS` (a dense one suits best).
+    detector_params : dict or None
+        Its keyword arguments (default ``{"step": 4, "sizes": (8, 16)}``); ``step`` and
+        ``sizes`` also set the colour channel's grid.
+    n_words : int
+        Words of the texture vocabulary.
+    color_words : int
+        Words of a ``dense_lab`` colour vocabulary added beside it; 0 for none.
+    superpixel_size : float
+        Approximate side of a SLIC superpixel in working pixels.
+    compactness : float
+        SLIC compactness (higher: squarer superpixels).
+    neighbour_context : bool
+        Append the summed histograms of the adjacent superpixels.
+    normalization : str
+        Of each histogram block, one of :data:`imagelearn.bof.NORMALIZATIONS`.
+    purity : float
+        Training superpixels whose majority label covers less of them are left out.
+    max_side : int or None
+        Work on a copy whose longer side is at most this (labels come back at full size).
+    classifier, classifier_params
+        Key of :data:`imagelearn.segment.models.CLASSIFIERS` and its keyword arguments.
+    sample_size : int
+        Descriptors drawn over all training images to build each vocabulary.
+    random_state : int
+    n_jobs : int or None
+        Threads for FAISS and the forest (-1: all cores).
+
+    Attributes
+    ----------
+    vocabularies_ : list of KMeansVocabulary
+        Texture vocabulary, then the colour one when ``color_words > 0``.
+    classes_ : int64 ndarray, shape (K,)
+        Labels seen in training (1..255).
+    class_names_ : list of str
+        Name of label ``k`` at index ``k - 1`` (classes absent from training included).
+    n_superpixels_per_class_ : dict of str to int
+    n_features_ : int
+        Length of a superpixel's vector.
+
+    Examples
+    --------
+    >>> model = BofSegmenter(n_words=200).fit(images, masks, ["background", "daisy"])  # doctest: +SKIP
+    >>> labels = model.predict(image)  # (H, W) uint8 with values in classes_  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        detector: str = "dense_rootsift",
+        detector_params: dict | None = None,
+        n_words: int = 200,
+        color_words: int = 32,
+        superpixel_size: float = 16,
+        compactness: float = 10.0,
+        neighbour_context: bool = True,
+        normalization: str = "power",
+        purity: float = 0.6,
+        max_side: int | None = 512,
+        classifier: str = "random_forest",
+        classifier_params: dict | None = None,
+        sample_size: int = 100_000,
+        random_state: int = 0,
+        n_jobs: int | None = -1,
+    ) -> None:
+        self.detector = detector
+        self.detector_params = detector_params
+        self.n_words = n_words
+        self.color_words = color_words
+        self.superpixel_size = superpixel_size
+        self.compactness = compactness
+        self.neighbour_context = neighbour_context
+        self.normalization = normalization
+        self.purity = purity
+        self.max_side = max_side
+        self.classifier = classifier
+        self.classifier_params = classifier_params
+        self.sample_size = sample_size
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------ features
+
+    def _detectors(self) -> list[Detector]:
+        params = dict(
+            {"step": 4, "sizes": (8, 16)} if self.detector_params is None else self.detector_params
+        )
+        detectors = [make_detector(self.detector, **params)]
+        if self.color_words:
+            shared = {key: params[key] for key in _SHARED_GRID_PARAMS if key in params}
+            detectors.append(make_detector("dense_lab", **shared))
+        return detectors
+
+    def _working(self, image: np.ndarray) -> np.ndarray:
+        longest = max(image.shape[:2])
+        if self.max_side is None or longest <= self.max_side:
+            return image
+        scale = self.max_side / longest
+        size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+    def _encode_image(self, image: np.ndarray) -> _Encoded:
+        working = self._working(_as_image(image))
+        segments = superpixels(working, self.superpixel_size, self.compactness)
+        return _Encoded(
+            segments,
+            superpixel_adjacency(segments),
+            [detector.detect(working) for detector in self.detectors_],
+        )
+
+    def _superpixel_vectors(self, encoded: _Encoded) -> np.ndarray:
+        """Vectors (n_superpixels, n_features_): per channel the own histogram, then context."""
+        blocks = []
+        for vocabulary, features in zip(self.vocabularies_, encoded.features, strict=True):
+            words = (
+                vocabulary.assign(features.descriptors)
+                if len(features)
+                else np.zeros(0, dtype=np.int64)
+            )
+            own = word_histograms(
+                encoded.segments, features.keypoints[:, :2], words, vocabulary.n_words_
+            )
+            blocks.append(normalize_histograms(own, self.normalization))
+            if self.neighbour_context:
+                context = encoded.adjacency @ own
+                blocks.append(normalize_histograms(context, self.normalization))
+        return np.hstack(blocks)
+
+    def superpixel_features(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Superpixels of ``image`` and their BoF vectors.
+
+        Parameters
+        ----------
+        image : uint8 ndarray, shape (H, W), (H, W, 1) or (H, W, 3)
+
+        Returns
+        -------
+        segments : int64 ndarray, shape (H, W), superpixel ids ``0..n-1`` at full size
+        vectors : float32 ndarray, shape (n, n_features_)
+        """
+        self._check_fitted()
+        encoded = self._encode_image(image)
+        return (
+            _resize_nearest(encoded.segments, image.shape[:2]),
+            self._superpixel_vectors(encoded),
+        )
+
+    # ------------------------------------------------------------ fit
+
+    def fit(
+        self,
+        images: Sequence[np.ndarray],
+        masks: Sequence[np.ndarray],
+        class_names: Sequence[str] | None = None,
+    ) -> BofSegmenter:
+        """Learn vocabularies and the superpixel classifier from images with label masks.
+
+        Parameters
+        ----------
+        images : list of uint8 ndarrays, shape (H, W) or (H, W, 3)
+        masks : list of int ndarrays, shape (H, W) of its image; 0 = unlabelled, 1..K = class
+        class_names : list of str, optional
+            Name of label ``k`` at index ``k - 1`` (default ``class1``...).
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            Mismatched counts or sizes, labels out of range, fewer than two classes in pure
+            superpixels.
+        """
+        images, masks = list(images), [np.asarray(mask) for mask in masks]
+        if len(images) != len(masks) or not images:
+            raise ValueError(
+                f"need one mask per image, got {len(images)} images and {len(masks)} masks"
+            )
+        for number, (image, mask) in enumerate(zip(images, masks, strict=True)):
+            shape = np.asarray(image).shape[:2]
+            if mask.shape != shape:
+                raise ValueError(
+                    f"mask {number} has shape {mask.shape} but its image is "
+                    f"{shape[1]}x{shape[0]} (expected a mask of shape {shape})"
+                )
+            if mask.size and (mask.min() < 0 or mask.max() > MAX_CLASSES):
+                raise ValueError(f"mask {number}: labels must be 0..{MAX_CLASSES}")
+        highest = max(int(mask.max(initial=0)) for mask in masks)
+        names = list(class_names or [])
+        if highest > len(names) and class_names:
+            raise ValueError(
+                f"masks hold label {highest} but only {len(names)} class names were given"
+            )
+        names += [f"class{label}" for label in range(len(names) + 1, highest + 1)]
+        self.class_names_ = names
+        self.detectors_ = self._detectors()
+        encoded = [
+            self._encode_image(image) for image in progress(images, "local features of images")
+        ]
+        self.vocabularies_ = []
+        for channel, n_words in enumerate([self.n_words, self.color_words][: len(self.detectors_)]):
+            sample = sample_descriptors(
+                [item.features[channel] for item in encoded], self.sample_size, self.random_state
+            )
+            self.vocabularies_.append(
+                KMeansVocabulary(
+                    n_words=n_words, n_jobs=self.n_jobs, random_state=self.random_state
+                ).fit(sample)
+            )
+        vectors, labels = [], []
+        for item, image, mask in zip(encoded, images, masks, strict=True):
+            segments = _resize_nearest(item.segments, np.asarray(image).shape[:2])
+            majority, purity = superpixel_majority(segments, mask.astype(np.int64), highest)
+            keep = (majority > 0) & (purity >= self.purity)
+            vectors.append(self._superpixel_vectors(item)[keep])
+            labels.append(majority[keep])
+        features, labels = np.concatenate(vectors), np.concatenate(labels)
+        self.classes_ = np.unique(labels)
+        if len(self.classes_) < 2:
+            found = [names[label - 1] for label in self.classes_]
+            raise ValueError(
+                f"pure superpixels (purity >= {self.purity}) hold {len(self.classes_)} class(es) "
+                f"{found}; the masks must label at least two classes"
+            )
+        self.n_superpixels_per_class_ = {
+            names[label - 1]: int(np.sum(labels == label)) for label in self.classes_
+        }
+        self.n_features_ = features.shape[1]
+        kind = classifier_kind(self.classifier)
+        _, self.arrays_ = kind.fit(
+            features,
+            np.searchsorted(self.classes_, labels),
+            dict(self.classifier_params or {}),
+            self.random_state,
+            self.n_jobs,
+        )
+        self.predictor_ = kind.predictor(self.arrays_, self.n_jobs)
+        return self
+
+    # ------------------------------------------------------------ predict
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "predictor_"):
+            raise ValueError("this BofSegmenter is not fitted yet; call fit() or load()")
+
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        """Class scores of every pixel (those of its superpixel).
+
+        Returns
+        -------
+        float32 ndarray, shape (H, W, K), columns in the order of ``classes_``.
+        """
+        segments, vectors = self.superpixel_features(image)
+        return self.predictor_.predict_proba(vectors)[segments]
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """The class of every pixel.
+
+        Parameters
+        ----------
+        image : uint8 ndarray, shape (H, W), (H, W, 1) or (H, W, 3)
+
+        Returns
+        -------
+        uint8 ndarray, shape (H, W), values in ``classes_``.
+        """
+        segments, vectors = self.superpixel_features(image)
+        best = self.predictor_.predict_proba(vectors).argmax(axis=1)
+        return self.classes_.astype(np.uint8)[best][segments]
+
+    # ------------------------------------------------------------ persistence
+
+    def save(
+        self, directory: str | os.PathLike, extra_files: dict[str, bytes] | None = None
+    ) -> Path:
+        """Write the fitted model as a bundle directory (JSON + safetensors, no pickle)."""
+        self._check_fitted()
+        arrays = {f"classifier.{name}": array for name, array in self.arrays_.items()}
+        for index, vocabulary in enumerate(self.vocabularies_):
+            arrays |= {
+                f"vocabulary{index}.{name}": array for name, array in vocabulary.to_arrays().items()
+            }
+        manifest = {
+            "params": self.get_params(),
+            "vocabulary_params": [vocabulary.get_params() for vocabulary in self.vocabularies_],
+            "classes": self.classes_.tolist(),
+            "class_names": self.class_names_,
+            "n_superpixels_per_class": self.n_superpixels_per_class_,
+            "n_features": self.n_features_,
+        }
+        return save_bundle(directory, BUNDLE_KIND, manifest, arrays, extra_files)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, n_jobs: int | None = -1) -> BofSegmenter:
+        """Read a model written by :meth:`save`; it predicts exactly as the saved one."""
+        manifest, arrays = load_bundle(directory, BUNDLE_KIND)
+        try:
+            model = cls(**{**manifest["params"], "n_jobs": n_jobs})
+            model.detectors_ = model._detectors()
+            model.vocabularies_ = [
+                KMeansVocabulary.from_arrays(
+                    {**params, "n_jobs": n_jobs},
+                    _with_prefix(arrays, f"vocabulary{index}."),
+                )
+                for index, params in enumerate(manifest["vocabulary_params"])
+            ]
+            model.classes_ = np.asarray(manifest["classes"], dtype=np.int64)
+            model.class_names_ = list(manifest["class_names"])
+            model.n_superpixels_per_class_ = dict(manifest["n_superpixels_per_class"])
+            model.n_features_ = int(manifest["n_features"])
+            model.arrays_ = _with_prefix(arrays, "classifier.")
+            model.predictor_ = classifier_kind(model.classifier).predictor(model.arrays_, n_jobs)
+        except (KeyError, TypeError, ValueError) as error:
+            raise BundleError(
+                f"{directory}: incomplete or corrupt {BUNDLE_KIND} bundle ({error})"
+            ) from error
+        return model
+
+
+def _with_prefix(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {name[len(prefix) :]: array for name, array in arrays.items() if name.startswith(prefix)}
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def iou_report(
+    references: Sequence[np.ndarray], predictions: Sequence[np.ndarray], class_names: Sequence[str]
+) -> dict:
+    """:func:`~imagelearn.segment.metrics.accuracy_report` over several maps plus ``mean_iou``.
+
+    Parameters
+    ----------
+    references, predictions : lists of int ndarrays, shape (H, W) per image
+        Reference 0 = unlabelled (ignored).
+
+    Returns
+    -------
+    dict: the accuracy report, with ``mean_iou`` the mean of the per-class IoUs that are
+    defined (classes in the reference or the prediction).
+    """
+    report = accuracy_report(
+        np.concatenate([np.asarray(reference).ravel() for reference in references]),
+        np.concatenate([np.asarray(prediction).ravel() for prediction in predictions]),
+        class_names,
+    )
+    defined = [value for value in report["iou"].values() if value is not None]
+    report["mean_iou"] = float(np.mean(defined)) if defined else None
+    return report

@@ -1,0 +1,86 @@
+"""Embeddings and their on-disk cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import data_path
+from imagelearn.classify import build_backbone, embed, gem_pool
+from imagelearn.classify.embeddings import compute_embeddings
+from imagelearn.core.images import ImageReadError
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def small_backbone():
+    torch.manual_seed(0)
+    return build_backbone("small_cnn", "none")
+
+
+@pytest.fixture
+def images(make_image, rng) -> list[Path]:
+    return [
+        make_image(f"img{i}.png", rng.integers(0, 256, (40, 50, 3), dtype=np.uint8))
+        for i in range(5)
+    ]
+
+
+def test_second_pass_reads_the_cache_and_gives_the_same_vectors(
+    small_backbone, images, tmp_path: Path
+) -> None:
+    first = compute_embeddings(small_backbone, images, cache_dir=tmp_path / "cache")
+    second = compute_embeddings(small_backbone, images, cache_dir=tmp_path / "cache")
+    assert first.n_computed == 5 and second.n_computed == 0
+    assert (
+        first.vectors.shape == (5, small_backbone.num_features)
+        and first.vectors.dtype == np.float32
+    )
+    np.testing.assert_array_equal(first.vectors, second.vectors)
+
+
+def test_cache_key_follows_content_and_preprocessing(
+    small_backbone, images, tmp_path: Path, rng
+) -> None:
+    cache = tmp_path / "cache"
+    compute_embeddings(small_backbone, images, cache_dir=cache)
+    resized = compute_embeddings(
+        small_backbone, images, small_backbone.preprocessing.with_crop_size(32), cache_dir=cache
+    )
+    assert resized.n_computed == 5
+    images[0].write_bytes(images[1].read_bytes())  # same name, new content
+    again = compute_embeddings(small_backbone, images, cache_dir=cache)
+    assert again.n_computed == 0  # that content is cached under the other file
+    np.testing.assert_array_equal(again.vectors[0], again.vectors[1])
+
+
+def test_unreadable_images_are_skipped_and_named_or_raise_when_strict(
+    small_backbone, images, tmp_path: Path
+) -> None:
+    corrupt = data_path("bad_inputs", "mixed_images", "ukbench09268_corrupt.jpg")
+    listed = [images[0], corrupt, tmp_path / "missing.jpg", images[1]]
+    result = compute_embeddings(small_backbone, listed, cache_dir="")
+    assert result.kept.tolist() == [0, 3]
+    assert [path for path, _ in result.failures] == [str(corrupt), str(tmp_path / "missing.jpg")]
+    with pytest.raises(ImageReadError, match=r"ukbench09268_corrupt\.jpg"):
+        compute_embeddings(small_backbone, listed, cache_dir="", strict=True)
+
+
+def test_embed_accepts_arrays_and_gem_pooling(small_backbone, rng, tmp_path: Path) -> None:
+    arrays = [
+        rng.integers(0, 256, (30, 30), dtype=np.uint8),
+        rng.integers(0, 256, (30, 40, 3), dtype=np.uint8),
+    ]
+    average = embed(arrays, small_backbone, cache_dir=tmp_path)
+    gem = embed(arrays, small_backbone, pooling="gem", cache_dir=tmp_path)
+    assert average.shape == gem.shape == (2, small_backbone.num_features)
+    assert not np.allclose(average, gem)
+    feature_map = torch.rand(2, 4, 3, 3) + 0.1
+    torch.testing.assert_close(gem_pool(feature_map, p=1.0), feature_map.mean(dim=(2, 3)))
+    assert torch.all(
+        gem_pool(feature_map, p=3.0) >= feature_map.mean(dim=(2, 3)) - 1e-6
+    )  # power-mean inequality

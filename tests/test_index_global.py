@@ -1,0 +1,78 @@
+"""The global path (GeM CNN descriptors in FAISS) and the hybrid mode on real photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from conftest import data_path
+from imagelearn.retrieval import (
+    Index,
+    IndexParams,
+    add_images,
+    build_index,
+    remove_images,
+    ukbench_ground_truth,
+)
+from imagelearn.retrieval.evaluation import evaluate_index
+from imagelearn.retrieval.global_descriptors import EXACT_INDEX_LIMIT, make_global_index
+
+pytest.importorskip("torchvision")
+
+
+@pytest.fixture(scope="module")
+def global_index(tmp_path_factory) -> tuple[Path, list[str]]:
+    paths = sorted(str(p) for p in data_path("ukbench").glob("ukbench*.jpg"))[:24]
+    params = IndexParams(
+        max_keypoints=500,
+        max_side=320,
+        vocabulary_params={"branching": 16, "depth": 2, "n_iter": 4},
+        train_descriptors_per_image=200,
+        global_descriptor=True,
+        global_max_side=256,
+    )
+    directory = tmp_path_factory.mktemp("global") / "index"
+    build_index(paths[:20], directory, params, cache_dir=directory.parent / "cache")
+    return directory, paths
+
+
+@pytest.mark.parametrize("mode", ["global", "hybrid"])
+def test_global_and_hybrid_ns_scores(global_index, mode):
+    directory, paths = global_index
+    truths = ukbench_ground_truth(paths[:20])
+    scores = evaluate_index(Index.open(directory), truths, depth=8, mode=mode, shortlist=8)
+    assert scores["N-S"] >= 3.5, scores
+
+
+def test_global_index_follows_add_and_remove(global_index):
+    directory, paths = global_index
+    add_images(directory, paths[20:24])
+    index = Index.open(directory)
+    assert index.info()["global"] == "IndexIDMap2" and index.n_images == 24
+    assert index.search(paths[22], top=1, mode="global", verify=False).matches[0].path == paths[22]
+    remove_images(directory, [paths[22]])
+    matches = Index.open(directory).search(paths[22], top=24, mode="global", verify=False).matches
+    assert paths[22] not in [m.path for m in matches] and len(matches) == 23
+
+
+def test_global_mode_needs_global_descriptors(tmp_path):
+    paths = sorted(str(p) for p in data_path("ukbench").glob("ukbench*.jpg"))[:8]
+    params = IndexParams(
+        max_keypoints=200, max_side=320, vocabulary_params={"branching": 8, "depth": 2}
+    )
+    build_index(paths, tmp_path / "local", params, cache_dir=tmp_path / "cache")
+    with pytest.raises(ValueError, match="without global descriptors"):
+        Index.open(tmp_path / "local").search(paths[0], mode="global")
+
+
+def test_large_collections_get_a_compressed_ivfpq_index(rng):
+    training = rng.normal(size=(2600, 16)).astype(np.float32)
+    training /= np.linalg.norm(training, axis=1, keepdims=True)
+    index = make_global_index(16, EXACT_INDEX_LIMIT + 1, training)
+    assert isinstance(index, faiss.IndexIVFPQ) and index.code_size == 16
+    index.add_with_ids(training, np.arange(2600))
+    _, ids = index.search(training[:20], 5)
+    assert np.mean(ids[:, 0] == np.arange(20)) >= 0.8

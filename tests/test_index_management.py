@@ -1,0 +1,181 @@
+"""Updating an index: add, remove, duplicates, resume, concurrency, corrupt indexes, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import data_path
+from imagelearn.cli.main import main
+from imagelearn.core.bundle import BundleError
+from imagelearn.retrieval import (
+    Index,
+    IndexBusyError,
+    IndexParams,
+    add_images,
+    build_index,
+    remove_images,
+)
+from imagelearn.retrieval.index import IndexWriter
+from imagelearn.retrieval.storage import WriteLock
+
+SMALL_PARAMS = IndexParams(
+    max_keypoints=300,
+    max_side=320,
+    vocabulary_params={"branching": 16, "depth": 2, "n_iter": 4},
+    train_images=40,
+    train_descriptors_per_image=100,
+    batch_size=16,
+)
+
+
+@pytest.fixture(scope="module")
+def ukbench_paths() -> list[str]:
+    return sorted(str(p) for p in data_path("ukbench").glob("ukbench*.jpg"))[:48]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("features")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, ukbench_paths, cache) -> Path:
+    directory = tmp_path_factory.mktemp("small") / "index"
+    build_index(ukbench_paths[:40], directory, SMALL_PARAMS, cache_dir=cache)
+    return directory
+
+
+@pytest.fixture
+def index_copy(built, tmp_path) -> Path:
+    copy = tmp_path / "index"
+    shutil.copytree(built, copy)
+    return copy
+
+
+def test_add_then_remove_updates_counts_and_results(index_copy, ukbench_paths, cache):
+    report = add_images(index_copy, ukbench_paths[40:], cache_dir=cache)
+    assert len(report.added) == 8 and not report.duplicates
+    index = Index.open(index_copy)
+    assert index.n_images == 48
+    new_query = ukbench_paths[45]
+    assert index.search(new_query, top=1).matches[0].path == new_query
+    removed, missing = remove_images(index_copy, [new_query, "/nowhere/else.jpg"])
+    assert removed == [new_query] and missing == ["/nowhere/else.jpg"]
+    after = Index.open(index_copy)
+    assert after.n_images == 47
+    assert new_query not in [m.path for m in after.search(new_query, top=10).matches]
+
+
+def test_adding_the_same_content_twice_is_detected(index_copy, ukbench_paths, tmp_path, cache):
+    copy = tmp_path / "renamed.jpg"
+    shutil.copyfile(ukbench_paths[3], copy)
+    report = add_images(index_copy, [ukbench_paths[3], copy], cache_dir=cache)
+    assert report.added == []
+    assert {existing for _, existing in report.duplicates} == {ukbench_paths[3]}
+    assert "duplicate:" in report.format()
+    assert Index.open(index_copy).n_images == 40
+
+
+def test_many_segments_are_merged_and_old_snapshots_stay_searchable(
+    index_copy, ukbench_paths, cache
+):
+    before = Index.open(index_copy)
+    with IndexWriter(index_copy, cache_dir=cache) as writer:
+        writer.remove([ukbench_paths[0]])
+        writer.merge()
+    after = Index.open(index_copy)
+    assert len(after.segments) == 1 and after.n_images == 39
+    assert len(before.search(ukbench_paths[1], top=3).matches) == 3  # its files are deleted now
+    assert ukbench_paths[0] not in [m.path for m in after.search(ukbench_paths[0], top=40).matches]
+
+
+def test_a_second_writer_is_refused_while_readers_go_on(index_copy, ukbench_paths, cache):
+    with WriteLock(index_copy):
+        with pytest.raises(IndexBusyError, match="another process is writing"):
+            add_images(index_copy, ukbench_paths[40:41], cache_dir=cache)
+        assert (
+            Index.open(index_copy).search(ukbench_paths[2], top=1).matches[0].path
+            == ukbench_paths[2]
+        )
+
+
+def test_an_interrupted_build_resumes(tmp_path, ukbench_paths, cache, monkeypatch):
+    directory = tmp_path / "resumed"
+    original = IndexWriter._add_batch
+    calls = []
+
+    def interrupted(self, batch, report):
+        calls.append(len(batch))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        original(self, batch, report)
+
+    monkeypatch.setattr(IndexWriter, "_add_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(ukbench_paths[:40], directory, SMALL_PARAMS, cache_dir=cache)
+    partial = Index.open(directory)
+    assert partial.n_images == 16 and not partial.info()["complete"]
+    monkeypatch.setattr(IndexWriter, "_add_batch", original)
+    report = build_index(ukbench_paths[:40], directory, SMALL_PARAMS, cache_dir=cache)
+    assert len(report.added) == 24 and "already indexed: 16" in report.format()
+    assert Index.open(directory).info()["complete"] and Index.open(directory).n_images == 40
+    with pytest.raises(BundleError, match="already there"):
+        build_index(ukbench_paths[:40], directory, SMALL_PARAMS, cache_dir=cache)
+
+
+def test_unreadable_files_are_skipped_with_their_reason(tmp_path, ukbench_paths, cache):
+    corrupt = data_path("bad_inputs", "mixed_images", "ukbench09268_corrupt.jpg")
+    report = build_index(
+        [*ukbench_paths[:20], corrupt], tmp_path / "bad", SMALL_PARAMS, cache_dir=cache
+    )
+    assert len(report.added) == 20
+    assert [Path(path).name for path, _ in report.skipped] == ["ukbench09268_corrupt.jpg"]
+
+
+@pytest.mark.parametrize(
+    "image",
+    [np.full((240, 320, 3), 128, np.uint8), np.zeros((6, 6, 3), np.uint8)],
+    ids=["blank", "tiny"],
+)
+def test_a_query_without_features_gets_a_clear_error(built, image):
+    with pytest.raises(ValueError, match="no local features"):
+        Index.open(built).search(image)
+
+
+def test_a_newer_index_format_is_refused(index_copy):
+    manifest = index_copy / "manifest.json"
+    header = json.loads(manifest.read_text())
+    header["content"]["index_version"] = 99
+    manifest.write_text(json.dumps(header))
+    with pytest.raises(BundleError, match="newer"):
+        Index.open(index_copy)
+
+
+def test_corrupt_indexes_are_named(index_copy, capsys):
+    segment = next((index_copy / "segments").iterdir())
+    (segment / "words.npy").write_bytes(b"garbage")
+    with pytest.raises(BundleError, match="corrupt array file"):
+        Index.open(index_copy)
+    (index_copy / "manifest.json").write_text("{not json")
+    assert main(["index", "info", str(index_copy)]) == 2
+    error = capsys.readouterr().err
+    assert "corrupt manifest" in error and len(error.strip().splitlines()) == 1
+
+
+def test_an_unknown_folder_is_not_an_index(tmp_path, capsys):
+    assert main(["index", "search", str(tmp_path), "query.jpg"]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_cli_add_remove_info(index_copy, ukbench_paths, capsys):
+    assert main(["index", "add", str(index_copy), ukbench_paths[41], "--jobs", "1"]) == 0
+    assert "added: 1" in capsys.readouterr().out
+    assert main(["index", "remove", str(index_copy), ukbench_paths[41]]) == 0
+    assert main(["index", "info", str(index_copy), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out.split("removed: 1\n", 1)[1])
+    assert info["images"] == 40
