@@ -40,10 +40,13 @@ def main(names: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark(s) {unknown}; available: {available()}", file=sys.stderr)
         return 2
-    kept = sections(README.read_text(encoding="utf-8")) if README.exists() else {}
+    fresh = {}
     for name in names:
         print(f"== bench {name}", flush=True)
-        kept[name] = importlib.import_module(f"bench.bench_{name}").main().rstrip() + "\n"
+        fresh[name] = importlib.import_module(f"bench.bench_{name}").main().rstrip() + "\n"
+    # read the README only now: sections written meanwhile (other runs, hand edits) are kept
+    kept = sections(README.read_text(encoding="utf-8")) if README.exists() else {}
+    kept.update(fresh)
     body = "".join(
         f"<!-- bench:{name} -->\n{kept[name]}<!-- /bench:{name} -->\n\n" for name in sorted(kept)
     )
