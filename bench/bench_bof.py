@@ -38,17 +38,14 @@ from sklearn.base import clone
 from sklearn.cluster import MiniBatchKMeans
 from threadpoolctl import threadpool_limits
 
+from bench import data_root
 from imagelearn.bof import BagOfFeatures, KMeansVocabulary
 from imagelearn.core.bundle import atomic_write_json
 from imagelearn.data.collection import find_images
 from imagelearn.features import LocalFeatures, extract_features, make_detector
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bof.json"
-DATA = Path(
-    os.environ.get(
-        "IMAGELEARN_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-    )
-)
+DATA = data_root()
 #: flowers5 photos (128 x 128) whose dense RootSIFT descriptors are clustered.
 N_IMAGES = int(os.environ.get("BENCH_BOF_IMAGES", 300))
 #: Descriptors drawn from them (dense RootSIFT, step 8, three sizes: 675 per image).

@@ -24,14 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import data_root
 from imagelearn.core.bundle import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DATA = Path(
-    os.environ.get(
-        "IMAGELEARN_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-    )
-)
+DATA = data_root()
 
 
 def best_rate(function, n_images: int, repeats: int = 3) -> float:

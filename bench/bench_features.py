@@ -17,16 +17,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench import data_root
 from imagelearn.core.bundle import atomic_write_json
 from imagelearn.data.collection import find_images
 from imagelearn.features import Detector, extract_features, make_detector
 
 RESULTS = Path(__file__).resolve().parent / "results" / "features.json"
-DATA = Path(
-    os.environ.get(
-        "IMAGELEARN_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-    )
-)
+DATA = data_root()
 N_IMAGES = 200
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import data_root
 from imagelearn.core.bundle import atomic_write_json
 from imagelearn.data.collection import find_images
 from imagelearn.retrieval import (
@@ -48,11 +49,7 @@ from imagelearn.retrieval.tracking import ObjectTracker, read_frames, read_otb_b
 from imagelearn.retrieval.verification import project_corners
 
 RESULTS = Path(__file__).resolve().parent / "results" / "index.json"
-DATA = Path(
-    os.environ.get(
-        "IMAGELEARN_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-    )
-).resolve()
+DATA = data_root().resolve()
 SCALE_WORDS = 100_000
 GLOBAL_DIMENSION = 256
 DENSE_LIMIT_BYTES = 2 * 2**30

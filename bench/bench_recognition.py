@@ -15,14 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import data_root
 from imagelearn.bof.recognition import DEFAULT_CHANNELS, BofClassifier
 from imagelearn.bof.runs import train_run
 from imagelearn.core.bundle import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recognition.json"
-DATA = Path(
-    os.environ.get("IMAGELEARN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
+DATA = data_root()
 REFERENCE = {
     "grey dense RootSIFT (reference script)": 0.52,
     "grey + 64 Lab colour words (reference script)": 0.67,

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import data_root
 from imagelearn.core.bundle import atomic_write_json
 from imagelearn.segment import (
     PixelClassifier,
@@ -54,11 +55,7 @@ from imagelearn.segment.reference_data import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results" / "segment.json"
-DATA = Path(
-    os.environ.get(
-        "IMAGELEARN_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-    )
-)
+DATA = data_root()
 MIB = 2**20
 TREES = 50
 SEED = 0

@@ -21,6 +21,7 @@ import torch
 from imagelearn.classify.backbones import DEFAULT_BACKBONE, Backbone
 from imagelearn.classify.preprocess import ImageSource, Preprocessing, content_key
 from imagelearn.core.bundle import atomic_write_bytes
+from imagelearn.core.cache import cache_root
 from imagelearn.core.images import ImageReadError
 from imagelearn.core.progress import progress
 
@@ -30,9 +31,8 @@ Pooling = Literal["avg", "gem"]
 
 
 def default_cache_dir() -> Path:
-    """``$IMAGELEARN_CACHE/embeddings``, default ``~/.cache/imagelearn/embeddings``."""
-    root = os.environ.get("IMAGELEARN_CACHE") or Path.home() / ".cache" / "imagelearn"
-    return Path(root) / "embeddings"
+    """``$IMAGELEARN_CACHE/embeddings``, else ``~/.cache/imagelearn/embeddings``."""
+    return cache_root("embeddings")
 
 
 def gem_pool(feature_map: torch.Tensor, p: float = 3.0, eps: float = 1e-6) -> torch.Tensor:
@@ -92,10 +92,10 @@ def compute_embeddings(
         with a warning.
     """
     preprocessing = preprocessing or backbone.preprocessing
-    cache_root = (
+    cache_base = (
         default_cache_dir() if cache_dir is None else (Path(cache_dir) if str(cache_dir) else None)
     )
-    folder = cache_root / model_key(backbone, preprocessing, pooling) if cache_root else None
+    folder = cache_base / model_key(backbone, preprocessing, pooling) if cache_base else None
     vectors: dict[int, np.ndarray] = {}
     failures: list[tuple[str, str]] = []
     pending: list[tuple[int, str, torch.Tensor]] = []

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from imagelearn.core.bundle import atomic_write_bytes
+from imagelearn.core.cache import cache_root
 from imagelearn.core.images import ImageReadError, load_image
 from imagelearn.core.parallel import parallel_map, resolve_n_jobs
 from imagelearn.core.progress import progress
@@ -45,8 +46,7 @@ ImageSource = str | os.PathLike | np.ndarray
 
 def default_cache_dir() -> Path:
     """``$IMAGELEARN_CACHE/features``, else ``~/.cache/imagelearn/features``."""
-    root = os.environ.get("IMAGELEARN_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "imagelearn") / "features"
+    return cache_root("features")
 
 
 def cache_key(path: str | os.PathLike, detector: Detector) -> str:
