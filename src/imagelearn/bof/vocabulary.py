@@ -234,7 +234,9 @@ def initial_centers(
         init = "k-means++" if n_clusters <= KMEANSPP_MAX_CLUSTERS else "random"
     if init == "k-means++":
         rows_per_cluster = (
-            KMEANSPP_ROWS_PER_CLUSTER_COARSE_TO_FINE if coarse_to_fine else KMEANSPP_ROWS_PER_CLUSTER
+            KMEANSPP_ROWS_PER_CLUSTER_COARSE_TO_FINE
+            if coarse_to_fine
+            else KMEANSPP_ROWS_PER_CLUSTER
         )
         return kmeanspp_seeds(descriptors, n_clusters, seed, rows_per_cluster)
     rng = np.random.default_rng(seed)
