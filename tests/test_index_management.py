@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +96,30 @@ def test_many_segments_are_merged_and_old_snapshots_stay_searchable(
     assert ukbench_paths[0] not in [m.path for m in after.search(ukbench_paths[0], top=40).matches]
 
 
+def test_a_writer_after_a_merge_keeps_the_catalogue(index_copy, ukbench_paths, cache):
+    with IndexWriter(index_copy, cache_dir=cache) as writer:
+        writer.merge()
+    add_images(index_copy, ukbench_paths[40:41], cache_dir=cache)
+    index = Index.open(index_copy)
+    assert index.n_images == 41
+    assert index.search(ukbench_paths[1], top=1).matches[0].path == ukbench_paths[1]
+
+
+def test_rows_of_an_uncommitted_batch_are_dropped_by_the_next_writer(
+    index_copy, ukbench_paths, cache, monkeypatch
+):
+    def interrupted(self, **changes):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(IndexWriter, "_commit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        add_images(index_copy, ukbench_paths[40:42], cache_dir=cache)
+    monkeypatch.undo()
+    report = add_images(index_copy, ukbench_paths[40:42], cache_dir=cache)
+    assert len(report.added) == 2 and not report.duplicates
+    assert Index.open(index_copy).n_images == 42
+
+
 def test_a_second_writer_is_refused_while_readers_go_on(index_copy, ukbench_paths, cache):
     with WriteLock(index_copy):
         with pytest.raises(IndexBusyError, match="another process is writing"):
@@ -102,6 +128,38 @@ def test_a_second_writer_is_refused_while_readers_go_on(index_copy, ukbench_path
             Index.open(index_copy).search(ukbench_paths[2], top=1).matches[0].path
             == ukbench_paths[2]
         )
+
+
+def test_searches_keep_working_while_another_process_adds(index_copy, ukbench_paths, cache):
+    added = ukbench_paths[40:44]
+    # a module-level target: the spawned process imports it, it does not inherit this one's state
+    writer = multiprocessing.get_context("spawn").Process(
+        target=add_images, args=(index_copy, added), kwargs={"n_jobs": 1, "cache_dir": cache}
+    )
+    writer.start()
+    deadline = time.monotonic() + 120.0
+    snapshots, results = [], []
+    try:
+        while not results or writer.is_alive():
+            assert time.monotonic() < deadline, "the writer process did not finish in 120 s"
+            index = Index.open(index_copy)
+            snapshots.append(index.n_images)
+            results.append(index.search(added[1], top=5))
+        writer.join(timeout=30)
+    finally:
+        if writer.is_alive():
+            writer.kill()
+            writer.join()
+    assert writer.exitcode == 0
+    assert set(snapshots) <= {40, 44}  # one batch: the old snapshot or the new, never half
+    known = set(ukbench_paths[:44])
+    for result in results:
+        ranking = [(m.inliers, m.score) for m in result.matches]
+        assert len(ranking) == 5 and ranking == sorted(ranking, reverse=True)
+        assert {m.path for m in result.matches} <= known
+    after = Index.open(index_copy)
+    assert after.n_images == 44
+    assert after.search(added[1], top=1).matches[0].path == added[1]
 
 
 def test_an_interrupted_build_resumes(tmp_path, ukbench_paths, cache, monkeypatch):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
+import faiss
 import numpy as np
 import pytest
 
+from imagelearn.core.bundle import BundleError
 from imagelearn.retrieval import (
     QueryTruth,
     average_precision,
@@ -26,6 +29,7 @@ from imagelearn.retrieval.inverted_file import (
     inverse_document_frequency,
     score_postings,
 )
+from imagelearn.retrieval.storage import read_faiss_index
 from imagelearn.retrieval.tracking import box_iou, success_rate
 from imagelearn.retrieval.verification import (
     pairs_by_descriptors,
@@ -169,3 +173,16 @@ def test_iou_and_success_rate():
     assert box_iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(1 / 3)
     assert box_iou(None, (0, 0, 1, 1)) == 0.0
     assert success_rate([(0, 0, 10, 10), None], np.array([[0, 0, 10, 10], [0, 0, 5, 5]])) == 0.5
+
+
+def test_faiss_files_missing_or_corrupt_are_told_apart(tmp_path: Path) -> None:
+    path = tmp_path / "global-000001.faiss"
+    with pytest.raises(FileNotFoundError):  # a writer replaced the snapshot: readers retry
+        read_faiss_index(path)
+    path.write_bytes(b"not a faiss index at all")
+    with pytest.raises(BundleError, match=r"global-000001\.faiss: corrupt FAISS index"):
+        read_faiss_index(path)
+    index = faiss.IndexFlatL2(4)
+    index.add(np.eye(4, dtype=np.float32))
+    faiss.write_index(index, str(path))
+    assert read_faiss_index(path).ntotal == 4

@@ -1,8 +1,9 @@
 """The SQLite catalogue of an index: one row per indexed image.
 
 Rows are written before the manifest that makes their segment visible, so a reader never
-sees an image id without its row; a writer interrupted between the two leaves rows whose
-segment no manifest names, and the next writer deletes them (:meth:`Catalogue.reconcile`).
+sees an image id without its row; a writer interrupted between the two leaves rows with ids
+at or beyond the manifest's ``next_id``, and the next writer deletes them
+(:meth:`Catalogue.reconcile`). Ids are never reused, so merging segments leaves rows alone.
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ CREATE INDEX IF NOT EXISTS images_path ON images (path);
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """One catalogue row (sizes in pixels and bytes; ``added`` is ISO 8601 UTC)."""
+    """One catalogue row (sizes in pixels and bytes; ``added`` is ISO 8601 UTC).
+
+    ``segment`` names the segment the image was added in; a merge rewrites segments, not rows.
+    """
 
     id: int
     path: str
@@ -100,13 +104,17 @@ class Catalogue:
                 "UPDATE images SET removed = 1 WHERE id = ?", [(int(i),) for i in ids]
             )
 
-    def reconcile(self, segments: Sequence[str], removed_ids: Iterable[int]) -> None:
-        """Make the catalogue agree with a manifest: drop rows of unnamed segments, flag removals."""
+    def reconcile(self, next_id: int, removed_ids: Iterable[int]) -> None:
+        """Make the catalogue agree with a manifest: drop rows of uncommitted ids, flag removals.
+
+        Parameters
+        ----------
+        next_id : int
+            The manifest's ``next_id``: rows from ``next_id`` on belong to no committed segment.
+        removed_ids : iterable of int
+        """
         with self._connection:
-            placeholders = ",".join("?" * len(segments))
-            self._connection.execute(
-                f"DELETE FROM images WHERE segment NOT IN ({placeholders})", list(segments)
-            )
+            self._connection.execute("DELETE FROM images WHERE id >= ?", (int(next_id),))
         self.mark_removed(removed_ids)
 
     def live_hashes(self, hashes: Sequence[str]) -> dict[str, str]:

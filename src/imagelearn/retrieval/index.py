@@ -40,6 +40,7 @@ from imagelearn.retrieval.storage import (
     WriteLock,
     collect_garbage,
     read_array,
+    read_faiss_index,
     read_index_manifest,
     read_segment,
     write_array,
@@ -201,7 +202,7 @@ class IndexWriter:
             self.state = _State(self.directory, self.content)
             self.catalogue = Catalogue(self.directory, writable=True)
             removed = self._removed_ids()
-            self.catalogue.reconcile(self.content["segments"], removed)
+            self.catalogue.reconcile(self.content["next_id"], removed)
             collect_garbage(self.directory, self.content)
         except BaseException:
             self._lock.__exit__(None, None, None)
@@ -326,7 +327,7 @@ class IndexWriter:
         if self.state.whitening is not None:
             descriptors = self.state.whitening.transform(descriptors)
         current = self.content["global"]
-        index = faiss.read_index(str(self.directory / current["file"]))
+        index = read_faiss_index(self.directory / current["file"])
         index.add_with_ids(descriptors, ids.astype(np.int64))
         name = f"global-{self.content['generation'] + 1:06d}.faiss"
         temporary = self.directory / f".{name}.tmp"

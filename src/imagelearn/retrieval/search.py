@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from imagelearn.core.bundle import BundleError
@@ -24,7 +23,12 @@ from imagelearn.features.base import LocalFeatures
 from imagelearn.retrieval.catalogue import Catalogue
 from imagelearn.retrieval.index import _empty_features_error, _State
 from imagelearn.retrieval.inverted_file import bag_of_words, score_postings
-from imagelearn.retrieval.storage import read_array, read_index_manifest, read_segment
+from imagelearn.retrieval.storage import (
+    read_array,
+    read_faiss_index,
+    read_index_manifest,
+    read_segment,
+)
 from imagelearn.retrieval.verification import (
     Verification,
     consistent_pairs,
@@ -120,7 +124,7 @@ class Index:
             self._row_of[ids] = np.arange(len(ids))
         self._global = None
         if content.get("global"):
-            self._global = faiss.read_index(str(directory / content["global"]["file"]))
+            self._global = read_faiss_index(directory / content["global"]["file"])
             if hasattr(self._global, "nprobe"):
                 self._global.nprobe = 16
         self._catalogue = Catalogue(directory)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 
 from imagelearn.core.bundle import (
@@ -144,6 +145,8 @@ def read_segment(directory: Path, name: str) -> Segment:
         try:
             arrays[array_name] = np.load(path, mmap_mode="r", allow_pickle=False)
         except FileNotFoundError:
+            if not folder.is_dir():  # a writer deleted the whole segment while we read it
+                raise FileNotFoundError(f"{folder}: segment deleted while being read") from None
             raise BundleError(f"{path}: array file missing; the index is corrupt") from None
         except (ValueError, OSError) as error:
             raise BundleError(f"{path}: corrupt array file ({error})") from error
@@ -178,6 +181,24 @@ def read_array(path: Path) -> np.ndarray:
         raise
     except (ValueError, OSError) as error:
         raise BundleError(f"{path}: corrupt array file ({error})") from error
+
+
+def read_faiss_index(path: Path) -> faiss.Index:
+    """A FAISS index file, read whole.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file is gone (a writer replaced the snapshot): FAISS's own reader would raise a
+        generic RuntimeError instead, which a reader could not tell from corruption.
+    BundleError
+        Not a readable FAISS index.
+    """
+    data = np.fromfile(path, dtype=np.uint8)
+    try:
+        return faiss.deserialize_index(data)
+    except RuntimeError as error:
+        raise BundleError(f"{path}: corrupt FAISS index ({str(error)[:200]})") from error
 
 
 def write_index_manifest(directory: Path, content: dict[str, Any]) -> None:
