@@ -237,6 +237,10 @@ FIGURES = {
         "brain_mri", mode="finetune", image_size=128, epochs=4
     ),
     "flowers5_features_128": lambda: _split_run("flowers5", image_size=128),
+    "flowers5_features_224": lambda: _split_run("flowers5"),
+    "flowers5_finetune_128": lambda: _split_run(
+        "flowers5", mode="finetune", image_size=128, epochs=4
+    ),
     "fashion_mnist_small_cnn": _fashion_mnist,
     "transfer_flowers5_sample": _transfer_sample,
 }

