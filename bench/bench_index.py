@@ -1,6 +1,6 @@
 """Instance retrieval: accuracy on real photos, tracking, and scale against plain alternatives.
 
-Run: ``python -m bench.run_all index`` (or ``python -m bench.bench_index [--1m]``). Writes
+Run: ``python -m bench.run_all index`` (or ``python -m bench.bench_index``). Writes
 ``bench/results/index.json`` and returns Markdown tables. ``BENCH_INDEX_SCALE=10000,100000``
 runs only the scale part, at those sizes, and keeps the other parts of the last results.
 
@@ -10,7 +10,7 @@ runs only the scale part, at those sizes, and keeps the other parts of the last 
   multiview pairs): mAP and recall@10 with and without verification.
 * graf1 -> graf3: corner error (pixels) of the estimated homography against ``H1to3p``.
 * Tracking: the synthetic composited video, OTB "Girl" success rate, a run on vtest.avi.
-* Scale: 10k and 100k (``--1m``: also 1M) database entries GENERATED from the descriptor
+* Scale: 10k, 100k and 1M database entries GENERATED from the descriptor
   statistics measured on the real UKBench index (unique words per image, document frequency
   of words by rank, stretched to a 100k-word vocabulary), because a million real images
   cannot be had here. Side by side in the same run: brute-force FAISS Flat and scikit-learn
@@ -509,13 +509,8 @@ def verification_cost(ukbench_report: dict) -> float:
     return scores["local + verification"]["median_ms"] - scores["local"]["median_ms"]
 
 
-def main(include_million: bool = False) -> str:
+def main() -> str:
     """Run everything (or, with ``$BENCH_INDEX_SCALE``, only the scale part); write the results.
-
-    Parameters
-    ----------
-    include_million : bool
-        Also measure the scale part at 1M entries.
 
     Returns
     -------
@@ -551,7 +546,7 @@ def main(include_million: bool = False) -> str:
                 "graf": graf(scratch),
                 "tracking": tracking(),
             }
-            sizes = [10_000, 100_000, *([1_000_000] if include_million else [])]
+            sizes = [10_000, 100_000, 1_000_000]
         unique_counts, probabilities = word_statistics(index)
         report["scale_source"] = (
             f"entries generated from the real UKBench statistics ({unique_counts.mean():.0f} "
@@ -566,4 +561,4 @@ def main(include_million: bool = False) -> str:
 
 
 if __name__ == "__main__":
-    print(main(include_million="--1m" in sys.argv[1:]))
+    print(main())

@@ -21,7 +21,12 @@ from imagelearn.core.bundle import atomic_write_text
 from imagelearn.core.images import load_image
 from imagelearn.features import make_detector
 from imagelearn.features.base import LocalFeatures
-from imagelearn.retrieval.verification import pairs_by_descriptors, project_corners, verify_pairs
+from imagelearn.retrieval.verification import (
+    Verification,
+    pairs_by_descriptors,
+    project_corners,
+    verify_pairs,
+)
 
 Box = tuple[float, float, float, float]
 
@@ -80,11 +85,27 @@ class ObjectTracker:
     ransac_threshold : float
         RANSAC threshold, pixels of the (enlarged) frame.
     margin : float
-        The search window is the previous box grown by this fraction of its size on each side.
+        The search window is the last found box grown by this fraction of its size on each
+        side, and by as much again for every frame since it was found.
+    max_lost : int
+        Frames after the last found one during which the window is still searched first
+        (the whole frame is searched when the window fails, and always after that).
+    similarity_fallback : bool
+        When no homography is found, fit a similarity (rotation, scale, shift) inside the
+        previous frame's search window, which needs half the inliers: small or non-planar
+        objects (faces, people) rarely give a homography in every frame.
+    update_model : bool
+        Learn the object's changing appearance: after a frame found with at least twice
+        ``min_inliers`` inliers, its features inside the object are mapped back into the
+        object photo's coordinates (through the inverse homography) and matched in the next
+        frames beside the photo's own, which stay as the anchor against drift.
 
     Attributes
     ----------
     object_features_ : LocalFeatures
+        The object photo's features.
+    recent_features_ : LocalFeatures or None
+        The last confident frame's features inside the object, in object-photo coordinates.
     object_size_ : (width, height) of the object photo, pixels
     """
 
@@ -97,6 +118,9 @@ class ObjectTracker:
         min_inliers: int = 10,
         ransac_threshold: float = 4.0,
         margin: float = 0.5,
+        max_lost: int = 10,
+        similarity_fallback: bool = True,
+        update_model: bool = True,
     ) -> None:
         self.detector = detector
         self.max_keypoints = max_keypoints
@@ -105,6 +129,9 @@ class ObjectTracker:
         self.min_inliers = min_inliers
         self.ransac_threshold = ransac_threshold
         self.margin = margin
+        self.max_lost = max_lost
+        self.similarity_fallback = similarity_fallback
+        self.update_model = update_model
 
     def _detect(self, image: np.ndarray) -> LocalFeatures:
         """Features in ``image`` pixels, detected on a copy enlarged to ``min_side`` if smaller."""
@@ -134,28 +161,72 @@ class ObjectTracker:
                 f"the object photo has {len(self.object_features_)} features; at least "
                 f"{self.min_inliers} are needed to recognise it (is it blank or tiny?)"
             )
-        self.previous_: TrackedFrame | None = None
+        self.recent_features_: LocalFeatures | None = None
+        self.last_found_: TrackedFrame | None = None
         return self
 
-    def _match(self, frame: np.ndarray, window: tuple[int, int, int, int] | None):
+    def _model(self) -> tuple[np.ndarray, np.ndarray]:
+        """Descriptors and object-photo positions ``(n, 2)`` matched against each frame."""
+        models = [self.object_features_]
+        if self.recent_features_ is not None:
+            models.append(self.recent_features_)
+        descriptors = np.concatenate([model.descriptors for model in models])
+        points = np.concatenate([model.keypoints[:, :2] for model in models])
+        return descriptors, points
+
+    def _match(
+        self, frame: np.ndarray, window: tuple[int, int, int, int] | None
+    ) -> tuple[Verification, LocalFeatures]:
+        """Verification of the model against ``frame`` (searched inside ``window`` if given).
+
+        Inside a window, a failed homography falls back to a similarity when
+        ``similarity_fallback`` is set. Returns the verification and the window's features,
+        keypoints in frame pixels.
+        """
         x0, y0, x1, y1 = window or (0, 0, frame.shape[1], frame.shape[0])
         features = self._detect(frame[y0:y1, x0:x1])
-        object_rows, frame_rows = pairs_by_descriptors(
-            self.object_features_.descriptors, features.descriptors, self.ratio
+        features.keypoints[:, :2] += np.array([x0, y0], np.float32)
+        model_descriptors, model_points = self._model()
+        model_rows, frame_rows = pairs_by_descriptors(
+            model_descriptors, features.descriptors, self.ratio
         )
-        frame_points = features.keypoints[frame_rows, :2] + np.array([x0, y0], np.float32)
-        return verify_pairs(
-            self.object_features_.keypoints[object_rows, :2],
-            frame_points,
-            self.ransac_threshold / max(1.0, self.min_side / max(frame.shape[:2])),
-            self.min_inliers,
+        pairs = (model_points[model_rows], features.keypoints[frame_rows, :2])
+        threshold = self.ransac_threshold / max(1.0, self.min_side / max(frame.shape[:2]))
+        verification = verify_pairs(*pairs, threshold, self.min_inliers)
+        if verification.homography is None and window is not None and self.similarity_fallback:
+            fewer = max(3, self.min_inliers // 2)
+            verification = verify_pairs(*pairs, threshold, fewer, model="similarity")
+        return verification, features
+
+    def _learn_appearance(self, features: LocalFeatures, homography: np.ndarray) -> None:
+        """Keep ``features`` that fall inside the object, moved into object-photo coordinates."""
+        points = cv2.perspectiveTransform(
+            features.keypoints[None, :, :2].astype(np.float64), np.linalg.inv(homography)
+        )[0]
+        width, height = self.object_size_
+        inside = (
+            (points[:, 0] >= 0)
+            & (points[:, 0] < width)
+            & (points[:, 1] >= 0)
+            & (points[:, 1] < height)
+        )
+        if inside.sum() < self.min_inliers:
+            return
+        keypoints = features.keypoints[inside].copy()
+        keypoints[:, :2] = points[inside]
+        self.recent_features_ = LocalFeatures(
+            keypoints, features.descriptors[inside], (height, width)
         )
 
-    def _window(self, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
-        if self.previous_ is None or self.previous_.corners is None:
+    def _window(
+        self, frame_shape: tuple[int, ...], number: int
+    ) -> tuple[int, int, int, int] | None:
+        """(x0, y0, x1, y1) to search first in frame ``number``, or None for the whole frame."""
+        found = self.last_found_
+        if found is None or number - found.frame > self.max_lost + 1:
             return None
-        x, y, width, height = self.previous_.box
-        grow = self.margin * max(width, height)
+        x, y, width, height = found.box
+        grow = self.margin * (number - found.frame) * max(width, height)
         x0, y0 = max(0, int(x - grow)), max(0, int(y - grow))
         x1 = min(frame_shape[1], int(np.ceil(x + width + grow)))
         y1 = min(frame_shape[0], int(np.ceil(y + height + grow)))
@@ -163,11 +234,13 @@ class ObjectTracker:
 
     def update(self, frame: np.ndarray, number: int) -> TrackedFrame:
         """Find the object in one RGB frame, starting from the previous estimate."""
-        window = self._window(frame.shape)
-        verification = self._match(frame, window) if window is not None else None
+        window = self._window(frame.shape, number)
+        verification = None
+        if window is not None:
+            verification, features = self._match(frame, window)
         searched_window = verification is not None and verification.homography is not None
         if not searched_window:
-            verification = self._match(frame, None)
+            verification, features = self._match(frame, None)
         if verification.homography is None:
             tracked = TrackedFrame(number, None, 0, 0.0, False, None)
         else:
@@ -182,7 +255,9 @@ class ObjectTracker:
                 searched_window,
                 corners,
             )
-        self.previous_ = tracked
+            if self.update_model and verification.inliers >= 2 * self.min_inliers:
+                self._learn_appearance(features, verification.homography)
+            self.last_found_ = tracked
         return tracked
 
     def track(self, frames: Iterable[np.ndarray]) -> Iterator[TrackedFrame]:

@@ -161,8 +161,9 @@ def verify_pairs(
     database_points: np.ndarray,
     threshold: float,
     min_inliers: int = 8,
+    model: str = "homography",
 ) -> Verification:
-    """Fit a homography to tentative correspondences with OpenCV's USAC/MAGSAC.
+    """Fit a geometric model to tentative correspondences robustly.
 
     Parameters
     ----------
@@ -172,24 +173,36 @@ def verify_pairs(
         RANSAC reprojection threshold in database-image pixels.
     min_inliers : int
         Fewer inliers count as a failed verification.
+    model : {"homography", "similarity"}
+        A homography (8 degrees of freedom; OpenCV's USAC/MAGSAC, at least 4 pairs), or a
+        similarity (rotation, uniform scale, shift: 4 degrees of freedom, RANSAC, at least 2
+        pairs) for objects seen roughly face-on with few matches. Either way the result's
+        ``homography`` is a 3 x 3 matrix.
 
     Returns
     -------
     Verification
     """
     n_pairs = len(query_points)
-    if n_pairs < max(4, min_inliers):
+    minimal = {"homography": 4, "similarity": 2}[model]
+    if n_pairs < max(minimal, min_inliers):
         return Verification.failed(n_pairs)
     source = np.ascontiguousarray(query_points, dtype=np.float32)
     target = np.ascontiguousarray(database_points, dtype=np.float32)
-    homography, mask = cv2.findHomography(
-        source,
-        target,
-        cv2.USAC_MAGSAC,
-        ransacReprojThreshold=threshold,
-        maxIters=2000,
-        confidence=0.999,
-    )
+    if model == "homography":
+        homography, mask = cv2.findHomography(
+            source,
+            target,
+            cv2.USAC_MAGSAC,
+            ransacReprojThreshold=threshold,
+            maxIters=2000,
+            confidence=0.999,
+        )
+    else:
+        similarity, mask = cv2.estimateAffinePartial2D(
+            source, target, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=2000
+        )
+        homography = None if similarity is None else np.vstack([similarity, [0.0, 0.0, 1.0]])
     if homography is None or mask is None or not plausible_homography(homography):
         return Verification.failed(n_pairs)
     inlier = mask.ravel().astype(bool)
