@@ -41,7 +41,14 @@ class SamePaddingConv2d(nn.Conv2d):
     symmetric padding.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1) -> None:  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        groups: int = 1,
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, groups=groups, bias=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -64,7 +71,9 @@ class InvertedResidual(nn.Module):
     The input is added back when the block keeps the resolution and the channel count.
     """
 
-    def __init__(self, kernel: int, stride: int, expansion: int, in_channels: int, out_channels: int) -> None:  # fmt: skip
+    def __init__(
+        self, kernel: int, stride: int, expansion: int, in_channels: int, out_channels: int
+    ) -> None:
         super().__init__()
         hidden = in_channels * expansion
         if expansion != 1:
@@ -102,7 +111,7 @@ class EfficientNetLite0(nn.Module):
                 expansion,
                 in_channels if repeat == 0 else out_channels,
                 out_channels,
-            )  # fmt: skip
+            )
             for repeats, kernel, stride, expansion, in_channels, out_channels in LITE0_STAGES
             for repeat in range(repeats)
         )
