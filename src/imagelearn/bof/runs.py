@@ -104,14 +104,21 @@ def evaluate_run(
 
 
 def predict_images(
-    model_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike], strict: bool = False
+    model_dir: str | os.PathLike,
+    inputs: Sequence[str | os.PathLike],
+    strict: bool = False,
+    n_jobs: int | None = None,
 ) -> list[dict[str, Any]]:
     """Label and score for every image in ``inputs`` (files or folders).
+
+    ``n_jobs`` overrides the saved model's extraction processes (None keeps them).
 
     Returns one dict per image: ``path``, ``label`` (None if unreadable), ``score`` (SVM margin
     of the chosen class) and ``error`` (the reason an image was unreadable, else None).
     """
     model, manifest = BofClassifier.load(model_dir)
+    if n_jobs is not None:
+        model.set_params(n_jobs=n_jobs)
     names = manifest["class_names"]
     paths = [
         path

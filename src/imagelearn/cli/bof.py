@@ -3,25 +3,53 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+
+from imagelearn.cli.arguments import (
+    add_evaluation_arguments,
+    add_jobs,
+    add_output_dir,
+    add_prediction_arguments,
+    add_source,
+    add_split_options,
+    add_strict,
+    add_verbs,
+    comma_separated,
+    json_text,
+    write_output,
+)
+
+_int_list = comma_separated(int, "integers")
+
+#: Help of the model that ``predict`` and ``evaluate`` read.
+MODEL_HELP = "run directory written by 'bof train'"
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from error
-
-
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
+def _add_channel_options(parser: argparse.ArgumentParser, pyramid: list[int]) -> None:
+    """Options of the detector channel and the SVM that ``train`` and ``sweep`` share."""
     parser.add_argument(
         "--detector",
         default="dense_rootsift",
         help="local feature detector (default: dense_rootsift)",
     )
+    parser.add_argument(
+        "--vocabulary",
+        choices=("kmeans", "tree"),
+        default="kmeans",
+        help="flat k-means or vocabulary tree",
+    )
+    parser.add_argument(
+        "--pyramid", type=_int_list, default=pyramid, help="spatial pyramid grid sizes, e.g. 1,2,4"
+    )
+    parser.add_argument(
+        "--kernel",
+        choices=("chi2", "linear"),
+        default="chi2",
+        help="SVM kernel (chi2 via an additive kernel map)",
+    )
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    _add_channel_options(parser, pyramid=[1, 2])
     parser.add_argument(
         "--words", type=int, default=1000, help="vocabulary size of the detector channel"
     )
@@ -31,24 +59,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         default=256,
         help="size of a Lab colour-word channel added beside the detector (0: none)",
     )
-    parser.add_argument(
-        "--vocabulary",
-        choices=("kmeans", "tree"),
-        default="kmeans",
-        help="flat k-means or vocabulary tree",
-    )
-    parser.add_argument(
-        "--pyramid", type=_int_list, default=[1, 2], help="spatial pyramid grid sizes, e.g. 1,2,4"
-    )
     parser.add_argument("--assignment", choices=("hard", "soft"), default="soft")
     parser.add_argument(
         "--step", type=int, default=4, help="grid spacing of dense detectors, pixels"
-    )
-    parser.add_argument(
-        "--kernel",
-        choices=("chi2", "linear"),
-        default="chi2",
-        help="SVM kernel (chi2 via an additive kernel map)",
     )
     parser.add_argument("-C", type=float, default=1.0, dest="C", help="SVM regularisation")
     parser.add_argument(
@@ -61,73 +74,47 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--test-size", type=float, default=0.3, help="held-out share when DATA has no split folders"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--jobs", type=int, default=-1, help="processes for feature extraction (-1: all cores)"
-    )
+    add_split_options(parser)
+    add_jobs(parser, help="processes for feature extraction (-1: all cores)")
     parser.add_argument(
         "--no-cache", action="store_true", help="do not read or write the feature cache"
     )
-    parser.add_argument(
-        "--strict",
-        action="store_true",
-        help="stop at the first unreadable image instead of skipping it",
-    )
+    add_strict(parser)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    bof = subparsers.add_parser(
-        "bof", help="Bag of Features: train, predict, evaluate, sweep vocabulary sizes"
+    verbs = add_verbs(
+        subparsers, "bof", help="Bag of Features: train, predict, evaluate, sweep vocabulary sizes"
     )
-    verbs = bof.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     train = verbs.add_parser(
         "train", help="train BoF + SVM, hold out a test split, write metrics.json"
     )
-    train.add_argument(
-        "data", help="class folders, train/val(/test) folders, or a CSV of path,label"
-    )
-    train.add_argument(
-        "--out", required=True, help="run directory (the saved model plus metrics and plots)"
-    )
+    add_source(train, "data")
+    add_output_dir(train, "run directory (model, metrics, plots)", required=True)
     _add_model_options(train)
     train.set_defaults(handler=run_train)
 
     predict = verbs.add_parser("predict", help="label and score for images")
-    predict.add_argument("model", help="run directory written by 'bof train'")
-    predict.add_argument("images", nargs="+", help="image files or folders")
-    predict.add_argument("--format", choices=("csv", "json"), default="csv")
-    predict.add_argument("--output", help="write here instead of standard output")
-    predict.add_argument("--jobs", type=int, default=-1)
-    predict.add_argument("--strict", action="store_true")
+    add_prediction_arguments(predict, MODEL_HELP)
+    add_jobs(predict)
+    add_strict(predict)
     predict.set_defaults(handler=run_predict)
 
     evaluate = verbs.add_parser(
         "evaluate", help="accuracy, per-class P/R/F1, confusion matrix on labelled data"
     )
-    evaluate.add_argument("model")
-    evaluate.add_argument("data")
-    evaluate.add_argument(
-        "--out", help="where to write metrics.json etc. (default MODEL/evaluation)"
-    )
-    evaluate.add_argument("--strict", action="store_true")
+    add_evaluation_arguments(evaluate, MODEL_HELP, "data", "class folders or a CSV of path,label")
+    add_strict(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
 
     sweep = verbs.add_parser("sweep", help="accuracy and costs against vocabulary size (PNG + CSV)")
-    sweep.add_argument("data")
+    add_source(sweep, "data")
     sweep.add_argument(
         "--words", type=_int_list, default=[50, 100, 200, 500, 1000, 2000], help="sizes to try"
     )
-    sweep.add_argument(
-        "--out", required=True, help="directory for sweep.csv, sweep.json and sweep.png"
-    )
-    sweep.add_argument("--detector", default="dense_rootsift")
-    sweep.add_argument("--vocabulary", choices=("kmeans", "tree"), default="kmeans")
-    sweep.add_argument("--pyramid", type=_int_list, default=[1])
-    sweep.add_argument("--kernel", choices=("chi2", "linear"), default="chi2")
+    add_output_dir(sweep, "directory for sweep.csv, sweep.json and sweep.png", required=True)
+    _add_channel_options(sweep, pyramid=[1])
     _add_common(sweep)
     sweep.set_defaults(handler=run_sweep)
 
@@ -189,19 +176,14 @@ def _print_summary(metrics: dict, out: str) -> None:
 
 def run_predict(arguments: argparse.Namespace) -> int:
     from imagelearn.bof.runs import predict_images
-    from imagelearn.core.bundle import atomic_write_text
     from imagelearn.core.tables import rows_to_csv
 
-    rows = predict_images(arguments.model, arguments.images, strict=arguments.strict)
-    text = (
-        json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
-        if arguments.format == "json"
-        else rows_to_csv(rows)
+    rows = predict_images(
+        arguments.model, arguments.images, strict=arguments.strict, n_jobs=arguments.jobs
     )
-    if arguments.output:
-        atomic_write_text(arguments.output, text)
-    else:
-        sys.stdout.write(text)
+    write_output(
+        json_text(rows) if arguments.format == "json" else rows_to_csv(rows), arguments.output
+    )
     return 0 if any(row["label"] is not None for row in rows) else 1
 
 

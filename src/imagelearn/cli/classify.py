@@ -3,44 +3,49 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 import time
 from pathlib import Path
+
+from imagelearn.cli.arguments import (
+    add_backbone_options,
+    add_cache_dir,
+    add_evaluation_arguments,
+    add_output_dir,
+    add_prediction_arguments,
+    add_source,
+    add_split_options,
+    add_strict,
+    add_verbs,
+    json_text,
+    write_output,
+)
 
 log = logging.getLogger(__name__)
 
 MODES = ("features", "finetune", "scratch")
 
+#: Help of the model that ``predict`` and ``evaluate`` read.
+MODEL_HELP = "a run directory, or an .onnx file with --backend onnx"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    classify = subparsers.add_parser(
-        "classify", help="deep image classification (torchvision backbones)"
+    verbs = add_verbs(
+        subparsers, "classify", help="deep image classification (torchvision backbones)"
     )
-    verbs = classify.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     train = verbs.add_parser(
         "train", help="train a classifier on a collection; writes a run directory"
     )
-    train.add_argument(
-        "source", help="class folders, train/val[/test] folders, or a CSV of path,label"
-    )
-    train.add_argument(
-        "--out", default="runs/classify", help="run directory (model, metrics, plots)"
-    )
+    add_source(train)
+    add_output_dir(train, "run directory (model, metrics, plots)", default="runs/classify")
     train.add_argument(
         "--mode",
         choices=MODES,
         default="features",
         help="frozen features + linear head (default), finetune, or scratch",
     )
-    train.add_argument(
-        "--backbone", default="mobilenet_v2", help="registry name (see `classify backbones`)"
-    )
-    train.add_argument(
-        "--weights", default=None, help="imagenet (default), none, or a state-dict file"
-    )
+    add_backbone_options(train, training=True)
     train.add_argument(
         "--init", default=None, help="a run directory whose trained backbone starts this model"
     )
@@ -50,14 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--head-epochs", type=int, default=10, help="finetune: head epochs before unfreezing"
     )
-    train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--lr", type=float, default=None, help="head learning rate (default 1e-3)")
-    train.add_argument(
-        "--image-size",
-        type=int,
-        default=None,
-        help="network input side in pixels (default: the weights')",
-    )
     train.add_argument(
         "--unfreeze",
         type=float,
@@ -73,10 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not weight the loss by inverse class frequency",
     )
-    train.add_argument(
-        "--test-size", type=float, default=0.3, help="held-out fraction when no split is given"
-    )
-    train.add_argument("--seed", type=int, default=0)
+    add_split_options(train)
     train.add_argument(
         "--resume", action="store_true", help="continue the run checkpointed in --out"
     )
@@ -84,11 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(handler=run_train)
 
     predict = verbs.add_parser("predict", help="top-k classes of images")
-    predict.add_argument("model", help="a run directory, or an .onnx file with --backend onnx")
-    predict.add_argument("images", nargs="+", help="image files or folders")
+    add_prediction_arguments(predict, MODEL_HELP)
     predict.add_argument("--topk", type=int, default=3)
-    predict.add_argument("--format", choices=("csv", "json"), default="csv")
-    predict.add_argument("--output", default=None, help="write here instead of standard output")
     _backend(predict)
     _common(predict)
     predict.set_defaults(handler=run_predict)
@@ -96,12 +88,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate = verbs.add_parser(
         "evaluate", help="metrics, confusion matrix and misclassified images on labelled data"
     )
-    evaluate.add_argument("model", help="a run directory, or an .onnx file with --backend onnx")
-    evaluate.add_argument(
-        "source", help="class folders (or a split folder: test/ then val/ is used) or a CSV"
-    )
-    evaluate.add_argument(
-        "--out", default=None, help="where to write metrics (default: MODEL/evaluation)"
+    add_evaluation_arguments(
+        evaluate,
+        MODEL_HELP,
+        "source",
+        "class folders (or a split folder: test/ then val/ is used) or a CSV",
     )
     _backend(evaluate)
     _common(evaluate)
@@ -125,15 +116,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--strict", action="store_true", help="an unreadable image is an error, not a skipped file"
-    )
+    add_strict(parser)
     parser.add_argument(
         "--device", default=None, help="cpu, cuda, cuda:1... (default: the GPU when there is one)"
     )
-    parser.add_argument(
-        "--cache-dir", default=None, help="embedding cache (default ~/.cache/imagelearn/embeddings)"
-    )
+    add_cache_dir(parser)
 
 
 def _backend(parser: argparse.ArgumentParser) -> None:
@@ -158,7 +145,6 @@ def _held_out_splits(source: Path, test_size: float, seed: int):
 def run_train(arguments: argparse.Namespace) -> int:
     from imagelearn.classify import DeepImageClassifier
     from imagelearn.classify.training import history_csv, plot_curves
-    from imagelearn.evaluation import write_evaluation
 
     source, out = Path(arguments.source), Path(arguments.out)
     train, validation, test, how = _held_out_splits(source, arguments.test_size, arguments.seed)
@@ -213,23 +199,35 @@ def run_train(arguments: argparse.Namespace) -> int:
             for path, reason in model.skipped_ + prediction.failures
         ],
     }
-    metrics = write_evaluation(
+    metrics = _write_evaluation(out, test, prediction, extra)
+    print(
+        f"{_accuracy(metrics, 'held-out images')}; {len(extra['skipped'])} unreadable skipped; fit {fit_seconds:.1f} s; run in {out}"
+    )
+    return 0
+
+
+def _write_evaluation(out: Path, dataset, prediction, extra: dict) -> dict:
+    """Metrics and plots of ``prediction`` on the labelled ``dataset``, written into ``out``."""
+    from imagelearn.evaluation import write_evaluation
+
+    return write_evaluation(
         out,
-        [test.paths[i] for i in prediction.kept],
-        test.labels[prediction.kept],
+        [dataset.paths[i] for i in prediction.kept],
+        dataset.labels[prediction.kept],
         prediction.probabilities.argmax(1),
-        test.class_names,
+        dataset.class_names,
         extra,
     )
-    summary = f"accuracy {metrics['accuracy']:.3f} on {metrics['n_images']} held-out images"
+
+
+def _accuracy(metrics: dict, images: str) -> str:
+    """``accuracy A on N IMAGES``, with sensitivity and specificity when there are two classes."""
+    summary = f"accuracy {metrics['accuracy']:.3f} on {metrics['n_images']} {images}"
     if "sensitivity" in metrics:
         summary += (
             f", sensitivity {metrics['sensitivity']:.3f}, specificity {metrics['specificity']:.3f}"
         )
-    print(
-        f"{summary}; {len(extra['skipped'])} unreadable skipped; fit {fit_seconds:.1f} s; run in {out}"
-    )
-    return 0
+    return summary
 
 
 def _image_list(items: list[str]) -> list[Path]:
@@ -287,7 +285,7 @@ def run_predict(arguments: argparse.Namespace) -> int:
             | ({"error": row["error"]} if row["error"] else {})
             for row in rows
         ]
-        text = json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
+        text = json_text(payload)
     else:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -306,19 +304,13 @@ def run_predict(arguments: argparse.Namespace) -> int:
             cells = [value for label, p in row["top"] for value in (label, f"{p:.6f}")]
             writer.writerow([row["path"], *cells, *[""] * (2 * k - len(cells)), row["error"]])
         text = buffer.getvalue()
-    if arguments.output:
-        from imagelearn.core.bundle import atomic_write_text
-
-        atomic_write_text(arguments.output, text)
-    else:
-        sys.stdout.write(text)
+    write_output(text, arguments.output)
     return 0 if len(prediction.kept) else 1
 
 
 def run_evaluate(arguments: argparse.Namespace) -> int:
     from imagelearn.data import load_dataset
     from imagelearn.data.collection import SPLIT_NAMES
-    from imagelearn.evaluation import write_evaluation
 
     predictor = _predictor(arguments)
     source = Path(arguments.source)
@@ -340,12 +332,10 @@ def run_evaluate(arguments: argparse.Namespace) -> int:
         )
         / "evaluation"
     )
-    metrics = write_evaluation(
+    metrics = _write_evaluation(
         out,
-        [dataset.paths[i] for i in prediction.kept],
-        dataset.labels[prediction.kept],
-        prediction.probabilities.argmax(1),
-        dataset.class_names,
+        dataset,
+        prediction,
         {
             "source": str(split),
             "backend": arguments.backend,
@@ -353,12 +343,9 @@ def run_evaluate(arguments: argparse.Namespace) -> int:
             "skipped": [{"path": path, "reason": reason} for path, reason in prediction.failures],
         },
     )
-    summary = f"accuracy {metrics['accuracy']:.3f} on {metrics['n_images']} images"
-    if "sensitivity" in metrics:
-        summary += (
-            f", sensitivity {metrics['sensitivity']:.3f}, specificity {metrics['specificity']:.3f}"
-        )
-    print(f"{summary}; {len(prediction.failures)} unreadable skipped; report in {out}")
+    print(
+        f"{_accuracy(metrics, 'images')}; {len(prediction.failures)} unreadable skipped; report in {out}"
+    )
     return 0
 
 

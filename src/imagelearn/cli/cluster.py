@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from imagelearn.cli.arguments import add_jobs, add_output_dir, add_seed
+
 
 def _k(text: str) -> int | str:
     if text == "auto":
@@ -23,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "images", help="a folder of images (class sub-folders are used only by --evaluate)"
     )
-    parser.add_argument("--out", default="runs/clusters", help="output directory")
+    add_output_dir(parser, default="runs/clusters")
     parser.add_argument(
         "--features",
         default="cnn",
@@ -66,8 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.95,
         help="cosine similarity for near duplicates",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jobs", type=int, default=-1)
+    add_seed(parser)
+    add_jobs(parser)
     parser.set_defaults(handler=run_cluster)
 
 

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from imagelearn.cli.arguments import add_jobs, add_source, add_verbs, json_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    data = subparsers.add_parser("data", help="inspect image collections")
-    verbs = data.add_subparsers(dest="verb", metavar="VERB", required=True)
+    verbs = add_verbs(subparsers, "data", help="inspect image collections")
     check = verbs.add_parser("check", help="counts per class, unreadable files, duplicates, sizes")
-    check.add_argument(
-        "source", help="a folder (class sub-folders, split folders or flat) or a CSV of path,label"
+    add_source(
+        check, help="a folder (class sub-folders, split folders or flat) or a CSV of path,label"
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
-    check.add_argument("--jobs", type=int, default=-1, help="processes (-1: all cores)")
+    add_jobs(check, help="processes (-1: all cores)")
     check.set_defaults(handler=run_check)
 
 
@@ -34,13 +34,7 @@ def run_check(arguments: argparse.Namespace) -> int:
         str(source): check_collection(source, arguments.jobs)
     }
     if arguments.json:
-        print(
-            json.dumps(
-                {name: report.as_dict() for name, report in reports.items()},
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
+        print(json_text({name: report.as_dict() for name, report in reports.items()}), end="")
     else:
         for name, report in reports.items():
             if len(reports) > 1:

@@ -6,15 +6,14 @@ import argparse
 import json
 import sys
 
-
-def _roi(text: str) -> tuple[int, int, int, int]:
-    try:
-        x, y, width, height = (round(float(v)) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected x,y,w,h in pixels, got {text!r}") from None
-    if width <= 0 or height <= 0:
-        raise argparse.ArgumentTypeError(f"the ROI needs a positive width and height, got {text!r}")
-    return x, y, width, height
+from imagelearn.cli.arguments import (
+    add_jobs,
+    add_output_dir,
+    add_seed,
+    add_verbs,
+    print_mapping,
+    roi,
+)
 
 
 def _add_search_options(parser: argparse.ArgumentParser) -> None:
@@ -42,12 +41,11 @@ def _search_options(arguments: argparse.Namespace) -> dict:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    index = subparsers.add_parser("index", help="find every image showing the same object")
-    verbs = index.add_subparsers(dest="verb", metavar="VERB", required=True)
+    verbs = add_verbs(subparsers, "index", help="find every image showing the same object")
 
     build = verbs.add_parser("build", help="index a collection (resumes an interrupted build)")
     build.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
-    build.add_argument("--out", required=True, help="index directory")
+    add_output_dir(build, "index directory", required=True)
     build.add_argument("--detector", default="rootsift")
     build.add_argument("--max-keypoints", type=int, default=1000)
     build.add_argument("--max-side", type=int, default=1024, help="longer side detected on, pixels")
@@ -65,13 +63,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also index GeM CNN descriptors (global and hybrid search)",
     )
     build.add_argument("--overwrite", action="store_true", help="replace a finished index at --out")
-    build.add_argument("--jobs", type=int, default=-1)
+    add_jobs(build)
     build.set_defaults(handler=run_build)
 
     add = verbs.add_parser("add", help="add images (content already indexed is skipped)")
     add.add_argument("index")
     add.add_argument("images", nargs="+")
-    add.add_argument("--jobs", type=int, default=-1)
+    add_jobs(add)
     add.set_defaults(handler=run_add)
 
     remove = verbs.add_parser("remove", help="remove images by path")
@@ -87,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search = verbs.add_parser("search", help="rank the indexed images against a query image")
     search.add_argument("index")
     search.add_argument("query")
-    search.add_argument("--roi", type=_roi, help="x,y,w,h: only this part of the query (pixels)")
+    search.add_argument("--roi", type=roi, help="x,y,w,h: only this part of the query (pixels)")
     search.add_argument("--top", type=int, default=20)
     search.add_argument("--json", action="store_true", help='print {"query", "results": [...]}')
     search.add_argument("--plot", help="write a PNG of the query beside its best matches")
@@ -106,12 +104,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     benchmark = verbs.add_parser("benchmark", help="write a variant benchmark from real photos")
     benchmark.add_argument("originals", nargs="+", help="photos (files or folders) to alter")
-    benchmark.add_argument("--out", required=True)
+    add_output_dir(benchmark, required=True)
     benchmark.add_argument("--variants", type=int, default=5)
     benchmark.add_argument("--distractors", nargs="*", default=[], help="files or folders")
     benchmark.add_argument("--pairs", help="a folder of viewpoint pairs NAME1.ext/NAME2.ext")
     benchmark.add_argument("--limit", type=int, help="use only this many originals (seeded choice)")
-    benchmark.add_argument("--seed", type=int, default=0)
+    add_seed(benchmark)
     benchmark.set_defaults(handler=run_benchmark)
 
 
@@ -170,12 +168,7 @@ def run_remove(arguments: argparse.Namespace) -> int:
 def run_info(arguments: argparse.Namespace) -> int:
     from imagelearn.retrieval import Index
 
-    info = Index.open(arguments.index).info()
-    if arguments.json:
-        print(json.dumps(info, indent=2))
-    else:
-        for key, value in info.items():
-            print(f"{key}: {value}")
+    print_mapping(Index.open(arguments.index).info(), arguments.json)
     return 0
 
 
@@ -205,11 +198,7 @@ def run_eval(arguments: argparse.Namespace) -> int:
     scores = evaluate_index(
         Index.open(arguments.index), truths, arguments.depth, **_search_options(arguments)
     )
-    if arguments.json:
-        print(json.dumps(scores, indent=2))
-    else:
-        for name, value in scores.items():
-            print(f"{name}: {value:.4f}")
+    print_mapping(scores, arguments.json, ".4f")
     return 0
 
 

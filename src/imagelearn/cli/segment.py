@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
+from imagelearn.cli.arguments import (
+    add_jobs,
+    add_output_dir,
+    add_seed,
+    add_verbs,
+    comma_separated,
+)
 from imagelearn.core.images import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
@@ -13,13 +21,10 @@ log = logging.getLogger(__name__)
 COLORS_FILE = "class_colors.json"
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(value) for value in text.split(",") if value.strip())
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from error
+_floats = comma_separated(float, "numbers", tuple)
+
+#: ``--jobs`` help of the segment commands.
+THREADS = "threads (-1: all cores)"
 
 
 def _max_pixels(text: str) -> int | None:
@@ -61,17 +66,16 @@ def _add_image_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="output directory")
+    add_output_dir(parser, required=True)
     parser.add_argument(
         "--pixel-size", type=float, help="side of a pixel in metres: adds square metres to areas"
     )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    segment = subparsers.add_parser(
-        "segment", help="classify every pixel of an image (land cover, microscopy)"
+    verbs = add_verbs(
+        subparsers, "segment", help="classify every pixel of an image (land cover, microscopy)"
     )
-    verbs = segment.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     cluster = verbs.add_parser(
         "cluster", help="unsupervised: k-means or ISODATA clusters of pixels"
@@ -81,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--k", type=int, default=5, help="number of clusters (ISODATA: the target)"
     )
     cluster.add_argument("--method", default="kmeans", help="kmeans or isodata")
-    cluster.add_argument("--seed", type=int, default=0)
+    add_seed(cluster)
     cluster.add_argument(
         "--truth", help="reference label image (0 unlabelled, 1..K) to score the clusters against"
     )
@@ -115,9 +119,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fraction of samples held out for the accuracy report",
     )
     train.add_argument("--test-samples", nargs="+", help="separate held-out samples, one per image")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--jobs", type=int, default=-1, help="threads (-1: all cores)")
-    train.add_argument("--out", required=True, help="model directory to write")
+    add_seed(train)
+    add_jobs(train, THREADS)
+    add_output_dir(train, "model directory to write", required=True)
     _add_feature_options(train, "1,2,4,8", texture=True)
     _add_image_options(train)
     train.set_defaults(handler=run_train)
@@ -132,7 +136,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         help="held-out reference samples, one per image: writes metrics.json",
     )
-    predict.add_argument("--jobs", type=int, default=-1, help="threads (-1: all cores)")
+    add_jobs(predict, THREADS)
     _add_image_options(predict)
     _add_output_options(predict)
     predict.set_defaults(handler=run_predict)
@@ -156,6 +160,22 @@ def _parse_classes(text: str | None) -> tuple[list[str] | None, list | None]:
     ):
         raise ValueError("--classes: give a colour to every class or to none")
     return names, colors if colors[0] is not None else None
+
+
+def _model_colors(model_dir: str) -> list[tuple] | None:
+    """The class colours a model was trained with (``train --classes name=#RRGGBB``), if any."""
+    import json
+
+    colors_path = Path(model_dir) / COLORS_FILE
+    if not colors_path.is_file():
+        return None
+    return [tuple(color) for color in json.loads(colors_path.read_text())]
+
+
+def _image_out(arguments: argparse.Namespace, image_path: str) -> Path:
+    """``--out`` itself for one image; ``--out/STEM`` for each of several."""
+    out = Path(arguments.out)
+    return out if len(arguments.images) == 1 else out / Path(image_path).stem
 
 
 def _paired(images: list[str], samples: list[str] | None, option: str) -> list[str | None]:
@@ -297,29 +317,17 @@ def _format_report(report: dict) -> str:
 
 
 def run_predict(arguments: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
     from imagelearn.core.bundle import atomic_write_json
     from imagelearn.segment import PixelClassifier, accuracy_report, read_raster, read_samples
     from imagelearn.segment.render import write_results
 
     model = PixelClassifier.load(arguments.model, n_jobs=arguments.jobs)
     model.tile_size = arguments.tile_size
-    colors_path = Path(arguments.model) / COLORS_FILE
-    colors = (
-        [tuple(color) for color in json.loads(colors_path.read_text())]
-        if colors_path.is_file()
-        else None
-    )
+    colors = _model_colors(arguments.model)
     sample_files = _paired(arguments.images, arguments.samples, "--samples")
     for image_path, sample_path in zip(arguments.images, sample_files, strict=True):
         raster = read_raster(image_path, max_pixels=arguments.max_pixels)
-        out = (
-            Path(arguments.out)
-            if len(arguments.images) == 1
-            else Path(arguments.out) / Path(image_path).stem
-        )
+        out = _image_out(arguments, image_path)
         out.mkdir(parents=True, exist_ok=True)
         classmap = model.predict(raster, out=out / "classmap.npy")
         areas = write_results(
@@ -341,10 +349,12 @@ def run_predict(arguments: argparse.Namespace) -> int:
 
 
 def _register_bof(verbs: argparse._SubParsersAction) -> None:
-    bof = verbs.add_parser(
-        "bof", help="semantic segmentation: BoF histograms of superpixels (dense label masks)"
+    bof_verbs = add_verbs(
+        verbs,
+        "bof",
+        help="semantic segmentation: BoF histograms of superpixels (dense label masks)",
+        dest="bof_verb",
     )
-    bof_verbs = bof.add_subparsers(dest="bof_verb", metavar="VERB", required=True)
     train = bof_verbs.add_parser("train", help="learn from images with dense label masks")
     train.add_argument("images", nargs="+", help="training images")
     train.add_argument(
@@ -372,9 +382,9 @@ def _register_bof(verbs: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--classifier", default="random_forest", help="random_forest (default), svm or mlp"
     )
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--jobs", type=int, default=-1, help="threads (-1: all cores)")
-    train.add_argument("--out", required=True, help="model directory to write")
+    add_seed(train)
+    add_jobs(train, THREADS)
+    add_output_dir(train, "model directory to write", required=True)
     train.set_defaults(handler=run_bof_train)
 
     predict = bof_verbs.add_parser("predict", help="class maps (and IoU with --masks)")
@@ -383,8 +393,8 @@ def _register_bof(verbs: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--masks", nargs="+", help="reference masks, one per image: writes metrics.json"
     )
-    predict.add_argument("--jobs", type=int, default=-1, help="threads (-1: all cores)")
-    predict.add_argument("--out", required=True, help="output directory")
+    add_jobs(predict, THREADS)
+    add_output_dir(predict, required=True)
     predict.set_defaults(handler=run_bof_predict)
 
 
@@ -422,21 +432,13 @@ def run_bof_train(arguments: argparse.Namespace) -> int:
 
 
 def run_bof_predict(arguments: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
     from imagelearn.core.bundle import atomic_write_json
     from imagelearn.segment import read_raster, read_samples
     from imagelearn.segment.bof_segmentation import BofSegmenter, iou_report
     from imagelearn.segment.render import write_results
 
     model = BofSegmenter.load(arguments.model, n_jobs=arguments.jobs)
-    colors_path = Path(arguments.model) / COLORS_FILE
-    colors = (
-        [tuple(color) for color in json.loads(colors_path.read_text())]
-        if colors_path.is_file()
-        else None
-    )
+    colors = _model_colors(arguments.model)
     mask_files = _paired(arguments.images, arguments.masks, "--masks")
     references, predictions = [], []
     for image_path, mask_path in zip(arguments.images, mask_files, strict=True):
@@ -445,11 +447,7 @@ def run_bof_predict(arguments: argparse.Namespace) -> int:
             references.append(
                 read_samples(mask_path, raster.shape[:2], model.class_names_, colors).mask
             )
-        out = (
-            Path(arguments.out)
-            if len(arguments.images) == 1
-            else Path(arguments.out) / Path(image_path).stem
-        )
+        out = _image_out(arguments, image_path)
         classmap = model.predict(raster)
         write_results(out, raster, classmap, model.class_names_, colors)
         predictions.append(classmap)

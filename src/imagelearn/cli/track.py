@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from imagelearn.cli.arguments import roi
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from imagelearn.cli.index import _roi
-
     track = subparsers.add_parser("track", help="find an object photo in every frame of a video")
     track.add_argument("video", help="a video file, or a folder of frames in name order")
     track.add_argument("--query", required=True, help="photo of the object")
-    track.add_argument("--roi", type=_roi, help="x,y,w,h: the object's part of the query photo")
+    track.add_argument("--roi", type=roi, help="x,y,w,h: the object's part of the query photo")
     track.add_argument("--csv", help="per-frame boxes, confidence and homographies (CSV)")
     track.add_argument("--out", help="annotated video (.mp4, .avi) or animated GIF (.gif)")
     track.add_argument(

@@ -4,31 +4,29 @@ from __future__ import annotations
 
 import argparse
 
-
-def _fractions(text: str) -> list[float]:
-    try:
-        return [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated fractions like 0.1,0.5,1, got {text!r}"
-        ) from None
+from imagelearn.cli.arguments import (
+    add_backbone_options,
+    add_cache_dir,
+    add_output_dir,
+    add_source,
+    add_split_options,
+    add_verbs,
+    comma_separated,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    transfer = subparsers.add_parser(
-        "transfer", help="measure transfer learning against training from scratch"
+    verbs = add_verbs(
+        subparsers, "transfer", help="measure transfer learning against training from scratch"
     )
-    verbs = transfer.add_subparsers(dest="verb", metavar="VERB", required=True)
     compare = verbs.add_parser(
         "compare", help="scratch vs finetune vs features at several training-set sizes"
     )
-    compare.add_argument("source", help="class folders, train/val folders, or a CSV of path,label")
-    compare.add_argument(
-        "--out", default="runs/transfer", help="folder for transfer.json and transfer.png"
-    )
+    add_source(compare)
+    add_output_dir(compare, "folder for transfer.json and transfer.png", default="runs/transfer")
     compare.add_argument(
         "--fractions",
-        type=_fractions,
+        type=comma_separated(float, "fractions like 0.1,0.5,1"),
         default=[0.1, 0.25, 0.5, 1.0],
         help="training-set fractions (default 0.1,0.25,0.5,1)",
     )
@@ -36,15 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--modes", default="scratch,finetune,features", help="comma-separated modes"
     )
     compare.add_argument("--epochs", type=int, default=5, help="epochs per arm, the same for all")
-    compare.add_argument("--image-size", type=int, default=96, help="network input side, pixels")
-    compare.add_argument("--backbone", default="mobilenet_v2")
-    compare.add_argument(
-        "--test-size", type=float, default=0.3, help="held-out fraction when no split is given"
-    )
-    compare.add_argument("--seed", type=int, default=0)
-    compare.add_argument(
-        "--cache-dir", default=None, help="embedding cache (default ~/.cache/imagelearn/embeddings)"
-    )
+    add_backbone_options(compare, image_size=96)
+    add_split_options(compare)
+    add_cache_dir(compare)
     compare.set_defaults(handler=run_compare)
 
 

@@ -1,0 +1,177 @@
+"""Argument declarations and output writers shared by the ``imagelearn`` commands.
+
+An option that means the same thing in several commands is declared once here, so it
+keeps one name, type, default and help everywhere. Nothing here imports more than the
+standard library: ``imagelearn --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+#: Help of a labelled collection that is split into training and held-out images.
+SOURCE_HELP = "class folders, train/val[/test] folders, or a CSV of path,label"
+
+#: :data:`imagelearn.classify.backbones.DEFAULT_BACKBONE`, copied: importing the registry
+#: imports torch, which ``--help`` must not wait for.
+DEFAULT_BACKBONE = "mobilenet_v2"
+
+
+def add_verbs(
+    subparsers: argparse._SubParsersAction, name: str, help: str, dest: str = "verb"
+) -> argparse._SubParsersAction:
+    """Add the command ``name`` whose sub-commands are verbs; returns their sub-parsers."""
+    parser = subparsers.add_parser(name, help=help)
+    return parser.add_subparsers(dest=dest, metavar="VERB", required=True)
+
+
+def add_source(
+    parser: argparse.ArgumentParser, name: str = "source", help: str = SOURCE_HELP
+) -> None:
+    """The positional labelled collection (``source`` or ``data``)."""
+    parser.add_argument(name, help=help)
+
+
+def add_output_dir(
+    parser: argparse.ArgumentParser,
+    help: str = "output directory",
+    *,
+    default: str | None = None,
+    required: bool = False,
+) -> None:
+    """``--out``: the directory a command writes into."""
+    parser.add_argument("--out", default=default, required=required, help=help)
+
+
+def add_split_options(parser: argparse.ArgumentParser) -> None:
+    """``--test-size`` and ``--seed`` of the held-out split."""
+    parser.add_argument(
+        "--test-size", type=float, default=0.3, help="held-out fraction when no split is given"
+    )
+    add_seed(parser)
+
+
+def add_seed(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def add_jobs(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """``--jobs``: parallel workers, -1 for one per core."""
+    parser.add_argument("--jobs", type=int, default=-1, help=help)
+
+
+def add_strict(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first unreadable image instead of skipping it",
+    )
+
+
+def add_cache_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cache-dir", default=None, help="embedding cache (default ~/.cache/imagelearn/embeddings)"
+    )
+
+
+def add_backbone_options(
+    parser: argparse.ArgumentParser, image_size: int | None = None, *, training: bool = False
+) -> None:
+    """``--backbone`` and ``--image-size``; with ``training``, ``--weights`` and ``--batch-size``.
+
+    ``image_size`` None means the size the backbone's weights were trained at.
+    """
+    parser.add_argument(
+        "--backbone", default=DEFAULT_BACKBONE, help="registry name (see `classify backbones`)"
+    )
+    if training:
+        parser.add_argument(
+            "--weights", default=None, help="imagenet (default), none, or a state-dict file"
+        )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=image_size,
+        help="network input side in pixels "
+        + ("(default: the weights')" if image_size is None else f"(default {image_size})"),
+    )
+    if training:
+        parser.add_argument("--batch-size", type=int, default=32)
+
+
+def add_prediction_arguments(parser: argparse.ArgumentParser, model_help: str) -> None:
+    """A predict command's ``MODEL IMAGES...``, ``--format csv|json`` and ``--output FILE``.
+
+    The text to print goes through :func:`write_output`.
+    """
+    parser.add_argument("model", help=model_help)
+    parser.add_argument("images", nargs="+", help="image files or folders")
+    parser.add_argument("--format", choices=("csv", "json"), default="csv")
+    parser.add_argument("--output", default=None, help="write here instead of standard output")
+
+
+def add_evaluation_arguments(
+    parser: argparse.ArgumentParser, model_help: str, source_name: str, source_help: str
+) -> None:
+    """An evaluate command's ``MODEL`` and labelled collection, and ``--out``."""
+    parser.add_argument("model", help=model_help)
+    add_source(parser, source_name, source_help)
+    add_output_dir(parser, "where to write metrics (default: MODEL/evaluation)")
+
+
+def comma_separated(
+    convert: Callable[[str], Any], expected: str, container: type = list
+) -> Callable[[str], Any]:
+    """An argparse ``type`` reading ``"1,2,4"`` into ``container`` of ``convert``-ed items.
+
+    ``expected`` names the items in the error message: ``expected comma-separated EXPECTED``.
+    """
+
+    def parse(text: str) -> Any:
+        try:
+            return container(convert(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {expected}, got {text!r}"
+            ) from None
+
+    return parse
+
+
+def roi(text: str) -> tuple[int, int, int, int]:
+    """An argparse ``type``: ``x,y,w,h`` in pixels, width and height positive."""
+    try:
+        x, y, width, height = (round(float(v)) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected x,y,w,h in pixels, got {text!r}") from None
+    if width <= 0 or height <= 0:
+        raise argparse.ArgumentTypeError(f"the ROI needs a positive width and height, got {text!r}")
+    return x, y, width, height
+
+
+def json_text(payload: Any) -> str:
+    """Indented JSON, non-ASCII kept as is, ending in a newline."""
+    return json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_output(text: str, path: str | None) -> None:
+    """Write ``text`` to the file ``path`` (atomically) or, when None, to standard output."""
+    if path:
+        from imagelearn.core.bundle import atomic_write_text
+
+        atomic_write_text(path, text)
+    else:
+        sys.stdout.write(text)
+
+
+def print_mapping(mapping: Mapping[str, Any], as_json: bool, value_format: str = "") -> None:
+    """Print ``mapping`` as indented JSON, or one ``key: value`` line per item."""
+    if as_json:
+        print(json.dumps(mapping, indent=2))
+    else:
+        for key, value in mapping.items():
+            print(f"{key}: {value:{value_format}}")
