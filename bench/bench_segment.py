@@ -424,4 +424,10 @@ if __name__ == "__main__":
     )
     parser.add_argument("--tile-size", type=int, default=1024)
     options = parser.parse_args()
-    print(main(options.size, memory_budget_gib=options.memory_budget, tile_size=options.tile_size))
+    from bench.run_all import write_sections
+
+    section = main(
+        options.size, memory_budget_gib=options.memory_budget, tile_size=options.tile_size
+    )
+    print(section)
+    write_sections({"segment": section})

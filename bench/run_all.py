@@ -34,6 +34,18 @@ def sections(text: str) -> dict[str, str]:
     return {match.group(1): match.group(2) for match in pattern.finditer(text)}
 
 
+def write_sections(fresh: dict[str, str]) -> None:
+    """Replace the named sections of the README (Markdown by benchmark name), keeping the others."""
+    # read the README only now: sections written meanwhile (other runs, hand edits) are kept
+    kept = sections(README.read_text(encoding="utf-8")) if README.exists() else {}
+    kept.update({name: text.rstrip() + "\n" for name, text in fresh.items()})
+    body = "".join(
+        f"<!-- bench:{name} -->\n{kept[name]}<!-- /bench:{name} -->\n\n" for name in sorted(kept)
+    )
+    README.write_text(INTRO.format(names=", ".join(available())) + "\n" + body, encoding="utf-8")
+    print(f"tables written to {README}")
+
+
 def main(names: list[str]) -> int:
     names = names or available()
     unknown = sorted(set(names) - set(available()))
@@ -43,15 +55,8 @@ def main(names: list[str]) -> int:
     fresh = {}
     for name in names:
         print(f"== bench {name}", flush=True)
-        fresh[name] = importlib.import_module(f"bench.bench_{name}").main().rstrip() + "\n"
-    # read the README only now: sections written meanwhile (other runs, hand edits) are kept
-    kept = sections(README.read_text(encoding="utf-8")) if README.exists() else {}
-    kept.update(fresh)
-    body = "".join(
-        f"<!-- bench:{name} -->\n{kept[name]}<!-- /bench:{name} -->\n\n" for name in sorted(kept)
-    )
-    README.write_text(INTRO.format(names=", ".join(available())) + "\n" + body, encoding="utf-8")
-    print(f"tables written to {README}")
+        fresh[name] = importlib.import_module(f"bench.bench_{name}").main()
+    write_sections(fresh)
     return 0
 
 

@@ -52,6 +52,15 @@ def test_ward_on_micro_clusters_for_large_collections(blobs):
     assert clustering_agreement(truth, model.labels_)["ari"] > 0.9
 
 
+def test_hdbscan_on_a_sample_labels_every_image(blobs):
+    vectors, truth = blobs
+    model = ImageClusterer(
+        method="hdbscan", max_hdbscan_points=90, min_cluster_size=10, pca_components=None
+    ).fit(vectors)
+    assert len(model.labels_) == len(vectors) and model.n_clusters_ == 3
+    assert clustering_agreement(truth, model.labels_)["ari"] > 0.9
+
+
 def test_clusters_are_numbered_by_size_with_centre_distances(blobs):
     vectors, _ = blobs
     model = ImageClusterer(n_clusters=4, pca_components=None).fit(vectors[:150])

@@ -2,7 +2,9 @@
 
 Nothing here builds an n x n matrix for large n: k-means is FAISS, Ward runs on at most
 ``max_ward_points`` k-means micro-clusters when the collection is larger, silhouette is
-measured on a sample, and HDBSCAN works on PCA-reduced vectors with a tree index.
+measured on a sample, and HDBSCAN (whose exact spanning tree costs n^2 time) runs on at most
+``max_hdbscan_points`` sampled vectors, the others taking the label of their nearest sampled
+neighbour (the idea of the ``hdbscan`` library's ``approximate_predict``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,30 @@ def _ward(vectors: np.ndarray, n_clusters: int, max_points: int, random_state: i
     return centre_labels[micro_labels].astype(np.int64)
 
 
+def _hdbscan(
+    vectors: np.ndarray, min_cluster_size: int, max_points: int, random_state: int
+) -> np.ndarray:
+    """HDBSCAN labels (-1 noise); above ``max_points`` vectors, fitted on a seeded sample.
+
+    Unsampled vectors take the label of their nearest sampled vector (noise included).
+    """
+    if len(vectors) <= max_points:
+        return (
+            HDBSCAN(min_cluster_size=min_cluster_size, copy=True)
+            .fit_predict(vectors)
+            .astype(np.int64)
+        )
+    rng = np.random.default_rng(random_state)
+    sample = np.sort(rng.choice(len(vectors), max_points, replace=False))
+    sample_labels = HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(
+        vectors[sample]
+    )
+    index = faiss.IndexFlatL2(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors[sample], dtype=np.float32))
+    _, nearest = index.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
+    return sample_labels[nearest[:, 0]].astype(np.int64)
+
+
 def silhouette(
     vectors: np.ndarray, labels: np.ndarray, sample_size: int = 4000, random_state: int = 0
 ) -> float:
@@ -88,6 +114,9 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         HDBSCAN's smallest group; smaller groups are noise (label -1).
     max_ward_points : int
         Largest collection clustered by Ward directly (memory grows with its square).
+    max_hdbscan_points : int
+        Largest collection clustered by HDBSCAN directly (time grows with its square); above
+        it, HDBSCAN runs on a sample this large and the rest join their nearest sampled image.
     random_state : int
 
     Attributes
@@ -108,6 +137,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         pca_components: int | None = 64,
         min_cluster_size: int = 5,
         max_ward_points: int = 5000,
+        max_hdbscan_points: int = 20000,
         random_state: int = 0,
     ) -> None:
         self.method = method
@@ -116,6 +146,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         self.pca_components = pca_components
         self.min_cluster_size = min_cluster_size
         self.max_ward_points = max_ward_points
+        self.max_hdbscan_points = max_hdbscan_points
         self.random_state = random_state
 
     def _reduce(self, vectors: np.ndarray) -> np.ndarray:
@@ -144,10 +175,8 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
             raise ValueError(f"need at least 2 images to cluster, got {len(X)}")
         reduced = self._reduce(X)
         if self.method == "hdbscan":
-            labels = (
-                HDBSCAN(min_cluster_size=self.min_cluster_size, copy=True)
-                .fit_predict(reduced)
-                .astype(np.int64)
+            labels = _hdbscan(
+                reduced, self.min_cluster_size, self.max_hdbscan_points, self.random_state
             )
         elif self.n_clusters == "auto":
             low, high = int(self.k_range[0]), min(int(self.k_range[1]), len(X) - 1)
