@@ -171,6 +171,30 @@ def test_save_load_round_trip_predicts_identically(name, scene, tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(image), model.predict_proba(image))
 
 
+def test_cnn_pixel_features_tile_closely_and_survive_save_load(tmp_path):
+    """MobileNetV2's early maps per pixel, on a real EM slice; offline ImageNet weights."""
+    image, truth = load_em_slice(data_path("em_membranes"), "3.png")
+    image, truth = image[:160, :200], truth[:160, :200]
+    features = PixelFeatures(sigmas=(1, 2), cnn="mobilenet_v2")
+    assert features.transform(image).shape == (160, 200, len(features.feature_names(image)))
+    model = PixelClassifier(features, classifier_params=FAST_FOREST, tile_size=None).fit(
+        image, simulate_scribbles(truth, 150)
+    )
+    whole = model.predict(image)
+    assert np.mean(whole == truth) > 0.8
+    model.tile_size = 64  # tiles see the network's padding near their halo edges
+    assert np.mean(model.predict(image) == whole) > 0.97
+    model.save(tmp_path / "model")
+    loaded = PixelClassifier.load(tmp_path / "model")
+    assert loaded.features_.cnn == "mobilenet_v2"
+    np.testing.assert_array_equal(loaded.predict(image), model.predict(image))
+
+
+def test_cnn_pixel_features_refuse_multiband_rasters():
+    with pytest.raises(ValueError, match="8-bit grey or RGB"):
+        PixelFeatures(cnn="mobilenet_v2").transform(np.zeros((16, 16, 5), np.uint16))
+
+
 def test_loading_something_else_is_a_bundle_error(tmp_path):
     with pytest.raises(BundleError):
         PixelClassifier.load(tmp_path)

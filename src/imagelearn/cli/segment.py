@@ -48,6 +48,13 @@ def _add_feature_options(parser: argparse.ArgumentParser, sigmas: str, texture: 
         default=texture,
         help="add texture filters at every scale",
     )
+    parser.add_argument(
+        "--cnn",
+        default=None,
+        metavar="BACKBONE",
+        help="also use the early feature maps of this pretrained network per pixel "
+        "(e.g. mobilenet_v2; 8-bit grey or RGB images)",
+    )
 
 
 def _add_image_options(parser: argparse.ArgumentParser) -> None:
@@ -203,7 +210,10 @@ def run_cluster(arguments: argparse.Namespace) -> int:
 
     raster = read_raster(arguments.image, max_pixels=arguments.max_pixels)
     features = PixelFeatures(
-        sigmas=arguments.sigmas, color_space=arguments.color_space, texture=arguments.texture
+        sigmas=arguments.sigmas,
+        color_space=arguments.color_space,
+        texture=arguments.texture,
+        cnn=arguments.cnn,
     )
     clusterer = PixelClusterer(
         k=arguments.k,
@@ -266,7 +276,10 @@ def run_train(arguments: argparse.Namespace) -> int:
         train_masks.append(mask)
         test_masks.append(held_out)
     features = PixelFeatures(
-        sigmas=arguments.sigmas, color_space=arguments.color_space, texture=arguments.texture
+        sigmas=arguments.sigmas,
+        color_space=arguments.color_space,
+        texture=arguments.texture,
+        cnn=arguments.cnn,
     )
     if arguments.trees and arguments.classifier != "random_forest":
         raise ValueError("--trees applies to the random_forest classifier only")

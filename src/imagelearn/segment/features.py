@@ -4,7 +4,9 @@ Every feature is a Gaussian-scale filter response computed with :mod:`scipy.ndim
 ``reflect`` mode. Each output pixel depends only on the input pixels within
 :attr:`PixelFeatures.margin` of it, and the arithmetic per pixel does not depend on where
 the pixel sits in the array, so a tile processed with that halo gives exactly the values of
-the whole image (which is what :mod:`imagelearn.segment.tiling` relies on).
+the whole image (which is what :mod:`imagelearn.segment.tiling` relies on). The optional CNN
+features (``cnn=``) are the exception: near a tile's halo edge they see the network's padding,
+so tiled results agree with whole-image ones closely but not bit for bit.
 """
 
 from __future__ import annotations
@@ -180,6 +182,10 @@ class PixelFeatures(BaseEstimator):
         Add the texture filters (on the intensity channel) at every scale.
     texture_filters : tuple of str
         Keys of :data:`TEXTURE_FILTERS` used when ``texture`` is true.
+    cnn : str or None
+        A backbone name (e.g. ``"mobilenet_v2"``, whose ImageNet weights are offline): add its
+        early feature maps (strides 2 to 8) upsampled to every pixel; see
+        :mod:`imagelearn.segment.cnn_features`. 8-bit grey or RGB images only.
 
     Examples
     --------
@@ -194,11 +200,13 @@ class PixelFeatures(BaseEstimator):
         color_space: str = "lab",
         texture: bool = True,
         texture_filters: tuple[str, ...] = tuple(TEXTURE_FILTERS),
+        cnn: str | None = None,
     ) -> None:
         self.sigmas = sigmas
         self.color_space = color_space
         self.texture = texture
         self.texture_filters = texture_filters
+        self.cnn = cnn
 
     def _check(self) -> list[str]:
         if not self.sigmas or any(not sigma > 0 for sigma in self.sigmas):
@@ -217,7 +225,12 @@ class PixelFeatures(BaseEstimator):
         """Pixels of context each output pixel reads on every side (the halo tiles need)."""
         filters = self._check()
         reach = max((TEXTURE_FILTERS[name].reach(max(self.sigmas)) for name in filters), default=0)
-        return gaussian_radius(max(self.sigmas)) + reach
+        filter_margin = gaussian_radius(max(self.sigmas)) + reach
+        if self.cnn is None:
+            return filter_margin
+        from imagelearn.segment.cnn_features import CNN_MARGIN
+
+        return max(filter_margin, CNN_MARGIN)
 
     def feature_names(self, image: np.ndarray) -> list[str]:
         """Names of the ``F`` features :meth:`transform` returns for images shaped like ``image``."""
@@ -231,6 +244,10 @@ class PixelFeatures(BaseEstimator):
                     f"{filter_name}_{output}_{channel_names[intensity]}_s{sigma:g}"
                     for output in outputs
                 ]
+        if self.cnn is not None:
+            from imagelearn.segment.cnn_features import cnn_feature_names
+
+            names += cnn_feature_names(self.cnn)
         return names
 
     def transform(self, image: np.ndarray) -> np.ndarray:
@@ -261,4 +278,8 @@ class PixelFeatures(BaseEstimator):
             for output in outputs:
                 stack[..., index] = output
                 index += 1
-        return stack
+        if self.cnn is None:
+            return stack
+        from imagelearn.segment.cnn_features import cnn_pixel_features
+
+        return np.concatenate([stack, cnn_pixel_features(np.asarray(image), self.cnn)], axis=2)
