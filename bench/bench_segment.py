@@ -272,28 +272,27 @@ def _em_scores(reference: np.ndarray, mapped: np.ndarray) -> dict:
 def dubai(max_side: int) -> dict:
     tiles, train, masks = dubai_training(max_side, 40)
     names = list(DUBAI_CLASSES)
-    model = PixelClassifier(classifier_params={"n_estimators": TREES}).fit(
-        [image for image, _ in train], masks, names
+    model, cnn_model = (
+        PixelClassifier(
+            features=PixelFeatures(cnn=cnn), classifier_params={"n_estimators": TREES}
+        ).fit([image for image, _ in train], masks, names)
+        for cnn in (None, CNN_BACKBONE)
     )
     test_paths = [path for path in tiles if path not in tiles[::9]]
-    references, mapped, agreements = [], [], {method: [] for method in ("kmeans", "isodata")}
+    references, mapped, cnn_mapped = [], [], []
+    agreements = {method: [] for method in ("kmeans", "isodata")}
     for number, path in enumerate(test_paths):
         image, truth = load_dubai_tile(path, max_side)
         references.append(truth.ravel())
         mapped.append(model.predict(image).ravel())
+        cnn_mapped.append(cnn_model.predict(image).ravel())
         if number % 8 == 0:
             for method in agreements:
                 clusters = PixelClusterer(k=5, method=method, random_state=SEED).fit_predict(image)
                 agreements[method].append(cluster_agreement(clusters, truth))
     reference, prediction = np.concatenate(references), np.concatenate(mapped)
     report = accuracy_report(reference, prediction, names)
-    cnn_model = PixelClassifier(
-        features=PixelFeatures(cnn=CNN_BACKBONE), classifier_params={"n_estimators": TREES}
-    ).fit([image for image, _ in train], masks, names)
-    cnn_prediction = np.concatenate(
-        [cnn_model.predict(load_dubai_tile(path, max_side)[0]).ravel() for path in test_paths]
-    )
-    cnn_report = accuracy_report(reference, cnn_prediction, names)
+    cnn_report = accuracy_report(reference, np.concatenate(cnn_mapped), names)
     counts = np.bincount(reference[reference > 0], minlength=len(names) + 1)
     labelled = reference > 0
     return {

@@ -49,21 +49,9 @@ def _normalised(image: np.ndarray, mean, std) -> torch.Tensor:
     return ((tensor - mean) / std)[None]
 
 
-def cnn_feature_names(backbone_name: str) -> list[str]:
-    """Names of the channels :func:`cnn_pixel_features` returns for ``backbone_name``."""
-    return cnn_pixel_features(np.zeros((32, 32, 3), np.uint8), backbone_name, with_names=True)
-
-
-def cnn_pixel_features(
-    image: np.ndarray, backbone_name: str, with_names: bool = False
-) -> np.ndarray | list[str]:
-    """Upsampled early feature maps of ``backbone_name``: float32 ``(H, W, C)``.
-
-    ``image`` is uint8 ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` RGB. With ``with_names``,
-    the channel names are returned instead (``cnn_<backbone>_s<stride>_<index>``).
-    """
+def _early_maps(image: np.ndarray, backbone_name: str) -> dict[int, torch.Tensor]:
+    """The last feature map ``(1, C, h, w)`` at each stride up to ``CNN_MAX_STRIDE``, by stride."""
     stages, preprocessing = _stages(backbone_name)
-    height, width = image.shape[:2]
     activations = _normalised(image, preprocessing.mean, preprocessing.std)
     by_stride: dict[int, torch.Tensor] = {}
     stride = 1
@@ -75,15 +63,30 @@ def cnn_pixel_features(
                 stride *= 2
             if stride > CNN_MAX_STRIDE:
                 break
-            by_stride[stride] = activations  # the last map at each stride
-        if with_names:
-            return [
-                f"cnn_{backbone_name}_s{stride}_{channel}"
-                for stride, maps in by_stride.items()
-                for channel in range(maps.shape[1])
-            ]
+            by_stride[stride] = activations
+    return by_stride
+
+
+@lru_cache(maxsize=8)
+def cnn_feature_names(backbone_name: str) -> list[str]:
+    """Names of the channels :func:`cnn_pixel_features` returns: ``cnn_<backbone>_s<stride>_<i>``."""
+    maps = _early_maps(np.zeros((32, 32, 3), np.uint8), backbone_name)
+    return [
+        f"cnn_{backbone_name}_s{stride}_{channel}"
+        for stride, stride_maps in maps.items()
+        for channel in range(stride_maps.shape[1])
+    ]
+
+
+def cnn_pixel_features(image: np.ndarray, backbone_name: str) -> np.ndarray:
+    """Early feature maps of ``backbone_name`` upsampled to every pixel: float32 ``(H, W, C)``.
+
+    ``image`` is uint8 ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` RGB.
+    """
+    height, width = image.shape[:2]
+    with torch.inference_mode():
         upsampled = [
             F.interpolate(maps, size=(height, width), mode="bilinear", align_corners=False)
-            for maps in by_stride.values()
+            for maps in _early_maps(image, backbone_name).values()
         ]
     return torch.cat(upsampled, dim=1)[0].permute(1, 2, 0).contiguous().numpy()

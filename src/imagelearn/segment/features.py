@@ -247,7 +247,7 @@ class PixelFeatures(BaseEstimator):
         if self.cnn is not None:
             from imagelearn.segment.cnn_features import cnn_feature_names
 
-            names += cnn_feature_names(self.cnn)
+            names += list(cnn_feature_names(self.cnn))
         return names
 
     def transform(self, image: np.ndarray) -> np.ndarray:
