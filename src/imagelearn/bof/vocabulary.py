@@ -19,19 +19,28 @@ Both start, by default, coarse-to-fine (nested mini-batch k-means, Newling & Fle
 2016): Lloyd runs on a random sample of 16 rows per word, then on a 3x larger sample that
 contains it, and so on, before the ``n_iter`` iterations on every row. The early iterations cost
 a fraction of a full one, so far fewer full iterations reach a given quantisation error.
+
+Float k-means compares each descriptor with every word only once, at its first assignment; the
+later Lloyd iterations compare it with the ``n_candidates`` words nearest its current word
+(cluster closures, Wang et al., CVPR 2012), which keeps each step a small matrix product per
+word. The current word is always a candidate, so no step increases the error; ``None`` compares
+every word at every iteration (exact Lloyd).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 import faiss
 import numpy as np
+import scipy.sparse
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from imagelearn.core.parallel import resolve_n_jobs
 
@@ -62,6 +71,10 @@ KMEANSPP_MIN_ROWS = 1024
 NESTED_FIRST_ROWS_PER_CLUSTER = 16
 NESTED_GROWTH = 3
 NESTED_STAGE_ITER = 3
+#: Words compared with a descriptor after its first assignment: its word's nearest words.
+N_CANDIDATES = 32
+#: Candidate search is used when there are more than this many words per candidate.
+CANDIDATE_MIN_RATIO = 4
 
 
 @contextmanager
@@ -118,9 +131,15 @@ def soft_weights(squared_distances: np.ndarray, bandwidth: float) -> np.ndarray:
     return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def _single_threaded_blas() -> threadpool_limits:
+@functools.cache
+def _threadpools() -> ThreadpoolController:
+    """The loaded thread pools, inspected once (inspection costs ~1 ms; limiting then doesn't)."""
+    return ThreadpoolController()
+
+
+def _single_threaded_blas() -> Any:
     """Products of a few rows by a node's children are too small for threads to pay off."""
-    return threadpool_limits(1, user_api="blas")
+    return _threadpools().limit(limits=1, user_api="blas")
 
 
 def _check_init(init: str) -> None:
@@ -186,28 +205,28 @@ def kmeanspp_seeds(
     rows = descriptors[np.sort(rng.choice(len(descriptors), n_rows, replace=False))]
     if rows.dtype == np.uint8:
 
-        def squared_distances(centers: np.ndarray) -> np.ndarray:
-            """(n_rows, n_centers) Hamming distances."""
+        def squared_distances(indices: np.ndarray) -> np.ndarray:
+            """(n_rows, len(indices)) Hamming distances to the rows ``indices``."""
             return np.stack(
-                [np.bitwise_count(rows ^ center).sum(axis=1, dtype=np.int64) for center in centers],
+                [np.bitwise_count(rows ^ rows[i]).sum(axis=1, dtype=np.int64) for i in indices],
                 axis=1,
-            )
+            ).astype(np.float32)
     else:
         norms = np.einsum("nd,nd->n", rows, rows)
 
-        def squared_distances(centers: np.ndarray) -> np.ndarray:
-            """(n_rows, n_centers) squared Euclidean distances."""
-            products = rows @ centers.T
-            return np.maximum(
-                norms[:, None] - 2.0 * products + np.einsum("kd,kd->k", centers, centers), 0.0
-            )
+        def squared_distances(indices: np.ndarray) -> np.ndarray:
+            """(n_rows, len(indices)) squared Euclidean distances to the rows ``indices``."""
+            distances = rows @ (-2.0 * rows[indices].T)
+            distances += norms[:, None]
+            distances += norms[indices]
+            return np.maximum(distances, 0.0, out=distances)
 
     n_candidates = 2 + int(np.log(n_clusters))
     chosen = [int(rng.integers(n_rows))]
-    nearest = squared_distances(rows[chosen]).astype(np.float64)[:, 0]
+    nearest = squared_distances(np.array(chosen))[:, 0]
     with _single_threaded_blas():
         for _ in range(1, n_clusters):
-            cumulative = np.cumsum(nearest)
+            cumulative = np.cumsum(nearest, dtype=np.float64)
             if cumulative[-1] <= 0:  # fewer distinct rows than clusters: any row not chosen yet
                 chosen.append(int(rng.choice(np.setdiff1d(np.arange(n_rows), chosen))))
                 continue
@@ -215,8 +234,8 @@ def kmeanspp_seeds(
                 cumulative, rng.random(n_candidates) * cumulative[-1], side="right"
             )
             candidates = np.minimum(draws, n_rows - 1)
-            updated = np.minimum(nearest[:, None], squared_distances(rows[candidates]))
-            best = int(updated.sum(axis=0).argmin())
+            updated = np.minimum(nearest[:, None], squared_distances(candidates))
+            best = int(updated.sum(axis=0, dtype=np.float64).argmin())
             chosen.append(int(candidates[best]))
             nearest = updated[:, best]
     return np.ascontiguousarray(rows[chosen])
@@ -243,25 +262,154 @@ def initial_centers(
     return descriptors[np.sort(rng.choice(len(descriptors), n_clusters, replace=False))].copy()
 
 
-def kmeans_centers(
-    descriptors: np.ndarray, initial: np.ndarray, n_iter: int
-) -> tuple[np.ndarray, float]:
-    """Lloyd k-means with FAISS on all given float32 rows from ``initial`` (k, d) centres.
+def nearest_centers(centers: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """(k, n_neighbors) int64: each float centre's nearest centres, itself first, by exact search."""
+    _, neighbors = _flat_index(centers).search(centers, n_neighbors)
+    # a duplicate centre may rank before the centre itself: put the centre first in its row
+    own = np.arange(len(centers))
+    has_own = (neighbors == own[:, None]).any(axis=1)
+    neighbors[~has_own, -1] = own[~has_own]
+    return neighbors
 
-    Returns the centres (k, d) float32 and the mean squared distance of the rows to their
-    centre at the last iteration's assignment.
+
+def assign_among_candidates(
+    descriptors: np.ndarray,
+    labels: np.ndarray,
+    centers: np.ndarray,
+    candidates: np.ndarray,
+    n_threads: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centre of each row among ``candidates[labels[row]]`` (which holds ``labels[row]``).
+
+    Rows are grouped by their current centre, so each group costs one (rows, m) matrix product;
+    ``n_threads`` threads share the groups (the products release the GIL).
+
+    Parameters
+    ----------
+    descriptors : ndarray of float32, shape (n, d)
+    labels : ndarray of int64, shape (n,)
+        Current centre of each row.
+    centers : ndarray of float32, shape (k, d)
+    candidates : ndarray of int64, shape (k, m)
+        Centres each centre's rows are compared with (see :func:`nearest_centers`).
+
+    Returns (labels (n,) int64, squared distances to them (n,) float32).
     """
-    n_rows, dimension = descriptors.shape
-    kmeans = faiss.Kmeans(
-        dimension,
-        len(initial),
-        niter=n_iter,
-        max_points_per_centroid=n_rows // len(initial) + 1,  # use the whole sample, no subsampling
-        min_points_per_centroid=1,
-        verbose=False,
+    order = np.argsort(labels, kind="stable")
+    counts = np.bincount(labels, minlength=len(centers))
+    ends = np.cumsum(counts)
+    grouped = np.take(descriptors, order, axis=0)
+    scaled = -2.0 * centers
+    center_norms = np.einsum("kd,kd->k", centers, centers)
+    nearest = np.empty(len(order), dtype=np.int64)
+    distances = np.empty(len(order), dtype=np.float32)
+
+    def assign_groups(group_centers: np.ndarray) -> None:
+        for center in group_centers:
+            group = slice(ends[center] - counts[center], ends[center])
+            choices = candidates[center]
+            squared = grouped[group] @ scaled[choices].T
+            squared += center_norms[choices]
+            best = squared.argmin(axis=1)
+            nearest[group] = choices[best]
+            distances[group] = squared[np.arange(len(best)), best]
+
+    occupied = np.flatnonzero(counts)
+    # contiguous runs of groups holding about the same number of rows, one per thread
+    splits = np.searchsorted(ends[occupied], np.arange(1, n_threads) * len(order) / n_threads)
+    with _single_threaded_blas():
+        if n_threads > 1:
+            with ThreadPoolExecutor(n_threads) as pool:
+                list(pool.map(assign_groups, np.split(occupied, splits)))
+        else:
+            assign_groups(occupied)
+    distances += np.einsum("nd,nd->n", grouped, grouped)
+    labels, squared_distances = np.empty_like(nearest), np.empty_like(distances)
+    labels[order], squared_distances[order] = nearest, np.maximum(distances, 0.0)
+    return labels, squared_distances
+
+
+def mean_centers(
+    descriptors: np.ndarray, labels: np.ndarray, distances: np.ndarray, centers: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's update: each centre moves to its rows' mean.
+
+    A centre left without rows is re-seeded with the row farthest from its centre (one row per
+    empty centre, farthest first), and that row is relabelled to it.
+
+    Returns (centres (k, d) float32, labels (n,) int64).
+    """
+    n_rows, n_clusters = len(descriptors), len(centers)
+    membership = scipy.sparse.csc_matrix(
+        (np.ones(n_rows, dtype=np.float32), (labels, np.arange(n_rows))),
+        shape=(n_clusters, n_rows),
     )
-    kmeans.train(descriptors, init_centroids=initial)
-    return np.ascontiguousarray(kmeans.centroids, dtype=np.float32), float(kmeans.obj[-1]) / n_rows
+    sums = np.asarray(membership @ descriptors)
+    counts = np.bincount(labels, minlength=n_clusters)
+    updated = centers.copy()
+    occupied = counts > 0
+    updated[occupied] = sums[occupied] / counts[occupied, None]
+    empty = np.flatnonzero(~occupied)
+    if len(empty):
+        farthest = np.argsort(distances, kind="stable")[::-1][: len(empty)]
+        updated[empty] = descriptors[farthest]
+        labels = labels.copy()
+        labels[farthest] = empty
+    return updated, labels
+
+
+def kmeans_centers(
+    descriptors: np.ndarray,
+    initial: np.ndarray,
+    n_iter: int,
+    known_labels: np.ndarray | None = None,
+    n_candidates: int | None = N_CANDIDATES,
+    n_threads: int = 1,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Lloyd k-means on float32 rows from ``initial`` (k, d) centres.
+
+    A row's first assignment compares it with every centre (FAISS exact search); later ones
+    only with the ``n_candidates`` centres nearest its current one (every centre when
+    ``n_candidates`` is None or there are no more than ``CANDIDATE_MIN_RATIO`` times as many).
+
+    Parameters
+    ----------
+    descriptors : ndarray of float32, shape (n, d)
+    initial : ndarray of float32, shape (k, d)
+    n_iter : int
+    known_labels : ndarray of int64, shape (m,) with m <= n, or None
+        Centres of the first ``m`` rows from an earlier assignment (to centres since moved).
+    n_threads : int
+        Threads of the candidate search (FAISS's own come from :func:`faiss_threads`).
+
+    Returns the centres (k, d) float32, the rows' labels at the last assignment (n,) int64 and
+    their mean squared distance to their centre there.
+    """
+    centers = np.ascontiguousarray(initial, dtype=np.float32)
+    n_rows = len(descriptors)
+    candidate_search = n_candidates is not None and len(centers) > CANDIDATE_MIN_RATIO * int(
+        n_candidates
+    )
+    n_known = len(known_labels) if candidate_search and known_labels is not None else 0
+    labels = np.empty(n_rows, dtype=np.int64)
+    labels[:n_known] = known_labels[:n_known] if n_known else labels[:0]
+    distances = np.empty(n_rows, dtype=np.float32)
+    for _ in range(n_iter):
+        if n_known:
+            labels[:n_known], distances[:n_known] = assign_among_candidates(
+                descriptors[:n_known],
+                labels[:n_known],
+                centers,
+                nearest_centers(centers, int(n_candidates)),
+                n_threads,
+            )
+        if n_known < n_rows:
+            squared, nearest = _search(_flat_index(centers), descriptors[n_known:], 1)
+            labels[n_known:], distances[n_known:] = nearest[:, 0], squared[:, 0]
+        mean_distance = float(distances.astype(np.float64).mean())
+        centers, labels = mean_centers(descriptors, labels, distances, centers)
+        n_known = n_rows if candidate_search else 0
+    return centers, labels, mean_distance
 
 
 def kmajority_centers(
@@ -303,19 +451,19 @@ def kmajority_centers(
     return centers, float(distances.mean())
 
 
-def nested_samples(n_rows: int, n_clusters: int, seed: int) -> list[np.ndarray]:
-    """Sorted row indices of the coarse-to-fine samples, smallest first, each inside the next.
+def nested_sample_sizes(n_rows: int, n_clusters: int) -> list[int]:
+    """Rows in each coarse-to-fine sample, smallest first, all below ``n_rows``.
 
     The first holds ``NESTED_FIRST_ROWS_PER_CLUSTER`` rows per cluster, each next one
-    ``NESTED_GROWTH`` times more; only samples smaller than ``n_rows`` are returned.
+    ``NESTED_GROWTH`` times more. Each sample is a prefix of one random order of the rows, so
+    it contains the samples before it.
     """
-    order = np.random.default_rng(seed).permutation(n_rows)
-    samples = []
+    sizes = []
     size = NESTED_FIRST_ROWS_PER_CLUSTER * n_clusters
     while size < n_rows:
-        samples.append(np.sort(order[:size]))
+        sizes.append(size)
         size *= NESTED_GROWTH
-    return samples
+    return sizes
 
 
 def cluster_centers(
@@ -325,20 +473,37 @@ def cluster_centers(
     init: str,
     seed: int,
     coarse_to_fine: bool = True,
+    n_candidates: int | None = N_CANDIDATES,
+    n_threads: int = 1,
 ) -> tuple[np.ndarray, float]:
     """k-means for float32 rows, k-majority for packed binary (uint8) rows.
 
-    With ``coarse_to_fine``, ``NESTED_STAGE_ITER`` iterations run on each of the
-    :func:`nested_samples` before the ``n_iter`` iterations on all rows.
+    With ``coarse_to_fine``, ``NESTED_STAGE_ITER`` iterations run on each of the nested samples
+    (:func:`nested_sample_sizes`; the rows are shuffled into a copy whose prefixes they are)
+    before the ``n_iter`` iterations on all rows. Float rows keep their labels from stage to
+    stage, so only the rows new to a stage are compared with every centre (see
+    :func:`kmeans_centers` for ``n_candidates``).
 
     Returns the centres and the rows' mean squared (Hamming) distance to them.
     """
     centers = initial_centers(descriptors, n_clusters, init, seed, coarse_to_fine)
-    refine = kmajority_centers if descriptors.dtype == np.uint8 else kmeans_centers
-    if coarse_to_fine:
-        for rows in nested_samples(len(descriptors), n_clusters, seed):
-            centers, _ = refine(np.ascontiguousarray(descriptors[rows]), centers, NESTED_STAGE_ITER)
-    return refine(descriptors, centers, n_iter)
+    sizes = nested_sample_sizes(len(descriptors), n_clusters) if coarse_to_fine else []
+    if sizes:
+        order = np.random.default_rng(seed).permutation(len(descriptors))
+        descriptors = np.take(descriptors, order, axis=0)
+    if descriptors.dtype == np.uint8:
+        for size in sizes:
+            centers, _ = kmajority_centers(descriptors[:size], centers, NESTED_STAGE_ITER)
+        return kmajority_centers(descriptors, centers, n_iter)
+    labels = None
+    for size in sizes:
+        centers, labels, _ = kmeans_centers(
+            descriptors[:size], centers, NESTED_STAGE_ITER, labels, n_candidates, n_threads
+        )
+    centers, _, mean_distance = kmeans_centers(
+        descriptors, centers, n_iter, labels, n_candidates, n_threads
+    )
+    return centers, mean_distance
 
 
 def _pairwise_squared(descriptors: np.ndarray, centers: np.ndarray) -> np.ndarray:
@@ -459,6 +624,11 @@ class KMeansVocabulary(Vocabulary):
         Start with Lloyd iterations on nested random samples growing 3x from 16 descriptors
         per word (nested mini-batch k-means): the same error as without it in far fewer
         full iterations (see bench/README.md).
+    n_candidates : int or None
+        After its first assignment, a float descriptor is compared only with the
+        ``n_candidates`` words nearest its current word (cluster closures); None compares it
+        with every word at every iteration (exact Lloyd). Used from ``4 * n_candidates``
+        words on; binary descriptors always compare every word.
     index : {"flat", "hnsw"}
         How words are searched: exact brute force, or an HNSW graph (approximate, much
         faster from ~50k words on).
@@ -481,6 +651,7 @@ class KMeansVocabulary(Vocabulary):
         n_iter: int = 20,
         init: str = "auto",
         coarse_to_fine: bool = True,
+        n_candidates: int | None = N_CANDIDATES,
         index: str = "flat",
         n_jobs: int | None = -1,
         random_state: int | np.random.RandomState | None = 0,
@@ -489,6 +660,7 @@ class KMeansVocabulary(Vocabulary):
         self.n_iter = n_iter
         self.init = init
         self.coarse_to_fine = coarse_to_fine
+        self.n_candidates = n_candidates
         self.index = index
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -505,6 +677,8 @@ class KMeansVocabulary(Vocabulary):
             raise ValueError(
                 f"{self.n_words} words need at least as many descriptors; got {len(descriptors)}"
             )
+        if self.n_candidates is not None and int(self.n_candidates) < 2:
+            raise ValueError(f"n_candidates must be None or >= 2; got {self.n_candidates!r}")
         with faiss_threads(self.n_jobs):
             self.words_, self.bandwidth_ = cluster_centers(
                 descriptors,
@@ -513,6 +687,8 @@ class KMeansVocabulary(Vocabulary):
                 self.init,
                 _seed(self.random_state),
                 bool(self.coarse_to_fine),
+                None if self.n_candidates is None else int(self.n_candidates),
+                resolve_n_jobs(self.n_jobs),
             )
             self._index = _flat_index(self.words_, self.index)
         self.dtype_, self.dimension_ = descriptors.dtype, descriptors.shape[1]
