@@ -47,6 +47,10 @@ MODES = ("features", "finetune", "scratch")
 DEFAULT_EPOCHS = {"features": 30, "finetune": 6, "scratch": 15}
 #: Learning rate of the head (and of the whole network in ``scratch``) when none is given.
 DEFAULT_LEARNING_RATE = 1e-3
+#: An epoch of the head (on cached embeddings) makes at least this many optimiser steps, passing
+#: over a small training set several times: its steps are cheap, and a head given only a few
+#: (one per epoch for 20 images) stays near its random start.
+MIN_HEAD_STEPS_PER_EPOCH = 20
 BUNDLE_KIND = "cnn-classifier"
 
 
@@ -85,7 +89,8 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
     mode : {"features", "finetune", "scratch"}
     epochs : int or None
         Epochs of the head (``features``) or of the whole network (``finetune``, ``scratch``);
-        None: :data:`DEFAULT_EPOCHS`.
+        None: :data:`DEFAULT_EPOCHS`. A head epoch makes at least
+        :data:`MIN_HEAD_STEPS_PER_EPOCH` optimiser steps (several passes over small sets).
     head_epochs : int
         ``finetune`` only: epochs of the head on frozen embeddings before unfreezing.
     batch_size : int
@@ -304,6 +309,7 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
         """Train the head on standardised frozen embeddings; fold the scaling into its weights."""
         train = self._embed(network.backbone, images)
         self.skipped_ += train.failures
+        _check_readable(labels[train.kept], len(images), train.failures)
         mean = train.vectors.mean(axis=0)
         spread = train.vectors.std(axis=0)
         # a floor keeps dimensions that barely vary in training from getting huge folded weights
@@ -319,14 +325,24 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
         optimizer = torch.optim.AdamW(
             network.head.parameters(), lr=self._learning_rate(), weight_decay=1e-2
         )
+        batches_per_pass = -(-len(targets) // self.batch_size)
+        passes = -(-MIN_HEAD_STEPS_PER_EPOCH // batches_per_pass)
         loop = EpochLoop(
             module=network.head,
             optimizer=optimizer,
             scheduler=cosine_schedule(optimizer, epochs),
-            train_batches=lambda epoch: _shuffled_batches(
-                len(targets), self.batch_size, self.seed + epoch, inputs, targets
+            train_batches=lambda epoch: (
+                batch
+                for repeat in range(passes)
+                for batch in _shuffled_batches(
+                    len(targets),
+                    self.batch_size,
+                    self.seed + epoch * passes + repeat,
+                    inputs,
+                    targets,
+                )
             ),
-            n_train_batches=-(-len(targets) // self.batch_size),
+            n_train_batches=passes * batches_per_pass,
             evaluate=evaluate,
             loss=loss,
             phase="head",
@@ -369,6 +385,7 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
         """Train the network on augmented images (all of it, or the top stages in finetune)."""
         epochs = self._epochs()
         train_images, kept = self._prepare_all(images, "loading training images")
+        _check_readable(labels[kept], len(images), self.skipped_)
         targets = torch.from_numpy(labels[kept])
         preprocessing = self.preprocessing_
         transform = preprocessing.augment if self.augment else preprocessing.evaluate
@@ -509,6 +526,19 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
         model.skipped_ = [(item["path"], item["reason"]) for item in content["skipped"]]
         model.network_ = network.to(configure_torch(device)).eval()
         return model
+
+
+def _check_readable(
+    kept_labels: np.ndarray, n_images: int, failures: Sequence[tuple[str, str]]
+) -> None:
+    """Refuse training when the readable images do not cover two classes, naming a failure."""
+    if len(np.unique(kept_labels)) >= 2:
+        return
+    first = f" (first: {failures[0][0]}: {failures[0][1]})" if failures else ""
+    raise ValueError(
+        f"only {len(kept_labels)} of {n_images} training images could be read, covering "
+        f"{len(np.unique(kept_labels))} class(es); training needs two{first}"
+    )
 
 
 def _shuffled_batches(
