@@ -53,7 +53,7 @@ from imagelearn.retrieval.tracking import ObjectTracker, read_frames, read_otb_b
 from imagelearn.retrieval.verification import project_corners
 
 RESULTS = Path(__file__).resolve().parent / "results" / "index.json"
-DATA = data_root().resolve()
+DATA = data_root()
 SCALE_WORDS = 100_000
 GLOBAL_DIMENSION = 256
 DENSE_BUDGET_BYTES = 4 * 2**30
