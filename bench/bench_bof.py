@@ -20,6 +20,10 @@ Run: ``python -m bench.run_all bof`` (or ``python -m bench.bench_bof``). Writes
   alone takes on the same keypoints; the matcher-only equivalent (``BFMatcher.match`` +
   histogram, the extractor's inner loop) is timed directly as well. Encoding times are the
   best of three runs; a vocabulary tree (10 x 3, its own vocabulary) is shown for reference.
+* Vocabulary kind and size for retrieval: on UKBench (500 real photos of 125 objects, RootSIFT,
+  the index benchmark's settings), vocabulary trees and flat k-means vocabularies of several
+  sizes, each trained on the same 150,000 descriptors: training time, assignment time per
+  descriptor, and the N-S score of an index built with it (local path, no verification).
 
 All libraries get the same number of threads (``THREADS``; 1 by default, as the development
 machine's two cores are shared and busy-waiting thread pools distort multi-threaded timings).
@@ -29,8 +33,10 @@ from __future__ import annotations
 
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +49,13 @@ from sklearn.cluster import MiniBatchKMeans
 from threadpoolctl import threadpool_limits
 
 from bench import data_root
-from imagelearn.bof import BagOfFeatures, KMeansVocabulary
+from bench.bench_index import UKBENCH_PARAMS, ukbench_paths
+from imagelearn.bof import BagOfFeatures, KMeansVocabulary, make_vocabulary
 from imagelearn.core.bundle import atomic_write_json
 from imagelearn.data.collection import find_images
 from imagelearn.features import LocalFeatures, extract_features, make_detector
+from imagelearn.retrieval import Index, build_index, ukbench_ground_truth
+from imagelearn.retrieval.evaluation import evaluate_index
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bof.json"
 DATA = data_root()
@@ -69,6 +78,17 @@ REPEATS = 3
 VOCABULARY_REPEATS = 2
 #: Iteration counts tried, fewest first, to reach MiniBatchKMeans's error.
 EQUAL_ERROR_ITERATIONS = (1, 2, 3, 5, 8)
+
+#: Vocabularies compared for retrieval on UKBench: name -> (kind, parameters), 5 iterations.
+RETRIEVAL_VOCABULARIES = {
+    "tree 10 x 4": ("tree", {"branching": 10, "depth": 4}),
+    "tree 100 x 2": ("tree", {"branching": 100, "depth": 2}),
+    "flat k-means, 1,000 words": ("kmeans", {"n_words": 1000}),
+    "flat k-means, 10,000 words": ("kmeans", {"n_words": 10_000}),
+    "flat k-means, 20,000 words": ("kmeans", {"n_words": 20_000}),
+}
+#: UKBench images whose descriptors time the assignment.
+ASSIGN_IMAGES = 50
 
 OURS = "imagelearn KMeansVocabulary (FAISS)"
 MINIBATCH = "scikit-learn MiniBatchKMeans"
@@ -233,6 +253,53 @@ def encoding_rows(train: list[np.ndarray], test: list[np.ndarray]) -> dict[str, 
     }
 
 
+def retrieval_rows() -> dict[str, dict[str, float]]:
+    """Training time, assignment time and UKBench N-S of each of RETRIEVAL_VOCABULARIES."""
+    paths = ukbench_paths()
+    truths = ukbench_ground_truth(paths)
+    base = replace(UKBENCH_PARAMS, global_descriptor=False)
+    rows = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = Path(scratch) / "cache"
+        features, _ = extract_features(paths, base.make_detector(), n_jobs=-1, cache_dir=cache)
+        rng = np.random.default_rng(0)
+        sample = np.concatenate(
+            [
+                f.descriptors[rng.permutation(len(f))[: base.train_descriptors_per_image]]
+                for f in features
+            ]
+        )
+        probe = np.concatenate([f.descriptors for f in features[:ASSIGN_IMAGES]])
+        for number, (name, (kind, params)) in enumerate(RETRIEVAL_VOCABULARIES.items()):
+            print(f"  retrieval: {name}", flush=True)
+            params = {**params, "n_iter": 5}
+            with threadpool_limits(THREADS):
+                fit_seconds, vocabulary = timed(
+                    lambda kind=kind, params=params: make_vocabulary(
+                        kind, n_jobs=THREADS, **params
+                    ).fit(sample)
+                )
+                assign_seconds, _ = best_of(lambda vocabulary=vocabulary: vocabulary.assign(probe))
+            directory = Path(scratch) / f"index{number}"
+            build_index(
+                paths,
+                directory,
+                replace(base, vocabulary=kind, vocabulary_params=params),
+                cache_dir=cache,
+            )
+            score = evaluate_index(
+                Index.open(directory), truths, depth=10, mode="local", verify=False
+            )
+            rows[name] = {
+                "n_words": vocabulary.n_words_,
+                "fit_seconds": fit_seconds,
+                "assign_us_per_descriptor": 1e6 * assign_seconds / len(probe),
+                "ukbench_ns": score["N-S"],
+            }
+    rows["_"] = {"training_descriptors": len(sample), "images": len(paths)}
+    return rows
+
+
 def main() -> str:
     os.environ.setdefault("IMAGELEARN_QUIET", "1")
     load_before = os.getloadavg()[0]
@@ -261,6 +328,7 @@ def main() -> str:
         print("  encoding throughput", flush=True)
         grey = [cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) for path in chosen]
         encoding = encoding_rows(grey[: N_IMAGES - N_ENCODE_IMAGES], grey[-N_ENCODE_IMAGES:])
+    retrieval = retrieval_rows()
 
     atomic_write_json(
         RESULTS,
@@ -283,10 +351,11 @@ def main() -> str:
             },
             "vocabulary": vocabulary_rows,
             "encoding": encoding,
+            "retrieval_vocabularies": retrieval,
             "goals": goals(vocabulary_rows, encoding),
         },
     )
-    return markdown(vocabulary_rows, encoding, len(descriptors), load_before)
+    return markdown(vocabulary_rows, encoding, retrieval, len(descriptors), load_before)
 
 
 def goals(vocabulary_rows: dict, encoding: dict) -> dict[str, float]:
@@ -306,7 +375,9 @@ def goals(vocabulary_rows: dict, encoding: dict) -> dict[str, float]:
     return result
 
 
-def markdown(vocabulary_rows: dict, encoding: dict, n_descriptors: int, load_before: float) -> str:
+def markdown(
+    vocabulary_rows: dict, encoding: dict, retrieval: dict, n_descriptors: int, load_before: float
+) -> str:
     lines = [
         "## Bag of Features: vocabulary building and encoding",
         "",
@@ -343,6 +414,19 @@ def markdown(vocabulary_rows: dict, encoding: dict, n_descriptors: int, load_bef
         "| goal | measured |",
         "|---|---:|",
         *(f"| {name} | {value:.1f}x |" for name, value in goals(vocabulary_rows, encoding).items()),
+        "",
+        f"Vocabularies for retrieval: UKBench ({retrieval['_']['images']} photos), each trained on "
+        f"the same {retrieval['_']['training_descriptors']:,} RootSIFT descriptors ({THREADS} thread(s)); "
+        "N-S of the local path without verification (4 = perfect):",
+        "",
+        "| vocabulary | words | training s | assignment µs / descriptor | UKBench N-S |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {name} | {row['n_words']:,} | {row['fit_seconds']:.1f} | "
+            f"{row['assign_us_per_descriptor']:.1f} | {row['ukbench_ns']:.3f} |"
+            for name, row in retrieval.items()
+            if name != "_"
+        ),
     ]
     return "\n".join(lines) + "\n"
 

@@ -237,3 +237,18 @@ def test_cli_add_remove_info(index_copy, ukbench_paths, capsys):
     assert main(["index", "info", str(index_copy), "--json"]) == 0
     info = json.loads(capsys.readouterr().out.split("removed: 1\n", 1)[1])
     assert info["images"] == 40
+
+
+def test_cli_builds_a_flat_kmeans_index_searched_without_a_graph(ukbench_paths, tmp_path, capsys):
+    directory = tmp_path / "flat"
+    arguments = ["index", "build", *ukbench_paths[:24], "--out", str(directory)]
+    arguments += ["--vocabulary", "kmeans", "--words", "300", "--max-keypoints", "300"]
+    arguments += ["--max-side", "320", "--train-images", "24", "--jobs", "1"]
+    assert main(arguments) == 0
+    content = json.loads((directory / "manifest.json").read_text())["content"]
+    assert content["params"]["vocabulary_params"]["index"] == "flat"  # below 50,000 words
+    assert content["n_words"] == 300
+    capsys.readouterr()
+    assert main(["index", "search", str(directory), ukbench_paths[5], "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert Path(results[0]["path"]).name == Path(ukbench_paths[5]).name

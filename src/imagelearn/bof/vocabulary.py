@@ -57,6 +57,9 @@ HNSW_NEIGHBORS = 32
 HNSW_SEARCH_DEPTH = 64
 
 INDEX_KINDS = ("flat", "hnsw")
+#: From this many words on, an HNSW graph assigns faster than brute force (at 10,000 words it
+#: is slower: 53 against 35 µs per RootSIFT descriptor on one core).
+HNSW_MIN_WORDS = 50_000
 INIT_KINDS = ("auto", "k-means++", "random")
 #: ``init="auto"`` seeds with k-means++ up to this many clusters, at random beyond.
 KMEANSPP_MAX_CLUSTERS = 4096
@@ -742,7 +745,8 @@ class VocabularyTree(Vocabulary):
     depth : int
         Levels below the root (>= 1).
     n_iter : int
-        k-means (k-majority) iterations at every node.
+        k-means (k-majority) iterations at every node (with candidate search from 129
+        children per node on, see :class:`KMeansVocabulary`).
     init : {"auto", "k-means++", "random"}
         Starting centres at every node (see :class:`KMeansVocabulary`).
     coarse_to_fine : bool

@@ -54,7 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--depth", type=int, default=5, help="vocabulary tree levels (10^5 = 100k words)"
     )
-    build.add_argument("--words", type=int, default=100_000, help="flat k-means vocabulary size")
+    build.add_argument(
+        "--words",
+        type=int,
+        default=100_000,
+        help="flat k-means vocabulary size (words searched through an HNSW graph from 50k on)",
+    )
     build.add_argument("--train-images", type=int, default=2000)
     build.add_argument(
         "--global",
@@ -120,12 +125,14 @@ def _images(sources: list[str]) -> list[str]:
 
 
 def run_build(arguments: argparse.Namespace) -> int:
+    from imagelearn.bof.vocabulary import HNSW_MIN_WORDS
     from imagelearn.retrieval import IndexParams, build_index
 
+    word_index = "hnsw" if arguments.words >= HNSW_MIN_WORDS else "flat"
     vocabulary_params = (
         {"branching": arguments.branching, "depth": arguments.depth, "n_iter": 10}
         if arguments.vocabulary == "tree"
-        else {"n_words": arguments.words, "n_iter": 10, "index": "hnsw"}
+        else {"n_words": arguments.words, "n_iter": 10, "index": word_index}
     )
     params = IndexParams(
         detector=arguments.detector,
