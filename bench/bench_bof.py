@@ -82,6 +82,7 @@ EQUAL_ERROR_ITERATIONS = (1, 2, 3, 5, 8)
 #: Vocabularies compared for retrieval on UKBench: name -> (kind, parameters), 5 iterations.
 RETRIEVAL_VOCABULARIES = {
     "tree 10 x 4": ("tree", {"branching": 10, "depth": 4}),
+    "tree 10 x 4, beam 3": ("tree", {"branching": 10, "depth": 4, "beam_width": 3}),
     "tree 100 x 2": ("tree", {"branching": 100, "depth": 2}),
     "flat k-means, 1,000 words": ("kmeans", {"n_words": 1000}),
     "flat k-means, 10,000 words": ("kmeans", {"n_words": 10_000}),

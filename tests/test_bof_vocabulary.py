@@ -83,11 +83,29 @@ def test_tree_leaves_are_found_by_their_own_centres(rng):
     assert (tree.assign(tree.centers_[-1]) == np.arange(tree.n_words_)).mean() > 0.95
 
 
+def test_a_wider_beam_finds_nearer_leaves_up_to_the_nearest_one(rng):
+    points = rng.standard_normal((3000, 8)).astype(np.float32)
+    tree = VocabularyTree(branching=4, depth=3, n_jobs=1).fit(points)
+    leaves = tree.centers_[-1]
+    to_leaves = ((points[:, None, :] - leaves[None]) ** 2).sum(axis=2)
+    reached = {}
+    for beam_width in (1, 2, 16):  # 16 = every node of the second level: an exhaustive search
+        words = tree.set_params(beam_width=beam_width).assign(points)
+        reached[beam_width] = to_leaves[np.arange(len(points)), words]
+    # not row by row: the beam may drop the greedy path's node for two nearer ones
+    assert reached[2].mean() < reached[1].mean()
+    np.testing.assert_allclose(reached[16], to_leaves.min(axis=1), rtol=1e-5)
+
+
 def test_small_nodes_are_not_split(rng):
     points = rng.standard_normal((12, 8)).astype(np.float32)
     tree = VocabularyTree(branching=4, depth=3, n_jobs=1).fit(points)
     assert tree.n_words_ < 4**3
     np.testing.assert_array_equal(tree.assign(points), tree.labels_)
+    # a beam wider than some nodes' children: padding never becomes a word
+    words, weights = tree.set_params(beam_width=3).assign_soft(points, 2)
+    assert words.min() >= 0 and words.max() < tree.n_words_
+    assert np.isfinite(weights).all()
 
 
 @pytest.mark.parametrize("kind", sorted(VOCABULARIES))
@@ -209,6 +227,8 @@ def test_bad_input_and_parameters_are_refused(rng):
         KMeansVocabulary(n_words=2).fit(np.full((4, 3), np.nan))
     with pytest.raises(ValueError, match="init must be"):
         VocabularyTree(init="best").fit(points)
+    with pytest.raises(ValueError, match="beam_width"):
+        VocabularyTree(beam_width=0).fit(points)
     with pytest.raises(ValueError, match="n_candidates"):
         KMeansVocabulary(n_words=4, n_candidates=1).fit(points)
     with pytest.raises(ValueError, match="unknown vocabulary"):

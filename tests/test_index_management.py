@@ -252,3 +252,17 @@ def test_cli_builds_a_flat_kmeans_index_searched_without_a_graph(ukbench_paths, 
     assert main(["index", "search", str(directory), ukbench_paths[5], "--json"]) == 0
     results = json.loads(capsys.readouterr().out)["results"]
     assert Path(results[0]["path"]).name == Path(ukbench_paths[5]).name
+
+
+def test_cli_tree_beam_is_kept_in_the_index(ukbench_paths, tmp_path, capsys):
+    directory = tmp_path / "beam"
+    arguments = ["index", "build", *ukbench_paths[:24], "--out", str(directory)]
+    arguments += ["--branching", "6", "--depth", "2", "--beam", "2", "--max-keypoints", "300"]
+    arguments += ["--max-side", "320", "--train-images", "24", "--jobs", "1"]
+    assert main(arguments) == 0
+    content = json.loads((directory / "manifest.json").read_text())["content"]
+    assert content["params"]["vocabulary_params"]["beam_width"] == 2
+    capsys.readouterr()
+    assert main(["index", "search", str(directory), ukbench_paths[7], "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert Path(results[0]["path"]).name == Path(ukbench_paths[7]).name

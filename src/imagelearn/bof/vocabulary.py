@@ -751,6 +751,10 @@ class VocabularyTree(Vocabulary):
         Starting centres at every node (see :class:`KMeansVocabulary`).
     coarse_to_fine : bool
         Start every node's k-means on nested samples (see :class:`KMeansVocabulary`).
+    beam_width : int
+        Nodes kept per level when assigning: 1 descends greedily (Nister & Stewenius); more
+        find a nearer leaf (the leaves under the ``beam_width`` nearest nodes of each level
+        are compared) at ``beam_width`` times the cost. Training always descends greedily.
     n_jobs : int or None
         FAISS threads; -1 uses all cores.
     random_state : int, RandomState or None
@@ -775,6 +779,7 @@ class VocabularyTree(Vocabulary):
         n_iter: int = 20,
         init: str = "auto",
         coarse_to_fine: bool = True,
+        beam_width: int = 1,
         n_jobs: int | None = -1,
         random_state: int | np.random.RandomState | None = 0,
     ) -> None:
@@ -783,6 +788,7 @@ class VocabularyTree(Vocabulary):
         self.n_iter = n_iter
         self.init = init
         self.coarse_to_fine = coarse_to_fine
+        self.beam_width = beam_width
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -790,9 +796,10 @@ class VocabularyTree(Vocabulary):
         """Build the tree on ``descriptors`` (n, d), level by level."""
         descriptors = check_descriptors(descriptors)
         branching, depth = int(self.branching), int(self.depth)
-        if branching < 2 or depth < 1 or int(self.n_iter) < 1:
+        if branching < 2 or depth < 1 or int(self.n_iter) < 1 or int(self.beam_width) < 1:
             raise ValueError(
-                f"branching must be >= 2, depth and n_iter >= 1; got {self.branching}, {self.depth}, {self.n_iter}"
+                f"branching must be >= 2, depth, n_iter and beam_width >= 1; got {self.branching}, "
+                f"{self.depth}, {self.n_iter}, {self.beam_width}"
             )
         if len(descriptors) < branching:
             raise ValueError(
@@ -896,8 +903,32 @@ class VocabularyTree(Vocabulary):
             nearest_distances[rows] = distances[np.arange(len(children)), best]
         return nearest, nearest_distances
 
+    def _beam_children(
+        self, descriptors: np.ndarray, nodes: np.ndarray, node_distances: np.ndarray, level: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Children of each row's beam of ``nodes`` (n, b) at ``level`` and distances to them.
+
+        Returns (children (n, b * branching), distances (n, b * branching)); ``inf`` marks
+        padding and the children of beam slots that were padding themselves.
+        """
+        parts = [
+            self._child_distances(descriptors, nodes[:, slot], level)
+            for slot in range(nodes.shape[1])
+        ]
+        if len(parts) == 1:  # a beam of one node is never padding
+            return parts[0]
+        children = np.concatenate([slot_children for slot_children, _ in parts], axis=1)
+        distances = np.concatenate(
+            [
+                np.where(np.isinf(node_distances[:, [slot]]), np.inf, slot_distances)
+                for slot, (_, slot_distances) in enumerate(parts)
+            ],
+            axis=1,
+        )
+        return children, distances
+
     def _search(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Descend to the leaf's parent, then rank its (at most ``branching``) leaves."""
+        """Descend keeping the ``beam_width`` nearest nodes per level, then rank their leaves."""
         if k > int(self.branching):
             raise ValueError(
                 f"a vocabulary tree ranks the leaves of one parent: k must be <= branching={self.branching}; got {k}"
@@ -908,13 +939,21 @@ class VocabularyTree(Vocabulary):
         with _single_threaded_blas():
             for rows in _chunks(len(descriptors), self._chunk_rows()):
                 chunk = descriptors[rows]
-                nodes = np.zeros(len(chunk), dtype=np.int64)
-                for level in range(last):
-                    nodes = self._descend(chunk, nodes, level)[0]
-                children, child_distances = self._child_distances(chunk, nodes, last)
-                ranked = np.argsort(child_distances, axis=1, kind="stable")[:, :k]
-                words[rows] = np.take_along_axis(children, ranked, axis=1)
-                distances[rows] = np.take_along_axis(child_distances, ranked, axis=1)
+                nodes = np.zeros((len(chunk), 1), dtype=np.int64)
+                node_distances = np.zeros((len(chunk), 1), dtype=np.float32)
+                for level in range(last + 1):
+                    children, child_distances = self._beam_children(
+                        chunk, nodes, node_distances, level
+                    )
+                    keep = int(self.beam_width) if level < last else k
+                    ranked = (
+                        child_distances.argmin(axis=1)[:, None]
+                        if keep == 1
+                        else np.argsort(child_distances, axis=1, kind="stable")[:, :keep]
+                    )
+                    nodes = np.take_along_axis(children, ranked, axis=1)
+                    node_distances = np.take_along_axis(child_distances, ranked, axis=1)
+                words[rows], distances[rows] = nodes, node_distances
         return distances, words
 
     def to_arrays(self) -> dict[str, np.ndarray]:

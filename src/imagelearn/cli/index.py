@@ -55,6 +55,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--depth", type=int, default=5, help="vocabulary tree levels (10^5 = 100k words)"
     )
     build.add_argument(
+        "--beam",
+        type=int,
+        default=1,
+        help="tree nodes kept per level when assigning: 1 is greedy; 2-5 find nearer words, slower",
+    )
+    build.add_argument(
         "--words",
         type=int,
         default=100_000,
@@ -130,7 +136,12 @@ def run_build(arguments: argparse.Namespace) -> int:
 
     word_index = "hnsw" if arguments.words >= HNSW_MIN_WORDS else "flat"
     vocabulary_params = (
-        {"branching": arguments.branching, "depth": arguments.depth, "n_iter": 10}
+        {
+            "branching": arguments.branching,
+            "depth": arguments.depth,
+            "n_iter": 10,
+            "beam_width": arguments.beam,
+        }
         if arguments.vocabulary == "tree"
         else {"n_words": arguments.words, "n_iter": 10, "index": word_index}
     )
