@@ -50,10 +50,12 @@ def run(name: str, data: Path, channels: list[dict], scratch: Path) -> dict:
 
 def main() -> str:
     os.environ.setdefault("IMAGELEARN_QUIET", "1")
-    grey_only = [DEFAULT_CHANNELS[0]]
+    grey_only = [{**DEFAULT_CHANNELS[0], "n_words": 1000}]  # the reference script's size
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        rows.append(run("grey dense RootSIFT", DATA / "flowers5", grey_only, Path(scratch)))
+        rows.append(
+            run("grey dense RootSIFT, 1,000 words", DATA / "flowers5", grey_only, Path(scratch))
+        )
         rows.append(
             run(
                 "default: grey + Lab colour words",

@@ -24,17 +24,25 @@ from imagelearn.features import LocalFeatures, extract_features, make_detector
 
 BUNDLE_KIND = "bof-classifier"
 
-#: Two channels that work well on photos: grey multi-scale dense RootSIFT (soft-assigned), and local
-#: Lab colour; a 4-pixel grid (measured on flowers5: +4 points over 8 pixels).
+#: Two channels that work well on photos: grey multi-scale dense RootSIFT and local Lab colour,
+#: both soft-assigned, on a 4-pixel grid. Measured on flowers5: the 4-pixel grid +4 points over
+#: 8 pixels; on a validation split of the training images (907 photos), soft colour words +1.2
+#: points over hard ones and 2,000 grey words +1.1 over 1,000 (0.690 -> 0.701).
 DEFAULT_CHANNELS: tuple[dict[str, Any], ...] = (
     {
         "detector": "dense_rootsift",
         "detector_params": {"step": 4},
-        "n_words": 1000,
+        "n_words": 2000,
         "assignment": "soft",
         "pyramid": (1, 2),
     },
-    {"detector": "dense_lab", "detector_params": {"step": 4}, "n_words": 256, "pyramid": (1, 2)},
+    {
+        "detector": "dense_lab",
+        "detector_params": {"step": 4},
+        "n_words": 256,
+        "assignment": "soft",
+        "pyramid": (1, 2),
+    },
 )
 
 KERNELS = ("chi2", "linear")

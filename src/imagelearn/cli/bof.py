@@ -50,8 +50,8 @@ def _add_channel_options(parser: argparse.ArgumentParser, pyramid: list[int]) ->
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     _add_channel_options(parser, pyramid=[1, 2])
-    parser.add_argument(
-        "--words", type=int, default=1000, help="vocabulary size of the detector channel"
+    parser.add_argument(  # defaults as imagelearn.bof.recognition.DEFAULT_CHANNELS
+        "--words", type=int, default=2000, help="vocabulary size of the detector channel"
     )
     parser.add_argument(
         "--color-words",
@@ -140,6 +140,7 @@ def _channels(arguments: argparse.Namespace) -> list[dict]:
                 "detector_params": {"step": arguments.step},
                 "n_words": arguments.color_words,
                 "pyramid": pyramid,
+                "assignment": arguments.assignment,
                 "sample_size": arguments.sample_size,
             }
         )
