@@ -395,7 +395,8 @@ def kmeans_centers(
     )
     n_known = len(known_labels) if candidate_search and known_labels is not None else 0
     labels = np.empty(n_rows, dtype=np.int64)
-    labels[:n_known] = known_labels[:n_known] if n_known else labels[:0]
+    if n_known:
+        labels[:n_known] = known_labels
     distances = np.empty(n_rows, dtype=np.float32)
     for _ in range(n_iter):
         if n_known:
