@@ -15,6 +15,7 @@ from imagelearn.bof.vocabulary import (
     kmeans_centers,
     mean_centers,
     nearest_centers,
+    refreshed_neighbors,
 )
 from imagelearn.data.collection import find_images
 from imagelearn.features import extract_features, make_detector
@@ -176,6 +177,17 @@ def test_every_centre_leads_its_own_candidate_list_even_when_duplicated(rng):
     assert (candidates == np.arange(10)[:, None]).any(axis=1).all()
     unique = np.setdiff1d(np.arange(10), [3, 5])
     np.testing.assert_array_equal(candidates[unique, 0], unique)
+
+
+def test_a_refreshed_neighbour_graph_nearly_matches_the_exact_one(rng):
+    centers = rng.standard_normal((3000, 16)).astype(np.float32)
+    previous = nearest_centers(centers, 16)
+    moved = centers + 0.05 * rng.standard_normal(centers.shape).astype(np.float32)
+    refreshed, exact = refreshed_neighbors(moved, previous), nearest_centers(moved, 16)
+    assert (refreshed == np.arange(3000)[:, None]).any(axis=1).all()
+    assert all(len(set(row)) == 16 for row in refreshed.tolist())
+    overlap = np.mean([len(set(a) & set(b)) / 16 for a, b in zip(refreshed, exact, strict=True)])
+    assert overlap > 0.9  # measured 0.955
 
 
 def test_an_emptied_centre_takes_the_farthest_row(rng):
