@@ -17,27 +17,13 @@ DEFAULT_DATA = REPOSITORY / "examples" / "flowers5_sample"
 
 def run_bof(data: Path, out: Path) -> None:
     """Train and evaluate a BoF classifier (grey RootSIFT words + Lab colour words, chi2 SVM)."""
-    from imagelearn.bof.recognition import BofClassifier
+    from imagelearn.bof.recognition import DEFAULT_CHANNELS, BofClassifier
     from imagelearn.bof.runs import train_run
 
     start = time.perf_counter()
-    model = BofClassifier(
-        channels=[
-            {
-                "detector": "dense_rootsift",
-                "detector_params": {"step": 4},
-                "n_words": 300,
-                "assignment": "soft",
-                "pyramid": (1, 2),
-            },
-            {
-                "detector": "dense_lab",
-                "detector_params": {"step": 4},
-                "n_words": 64,
-                "pyramid": (1, 2),
-            },
-        ]
-    )
+    grey, colour = DEFAULT_CHANNELS
+    # the default model with vocabularies sized for 85 training images
+    model = BofClassifier(channels=[{**grey, "n_words": 300}, {**colour, "n_words": 64}])
     metrics = train_run(data, out / "bof", model, test_size=0.3, seed=0)
     print(
         f"Bag of Features on {data.name}: held-out accuracy {metrics['accuracy']:.3f} "

@@ -532,12 +532,13 @@ def _check_readable(
     kept_labels: np.ndarray, n_images: int, failures: Sequence[tuple[str, str]]
 ) -> None:
     """Refuse training when the readable images do not cover two classes, naming a failure."""
-    if len(np.unique(kept_labels)) >= 2:
+    n_classes = len(np.unique(kept_labels))
+    if n_classes >= 2:
         return
     first = f" (first: {failures[0][0]}: {failures[0][1]})" if failures else ""
     raise ValueError(
         f"only {len(kept_labels)} of {n_images} training images could be read, covering "
-        f"{len(np.unique(kept_labels))} class(es); training needs two{first}"
+        f"{n_classes} class(es); training needs two{first}"
     )
 
 

@@ -50,14 +50,18 @@ def _add_channel_options(parser: argparse.ArgumentParser, pyramid: list[int]) ->
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     _add_channel_options(parser, pyramid=[1, 2])
-    parser.add_argument(  # defaults as imagelearn.bof.recognition.DEFAULT_CHANNELS
-        "--words", type=int, default=2000, help="vocabulary size of the detector channel"
+    parser.add_argument(
+        "--words",
+        type=int,
+        default=None,
+        help="vocabulary size of the detector channel (default: the default model's, 2000)",
     )
     parser.add_argument(
         "--color-words",
         type=int,
-        default=256,
-        help="size of a Lab colour-word channel added beside the detector (0: none)",
+        default=None,
+        help="size of a Lab colour-word channel added beside the detector "
+        "(0: none; default: the default model's, 256)",
     )
     parser.add_argument("--assignment", choices=("hard", "soft"), default="soft")
     parser.add_argument(
@@ -120,25 +124,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _channels(arguments: argparse.Namespace) -> list[dict]:
+    from imagelearn.bof.recognition import DEFAULT_CHANNELS
+
+    grey, colour = DEFAULT_CHANNELS
+    words = grey["n_words"] if arguments.words is None else arguments.words
+    color_words = colour["n_words"] if arguments.color_words is None else arguments.color_words
     pyramid = tuple(arguments.pyramid)
     dense = {"step": arguments.step} if arguments.detector.startswith("dense") else None
     channels = [
         {
             "detector": arguments.detector,
             "detector_params": dense,
-            "n_words": arguments.words,
+            "n_words": words,
             "vocabulary": arguments.vocabulary,
             "pyramid": pyramid,
             "assignment": arguments.assignment,
             "sample_size": arguments.sample_size,
         }
     ]
-    if arguments.color_words > 0:
+    if color_words > 0:
         channels.append(
             {
                 "detector": "dense_lab",
                 "detector_params": {"step": arguments.step},
-                "n_words": arguments.color_words,
+                "n_words": color_words,
                 "pyramid": pyramid,
                 "assignment": arguments.assignment,
                 "sample_size": arguments.sample_size,
