@@ -52,16 +52,39 @@ def add_split_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--test-size", type=float, default=0.3, help="held-out fraction when no split is given"
     )
-    add_seed(parser)
+    add_random_state(parser)
 
 
-def add_seed(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=0)
+def add_alias(parser: argparse.ArgumentParser, old: str, dest: str, **options: Any) -> None:
+    """A hidden old spelling ``old`` of the option stored in ``dest`` (kept so old scripts run).
+
+    ``options`` are the new option's (``type``, ``action``...), without default or help.
+    """
+    parser.add_argument(old, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **options)
 
 
-def add_jobs(parser: argparse.ArgumentParser, help: str | None = None) -> None:
-    """``--jobs``: parallel workers, -1 for one per core."""
-    parser.add_argument("--jobs", type=int, default=-1, help=help)
+def add_random_state(parser: argparse.ArgumentParser) -> None:
+    """``--random-state``: the seed of every random choice (old spelling ``--seed``)."""
+    parser.add_argument(
+        "--random-state", type=int, default=0, help="seed of every random choice (default 0)"
+    )
+    add_alias(parser, "--seed", "random_state", type=int)
+
+
+def add_n_jobs(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """``--n-jobs``: parallel workers, -1 for one per core (old spelling ``--jobs``)."""
+    parser.add_argument(
+        "--n-jobs", type=int, default=-1, help=help or "parallel workers (-1: one per core)"
+    )
+    add_alias(parser, "--jobs", "n_jobs", type=int)
+
+
+def add_format(parser: argparse.ArgumentParser, choices: tuple[str, ...] = ("text", "json")) -> None:
+    """``--format``: how the result is printed (old spelling of ``--format json``: ``--json``)."""
+    parser.add_argument("--format", choices=choices, default=choices[0], help="output format")
+    parser.add_argument(
+        "--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS
+    )
 
 
 def add_strict(parser: argparse.ArgumentParser) -> None:
@@ -110,7 +133,7 @@ def add_prediction_arguments(parser: argparse.ArgumentParser, model_help: str) -
     """
     parser.add_argument("model", help=model_help)
     parser.add_argument("images", nargs="+", help="image files or folders")
-    parser.add_argument("--format", choices=("csv", "json"), default="csv")
+    add_format(parser, ("csv", "json"))
     parser.add_argument("--output", default=None, help="write here instead of standard output")
 
 

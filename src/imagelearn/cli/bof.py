@@ -6,7 +6,7 @@ import argparse
 
 from imagelearn.cli.arguments import (
     add_evaluation_arguments,
-    add_jobs,
+    add_n_jobs,
     add_output_dir,
     add_prediction_arguments,
     add_source,
@@ -79,7 +79,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     add_split_options(parser)
-    add_jobs(parser, help="processes for feature extraction (-1: all cores)")
+    add_n_jobs(parser, help="processes for feature extraction (-1: all cores)")
     parser.add_argument(
         "--no-cache", action="store_true", help="do not read or write the feature cache"
     )
@@ -101,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     predict = verbs.add_parser("predict", help="label and score for images")
     add_prediction_arguments(predict, MODEL_HELP)
-    add_jobs(predict)
+    add_n_jobs(predict)
     add_strict(predict)
     predict.set_defaults(handler=run_predict)
 
@@ -164,12 +164,12 @@ def run_train(arguments: argparse.Namespace) -> int:
         channels=_channels(arguments),
         kernel=arguments.kernel,
         C=arguments.C,
-        n_jobs=arguments.jobs,
+        n_jobs=arguments.n_jobs,
         cache_dir=False if arguments.no_cache else None,
-        random_state=arguments.seed,
+        random_state=arguments.random_state,
     )
     metrics = train_run(
-        arguments.data, arguments.out, model, arguments.test_size, arguments.seed, arguments.strict
+        arguments.data, arguments.out, model, arguments.test_size, arguments.random_state, arguments.strict
     )
     _print_summary(metrics, arguments.out)
     return 0
@@ -189,7 +189,7 @@ def run_predict(arguments: argparse.Namespace) -> int:
     from imagelearn.core.tables import rows_to_csv
 
     rows = predict_images(
-        arguments.model, arguments.images, strict=arguments.strict, n_jobs=arguments.jobs
+        arguments.model, arguments.images, strict=arguments.strict, n_jobs=arguments.n_jobs
     )
     write_output(
         json_text(rows) if arguments.format == "json" else rows_to_csv(rows), arguments.output
@@ -223,11 +223,11 @@ def run_sweep(arguments: argparse.Namespace) -> int:
         arguments.words,
         channels,
         arguments.test_size,
-        arguments.seed,
+        arguments.random_state,
         kernel=arguments.kernel,
-        n_jobs=arguments.jobs,
+        n_jobs=arguments.n_jobs,
         cache_dir=False if arguments.no_cache else None,
-        random_state=arguments.seed,
+        random_state=arguments.random_state,
     )
     print(f"{'words':>7} {'accuracy':>9} {'build s':>8} {'ms/img':>7} {'MB':>7}")
     for row in rows:

@@ -147,7 +147,7 @@ def run_train(arguments: argparse.Namespace) -> int:
     from imagelearn.classify.training import history_csv, plot_curves
 
     source, out = Path(arguments.source), Path(arguments.out)
-    train, validation, test, how = _held_out_splits(source, arguments.test_size, arguments.seed)
+    train, validation, test, how = _held_out_splits(source, arguments.test_size, arguments.random_state)
     model = DeepImageClassifier(
         backbone=arguments.backbone,
         weights=arguments.weights,
@@ -162,7 +162,7 @@ def run_train(arguments: argparse.Namespace) -> int:
         patience=arguments.patience,
         unfreeze=arguments.unfreeze,
         augment=not arguments.no_augment,
-        seed=arguments.seed,
+        seed=arguments.random_state,
         device=arguments.device,
         cache_dir=arguments.cache_dir,
         checkpoint_dir=out,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from imagelearn.cli.arguments import add_jobs, add_output_dir, add_seed
+from imagelearn.cli.arguments import add_n_jobs, add_output_dir, add_random_state
 
 
 def _k(text: str) -> int | str:
@@ -68,8 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.95,
         help="cosine similarity for near duplicates",
     )
-    add_seed(parser)
-    add_jobs(parser)
+    add_random_state(parser)
+    add_n_jobs(parser)
     parser.set_defaults(handler=run_cluster)
 
 
@@ -82,7 +82,7 @@ def run_cluster(arguments: argparse.Namespace) -> int:
         n_clusters=arguments.k,
         k_range=(low, high),
         min_cluster_size=arguments.min_cluster_size,
-        random_state=arguments.seed,
+        random_state=arguments.random_state,
     )
     summary = cluster_collection(
         arguments.images,
@@ -92,7 +92,7 @@ def run_cluster(arguments: argparse.Namespace) -> int:
         evaluate=arguments.evaluate,
         organize=arguments.organize,
         duplicate_threshold=arguments.duplicate_threshold,
-        n_jobs=arguments.jobs,
+        n_jobs=arguments.n_jobs,
     )
     print(
         f"{summary['n_clusters']} clusters of {summary['n_images']} images ({summary['descriptor']} features, {summary['method']})"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from imagelearn.cli.arguments import add_jobs, add_source, add_verbs, json_text
+from imagelearn.cli.arguments import add_n_jobs, add_source, add_verbs, json_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         check, help="a folder (class sub-folders, split folders or flat) or a CSV of path,label"
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
-    add_jobs(check, help="processes (-1: all cores)")
+    add_n_jobs(check, help="processes (-1: all cores)")
     check.set_defaults(handler=run_check)
 
 
@@ -30,8 +30,8 @@ def run_check(arguments: argparse.Namespace) -> int:
         if source.is_dir()
         else []
     )
-    reports = {str(split.name): check_collection(split, arguments.jobs) for split in splits} or {
-        str(source): check_collection(source, arguments.jobs)
+    reports = {str(split.name): check_collection(split, arguments.n_jobs) for split in splits} or {
+        str(source): check_collection(source, arguments.n_jobs)
     }
     if arguments.json:
         print(json_text({name: report.as_dict() for name, report in reports.items()}), end="")

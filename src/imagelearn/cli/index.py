@@ -7,9 +7,9 @@ import json
 import sys
 
 from imagelearn.cli.arguments import (
-    add_jobs,
+    add_n_jobs,
     add_output_dir,
-    add_seed,
+    add_random_state,
     add_verbs,
     print_mapping,
     roi,
@@ -74,13 +74,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also index GeM CNN descriptors (global and hybrid search)",
     )
     build.add_argument("--overwrite", action="store_true", help="replace a finished index at --out")
-    add_jobs(build)
+    add_n_jobs(build)
     build.set_defaults(handler=run_build)
 
     add = verbs.add_parser("add", help="add images (content already indexed is skipped)")
     add.add_argument("index")
     add.add_argument("images", nargs="+")
-    add_jobs(add)
+    add_n_jobs(add)
     add.set_defaults(handler=run_add)
 
     remove = verbs.add_parser("remove", help="remove images by path")
@@ -120,7 +120,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     benchmark.add_argument("--distractors", nargs="*", default=[], help="files or folders")
     benchmark.add_argument("--pairs", help="a folder of viewpoint pairs NAME1.ext/NAME2.ext")
     benchmark.add_argument("--limit", type=int, help="use only this many originals (seeded choice)")
-    add_seed(benchmark)
+    add_random_state(benchmark)
     benchmark.set_defaults(handler=run_benchmark)
 
 
@@ -159,7 +159,7 @@ def run_build(arguments: argparse.Namespace) -> int:
         arguments.out,
         params,
         overwrite=arguments.overwrite,
-        n_jobs=arguments.jobs,
+        n_jobs=arguments.n_jobs,
     )
     print(report.format())
     return 0 if report.added or report.duplicates else 1
@@ -168,7 +168,7 @@ def run_build(arguments: argparse.Namespace) -> int:
 def run_add(arguments: argparse.Namespace) -> int:
     from imagelearn.retrieval import add_images
 
-    report = add_images(arguments.index, _images(arguments.images), n_jobs=arguments.jobs)
+    report = add_images(arguments.index, _images(arguments.images), n_jobs=arguments.n_jobs)
     print(report.format())
     return 0
 
@@ -229,7 +229,7 @@ def run_benchmark(arguments: argparse.Namespace) -> int:
 
     originals = _images(arguments.originals)
     if arguments.limit:
-        chosen = np.random.default_rng(arguments.seed).permutation(len(originals))[
+        chosen = np.random.default_rng(arguments.random_state).permutation(len(originals))[
             : arguments.limit
         ]
         originals = [originals[i] for i in sorted(chosen)]
@@ -242,7 +242,7 @@ def run_benchmark(arguments: argparse.Namespace) -> int:
         arguments.variants,
         _images(arguments.distractors),
         pairs,
-        seed=arguments.seed,
+        seed=arguments.random_state,
     )
     print(f"ground truth: {truth}")
     print(f"database list: {Path(truth).parent / 'database.txt'}")

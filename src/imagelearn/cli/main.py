@@ -15,15 +15,20 @@ import sys
 from collections.abc import Sequence
 
 from imagelearn import __version__
-from imagelearn.core.bundle import BundleError
-from imagelearn.core.images import ImageReadError
-from imagelearn.data.collection import DatasetError
+from imagelearn.core.errors import ImagelearnError, ParameterError
 
 #: Capability modules under imagelearn.cli, in the order ``--help`` lists them.
 CAPABILITIES = ("data", "bof", "classify", "transfer", "index", "track", "cluster", "segment")
 
 #: Errors a user can cause and fix: printed as one line, exit status 2.
-USER_ERRORS = (BundleError, DatasetError, ImageReadError, FileNotFoundError, ValueError)
+USER_ERRORS = (ImagelearnError, FileNotFoundError, ValueError)
+
+
+def user_message(error: Exception) -> str:
+    """The one-line message for ``error``; a :class:`ParameterError` also names its flag."""
+    if isinstance(error, ParameterError):
+        return f"{error} (--{error.parameter.replace('_', '-')})"
+    return str(error)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(arguments.handler(arguments) or 0)
     except USER_ERRORS as error:
-        print(f"imagelearn: error: {error}", file=sys.stderr)
+        print(f"imagelearn: error: {user_message(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

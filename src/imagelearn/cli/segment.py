@@ -7,9 +7,9 @@ import logging
 from pathlib import Path
 
 from imagelearn.cli.arguments import (
-    add_jobs,
+    add_n_jobs,
     add_output_dir,
-    add_seed,
+    add_random_state,
     add_verbs,
     comma_separated,
 )
@@ -92,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--k", type=int, default=5, help="number of clusters (ISODATA: the target)"
     )
     cluster.add_argument("--method", default="kmeans", help="kmeans or isodata")
-    add_seed(cluster)
+    add_random_state(cluster)
     cluster.add_argument(
         "--truth", help="reference label image (0 unlabelled, 1..K) to score the clusters against"
     )
@@ -126,8 +126,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fraction of samples held out for the accuracy report",
     )
     train.add_argument("--test-samples", nargs="+", help="separate held-out samples, one per image")
-    add_seed(train)
-    add_jobs(train, THREADS)
+    add_random_state(train)
+    add_n_jobs(train, THREADS)
     add_output_dir(train, "model directory to write", required=True)
     _add_feature_options(train, "1,2,4,8", texture=True)
     _add_image_options(train)
@@ -143,7 +143,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         help="held-out reference samples, one per image: writes metrics.json",
     )
-    add_jobs(predict, THREADS)
+    add_n_jobs(predict, THREADS)
     _add_image_options(predict)
     _add_output_options(predict)
     predict.set_defaults(handler=run_predict)
@@ -220,7 +220,7 @@ def run_cluster(arguments: argparse.Namespace) -> int:
         method=arguments.method,
         features=features,
         tile_size=arguments.tile_size,
-        random_state=arguments.seed,
+        random_state=arguments.random_state,
     )
     clusters = clusterer.fit_predict(raster)
     names = [f"cluster{index}" for index in range(1, clusterer.n_clusters_ + 1)]
@@ -270,7 +270,7 @@ def run_train(arguments: argparse.Namespace) -> int:
         if test_path is not None:
             held_out = read_samples(test_path, raster.shape[:2], names, colors).mask
         elif arguments.holdout > 0:
-            mask, held_out = split_holdout(mask, arguments.holdout, arguments.seed)
+            mask, held_out = split_holdout(mask, arguments.holdout, arguments.random_state)
         log.info("%s: %s labelled pixels per class", sample_path, samples.counts())
         rasters.append(raster)
         train_masks.append(mask)
@@ -289,8 +289,8 @@ def run_train(arguments: argparse.Namespace) -> int:
         classifier=arguments.classifier,
         classifier_params=params,
         tile_size=arguments.tile_size,
-        random_state=arguments.seed,
-        n_jobs=arguments.jobs,
+        random_state=arguments.random_state,
+        n_jobs=arguments.n_jobs,
     ).fit(rasters, train_masks, names)
     print(f"trained a {arguments.classifier} on {model.n_samples_per_class_} labelled pixels")
     files = {}
@@ -334,7 +334,7 @@ def run_predict(arguments: argparse.Namespace) -> int:
     from imagelearn.segment import PixelClassifier, accuracy_report, read_raster, read_samples
     from imagelearn.segment.render import write_results
 
-    model = PixelClassifier.load(arguments.model, n_jobs=arguments.jobs)
+    model = PixelClassifier.load(arguments.model, n_jobs=arguments.n_jobs)
     model.tile_size = arguments.tile_size
     colors = _model_colors(arguments.model)
     sample_files = _paired(arguments.images, arguments.samples, "--samples")
@@ -395,8 +395,8 @@ def _register_bof(verbs: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--classifier", default="random_forest", help="random_forest (default), svm or mlp"
     )
-    add_seed(train)
-    add_jobs(train, THREADS)
+    add_random_state(train)
+    add_n_jobs(train, THREADS)
     add_output_dir(train, "model directory to write", required=True)
     train.set_defaults(handler=run_bof_train)
 
@@ -406,7 +406,7 @@ def _register_bof(verbs: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--masks", nargs="+", help="reference masks, one per image: writes metrics.json"
     )
-    add_jobs(predict, THREADS)
+    add_n_jobs(predict, THREADS)
     add_output_dir(predict, required=True)
     predict.set_defaults(handler=run_bof_predict)
 
@@ -434,8 +434,8 @@ def run_bof_train(arguments: argparse.Namespace) -> int:
         neighbour_context=arguments.context,
         max_side=arguments.max_side or None,
         classifier=arguments.classifier,
-        random_state=arguments.seed,
-        n_jobs=arguments.jobs,
+        random_state=arguments.random_state,
+        n_jobs=arguments.n_jobs,
     ).fit(rasters, masks, names)
     print(f"trained a {arguments.classifier} on superpixels {model.n_superpixels_per_class_}")
     files = {COLORS_FILE: json.dumps(colors).encode()} if colors is not None else None
@@ -450,7 +450,7 @@ def run_bof_predict(arguments: argparse.Namespace) -> int:
     from imagelearn.segment.bof_segmentation import BofSegmenter, iou_report
     from imagelearn.segment.render import write_results
 
-    model = BofSegmenter.load(arguments.model, n_jobs=arguments.jobs)
+    model = BofSegmenter.load(arguments.model, n_jobs=arguments.n_jobs)
     colors = _model_colors(arguments.model)
     mask_files = _paired(arguments.images, arguments.masks, "--masks")
     references, predictions = [], []

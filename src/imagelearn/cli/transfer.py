@@ -51,7 +51,7 @@ def run_compare(arguments: argparse.Namespace) -> int:
         image_size=arguments.image_size,
         backbone=arguments.backbone,
         test_size=arguments.test_size,
-        seed=arguments.seed,
+        seed=arguments.random_state,
         out_dir=arguments.out,
         cache_dir=arguments.cache_dir,
     )

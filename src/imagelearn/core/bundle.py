@@ -23,6 +23,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 import imagelearn
+from imagelearn.core.errors import ImagelearnError
 
 MANIFEST_NAME = "manifest.json"
 ARRAYS_NAME = "arrays.safetensors"
@@ -39,7 +40,7 @@ _RECORDED_LIBRARIES = (
 )
 
 
-class BundleError(OSError):
+class BundleError(ImagelearnError, OSError):
     """A bundle directory is missing, corrupt, of another kind, or from a newer format."""
 
 

@@ -15,6 +15,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from imagelearn.core.errors import ImagelearnError
+
 #: Default limit on width x height; larger files are refused as possible decompression bombs.
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own default (2**29 / 3), stated explicitly here
 
@@ -38,7 +40,7 @@ IMAGE_SUFFIXES = frozenset(
 )
 
 
-class ImageReadError(OSError):
+class ImageReadError(ImagelearnError, OSError):
     """An image file could not be read; ``path`` and ``reason`` say which and why."""
 
     def __init__(self, path: str | os.PathLike, reason: str) -> None:

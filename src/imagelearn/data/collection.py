@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from imagelearn.core.errors import ImagelearnError
 from imagelearn.core.images import looks_like_image
 
 SPLIT_NAMES = ("train", "val", "test")
 
 
-class DatasetError(ValueError):
+class DatasetError(ImagelearnError, ValueError):
     """A collection that cannot be used: empty, missing, or with too few classes."""
 
 
