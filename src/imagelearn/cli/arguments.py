@@ -60,7 +60,9 @@ def add_alias(parser: argparse.ArgumentParser, old: str, dest: str, **options: A
 
     ``options`` are the new option's (``type``, ``action``...), without default or help.
     """
-    parser.add_argument(old, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **options)
+    parser.add_argument(
+        old, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **options
+    )
 
 
 def add_random_state(parser: argparse.ArgumentParser) -> None:
@@ -79,7 +81,9 @@ def add_n_jobs(parser: argparse.ArgumentParser, help: str | None = None) -> None
     add_alias(parser, "--jobs", "n_jobs", type=int)
 
 
-def add_format(parser: argparse.ArgumentParser, choices: tuple[str, ...] = ("text", "json")) -> None:
+def add_format(
+    parser: argparse.ArgumentParser, choices: tuple[str, ...] = ("text", "json")
+) -> None:
     """``--format``: how the result is printed (old spelling of ``--format json``: ``--json``)."""
     parser.add_argument("--format", choices=choices, default=choices[0], help="output format")
     parser.add_argument(
