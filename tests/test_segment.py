@@ -10,7 +10,7 @@ import tifffile
 from PIL import Image
 
 from conftest import data_path
-from imagelearn.cli.main import main
+from imagelearn.cli.main import main, user_message
 from imagelearn.core.bundle import BundleError
 from imagelearn.core.images import ImageReadError
 from imagelearn.segment import (
@@ -351,8 +351,10 @@ def test_multiband_tiff_is_memory_mapped_and_clustered(tmp_path, rng):
     assert isinstance(raster.base, np.memmap) or isinstance(raster, np.memmap)
     clusters = PixelClusterer(k=2, tile_size=32).fit_predict(raster)
     assert len(np.unique(clusters[:, :38])) == 1 and len(np.unique(clusters[:, 42:])) == 1
-    with pytest.raises(ImageReadError, match="--max-pixels"):
+    with pytest.raises(ImageReadError, match="exceeds the limit of 1000") as raised:
         read_raster(path, max_pixels=1000)
+    assert raised.value.parameter == "max_pixels"
+    assert user_message(raised.value).endswith("(--max-pixels)")
 
 
 # ---------------------------------------------------------------- real data
