@@ -56,9 +56,7 @@ def _add_feature_options(parser: argparse.ArgumentParser, sigmas: str, texture: 
         default=_floats(sigmas),
         help=f"feature scales in pixels (default {sigmas})",
     )
-    parser.add_argument(
-        "--color-space", default="lab", help="lab, rgb, hsv or gray (RGB images)"
-    )
+    parser.add_argument("--color-space", default="lab", help="lab, rgb, hsv or gray (RGB images)")
     parser.add_argument(
         "--texture",
         action=argparse.BooleanOptionalAction,
@@ -106,9 +104,7 @@ def _add_classes(parser: argparse.ArgumentParser, labels: str) -> None:
 
 def _add_classifier(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classifier", default="random_forest", help="random_forest, svm or mlp")
-    parser.add_argument(
-        "--n-estimators", type=int, help="trees of the random forest (default 50)"
-    )
+    parser.add_argument("--n-estimators", type=int, help="trees of the random forest (default 50)")
     add_alias(parser, "--trees", "n_estimators", type=int)
 
 
@@ -177,9 +173,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_pixel_size(predict)
     predict.set_defaults(handler=run_predict)
 
-    evaluate = _add_verb(
-        verbs, "evaluate", "accuracy report over the reference samples of images"
-    )
+    evaluate = _add_verb(verbs, "evaluate", "accuracy report over the reference samples of images")
     _add_model_and_images(evaluate, "segment train")
     evaluate.add_argument(
         "--samples", nargs="+", required=True, help="reference samples, one per image"
@@ -418,7 +412,9 @@ def run_bof_predict(arguments: argparse.Namespace) -> int:
         **_options(arguments, "masks", "max_pixels", "pixel_size", "n_jobs"),
     )
     for image_map in result.maps:
-        print(f"{image_map.image}: wrote {image_map.out}/classmap.png, overlay.png, legend.png, areas.csv")
+        print(
+            f"{image_map.image}: wrote {image_map.out}/classmap.png, overlay.png, legend.png, areas.csv"
+        )
     if result.metrics is not None:
         print(_format_iou(result.metrics))
     return 0

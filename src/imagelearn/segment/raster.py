@@ -132,11 +132,12 @@ def _read_ordinary(path: Path, max_pixels: int | None, max_side: int | None) -> 
     try:
         with Image.open(path) as image:
             gray = image.mode in _GRAY_MODES or (image.mode == "P" and _palette_is_gray(image))
-            _check_size(path, *image.size, max_pixels)
+            width, height = image.size
     except FileNotFoundError as error:
         raise ImageReadError(path, "file not found") from error
     except (OSError, ValueError) as error:
         raise ImageReadError(path, f"not an image format Pillow can identify ({error})") from error
+    _check_size(path, width, height, max_pixels)
     array = load_image(path, "L" if gray else "RGB", max_pixels=max_pixels, max_side=max_side)
     return _bands_last(array)
 

@@ -182,16 +182,12 @@ def _classifier_params(
     params = dict(classifier_params or {})
     if n_estimators is not None:
         if classifier != "random_forest":
-            raise ParameterError(
-                "n_estimators", "applies to the random_forest classifier only"
-            )
+            raise ParameterError("n_estimators", "applies to the random_forest classifier only")
         params["n_estimators"] = n_estimators
     return params
 
 
-def _bundle_files(
-    colors: list[Color] | None, metrics: dict[str, Any] | None
-) -> dict[str, bytes]:
+def _bundle_files(colors: list[Color] | None, metrics: dict[str, Any] | None) -> dict[str, bytes]:
     """Extra files of a model bundle: the class colours and the held-out report."""
     files = {}
     if metrics is not None:
