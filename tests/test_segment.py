@@ -422,7 +422,7 @@ def test_cli_train_predict_cluster(tmp_path, scene, make_image):
     model = tmp_path / "model"
     common = ["--sigmas", "1,2", "--tile-size", "64"]
     assert main(["segment", "train", str(image_path), "--samples", str(samples_path), "--classes", "r,g,s",
-                 "--holdout", "0.3", "--trees", "20", "--out", str(model), *common]) == 0  # fmt: skip
+                 "--test-size", "0.3", "--n-estimators", "20", "--out", str(model), *common]) == 0  # fmt: skip
     assert json.loads((model / "metrics.json").read_text())["accuracy"] > 0.9
     out = tmp_path / "predicted"
     reference = make_image("reference.png", truth.astype(np.uint8))
@@ -441,7 +441,11 @@ def test_cli_train_predict_cluster(tmp_path, scene, make_image):
     np.testing.assert_array_equal(
         np.asarray(Image.open(out / "classmap.png")), np.load(out / "classmap.npy")
     )
-    assert main(["segment", "cluster", str(image_path), "--k", "3", "--method", "isodata",
+    assert main(["segment", "evaluate", str(model), str(image_path), "--samples", str(reference),
+                 "--out", str(tmp_path / "evaluation")]) == 0  # fmt: skip
+    evaluation = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
+    assert evaluation["accuracy"] == json.loads((out / "metrics.json").read_text())["accuracy"]
+    assert main(["segment", "cluster", str(image_path), "--n-clusters", "3", "--method", "isodata",
                  "--truth", str(reference), "--out", str(tmp_path / "clusters")]) == 0  # fmt: skip
     assert json.loads((tmp_path / "clusters" / "agreement.json").read_text())["purity"] > 0.9
 
@@ -463,6 +467,10 @@ def test_cli_reports_bad_samples_in_one_line(tmp_path, scene, make_image, capsys
     )
     assert code == 2
     assert "one class only" in capsys.readouterr().err
+    code = main(["segment", "train", str(image_path), str(image_path), "--samples", str(one_class),
+                 "--out", str(tmp_path / "m")])  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err.strip().endswith("(2 images, 1 files) (--samples)")
 
 
 # ---------------------------------------------------------------- run functions

@@ -201,7 +201,7 @@ def test_cli_train_and_predict_write_iou(tmp_path, composites):
 
     model = tmp_path / "model"
     assert main(["segment", "bof", "train", *map(str, train_images), "--masks",
-                 *masks(train_images), "--classes", ",".join(names), "--words", "16",
+                 *masks(train_images), "--classes", ",".join(names), "--n-words", "16",
                  "--color-words", "8", "--out", str(model)]) == 0  # fmt: skip
     out = tmp_path / "maps"
     assert main(["segment", "bof", "predict", str(model), *map(str, test_images), "--masks",

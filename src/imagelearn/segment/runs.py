@@ -215,12 +215,15 @@ def _labelled_rasters(
     samples: Sequence[PathLike],
     classes: Sequence[str] | None,
     max_pixels: int | None,
-    parameter: str,
+    samples_parameter: str,
 ) -> tuple[list[np.ndarray], list[Samples], list[Color] | None]:
-    """Each image and its samples; every file after the first uses the first one's classes."""
+    """Each image and its samples (the run's ``samples_parameter``) in the classes of the first.
+
+    Returns the rasters, the samples and the class colours parsed from ``classes``.
+    """
     names, colors = parse_classes(classes)
     rasters, labelled = [], []
-    for image, sample in zip(images, _paired(images, samples, parameter), strict=True):
+    for image, sample in zip(images, _paired(images, samples, samples_parameter), strict=True):
         raster = read_raster(image, max_pixels=max_pixels)
         labelled.append(_read_samples(sample, raster.shape[:2], names, colors, "classes"))
         names = labelled[-1].class_names
