@@ -10,8 +10,9 @@ import tifffile
 from PIL import Image
 
 from conftest import data_path
-from imagelearn.cli.main import main
+from imagelearn.cli.main import build_parser, main, user_message
 from imagelearn.core.bundle import BundleError
+from imagelearn.core.errors import ParameterError
 from imagelearn.core.images import ImageReadError
 from imagelearn.segment import (
     CLASSIFIERS,
@@ -34,6 +35,13 @@ from imagelearn.segment.reference_data import (
     dubai_tiles,
     load_dubai_tile,
     load_em_slice,
+)
+from imagelearn.segment.runs import (
+    TrainResult,
+    cluster_run,
+    evaluate_run,
+    predict_run,
+    train_run,
 )
 from imagelearn.segment.tiling import iter_tiles
 
@@ -351,8 +359,10 @@ def test_multiband_tiff_is_memory_mapped_and_clustered(tmp_path, rng):
     assert isinstance(raster.base, np.memmap) or isinstance(raster, np.memmap)
     clusters = PixelClusterer(k=2, tile_size=32).fit_predict(raster)
     assert len(np.unique(clusters[:, :38])) == 1 and len(np.unique(clusters[:, 42:])) == 1
-    with pytest.raises(ImageReadError, match="--max-pixels"):
+    with pytest.raises(ImageReadError, match="exceeds the limit of 1000") as raised:
         read_raster(path, max_pixels=1000)
+    assert raised.value.parameter == "max_pixels"
+    assert user_message(raised.value).endswith("(--max-pixels)")
 
 
 # ---------------------------------------------------------------- real data
@@ -412,7 +422,7 @@ def test_cli_train_predict_cluster(tmp_path, scene, make_image):
     model = tmp_path / "model"
     common = ["--sigmas", "1,2", "--tile-size", "64"]
     assert main(["segment", "train", str(image_path), "--samples", str(samples_path), "--classes", "r,g,s",
-                 "--holdout", "0.3", "--trees", "20", "--out", str(model), *common]) == 0  # fmt: skip
+                 "--test-size", "0.3", "--n-estimators", "20", "--out", str(model), *common]) == 0  # fmt: skip
     assert json.loads((model / "metrics.json").read_text())["accuracy"] > 0.9
     out = tmp_path / "predicted"
     reference = make_image("reference.png", truth.astype(np.uint8))
@@ -431,7 +441,11 @@ def test_cli_train_predict_cluster(tmp_path, scene, make_image):
     np.testing.assert_array_equal(
         np.asarray(Image.open(out / "classmap.png")), np.load(out / "classmap.npy")
     )
-    assert main(["segment", "cluster", str(image_path), "--k", "3", "--method", "isodata",
+    assert main(["segment", "evaluate", str(model), str(image_path), "--samples", str(reference),
+                 "--out", str(tmp_path / "evaluation")]) == 0  # fmt: skip
+    evaluation = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
+    assert evaluation["accuracy"] == json.loads((out / "metrics.json").read_text())["accuracy"]
+    assert main(["segment", "cluster", str(image_path), "--n-clusters", "3", "--method", "isodata",
                  "--truth", str(reference), "--out", str(tmp_path / "clusters")]) == 0  # fmt: skip
     assert json.loads((tmp_path / "clusters" / "agreement.json").read_text())["purity"] > 0.9
 
@@ -453,3 +467,137 @@ def test_cli_reports_bad_samples_in_one_line(tmp_path, scene, make_image, capsys
     )
     assert code == 2
     assert "one class only" in capsys.readouterr().err
+    code = main(["segment", "train", str(image_path), str(image_path), "--samples", str(one_class),
+                 "--out", str(tmp_path / "m")])  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err.strip().endswith("(2 images, 1 files) (--samples)")
+
+
+# ---------------------------------------------------------------- run functions
+
+
+@pytest.fixture
+def em_files(make_image):
+    """A crop of a real EM slice, sparse scribbles on it and its dense reference labels."""
+    image, truth = load_em_slice(data_path("em_membranes"), "3.png")
+    image, truth = image[:120, :150, 0], truth[:120, :150]
+    scribbles = simulate_scribbles(truth, 150).astype(np.uint8)
+    return (
+        make_image("em.png", image),
+        make_image("scribbles.png", scribbles),
+        make_image("reference.png", truth.astype(np.uint8)),
+    )
+
+
+def test_runs_train_predict_evaluate_and_cluster_from_python(tmp_path, em_files):
+    image, scribbles, reference = em_files
+    fast = {"sigmas": (1, 2), "tile_size": 64, "n_jobs": 1}
+    trained = train_run([image], [scribbles], tmp_path / "model", classes=list(EM_CLASSES),
+                        n_estimators=20, test_size=0.3, random_state=1, **fast)  # fmt: skip
+    assert isinstance(trained, TrainResult) and trained.out == tmp_path / "model"
+    assert set(trained.n_samples_per_class) == set(EM_CLASSES)
+    assert trained.metrics == json.loads((trained.out / "metrics.json").read_text())
+    assert trained.metrics["accuracy"] > 0.8
+    with pytest.raises(AttributeError):
+        trained.out = tmp_path  # frozen
+    predicted = predict_run(trained.out, [image, image], tmp_path / "maps",
+                            samples=[reference, reference], tile_size=50, pixel_size=2.0, n_jobs=1)  # fmt: skip
+    assert [m.out for m in predicted.maps] == [tmp_path / "maps" / "em"] * 2
+    first = predicted.maps[0]
+    assert (first.out / "classmap.npy").is_file() and (first.out / "overlay.png").is_file()
+    assert sum(row["percent"] for row in first.areas) == pytest.approx(100)
+    assert "square_metres" in first.areas[0]
+    assert first.metrics["accuracy"] > 0.8
+    evaluated = evaluate_run(trained.out, [image], [reference], tile_size=50, n_jobs=1)
+    assert evaluated.out == trained.out / "evaluation"
+    assert evaluated.metrics["accuracy"] == pytest.approx(first.metrics["accuracy"])
+    assert json.loads((evaluated.out / "metrics.json").read_text()) == evaluated.metrics
+    clustered = cluster_run(image, tmp_path / "clusters", n_clusters=2, truth=reference)
+    assert clustered.class_names == ("cluster1", "cluster2")
+    assert clustered.agreement["purity"] > clustered.agreement["majority_baseline"] - 0.01
+    assert (tmp_path / "clusters" / "agreement.json").is_file()
+
+
+def test_run_errors_name_the_run_parameter(tmp_path, scene, make_image, em_files):
+    image, scribbles, _ = em_files
+    with pytest.raises(ParameterError, match="random_forest classifier only") as raised:
+        train_run([image], [scribbles], tmp_path / "m", classifier="svm", n_estimators=5)
+    assert raised.value.parameter == "n_estimators"
+    with pytest.raises(ParameterError, match="one file per image") as raised:
+        train_run([image, image], [scribbles], tmp_path / "m")
+    assert raised.value.parameter == "samples"
+    with pytest.raises(ParameterError, match="not both") as raised:
+        train_run([image], [scribbles], tmp_path / "m", test_size=0.3, test_samples=[scribbles])
+    assert raised.value.parameter == "test_size"
+    with pytest.raises(ParameterError, match="every class or to none") as raised:
+        train_run([image], [scribbles], tmp_path / "m", classes=["a=#000080", "b"])
+    assert raised.value.parameter == "classes"
+    rgb, truth = scene
+    colored = np.zeros((*truth.shape, 3), np.uint8)
+    colored[truth == 2] = (0, 0, 255)
+    colored[truth == 3] = (255, 0, 0)
+    with pytest.raises(ParameterError, match="needs class colours") as raised:
+        train_run(
+            [make_image("rgb.png", rgb)], [make_image("colored.png", colored)], tmp_path / "m"
+        )
+    assert raised.value.parameter == "classes"
+    assert user_message(raised.value).endswith("(--classes)")
+    with pytest.raises(ImageReadError, match="exceeds the limit of 100") as raised:
+        cluster_run(image, tmp_path / "c", max_pixels=100)
+    assert raised.value.parameter == "max_pixels"
+
+
+def test_old_flag_spellings_still_parse():
+    parser = build_parser()
+
+    def parsed(*argv: str) -> dict:
+        values = vars(parser.parse_args(["segment", *argv]))
+        return {key: value for key, value in values.items() if key != "handler"}
+
+    assert parsed("cluster", "a.png", "--k", "3", "--seed", "4", "--out", "o") == parsed(
+        "cluster", "a.png", "--n-clusters", "3", "--random-state", "4", "--out", "o"
+    )
+    old = ["train", "a.png", "--samples", "s.png", "--out", "m", "--trees", "7", "--holdout", "0.2",
+           "--jobs", "2", "--seed", "5"]  # fmt: skip
+    new = ["train", "a.png", "--samples", "s.png", "--out", "m", "--n-estimators", "7",
+           "--test-size", "0.2", "--n-jobs", "2", "--random-state", "5"]  # fmt: skip
+    assert parsed(*old) == parsed(*new)
+    assert parsed(*old)["n_estimators"] == 7 and parsed(*old)["test_size"] == 0.2
+    old = [
+        "bof",
+        "train",
+        "a.png",
+        "--masks",
+        "m.png",
+        "--out",
+        "m",
+        "--words",
+        "9",
+        "--no-context",
+    ]
+    new = ["bof", "train", "a.png", "--masks", "m.png", "--out", "m", "--n-words", "9",
+           "--no-neighbor-context"]  # fmt: skip
+    assert parsed(*old) == parsed(*new)
+    assert parsed(*old)["n_words"] == 9 and parsed(*old)["neighbor_context"] is False
+    assert parsed(*old[:-1])["neighbor_context"] is True  # default without the flag
+
+
+@pytest.mark.parametrize(
+    "verb",
+    [
+        ["cluster"],
+        ["train"],
+        ["predict"],
+        ["evaluate"],
+        ["bof", "train"],
+        ["bof", "predict"],
+        ["bof", "evaluate"],
+    ],
+)
+def test_segment_help_shows_defaults(verb, capsys):
+    with pytest.raises(SystemExit):
+        main(["segment", *verb, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--n-jobs N_JOBS threads (-1: all cores) (default: -1)" in text or verb == ["cluster"]
+    assert "(default: 178956970)" in text  # --max-pixels
+    assert "--seed" not in text and "--jobs" not in text

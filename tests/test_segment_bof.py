@@ -9,6 +9,7 @@ import pytest
 
 from conftest import DATA_ROOT, data_path
 from imagelearn.cli.main import main
+from imagelearn.core.errors import ParameterError
 from imagelearn.segment.bof_segmentation import (
     BofSegmenter,
     iou_report,
@@ -19,6 +20,7 @@ from imagelearn.segment.bof_segmentation import (
 )
 from imagelearn.segment.composites import flower_composites, make_composites, write_composites
 from imagelearn.segment.reference_data import DUBAI_CLASSES, dubai_tiles, load_dubai_tile
+from imagelearn.segment.runs import bof_evaluate_run, bof_predict_run, bof_train_run
 
 #: Small, fast settings shared by the real-data tests.
 FAST = {
@@ -199,7 +201,7 @@ def test_cli_train_and_predict_write_iou(tmp_path, composites):
 
     model = tmp_path / "model"
     assert main(["segment", "bof", "train", *map(str, train_images), "--masks",
-                 *masks(train_images), "--classes", ",".join(names), "--words", "16",
+                 *masks(train_images), "--classes", ",".join(names), "--n-words", "16",
                  "--color-words", "8", "--out", str(model)]) == 0  # fmt: skip
     out = tmp_path / "maps"
     assert main(["segment", "bof", "predict", str(model), *map(str, test_images), "--masks",
@@ -207,3 +209,29 @@ def test_cli_train_and_predict_write_iou(tmp_path, composites):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["iou"]) == set(names) and 0 <= metrics["mean_iou"] <= 1
     assert (out / "0000" / "classmap.png").is_file() and (out / "0001" / "overlay.png").is_file()
+
+
+def test_bof_runs_train_predict_evaluate_from_python(tmp_path, composites):
+    train, test, names = composites
+    train_images = write_composites(tmp_path / "train", train[:4])
+    test_images = write_composites(tmp_path / "test", test[:2])
+
+    def masks(paths):
+        return [path.parent.parent / "masks" / path.name for path in paths]
+
+    trained = bof_train_run(train_images, masks(train_images), tmp_path / "model", classes=names,
+                            n_words=16, color_words=8, n_estimators=20, n_jobs=1)  # fmt: skip
+    assert trained.out == tmp_path / "model" and trained.metrics is None
+    assert set(trained.n_samples_per_class) <= set(names) and trained.classifier == "random_forest"
+    assert BofSegmenter.load(trained.out).classifier_params == {"n_estimators": 20}
+    predicted = bof_predict_run(trained.out, test_images, tmp_path / "maps",
+                                masks=masks(test_images), n_jobs=1)  # fmt: skip
+    assert [m.out.name for m in predicted.maps] == ["0000", "0001"]
+    assert all(m.metrics is None and (m.out / "classmap.png").is_file() for m in predicted.maps)
+    assert json.loads((tmp_path / "maps" / "metrics.json").read_text()) == predicted.metrics
+    evaluated = bof_evaluate_run(trained.out, test_images, masks(test_images), tmp_path / "eval")
+    assert evaluated.out == tmp_path / "eval"
+    assert evaluated.metrics == predicted.metrics
+    with pytest.raises(ParameterError, match="one file per image") as raised:
+        bof_evaluate_run(trained.out, test_images, masks(test_images)[:1])
+    assert raised.value.parameter == "masks"

@@ -7,6 +7,8 @@
 - :class:`BofSegmenter`: Bag-of-Features semantic segmentation over SLIC superpixels.
 - :func:`accuracy_report`, :func:`class_areas`: the remote-sensing accuracy report and
   the area of each class.
+- :mod:`imagelearn.segment.runs`: the whole workflows behind ``imagelearn segment`` (cluster,
+  train, predict, evaluate; ``bof_*`` for BoF segmentation), returning frozen results.
 """
 
 from imagelearn.segment.bof_segmentation import BofSegmenter, iou_report
@@ -15,7 +17,7 @@ from imagelearn.segment.cluster import METHODS, PixelClusterer
 from imagelearn.segment.features import COLOR_SPACES, TEXTURE_FILTERS, PixelFeatures
 from imagelearn.segment.metrics import accuracy_report, class_areas, cluster_agreement
 from imagelearn.segment.models import CLASSIFIERS
-from imagelearn.segment.raster import read_raster
+from imagelearn.segment.raster import ImageTooLargeError, read_raster
 from imagelearn.segment.render import write_results
 from imagelearn.segment.samples import (
     Samples,
@@ -31,6 +33,7 @@ __all__ = [
     "METHODS",
     "TEXTURE_FILTERS",
     "BofSegmenter",
+    "ImageTooLargeError",
     "PixelClassifier",
     "PixelClusterer",
     "PixelFeatures",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,9 @@ import numpy as np
 from PIL import Image
 from skimage.draw import line, polygon
 
+from imagelearn.core.errors import ParameterError
 from imagelearn.core.images import ImageReadError
+from imagelearn.segment.render import Color
 
 
 @dataclass
@@ -40,7 +43,7 @@ class Samples:
         return {name: int(counts[index + 1]) for index, name in enumerate(self.class_names)}
 
 
-def parse_color(text: str) -> tuple[int, int, int]:
+def parse_color(text: str) -> Color:
     """``"#3C1098"`` -> ``(60, 16, 152)``."""
     value = text.strip().lstrip("#")
     if len(value) != 6:
@@ -49,6 +52,37 @@ def parse_color(text: str) -> tuple[int, int, int]:
         return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
     except ValueError as error:
         raise ValueError(f"colour {text!r} is not #RRGGBB") from error
+
+
+def parse_classes(classes: Sequence[str] | None) -> tuple[list[str] | None, list[Color] | None]:
+    """Class names in label order, each optionally with its colour in colour-coded label images.
+
+    ``["water", "land"]`` -> names; ``["water=#0000FF", "land=#8429F6"]`` -> names and colours.
+
+    Returns
+    -------
+    names : list of str, or None when ``classes`` is empty
+    colors : list of (r, g, b), or None when no class has a colour
+
+    Raises
+    ------
+    ParameterError
+        ``classes``: a colour that is not ``#RRGGBB``, or colours for some classes only.
+    """
+    if not classes:
+        return None, None
+    names, colors = [], []
+    for item in classes:
+        name, _, color = item.partition("=")
+        names.append(name.strip())
+        try:
+            colors.append(parse_color(color) if color else None)
+        except ValueError as error:
+            raise ParameterError("classes", str(error)) from error
+    with_color = [color is not None for color in colors]
+    if any(with_color) and not all(with_color):
+        raise ParameterError("classes", "give a colour to every class or to none")
+    return names, colors if all(with_color) else None
 
 
 def labels_from_colors(rgb: np.ndarray, colors: list[tuple[int, int, int] | None]) -> np.ndarray:
@@ -110,9 +144,10 @@ def _read_label_image(path: Path, shape: tuple[int, int], colors: list | None) -
         return labels_from_colors(array, colors)
     if array.ndim == 3:
         if not np.all(array[..., :3] == array[..., :1]):
-            raise ValueError(
-                f"{path}: a {mode} colour sample image needs class colours (--classes name=#RRGGBB,...); "
-                "or save it as a grayscale/palette PNG with values 0 (unlabelled) and 1..K"
+            raise ParameterError(
+                "class_colors",
+                f"{path}: a {mode} colour sample image needs class colours (name=#RRGGBB per class); "
+                "or save it as a grayscale/palette PNG with values 0 (unlabelled) and 1..K",
             )
         array = array[..., 0]
     return array.astype(np.int32)
@@ -225,6 +260,8 @@ def read_samples(
     ------
     ValueError
         Size mismatch, samples outside the image, unknown class, no labelled pixel.
+    ParameterError
+        ``class_colors``: a colour label image without class colours.
     """
     path = Path(path)
     if not path.is_file():
