@@ -237,3 +237,12 @@ def test_every_option_has_help_and_shows_its_default():
     text = _verb_parsers()["build"].format_help()
     assert "(default: 1000)" in text and "(default: rootsift)" in text
     assert "--words" not in text and "--beam " not in text
+
+
+def test_index_lives_in_its_module_and_old_import_paths_still_work():
+    from imagelearn.retrieval import index, search, writer
+
+    assert Index.__module__ == "imagelearn.retrieval.index"
+    assert search.Index is Index and search.SearchResult is SearchResult
+    assert index.build_index is writer.build_index is build_index
+    assert index.IndexWriter is writer.IndexWriter and index.IndexParams is IndexParams

@@ -14,7 +14,6 @@ FAISS index. See :mod:`imagelearn.retrieval.storage` for the directory layout an
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import shutil
 from collections.abc import Sequence
@@ -49,8 +48,6 @@ from imagelearn.retrieval.storage import (
     write_index_manifest,
     write_segment,
 )
-
-logger = logging.getLogger(__name__)
 
 #: Segments beyond this many are merged into one by the next ``add``.
 MAX_SEGMENTS = 16
