@@ -22,8 +22,8 @@ from imagelearn.retrieval import (
     build_index,
     remove_images,
 )
-from imagelearn.retrieval.index import IndexWriter
 from imagelearn.retrieval.storage import WriteLock
+from imagelearn.retrieval.writer import IndexWriter
 
 SMALL_PARAMS = IndexParams(
     max_keypoints=300,

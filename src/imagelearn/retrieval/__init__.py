@@ -16,26 +16,32 @@ from imagelearn.retrieval.evaluation import (
     score_rankings,
     ukbench_ground_truth,
 )
-from imagelearn.retrieval.index import (
+from imagelearn.retrieval.index import MODES, Index, Match, SearchResult
+from imagelearn.retrieval.params import DEFAULT_VOCABULARY_PARAMS, IndexParams
+from imagelearn.retrieval.snapshot import Snapshot
+from imagelearn.retrieval.storage import IndexBusyError, IndexExistsError
+from imagelearn.retrieval.verification import Verification
+from imagelearn.retrieval.writer import (
     AddReport,
-    IndexParams,
+    IndexWriter,
     add_images,
     build_index,
     remove_images,
 )
-from imagelearn.retrieval.search import MODES, Index, Match, SearchResult
-from imagelearn.retrieval.storage import IndexBusyError
-from imagelearn.retrieval.verification import Verification
 
 __all__ = [
+    "DEFAULT_VOCABULARY_PARAMS",
     "MODES",
     "AddReport",
     "Index",
     "IndexBusyError",
+    "IndexExistsError",
     "IndexParams",
+    "IndexWriter",
     "Match",
     "QueryTruth",
     "SearchResult",
+    "Snapshot",
     "Verification",
     "add_images",
     "average_precision",

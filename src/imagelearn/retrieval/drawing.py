@@ -9,7 +9,7 @@ import numpy as np
 
 from imagelearn.core.images import load_image
 from imagelearn.core.plotting import pyplot, save_figure
-from imagelearn.retrieval.search import SearchResult
+from imagelearn.retrieval.index import SearchResult
 
 #: Longer side (pixels) of each image in the figure.
 PANEL_SIDE = 480

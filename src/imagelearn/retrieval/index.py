@@ -1,571 +1,451 @@
-"""Building, updating and opening an instance-retrieval index.
+"""Reading an instance-retrieval index: :class:`Index`, one snapshot, searched.
 
->>> from imagelearn.retrieval import Index, build_index
->>> build_index(paths, "photos.index")  # doctest: +SKIP
+>>> from imagelearn.retrieval import Index
 >>> Index.open("photos.index").search("query.jpg", top=20).as_dict()  # doctest: +SKIP
 
-The local path: RootSIFT features -> a large visual vocabulary (vocabulary tree by default,
-assignment by tree descent) -> tf-idf inverted file; keypoints and words are kept per image
-for spatial verification. The optional global path: GeM CNN descriptors, PCA-whitened, in a
-FAISS index. See :mod:`imagelearn.retrieval.storage` for the directory layout.
+``mode="local"`` ranks by the tf-idf inverted file, ``"global"`` by the FAISS index of GeM
+descriptors, ``"hybrid"`` takes the global shortlist and lets local features verify it.
+Verification re-ranks the top ``verify_top`` candidates by RANSAC inliers (verified images
+first); average query expansion (Chum et al. 2007) then re-queries with the mean of the
+query's bag and the bags of the best verified images.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import os
-import shutil
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
-from safetensors.numpy import load_file, save_file
 
-from imagelearn.bof.vocabulary import VOCABULARIES, Vocabulary, make_vocabulary
 from imagelearn.core.bundle import BundleError
-from imagelearn.core.progress import progress
-from imagelearn.features import extract_features, make_detector
+from imagelearn.core.errors import ParameterError
+from imagelearn.features import extract_features
 from imagelearn.features.base import LocalFeatures
-from imagelearn.features.detectors import Detector
-from imagelearn.retrieval.catalogue import Catalogue, ImageRecord, now
-from imagelearn.retrieval.global_descriptors import GeMDescriptor, PCAWhitening, make_global_index
-from imagelearn.retrieval.inverted_file import Postings, bag_of_words, inverse_document_frequency
+from imagelearn.retrieval.catalogue import Catalogue
+from imagelearn.retrieval.inverted_file import bag_of_words, score_postings
+from imagelearn.retrieval.snapshot import Snapshot
 from imagelearn.retrieval.storage import (
-    VOCABULARY_NAME,
     Segment,
-    WriteLock,
-    collect_garbage,
-    read_array,
     read_faiss_index,
     read_index_manifest,
+    read_removed_ids,
     read_segment,
-    write_array,
-    write_index_manifest,
-    write_segment,
+)
+from imagelearn.retrieval.verification import (
+    Verification,
+    consistent_pairs,
+    pairs_by_words,
+    verify_pairs,
 )
 
-logger = logging.getLogger(__name__)
+MODES = ("local", "global", "hybrid")
+#: Attempts to open a snapshot whose files a concurrent writer replaced meanwhile.
+OPEN_ATTEMPTS = 5
 
-#: Segments beyond this many are merged into one by the next ``add``.
-MAX_SEGMENTS = 16
-#: Whitening is learned only on collections with at least this many images.
-MIN_IMAGES_FOR_WHITENING = 256
+ImageSource = str | os.PathLike | np.ndarray
 
 
 @dataclass(frozen=True)
-class IndexParams:
-    """How an index describes images; stored in its manifest and fixed for its life.
+class Match:
+    """One search result.
 
     Attributes
     ----------
-    detector : str
-        Local detector registry name (see :func:`imagelearn.features.make_detector`).
-    max_keypoints, max_side : int
-        Detector limits: strongest keypoints kept, longer side (pixels) detected on.
-    vocabulary : {"tree", "kmeans"}
-        Vocabulary kind (:data:`imagelearn.bof.vocabulary.VOCABULARIES`).
-    vocabulary_params : dict
-        Its parameters; the default tree (10 branches, 5 levels) has up to 100k words.
-    train_images : int
-        Images (a seeded random sample) whose descriptors train the vocabulary and the idf.
-    train_descriptors_per_image : int
-        Descriptors per training image (a seeded random subset).
-    global_descriptor : bool
-        Also index GeM CNN descriptors (enables the global and hybrid search modes).
-    global_backbone : str
-        Backbone of the global descriptors.
-    global_max_side : int
-        Longer side (pixels) images are resized to for the global descriptor.
-    whiten_dimensions : int
-        PCA-whitened dimensions of the global descriptors (0: no whitening).
-    batch_size : int
-        Images per segment while building; each committed batch survives an interruption.
+    path : str
+    image_id : int
+    score : float
+        Ranking similarity (tf-idf cosine, or global descriptor inner product).
+    inliers : int
+        RANSAC inliers of the verified homography; 0 when unverified or failed.
+    verification : Verification or None
+        The homography (query pixels -> database pixels) and inlier correspondences.
     """
 
-    detector: str = "rootsift"
-    max_keypoints: int = 1000
-    max_side: int = 1024
-    vocabulary: str = "tree"
-    vocabulary_params: dict[str, Any] = field(
-        default_factory=lambda: {"branching": 10, "depth": 5, "n_iter": 10}
-    )
-    train_images: int = 2000
-    train_descriptors_per_image: int = 300
-    global_descriptor: bool = False
-    global_backbone: str = "mobilenet_v2"
-    global_max_side: int = 384
-    whiten_dimensions: int = 256
-    batch_size: int = 500
+    path: str
+    image_id: int
+    score: float
+    inliers: int = 0
+    verification: Verification | None = None
 
-    def make_detector(self) -> Detector:
-        return make_detector(
-            self.detector, max_keypoints=self.max_keypoints, max_side=self.max_side
-        )
+    @property
+    def homography(self) -> np.ndarray | None:
+        return None if self.verification is None else self.verification.homography
 
-    def make_global(self) -> GeMDescriptor:
-        return GeMDescriptor(self.global_backbone, self.global_max_side)
+    def as_dict(self) -> dict[str, Any]:
+        homography = self.homography
+        return {
+            "path": self.path,
+            "score": round(float(self.score), 6),
+            "inliers": int(self.inliers),
+            "homography": None if homography is None else np.round(homography, 6).tolist(),
+        }
 
 
-@dataclass
-class AddReport:
-    """What an ``add`` (or ``build``) did.
+@dataclass(frozen=True)
+class SearchResult:
+    """Ranked matches of one query; ``timings`` in milliseconds per stage."""
 
-    Attributes
-    ----------
-    added : list of str
-        Paths indexed now.
-    duplicates : list of (path, indexed_path)
-        Files whose content was already indexed (under ``indexed_path``); not added again.
-    skipped : list of (path, reason)
-        Unreadable files.
-    """
+    query: str
+    matches: list[Match]
+    timings: dict[str, float] = field(default_factory=dict)
 
-    added: list[str] = field(default_factory=list)
-    duplicates: list[tuple[str, str]] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    def as_dict(self) -> dict[str, Any]:
+        """``{"query": ..., "results": [{"path", "score", "inliers", "homography"}, ...]}``."""
+        return {"query": self.query, "results": [m.as_dict() for m in self.matches]}
 
     def format(self) -> str:
-        lines = [f"added: {len(self.added)}"]
-        resumed = sum(1 for path, existing in self.duplicates if path == existing)
-        if resumed:
-            lines.append(f"already indexed: {resumed}")
-        for path, existing in self.duplicates:
-            if path != existing:
-                lines.append(f"duplicate: {path} (same content as {existing})")
-        lines += [f"skipped: {path}: {reason}" for path, reason in self.skipped]
+        lines = [f"query: {self.query}"]
+        for rank, match in enumerate(self.matches, 1):
+            lines.append(
+                f"{rank:3d}  score {match.score:.4f}  inliers {match.inliers:4d}  {match.path}"
+            )
         return "\n".join(lines)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    with open(path, "rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
+class Index:
+    """A read-only snapshot of an index directory; open with :meth:`open`.
 
-
-class _State:
-    """The manifest content plus the learned models it refers to, loaded once per open."""
-
-    def __init__(self, directory: Path, content: dict[str, Any]) -> None:
-        self.directory = directory
-        self.content = content
-        self.params = IndexParams(**content["params"])
-        try:
-            arrays = load_file(str(directory / VOCABULARY_NAME))
-        except FileNotFoundError:
-            raise BundleError(
-                f"{directory / VOCABULARY_NAME}: missing; the index is corrupt"
-            ) from None
-        except Exception as error:  # safetensors has its own error types for corrupt files
-            raise BundleError(f"{directory / VOCABULARY_NAME}: corrupt ({error})") from error
-        prefix = "vocabulary."
-        self.vocabulary: Vocabulary = VOCABULARIES[self.params.vocabulary].from_arrays(
-            {**self.params.vocabulary_params, "n_jobs": -1},
-            {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)},
-        )
-        self.idf = arrays["idf"]
-        self.whitening = (
-            PCAWhitening.from_arrays({}, arrays) if "whitening.projection" in arrays else None
-        )
-        self.global_descriptor = self.params.make_global()
-
-
-def _empty_features_error(source: Any) -> ValueError:
-    return ValueError(f"{source}: no local features found (blank, flat or tiny image?)")
-
-
-class IndexWriter:
-    """Adds and removes images under the index's write lock; each commit swaps the manifest.
-
-    Use as a context manager; :func:`build_index`, :func:`add_images` and
-    :func:`remove_images` are the usual entry points.
+    Searching never blocks a concurrent ``add``/``remove``: the snapshot's files are never
+    modified, and memory-mapped files stay readable even after a writer deletes them.
     """
 
-    def __init__(
-        self,
-        directory: str | os.PathLike,
-        n_jobs: int | None = -1,
-        cache_dir: Any = None,
-        known_global: dict[str, np.ndarray] | None = None,
-    ) -> None:
-        self.directory = Path(directory)
-        self.n_jobs = n_jobs
-        self.cache_dir = cache_dir
-        self.known_global = known_global or {}
+    def __init__(self, snapshot: Snapshot, segments: list[Segment], removed: np.ndarray) -> None:
+        self.directory = directory = snapshot.directory
+        self._snapshot = snapshot
+        self.params = snapshot.params
+        self.segments = segments
+        content = snapshot.content
+        self.n_ids = int(content["next_id"])
+        self._removed = np.zeros(self.n_ids, dtype=bool)
+        self._removed[removed[removed < self.n_ids].astype(np.int64)] = True
+        self._segment_of = np.full(self.n_ids, -1, dtype=np.int32)
+        self._row_of = np.full(self.n_ids, -1, dtype=np.int64)
+        for number, segment in enumerate(segments):
+            ids = np.asarray(segment.ids, dtype=np.int64)
+            self._segment_of[ids] = number
+            self._row_of[ids] = np.arange(len(ids))
+        self._global = None
+        if content.get("global"):
+            self._global = read_faiss_index(directory / content["global"]["file"])
+            if hasattr(self._global, "nprobe"):
+                self._global.nprobe = 16
+        self._catalogue = Catalogue(directory)
+        self._detector = self.params.make_detector()
 
-    def __enter__(self) -> IndexWriter:
-        self._lock = WriteLock(self.directory).__enter__()
-        try:
-            self.content = read_index_manifest(self.directory)
-            self.state = _State(self.directory, self.content)
-            self.catalogue = Catalogue(self.directory, writable=True)
-            removed = self._removed_ids()
-            self.catalogue.reconcile(self.content["next_id"], removed)
-            collect_garbage(self.directory, self.content)
-        except BaseException:
-            self._lock.__exit__(None, None, None)
-            raise
-        return self
+    @classmethod
+    def open(cls, directory: str | os.PathLike) -> Index:
+        """Open the current snapshot of the index at ``directory``.
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.catalogue.close()
-        self._lock.__exit__(*exc_info)
-
-    def _removed_ids(self) -> np.ndarray:
-        name = self.content.get("removed")
-        return read_array(self.directory / name) if name else np.zeros(0, np.uint32)
-
-    def _commit(self, **changes: Any) -> None:
-        self.content = {**self.content, **changes, "generation": self.content["generation"] + 1}
-        write_index_manifest(self.directory, self.content)
-
-    def add(self, paths: Sequence[str | os.PathLike]) -> AddReport:
-        """Index image files not indexed yet, one committed segment per ``batch_size`` images."""
-        report = AddReport()
-        pending: list[tuple[str, str]] = []
-        seen: dict[str, str] = {}
-        for source in progress(paths, "hashing"):
-            path = str(Path(source).resolve())
-            try:
-                digest = file_sha256(path)
-            except OSError as error:
-                report.skipped.append((path, f"cannot read the file ({error.strerror or error})"))
-                continue
-            if digest in seen:
-                report.duplicates.append((path, seen[digest]))
-                continue
-            seen[digest] = path
-            pending.append((path, digest))
-        indexed = self.catalogue.live_hashes([digest for _, digest in pending])
-        report.duplicates += [
-            (path, indexed[digest]) for path, digest in pending if digest in indexed
-        ]
-        pending = [(path, digest) for path, digest in pending if digest not in indexed]
-        batch_size = max(1, int(self.state.params.batch_size))
-        for start in range(0, len(pending), batch_size):
-            self._add_batch(pending[start : start + batch_size], report)
-        if len(self.content["segments"]) > MAX_SEGMENTS:
-            self.merge()
-        return report
-
-    def _add_batch(self, batch: list[tuple[str, str]], report: AddReport) -> None:
-        params = self.state.params
-        features, skipped = extract_features(
-            [path for path, _ in batch],
-            params.make_detector(),
-            n_jobs=self.n_jobs,
-            cache_dir=self.cache_dir,
-            description="local features",
-        )
-        report.skipped += skipped
-        kept = [(p, d, f) for (p, d), f in zip(batch, features, strict=True) if f is not None]
-        if not kept:
-            return
-        first_id = int(self.content["next_id"])
-        ids = np.arange(first_id, first_id + len(kept), dtype=np.uint32)
-        segment = self._segment(ids, [f for _, _, f in kept])
-        write_segment(self.directory, segment)
-        changes: dict[str, Any] = {}
-        if self.content.get("global"):
-            changes["global"] = self._add_global(ids, [p for p, _, _ in kept])
-        added = now()
-        self.catalogue.insert(
-            [
-                ImageRecord(
-                    int(i),
-                    p,
-                    d,
-                    Path(p).stat().st_size,
-                    f.image_shape[0],
-                    f.image_shape[1],
-                    len(f),
-                    added,
-                    segment.name,
-                )
-                for i, (p, d, f) in zip(ids, kept, strict=True)
-            ]
-        )
-        self._commit(
-            segments=[*self.content["segments"], segment.name],
-            next_id=first_id + len(kept),
-            n_images=self.content["n_images"] + len(kept),
-            **changes,
-        )
-        report.added += [p for p, _, _ in kept]
-
-    def _segment(self, ids: np.ndarray, features: list[LocalFeatures]) -> Segment:
-        """Quantise the features of a batch and lay them out as a segment."""
-        counts = np.array([len(f) for f in features], dtype=np.int64)
-        offsets = np.concatenate(([0], np.cumsum(counts)))
-        words = np.zeros(0, np.int64)
-        if offsets[-1]:
-            words = self.state.vocabulary.assign(
-                np.concatenate([f.descriptors for f in features if len(f)])
-            )
-        bags = [
-            bag_of_words(words[offsets[i] : offsets[i + 1]], self.state.idf)
-            for i in range(len(features))
-        ]
-        return Segment(
-            name=f"g{self.content['generation'] + 1:06d}",
-            ids=ids,
-            sizes=np.array([f.image_shape for f in features], dtype=np.int32).reshape(-1, 2),
-            keypoint_offsets=offsets,
-            keypoints=np.concatenate([f.keypoints for f in features])
-            .astype(np.float32)
-            .reshape(-1, 4),
-            words=words.astype(np.uint32),
-            postings=Postings.from_bags(ids, bags, self.state.vocabulary.n_words_),
-        )
-
-    def _add_global(self, ids: np.ndarray, paths: list[str]) -> dict[str, Any]:
-        missing = [p for p in paths if p not in self.known_global]
-        computed = dict(zip(missing, self.state.global_descriptor.transform(missing), strict=True))
-        descriptors = np.stack([self.known_global.get(p, computed.get(p)) for p in paths])
-        if self.state.whitening is not None:
-            descriptors = self.state.whitening.transform(descriptors)
-        current = self.content["global"]
-        index = read_faiss_index(self.directory / current["file"])
-        index.add_with_ids(descriptors, ids.astype(np.int64))
-        name = f"global-{self.content['generation'] + 1:06d}.faiss"
-        temporary = self.directory / f".{name}.tmp"
-        faiss.write_index(index, str(temporary))
-        os.replace(temporary, self.directory / name)
-        return {**current, "file": name}
-
-    def remove(self, paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[str]]:
-        """Remove images by path; returns (removed paths, paths not in the index)."""
-        wanted = [str(Path(p).resolve()) for p in paths]
-        found = self.catalogue.ids_of(wanted)
-        ids = [i for path in wanted for i in found[path]]
-        missing = [path for path in wanted if not found[path]]
-        if ids:
-            removed = np.union1d(self._removed_ids(), np.asarray(ids, np.uint32)).astype(np.uint32)
-            name = f"removed-{self.content['generation'] + 1:06d}.npy"
-            write_array(self.directory / name, removed)
-            self._commit(removed=name, n_images=self.content["n_images"] - len(ids))
-            self.catalogue.mark_removed(ids)
-        return [path for path in wanted if found[path]], missing
-
-    def merge(self) -> None:
-        """Rewrite all segments as one, dropping removed images' postings and keypoints."""
-        removed = set(self._removed_ids().tolist())
-        segments = [read_segment(self.directory, name) for name in self.content["segments"]]
-        ids, sizes, bags, keypoints, words = [], [], [], [], []
-        for segment in progress(segments, "merging segments", unit="segment"):
-            for row, image_id in enumerate(segment.ids.tolist()):
-                if image_id in removed:
-                    continue
-                image_keypoints, image_words = segment.features(row)
-                ids.append(image_id)
-                sizes.append(segment.sizes[row])
-                keypoints.append(np.asarray(image_keypoints))
-                words.append(np.asarray(image_words))
-                bags.append(bag_of_words(words[-1], self.state.idf))
-        counts = np.array([len(w) for w in words], dtype=np.int64)
-        merged = Segment(
-            name=f"g{self.content['generation'] + 1:06d}",
-            ids=np.asarray(ids, np.uint32),
-            sizes=np.asarray(sizes, np.int32).reshape(-1, 2),
-            keypoint_offsets=np.concatenate(([0], np.cumsum(counts))),
-            keypoints=np.concatenate(keypoints) if keypoints else np.zeros((0, 4), np.float32),
-            words=np.concatenate(words) if words else np.zeros(0, np.uint32),
-            postings=Postings.from_bags(ids, bags, self.state.vocabulary.n_words_),
-        )
-        write_segment(self.directory, merged)
-        self._commit(segments=[merged.name])  # removed ids stay listed: the global index holds them
-        collect_garbage(self.directory, self.content)
-
-    def finish(self) -> None:
-        """Mark an interrupted-resumable build as complete."""
-        self._commit(complete=True)
-
-
-def _training_sample(
-    paths: Sequence[str], params: IndexParams, n_jobs: int | None, cache_dir: Any
-) -> tuple[list[str], list[LocalFeatures]]:
-    """A seeded sample of readable training images and their features."""
-    rng = np.random.default_rng(0)
-    chosen = sorted(rng.permutation(len(paths))[: params.train_images].tolist())
-    sample = [paths[i] for i in chosen]
-    features, _ = extract_features(
-        sample,
-        params.make_detector(),
-        n_jobs=n_jobs,
-        cache_dir=cache_dir,
-        description="training features",
-    )
-    kept = [(p, f) for p, f in zip(sample, features, strict=True) if f is not None and len(f)]
-    return [p for p, _ in kept], [f for _, f in kept]
-
-
-def _create(
-    directory: Path, paths: Sequence[str], params: IndexParams, n_jobs: int | None, cache_dir: Any
-) -> dict[str, np.ndarray]:
-    """Train the vocabulary (and global whitening) on a sample; write an empty index.
-
-    Returns the global descriptors computed for the sample, by path (empty without them).
-    """
-    sample_paths, sample = _training_sample(paths, params, n_jobs, cache_dir)
-    if not sample:
-        raise ValueError(
-            f"no local features in any of the {min(len(paths), params.train_images)} training images"
-        )
-    rng = np.random.default_rng(0)
-    descriptors = np.concatenate(
-        [
-            f.descriptors[rng.permutation(len(f))[: params.train_descriptors_per_image]]
-            for f in sample
-        ]
-    )
-    vocabulary = make_vocabulary(params.vocabulary, **params.vocabulary_params).fit(descriptors)
-    word_lists = np.split(
-        vocabulary.assign(np.concatenate([f.descriptors for f in sample])),
-        np.cumsum([len(f) for f in sample])[:-1],
-    )
-    arrays = {f"vocabulary.{k}": np.asarray(v) for k, v in vocabulary.to_arrays().items()}
-    arrays["idf"] = inverse_document_frequency(word_lists, vocabulary.n_words_)
-    global_content, known_global = None, {}
-    if params.global_descriptor:
-        global_content, whitening, known_global = _create_global(
-            directory, sample_paths, len(paths), params
-        )
-        if whitening is not None:
-            arrays.update(whitening.to_arrays())
-    save_file(
-        {k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(directory / VOCABULARY_NAME)
-    )
-    write_index_manifest(
-        directory,
-        {
-            "params": asdict(params),
-            "complete": False,
-            "generation": 0,
-            "next_id": 0,
-            "n_images": 0,
-            "segments": [],
-            "removed": None,
-            "global": global_content,
-            "n_words": vocabulary.n_words_,
-        },
-    )
-    return known_global
-
-
-def _create_global(
-    directory: Path, sample_paths: list[str], expected_size: int, params: IndexParams
-) -> tuple[dict[str, Any], PCAWhitening | None, dict[str, np.ndarray]]:
-    descriptors = params.make_global().transform(sample_paths, "global descriptors (training)")
-    known = dict(zip(sample_paths, descriptors, strict=True))
-    whitening = None
-    if params.whiten_dimensions and len(descriptors) >= MIN_IMAGES_FOR_WHITENING:
-        whitening = PCAWhitening(params.whiten_dimensions).fit(descriptors)
-        descriptors = whitening.transform(descriptors)
-    index = make_global_index(descriptors.shape[1], expected_size, descriptors)
-    name = "global-000000.faiss"
-    faiss.write_index(index, str(directory / name))
-    content = {"file": name, "dimension": int(descriptors.shape[1]), "kind": type(index).__name__}
-    return content, whitening, known
-
-
-def build_index(
-    images: Sequence[str | os.PathLike],
-    directory: str | os.PathLike,
-    params: IndexParams | None = None,
-    *,
-    overwrite: bool = False,
-    n_jobs: int | None = -1,
-    cache_dir: Any = None,
-) -> AddReport:
-    """Build an index of ``images`` in ``directory``, or resume an interrupted build there.
-
-    Parameters
-    ----------
-    images : sequence of path-like
-    directory : path-like
-        The index directory. An unfinished build there is resumed (its own parameters win);
-        a finished index is refused unless ``overwrite``.
-    params : IndexParams, optional
-    overwrite : bool
-        Delete a finished index at ``directory`` first.
-    n_jobs : int or None
-        Processes for feature extraction (-1: all cores).
-    cache_dir : path-like, None or False
-        Feature cache (see :func:`imagelearn.features.extract_features`).
-
-    Returns
-    -------
-    AddReport
-
-    Raises
-    ------
-    ValueError
-        No images, or none with features.
-    BundleError
-        ``directory`` holds a finished index (without ``overwrite``), something else, or a
-        corrupt index.
-    """
-    directory = Path(directory)
-    paths = [str(Path(p).resolve()) for p in images]
-    if not paths:
-        raise ValueError("no images to index")
-    params = params or IndexParams()
-    known_global: dict[str, np.ndarray] = {}
-    with WriteLock(directory):
-        if (directory / "manifest.json").exists():
+        Raises
+        ------
+        BundleError
+            Missing, corrupt, or from a newer imagelearn.
+        """
+        directory = Path(directory)
+        for attempt in range(OPEN_ATTEMPTS):
             content = read_index_manifest(directory)
-            if content["complete"] and not overwrite:
-                raise BundleError(
-                    f"{directory}: an index is already there; use 'index add' or --overwrite"
+            try:
+                snapshot = Snapshot(directory, content)
+                segments = [read_segment(directory, name) for name in content["segments"]]
+                return cls(snapshot, segments, read_removed_ids(directory, content))
+            except FileNotFoundError as error:  # a writer replaced the snapshot meanwhile
+                if attempt == OPEN_ATTEMPTS - 1:
+                    raise BundleError(f"{directory}: index files are missing ({error})") from error
+        raise AssertionError("unreachable")
+
+    @property
+    def n_images(self) -> int:
+        """Images searchable in this snapshot."""
+        return int(self._snapshot.content["n_images"])
+
+    def info(self) -> dict[str, Any]:
+        """Counts, parameters and sizes (bytes) of this snapshot."""
+        content = self._snapshot.content
+        postings_bytes = sum(
+            s.postings.images.nbytes + s.postings.weights.nbytes for s in self.segments
+        )
+        geometry_bytes = sum(s.keypoints.nbytes + s.words.nbytes for s in self.segments)
+        on_disk = sum(p.stat().st_size for p in self.directory.rglob("*") if p.is_file())
+        return {
+            "path": str(self.directory),
+            "images": self.n_images,
+            "complete": bool(content["complete"]),
+            "generation": int(content["generation"]),
+            "segments": len(self.segments),
+            "vocabulary": f"{self.params.vocabulary} {self._snapshot.vocabulary.n_words_} words",
+            "detector": self.params.detector,
+            "global": content["global"]["kind"] if content.get("global") else None,
+            "features": int(sum(len(s.words) for s in self.segments)),
+            "postings_bytes": int(postings_bytes),
+            "geometry_bytes": int(geometry_bytes),
+            "bytes_on_disk": int(on_disk),
+            "bytes_per_image": int(on_disk / max(1, self.n_images)),
+        }
+
+    def features(
+        self, source: ImageSource, roi: tuple[int, int, int, int] | None = None
+    ) -> LocalFeatures:
+        """Local features of a query (file or array), restricted to ``roi`` = (x, y, w, h) pixels."""
+        features = extract_features(
+            [source], self._detector, n_jobs=1, cache_dir=False, strict=True
+        )[0][0]
+        if roi is not None:
+            x, y, width, height = roi
+            points = features.keypoints
+            inside = (
+                (points[:, 0] >= x)
+                & (points[:, 0] < x + width)
+                & (points[:, 1] >= y)
+                & (points[:, 1] < y + height)
+            )
+            features = LocalFeatures(
+                points[inside], features.descriptors[inside], features.image_shape
+            )
+        return features
+
+    def _image_features(self, image_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(keypoints (k, 4), words (k,), (height, width)) of an indexed image."""
+        segment = self.segments[self._segment_of[image_id]]
+        row = int(self._row_of[image_id])
+        keypoints, words = segment.features(row)
+        return np.asarray(keypoints), np.asarray(words), np.asarray(segment.sizes[row])
+
+    def _bag(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+        return bag_of_words(self._image_features(image_id)[1], self._snapshot.idf)
+
+    def _local_ranking(
+        self, words: np.ndarray, weights: np.ndarray, depth: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``depth`` ids by tf-idf score (images sharing at least one word), and their scores."""
+        ids, scores = score_postings([s.postings for s in self.segments], words, weights)
+        live = ~self._removed[ids]
+        ids, scores = ids[live], scores[live]
+        if len(ids) > depth:
+            top = np.argpartition(-scores, depth - 1)[:depth]
+            ids, scores = ids[top], scores[top]
+        order = np.lexsort((ids, -scores))
+        return ids[order], scores[order].astype(np.float64)
+
+    def _global_ranking(
+        self, source: ImageSource, roi, depth: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self._global is None:
+            raise ParameterError(
+                "mode", f"{self.directory}: built without global descriptors; use mode='local'"
+            )
+        from imagelearn.core.images import load_image
+
+        image = source if isinstance(source, np.ndarray) else load_image(source, "RGB")
+        if roi is not None:
+            x, y, width, height = roi
+            image = image[y : y + height, x : x + width]
+        descriptor = self._snapshot.global_descriptor.transform([image])
+        if self._snapshot.whitening is not None:
+            descriptor = self._snapshot.whitening.transform(descriptor)
+        fetch = min(self._global.ntotal, depth + int(self._removed.sum()))
+        if fetch == 0:
+            return np.zeros(0, np.int64), np.zeros(0)
+        similarities, ids = self._global.search(descriptor, fetch)
+        keep = (ids[0] >= 0) & ~self._removed[np.clip(ids[0], 0, None)]
+        return ids[0][keep][:depth], similarities[0][keep][:depth]
+
+    def _verify(
+        self,
+        query: LocalFeatures,
+        query_words: np.ndarray,
+        image_id: int,
+        threshold: float,
+        min_inliers: int,
+    ) -> Verification:
+        keypoints, words, size = self._image_features(image_id)
+        query_rows, database_rows = pairs_by_words(query_words, words)
+        consistent = consistent_pairs(query.keypoints[query_rows], keypoints[database_rows])
+        query_rows, database_rows = query_rows[consistent], database_rows[consistent]
+        pixels = max(2.0, threshold * float(size.max()))
+        return verify_pairs(
+            query.keypoints[query_rows, :2], keypoints[database_rows, :2], pixels, min_inliers
+        )
+
+    def search(
+        self,
+        query: ImageSource,
+        top: int = 20,
+        *,
+        mode: str = "local",
+        roi: tuple[int, int, int, int] | None = None,
+        verify: bool = True,
+        verify_top: int = 50,
+        shortlist: int = 100,
+        expand: bool = False,
+        expand_top: int = 5,
+        min_inliers: int = 10,
+        ransac_threshold: float = 0.01,
+    ) -> SearchResult:
+        """Rank the indexed images by similarity to ``query``.
+
+        Parameters
+        ----------
+        query : path-like or ndarray
+            An image file or a uint8 array.
+        top : int
+            Results returned.
+        mode : {"local", "global", "hybrid"}
+        roi : (x, y, w, h) or None
+            Only the query's features inside this rectangle (pixels) are used.
+        verify : bool
+            Re-rank the top ``verify_top`` by RANSAC homography inliers (hybrid: the whole
+            ``shortlist``).
+        shortlist : int
+            Candidates the global index proposes in hybrid mode.
+        expand : bool
+            Average query expansion with the ``expand_top`` best verified images (local and
+            hybrid modes; implies ``verify``).
+        min_inliers : int
+            Inliers needed for a verified match.
+        ransac_threshold : float
+            RANSAC threshold as a fraction of the database image's longer side.
+
+        Returns
+        -------
+        SearchResult
+
+        Raises
+        ------
+        ParameterError
+            Unknown mode, or global mode on an index without global descriptors.
+        ValueError
+            A query without local features where local features are needed.
+        ImageReadError
+            The query file cannot be read.
+        """
+        if mode not in MODES:
+            raise ParameterError("mode", f"unknown search mode {mode!r}; choose one of {MODES}")
+        top = max(1, int(top))
+        verify = verify or expand
+        name = str(query) if not isinstance(query, np.ndarray) else "<array>"
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        features = query_words = None
+        if mode != "global" or verify:
+            features = self.features(query, roi)
+            if len(features) == 0 and mode == "local":
+                raise ValueError(f"{name}: no local features found (blank, flat or tiny image?)")
+            query_words = (
+                self._snapshot.vocabulary.assign(features.descriptors)
+                if len(features)
+                else np.zeros(0, np.int64)
+            )
+        timings["features_ms"] = _elapsed(started)
+        started = time.perf_counter()
+        depth = max(top, verify_top if verify else 0)
+        if mode == "local":
+            bag = bag_of_words(query_words, self._snapshot.idf)
+            ids, scores = self._local_ranking(*bag, depth)
+        else:
+            ids, scores = self._global_ranking(query, roi, shortlist if mode == "hybrid" else depth)
+        timings["ranking_ms"] = _elapsed(started)
+        started = time.perf_counter()
+        verified: dict[int, Verification] = {}
+        if verify and features is not None and len(features):
+            n_verified = len(ids) if mode == "hybrid" else verify_top
+            ids, scores = self._verified_ranking(
+                ids,
+                scores,
+                n_verified,
+                features,
+                query_words,
+                verified,
+                ransac_threshold,
+                min_inliers,
+            )
+            if expand and mode != "global":
+                ids, scores = self._expanded_ranking(
+                    ids,
+                    bag_of_words(query_words, self._snapshot.idf),
+                    verified,
+                    expand_top,
+                    depth,
+                    min_inliers,
                 )
-            if content["complete"]:
-                _clear_directory(directory)
-        elif directory.exists():
-            _clear_unfinished_creation(directory)
-        if not (directory / "manifest.json").exists():
-            known_global = _create(directory, paths, params, n_jobs, cache_dir)
-    with IndexWriter(directory, n_jobs, cache_dir, known_global) as writer:
-        report = writer.add(paths)
-        writer.finish()
-    return report
+                ids, scores = self._verified_ranking(
+                    ids,
+                    scores,
+                    verify_top,
+                    features,
+                    query_words,
+                    verified,
+                    ransac_threshold,
+                    min_inliers,
+                )
+        timings["verification_ms"] = _elapsed(started)
+        ids, scores = ids[:top], scores[:top]
+        records = self._catalogue.records(ids.tolist())
+        matches = [
+            Match(
+                records[int(i)].path,
+                int(i),
+                float(s),
+                verified[int(i)].inliers if int(i) in verified else 0,
+                verified.get(int(i)),
+            )
+            for i, s in zip(ids, scores, strict=True)
+        ]
+        return SearchResult(name, matches, timings)
+
+    def _verified_ranking(
+        self, ids, scores, n_verified, features, query_words, verified, threshold, min_inliers
+    ):
+        """Verify the first ``n_verified`` ids (reusing ``verified``); verified ones first by inliers."""
+        for image_id in ids[:n_verified].tolist():
+            if image_id not in verified:
+                verified[image_id] = self._verify(
+                    features, query_words, image_id, threshold, min_inliers
+                )
+        inliers = np.array([verified[i].inliers if i in verified else 0 for i in ids.tolist()])
+        order = np.lexsort((-scores, -inliers))
+        return ids[order], scores[order]
+
+    def _expanded_ranking(self, ids, query_bag, verified, expand_top, depth, min_inliers):
+        """Re-query with the average of the query's bag and the best verified images' bags."""
+        confirmed = [
+            i for i in ids.tolist() if i in verified and verified[i].inliers >= min_inliers
+        ]
+        if not confirmed:
+            return ids, np.zeros(len(ids))
+        average = np.zeros(self._snapshot.vocabulary.n_words_, dtype=np.float32)
+        for words, weights in [query_bag, *(self._bag(i) for i in confirmed[:expand_top])]:
+            average[words] += weights
+        words = np.flatnonzero(average)
+        return self._local_ranking(words, average[words] / np.linalg.norm(average[words]), depth)
 
 
-def _clear_unfinished_creation(directory: Path) -> None:
-    """Delete what an interrupted :func:`_create` left; refuse a folder holding anything else."""
-    ours = [
-        p for p in directory.iterdir() if p.name == VOCABULARY_NAME or p.name.startswith("global-")
-    ]
-    others = [p for p in directory.iterdir() if p.name != ".lock" and p not in ours]
-    if others:
-        raise BundleError(f"{directory}: exists and is not an index; choose another output folder")
-    for path in ours:
-        path.unlink()
+def _elapsed(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)
 
 
-def _clear_directory(directory: Path) -> None:
-    for entry in directory.iterdir():
-        if entry.name == ".lock":
-            continue
-        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+# The writer's names under their old import path (``imagelearn.retrieval.index`` held the
+# writer before the writer/reader split); new code imports them from imagelearn.retrieval.
+from imagelearn.retrieval.params import IndexParams  # noqa: E402
+from imagelearn.retrieval.writer import (  # noqa: E402
+    AddReport,
+    IndexWriter,
+    add_images,
+    build_index,
+    remove_images,
+)
 
-
-def add_images(
-    directory: str | os.PathLike,
-    images: Sequence[str | os.PathLike],
-    *,
-    n_jobs: int | None = -1,
-    cache_dir: Any = None,
-) -> AddReport:
-    """Add images to an existing index (duplicates by content are detected and skipped)."""
-    with IndexWriter(directory, n_jobs, cache_dir) as writer:
-        return writer.add(images)
-
-
-def remove_images(
-    directory: str | os.PathLike, paths: Sequence[str | os.PathLike]
-) -> tuple[list[str], list[str]]:
-    """Remove images by path; returns (removed paths, paths not in the index)."""
-    with IndexWriter(directory) as writer:
-        return writer.remove(paths)
+__all__ = [
+    "MODES",
+    "AddReport",
+    "Index",
+    "IndexParams",
+    "IndexWriter",
+    "Match",
+    "SearchResult",
+    "add_images",
+    "build_index",
+    "remove_images",
+]

@@ -64,6 +64,20 @@ class IndexBusyError(BundleError):
     """Another process is writing to the index."""
 
 
+class IndexExistsError(BundleError, FileExistsError):
+    """A finished index is already in the directory a build was asked to write.
+
+    ``directory`` names it; add images to it, or build with ``overwrite=True`` to replace it.
+    """
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory)
+        super().__init__(
+            f"{directory}: an index is already there; add images to it, "
+            "or build with overwrite=True to replace it"
+        )
+
+
 @dataclass(frozen=True)
 class Segment:
     """An immutable batch of indexed images.
@@ -158,6 +172,18 @@ def read_segment(directory: Path, name: str) -> Segment:
     if len(arrays["keypoint_offsets"]) != len(arrays["ids"]) + 1:
         raise BundleError(f"{folder}: inconsistent array lengths; the index is corrupt")
     return Segment(name, postings=postings, **arrays)
+
+
+def read_removed_ids(directory: Path, content: dict[str, Any]) -> np.ndarray:
+    """Ids removed since their segment was written, per the manifest ``content``: uint32, (n,).
+
+    Raises
+    ------
+    FileNotFoundError
+        A writer replaced the snapshot and deleted the file meanwhile.
+    """
+    name = content.get("removed")
+    return read_array(directory / name) if name else np.zeros(0, np.uint32)
 
 
 def write_array(path: Path, array: np.ndarray) -> None:

@@ -1,0 +1,149 @@
+"""How an index describes images: :class:`IndexParams`, fixed at build time, kept in the manifest."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from imagelearn.bof.vocabulary import HNSW_MIN_WORDS, VOCABULARIES, Vocabulary
+from imagelearn.core.errors import ParameterError
+from imagelearn.features import make_detector
+from imagelearn.features.detectors import Detector
+from imagelearn.features.registry import DETECTORS
+from imagelearn.retrieval.global_descriptors import GeMDescriptor
+
+#: The index's vocabulary parameters by kind when none are given: 10^5 words either way,
+#: 10 k-means iterations; 10^5 flat words are searched through an HNSW graph.
+DEFAULT_VOCABULARY_PARAMS: dict[str, dict[str, Any]] = {
+    "tree": {"branching": 10, "depth": 5, "n_iter": 10},
+    "kmeans": {"n_words": 100_000, "n_iter": 10, "index": "hnsw"},
+}
+
+
+def word_index(n_words: int) -> str:
+    """How a flat vocabulary of ``n_words`` words is searched: ``"hnsw"`` from
+    :data:`~imagelearn.bof.vocabulary.HNSW_MIN_WORDS` words on, else exact (``"flat"``)."""
+    return "hnsw" if n_words >= HNSW_MIN_WORDS else "flat"
+
+
+def vocabulary_class(vocabulary: str) -> type[Vocabulary]:
+    """The vocabulary class registered as ``vocabulary`` ("tree" or "kmeans").
+
+    Raises
+    ------
+    ParameterError
+        Unknown kind (``parameter="vocabulary"``); the message lists the registered ones.
+    """
+    try:
+        return VOCABULARIES[vocabulary]
+    except KeyError:
+        raise ParameterError(
+            "vocabulary",
+            f"unknown vocabulary {vocabulary!r}; choose one of: {', '.join(VOCABULARIES)}",
+        ) from None
+
+
+def _constructor_parameters(cls: type) -> list[str]:
+    return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """How an index describes images; stored in its manifest and fixed for its life.
+
+    Every field is checked when the object is made: an unknown detector or vocabulary kind,
+    or a vocabulary parameter the chosen kind does not take, raises :class:`ParameterError`.
+
+    Attributes
+    ----------
+    detector : str
+        Local detector registry name (see :func:`imagelearn.features.make_detector`).
+    max_keypoints, max_side : int
+        Detector limits: strongest keypoints kept, longer side (pixels) detected on.
+    vocabulary : {"tree", "kmeans"}
+        Vocabulary kind (:data:`imagelearn.bof.vocabulary.VOCABULARIES`).
+    vocabulary_params : dict or None
+        Constructor parameters of the vocabulary kind (others keep the class's defaults);
+        None: :data:`DEFAULT_VOCABULARY_PARAMS` of the kind (a 10 x 5 tree, or 100,000 flat
+        words searched through an HNSW graph).
+    train_images : int
+        Images (a seeded random sample) whose descriptors train the vocabulary and the idf.
+    train_descriptors_per_image : int
+        Descriptors per training image (a seeded random subset).
+    global_descriptor : bool
+        Also index GeM CNN descriptors (enables the global and hybrid search modes).
+    global_backbone : str
+        Backbone of the global descriptors.
+    global_max_side : int
+        Longer side (pixels) images are resized to for the global descriptor.
+    whiten_dimensions : int
+        PCA-whitened dimensions of the global descriptors (0: no whitening).
+    batch_size : int
+        Images per segment while building; each committed batch survives an interruption.
+
+    Raises
+    ------
+    ParameterError
+        ``parameter`` is ``"detector"``, ``"vocabulary"`` or ``"vocabulary_params"``.
+    """
+
+    detector: str = "rootsift"
+    max_keypoints: int = 1000
+    max_side: int = 1024
+    vocabulary: str = "tree"
+    vocabulary_params: dict[str, Any] | None = None
+    train_images: int = 2000
+    train_descriptors_per_image: int = 300
+    global_descriptor: bool = False
+    global_backbone: str = "mobilenet_v2"
+    global_max_side: int = 384
+    whiten_dimensions: int = 256
+    batch_size: int = 500
+
+    def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise ParameterError(
+                "detector",
+                f"unknown detector {self.detector!r}; choose one of: {', '.join(DETECTORS)}",
+            )
+        accepted = _constructor_parameters(vocabulary_class(self.vocabulary))
+        if self.vocabulary_params is None:
+            return
+        if not isinstance(self.vocabulary_params, Mapping):
+            raise ParameterError(
+                "vocabulary_params",
+                f"vocabulary_params must be a dict or None; got {self.vocabulary_params!r}",
+            )
+        unknown = sorted(set(self.vocabulary_params) - set(accepted))
+        if unknown:
+            raise ParameterError(
+                "vocabulary_params",
+                f"vocabulary {self.vocabulary!r} has no parameter {', '.join(unknown)}; "
+                f"its parameters: {', '.join(accepted)}",
+            )
+
+    @property
+    def resolved_vocabulary_params(self) -> dict[str, Any]:
+        """``vocabulary_params``, or the kind's defaults when None."""
+        if self.vocabulary_params is None:
+            return dict(DEFAULT_VOCABULARY_PARAMS[self.vocabulary])
+        return dict(self.vocabulary_params)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as the manifest stores them (JSON-ready; vocabulary parameters resolved,
+        so that the index keeps them if the defaults change)."""
+        return {**asdict(self), "vocabulary_params": self.resolved_vocabulary_params}
+
+    def make_vocabulary(self) -> Vocabulary:
+        """An unfitted vocabulary of the chosen kind and parameters."""
+        return vocabulary_class(self.vocabulary)(**self.resolved_vocabulary_params)
+
+    def make_detector(self) -> Detector:
+        return make_detector(
+            self.detector, max_keypoints=self.max_keypoints, max_side=self.max_side
+        )
+
+    def make_global(self) -> GeMDescriptor:
+        return GeMDescriptor(self.global_backbone, self.global_max_side)
