@@ -86,8 +86,9 @@ def test_check_reports_the_corrupt_file_and_duplicates():
     assert any(len(group) >= 3 for group in report.duplicate_groups)
 
 
-def test_data_check_cli_exit_status(tmp_path, capsys, class_folders):
-    assert main(["data", "check", str(class_folders), "--json", "--jobs", "1"]) == 0
+@pytest.mark.parametrize("format_flags", [["--format", "json"], ["--json"]])
+def test_data_check_cli_exit_status(tmp_path, capsys, class_folders, format_flags):
+    assert main(["data", "check", str(class_folders), *format_flags, "--jobs", "1"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report[str(class_folders)]["class_counts"] == {"cat": 5, "dog": 5}
     (tmp_path / "nothing").mkdir()
