@@ -12,8 +12,10 @@ from conftest import data_path
 from imagelearn.cli.main import build_parser, main
 from imagelearn.cluster import (
     ClusterResult,
+    EvaluateResult,
     ImageClusterer,
     cluster_collection,
+    evaluate_run,
     fit_run,
     near_duplicate_groups,
 )
@@ -120,6 +122,12 @@ def test_fit_run_returns_a_frozen_result_from_python(tmp_path):
     assert (
         cluster_collection(source, tmp_path / "old", descriptor="color", n_jobs=1)["n_images"] == 12
     )
+    (result.out / "metrics.json").unlink()
+    scored = evaluate_run(result.out, source)
+    assert isinstance(scored, EvaluateResult) and scored.n_images == 12
+    assert scored.metrics == pytest.approx(result.metrics)
+    assert json.loads(scored.path.read_text())["ari"] == pytest.approx(result.metrics["ari"])
+    assert main(["cluster", "evaluate", str(result.out), str(source)]) == 0
 
 
 def test_evaluating_unlabelled_images_names_the_parameter_not_a_flag(tmp_path):

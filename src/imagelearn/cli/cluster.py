@@ -1,4 +1,4 @@
-"""``imagelearn cluster fit IMAGES``: group an unlabelled collection."""
+"""``imagelearn cluster fit|evaluate``: group an unlabelled collection, score the groups."""
 
 from __future__ import annotations
 
@@ -94,6 +94,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_n_jobs(fit, help="parallel workers describing the images (default -1: one per core)")
     fit.set_defaults(handler=run_fit)
 
+    evaluate = verbs.add_parser(
+        "evaluate", help="compare the clusters of a 'cluster fit' run with class sub-folders"
+    )
+    evaluate.add_argument("run", help="run directory written by 'cluster fit'")
+    evaluate.add_argument(
+        "source", help="the same images in class sub-folders, or a CSV of path,label"
+    )
+    evaluate.set_defaults(handler=run_evaluate)
+
+
+def _print_agreement(metrics: dict[str, float]) -> None:
+    print(f"ARI {metrics['ari']:.3f}  NMI {metrics['nmi']:.3f}  purity {metrics['purity']:.3f}")
+
 
 def run_fit(arguments: argparse.Namespace) -> int:
     from imagelearn.cluster import ImageClusterer, fit_run
@@ -120,8 +133,17 @@ def run_fit(arguments: argparse.Namespace) -> int:
         f"({summary['descriptor']} features, {summary['method']})"
     )
     if result.metrics is not None:
-        metrics = result.metrics
-        print(f"ARI {metrics['ari']:.3f}  NMI {metrics['nmi']:.3f}  purity {metrics['purity']:.3f}")
+        _print_agreement(result.metrics)
     print(f"near-duplicate groups: {summary['near_duplicate_groups']}")
     print(f"report: {result.report} (clusters.csv, montages, map.png)")
+    return 0
+
+
+def run_evaluate(arguments: argparse.Namespace) -> int:
+    from imagelearn.cluster import evaluate_run
+
+    result = evaluate_run(arguments.run, arguments.source)
+    print(f"{result.n_images} images scored")
+    _print_agreement(result.metrics)
+    print(f"metrics: {result.path}")
     return 0

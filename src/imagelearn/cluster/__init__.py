@@ -3,7 +3,7 @@
 from imagelearn.cluster.algorithms import METHODS, ImageClusterer
 from imagelearn.cluster.descriptors import DESCRIPTORS, describe_images
 from imagelearn.cluster.duplicates import near_duplicate_groups
-from imagelearn.cluster.runs import ClusterResult, fit_run
+from imagelearn.cluster.runs import ClusterResult, EvaluateResult, evaluate_run, fit_run
 from imagelearn.cluster.workflow import cluster_collection
 from imagelearn.evaluation.clustering import clustering_agreement, purity
 
@@ -11,10 +11,12 @@ __all__ = [
     "DESCRIPTORS",
     "METHODS",
     "ClusterResult",
+    "EvaluateResult",
     "ImageClusterer",
     "cluster_collection",
     "clustering_agreement",
     "describe_images",
+    "evaluate_run",
     "fit_run",
     "near_duplicate_groups",
     "purity",

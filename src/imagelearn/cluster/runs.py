@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -27,8 +29,8 @@ log = logging.getLogger(__name__)
 
 ORGANIZE = (None, "link", "move")
 
-#: Keys of ``metrics.json`` (with ``evaluate``).
-METRIC_KEYS = ("ari", "nmi", "purity", "n_images", "n_clusters", "descriptor", "method")
+#: Keys of the summary copied into ``metrics.json`` beside ``ari``, ``nmi`` and ``purity``.
+_RUN_KEYS = ("n_images", "n_clusters", "descriptor", "method")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,34 @@ class ClusterResult:
     def report(self) -> Path:
         """The HTML page linking everything."""
         return self.out / "report.html"
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    """What :func:`evaluate_run` measured.
+
+    Attributes
+    ----------
+    path : Path
+        The ``metrics.json`` written into the run directory.
+    metrics : dict
+        ``ari``, ``nmi`` and ``purity`` of the clusters against the labels.
+    n_images : int
+        Images scored: those both clustered and labelled.
+    """
+
+    path: Path
+    metrics: dict[str, float]
+    n_images: int
+
+
+def _write_agreement(
+    out: Path, truth: np.ndarray, labels: np.ndarray, summary: dict[str, Any]
+) -> dict[str, float]:
+    """``ari``, ``nmi`` and ``purity`` of ``labels`` against ``truth``, also written to ``out/metrics.json``."""
+    metrics = clustering_agreement(truth, labels)
+    atomic_write_json(out / "metrics.json", {**metrics, **{key: summary[key] for key in _RUN_KEYS}})
+    return metrics
 
 
 def _exact_duplicates(paths: list[Path]) -> list[list[str]]:
@@ -186,9 +216,7 @@ def fit_run(
     atomic_write_json(out / "duplicates.json", duplicates)
     summary["near_duplicate_groups"] = len(duplicates["near"])
     if evaluate:
-        truth = dataset.labels[kept]
-        summary.update(clustering_agreement(truth, model.labels_))
-        atomic_write_json(out / "metrics.json", {key: summary[key] for key in METRIC_KEYS})
+        summary.update(_write_agreement(out, dataset.labels[kept], model.labels_, summary))
     atomic_write_json(out / "summary.json", summary)
     html_report(
         out, {k: v for k, v in summary.items() if not isinstance(v, list | dict)}, sizes, images
@@ -196,3 +224,45 @@ def fit_run(
     if organize:
         organize_into_folders(paths, model.labels_, out, organize)
     return ClusterResult(out, summary, model, tuple(paths))
+
+
+def evaluate_run(run_dir: str | os.PathLike, source: str | os.PathLike) -> EvaluateResult:
+    """Compare the clusters of a :func:`fit_run` directory with the labels of ``source``.
+
+    Images are matched by their resolved paths; those in only one of the two are left out.
+    Writes ``metrics.json`` into ``run_dir`` (as :func:`fit_run` does with ``evaluate``).
+
+    Parameters
+    ----------
+    run_dir : path
+        Written by :func:`fit_run` (``clusters.csv``, ``summary.json``).
+    source : path
+        The same images, labelled: class sub-folders or a CSV of path,label.
+
+    Raises
+    ------
+    DatasetError
+        ``source`` is unlabelled, or none of its images were clustered.
+    """
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    with (run_dir / "clusters.csv").open(newline="", encoding="utf-8") as stream:
+        clusters = {
+            str(Path(row["path"]).resolve()): int(row["cluster"]) for row in csv.DictReader(stream)
+        }
+    dataset = load_dataset(source)
+    if not dataset.is_labeled:
+        raise DatasetError(
+            f"{source}: the images are unlabelled; evaluating clusters needs class sub-folders "
+            "(or a CSV with labels)"
+        )
+    pairs = [
+        (int(label), clusters[key])
+        for path, label in zip(dataset.paths, dataset.labels, strict=True)
+        if (key := str(path.resolve())) in clusters
+    ]
+    if not pairs:
+        raise DatasetError(f"{source}: none of its images are in {run_dir / 'clusters.csv'}")
+    truth, labels = (np.array(column) for column in zip(*pairs, strict=True))
+    metrics = _write_agreement(run_dir, truth, labels, {**summary, "n_images": len(pairs)})
+    return EvaluateResult(run_dir / "metrics.json", metrics, len(pairs))
