@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -34,7 +33,10 @@ import numpy as np
 
 from bench import data_root
 from imagelearn.core.bundle import atomic_write_json
+from imagelearn.core.images import load_image
 from imagelearn.data.collection import find_images
+from imagelearn.data.opencv_xml import read_opencv_matrix
+from imagelearn.evaluation.tracking import success_rate
 from imagelearn.retrieval import (
     Index,
     IndexParams,
@@ -49,8 +51,9 @@ from imagelearn.retrieval.benchmark import (
 )
 from imagelearn.retrieval.evaluation import evaluate_index
 from imagelearn.retrieval.inverted_file import Postings, score_postings
-from imagelearn.retrieval.tracking import ObjectTracker, read_frames, read_otb_boxes, success_rate
 from imagelearn.retrieval.verification import project_corners
+from imagelearn.tracking import ObjectTracker, read_frames, read_otb_boxes
+from imagelearn.tracking.synthetic import moving_object_video
 
 RESULTS = Path(__file__).resolve().parent / "results" / "index.json"
 DATA = data_root()
@@ -159,9 +162,6 @@ def graf(scratch: Path) -> dict:
         .search(folder / "graf1.png", top=1, ransac_threshold=0.004)
         .matches[0]
     )
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from test_index import read_opencv_matrix
-
     truth = read_opencv_matrix(folder / "H1to3p.xml", "H13")
     error = np.linalg.norm(
         project_corners(best.homography, 800, 640) - project_corners(truth, 800, 640), axis=1
@@ -174,10 +174,9 @@ def graf(scratch: Path) -> dict:
 
 
 def tracking() -> dict:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from test_track import _synthetic_video
-
-    photo, frames, truths = _synthetic_video(40)
+    photo = load_image(DATA / "multiview" / "opencv" / "box.png")
+    backgrounds = sorted((DATA / "flowers5" / "daisy").glob("*.jpg"))[:4]
+    frames, truths = moving_object_video(photo, backgrounds, 40)
     tracked = list(ObjectTracker().fit(photo).track(frames))
     errors = [
         float(np.linalg.norm(t.corners - truth, axis=1).max())

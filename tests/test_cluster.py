@@ -9,15 +9,19 @@ import numpy as np
 import pytest
 
 from conftest import data_path
-from imagelearn.cli.main import main
+from imagelearn.cli.main import build_parser, main
 from imagelearn.cluster import (
+    ClusterResult,
+    EvaluateResult,
     ImageClusterer,
     cluster_collection,
-    clustering_agreement,
+    evaluate_run,
+    fit_run,
     near_duplicate_groups,
-    purity,
 )
+from imagelearn.core.errors import ParameterError
 from imagelearn.data import DatasetError
+from imagelearn.evaluation.clustering import clustering_agreement, purity
 
 
 @pytest.fixture(scope="module")
@@ -85,15 +89,75 @@ def test_purity_counts_majority_class_per_cluster():
 def test_single_image_is_refused(tmp_path, make_image):
     make_image("one/a.png", np.zeros((8, 8, 3), dtype=np.uint8))
     with pytest.raises(DatasetError, match="at least 2"):
-        cluster_collection(tmp_path / "one", tmp_path / "out", descriptor="color", n_jobs=1)
+        fit_run(tmp_path / "one", tmp_path / "out", descriptor="color", n_jobs=1)
+
+
+def _copy_flowers(target, per_class: int, classes=("daisy", "sunflower")):
+    """``per_class`` real photos of each of ``classes`` in class sub-folders of ``target``."""
+    for name in classes:
+        (target / name).mkdir(parents=True)
+        for path in sorted(data_path("flowers5", name).glob("*.jpg"))[:per_class]:
+            shutil.copy(path, target / name / path.name)
+    return target
+
+
+def test_fit_run_returns_a_frozen_result_from_python(tmp_path):
+    source = _copy_flowers(tmp_path / "photos", 6)
+    result = fit_run(
+        source,
+        tmp_path / "out",
+        descriptor="color",
+        clusterer=ImageClusterer(n_clusters=2, pca_components=None),
+        evaluate=True,
+        n_jobs=1,
+    )
+    assert isinstance(result, ClusterResult) and result.out == tmp_path / "out"
+    assert len(result.paths) == len(result.model.labels_) == 12
+    assert result.summary["n_clusters"] == result.model.n_clusters_ == 2
+    assert set(result.metrics) == {"ari", "nmi", "purity"} and result.metrics["purity"] >= 0.5
+    assert result.report.is_file()
+    assert json.loads((result.out / "summary.json").read_text()) == result.summary
+    with pytest.raises(AttributeError):
+        result.out = tmp_path  # a frozen result
+    assert (
+        cluster_collection(source, tmp_path / "old", descriptor="color", n_jobs=1)["n_images"] == 12
+    )
+    (result.out / "metrics.json").unlink()
+    scored = evaluate_run(result.out, source)
+    assert isinstance(scored, EvaluateResult) and scored.n_images == 12
+    assert scored.metrics == pytest.approx(result.metrics)
+    assert json.loads(scored.path.read_text())["ari"] == pytest.approx(result.metrics["ari"])
+    assert main(["cluster", "evaluate", str(result.out), str(source)]) == 0
+
+
+def test_evaluating_unlabelled_images_names_the_parameter_not_a_flag(tmp_path):
+    source = tmp_path / "flat"
+    source.mkdir()
+    for path in sorted(data_path("flowers5", "daisy").glob("*.jpg"))[:3]:
+        shutil.copy(path, source / path.name)
+    with pytest.raises(ParameterError, match="unlabelled") as raised:
+        fit_run(source, tmp_path / "out", descriptor="color", evaluate=True, n_jobs=1)
+    assert raised.value.parameter == "evaluate" and "--" not in str(raised.value)
+    assert main(["cluster", "fit", str(source), "--evaluate", "--out", str(tmp_path)]) == 2
+
+
+def test_new_and_old_flag_spellings_parse_the_same():
+    parser = build_parser()
+    new = parser.parse_args(
+        "cluster fit imgs --descriptor color --n-clusters 3 --k-range 2,5 --random-state 4"
+        " --n-jobs 2".split()
+    )
+    old = parser.parse_args(
+        "cluster imgs --features color --k 3 --k-range 2,5 --seed 4 --jobs 2".split()
+    )
+    assert vars(new) == vars(old)
+    assert (new.descriptor, new.n_clusters, new.k_range) == ("color", 3, (2, 5))
+    assert (new.random_state, new.n_jobs, new.verb) == (4, 2, "fit")
+    assert parser.parse_args(["cluster", "imgs", "--k", "auto"]).n_clusters == "auto"
 
 
 def test_cli_writes_report_and_metrics_on_real_photos(tmp_path):
-    source = tmp_path / "photos"
-    for name in ("daisy", "sunflower"):
-        (source / name).mkdir(parents=True)
-        for path in sorted(data_path("flowers5", name).glob("*.jpg"))[:12]:
-            shutil.copy(path, source / name / path.name)
+    source = _copy_flowers(tmp_path / "photos", 12)
     shutil.copy(
         data_path("bad_inputs", "mixed_images", "ukbench09268_corrupt.jpg"), source / "daisy"
     )
@@ -151,13 +215,13 @@ def test_cnn_embeddings_group_real_flowers_by_species(tmp_path):
         (source / class_dir.name).mkdir(parents=True)
         for path in rng.choice(sorted(class_dir.glob("*.jpg")), 40, replace=False):
             shutil.copy(path, source / class_dir.name / path.name)
-    summary = cluster_collection(
+    summary = fit_run(
         source,
         tmp_path / "out",
         descriptor="cnn",
         clusterer=ImageClusterer(n_clusters=5),
         evaluate=True,
         n_jobs=1,
-    )
+    ).summary
     assert summary["n_images"] == 200
     assert summary["nmi"] >= FLOWERS_CNN_NMI_FLOOR

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import imagelearn.data
 from conftest import data_path
 from imagelearn.cli.main import main
 from imagelearn.data import (
@@ -86,9 +89,30 @@ def test_check_reports_the_corrupt_file_and_duplicates():
     assert any(len(group) >= 3 for group in report.duplicate_groups)
 
 
-def test_data_check_cli_exit_status(tmp_path, capsys, class_folders):
-    assert main(["data", "check", str(class_folders), "--json", "--jobs", "1"]) == 0
+@pytest.mark.parametrize("format_flags", [["--format", "json"], ["--json"]])
+def test_data_check_cli_exit_status(tmp_path, capsys, class_folders, format_flags):
+    assert main(["data", "check", str(class_folders), *format_flags, "--jobs", "1"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report[str(class_folders)]["class_counts"] == {"cat": 5, "dog": 5}
     (tmp_path / "nothing").mkdir()
     assert main(["data", "check", str(tmp_path / "nothing"), "--jobs", "1"]) == 1
+
+
+def test_the_data_modules_import_one_another_without_a_circle():
+    """Each module of imagelearn.data imports only modules below it (lazy imports included)."""
+    folder = Path(imagelearn.data.__file__).parent
+    imports = {
+        path.stem: {
+            node.module.rsplit(".", 1)[-1]
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.ImportFrom)
+            and (node.module or "").startswith("imagelearn.data.")
+        }
+        for path in folder.glob("*.py")
+        if path.stem != "__init__"
+    }
+    done: list[str] = []
+    while len(done) < len(imports):
+        ready = [name for name in imports if name not in done and imports[name] <= set(done)]
+        assert ready, f"import circle among {sorted(set(imports) - set(done))}"
+        done.extend(ready)

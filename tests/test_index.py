@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 
 from conftest import data_path
 from imagelearn.cli.main import main
+from imagelearn.data.opencv_xml import read_opencv_matrix
 from imagelearn.retrieval import Index, IndexParams, build_index, ukbench_ground_truth
 from imagelearn.retrieval.evaluation import evaluate_index
 from imagelearn.retrieval.verification import project_corners
@@ -24,13 +24,6 @@ UKBENCH_PARAMS = IndexParams(
     train_descriptors_per_image=200,
     batch_size=250,
 )
-
-
-def read_opencv_matrix(path: Path, name: str) -> np.ndarray:
-    """A matrix from an OpenCV FileStorage XML file (OpenCV 5 fails on the graf file's layout)."""
-    node = ElementTree.parse(path).getroot().find(name)
-    rows, cols = int(node.findtext("rows")), int(node.findtext("cols"))
-    return np.array(node.findtext("data").split(), dtype=np.float64).reshape(rows, cols)
 
 
 @pytest.fixture(scope="session")

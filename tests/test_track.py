@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,33 +12,16 @@ from PIL import Image
 from conftest import data_path
 from imagelearn.cli.main import main
 from imagelearn.core.images import load_image
-from imagelearn.retrieval.tracking import ObjectTracker, read_frames, read_otb_boxes, success_rate
-
-FRAME_SIZE = (320, 240)
+from imagelearn.evaluation.tracking import success_rate
+from imagelearn.tracking import ObjectTracker, TrackResult, read_frames, read_otb_boxes, video_run
+from imagelearn.tracking.synthetic import moving_object_video
 
 
 def _synthetic_video(n_frames: int = 16) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
     """The box photo moving, growing and turning over real flower photos; true corners per frame."""
     photo = load_image(data_path("multiview", "opencv", "box.png"))
     backgrounds = sorted(data_path("flowers5", "daisy").glob("*.jpg"))[:4]
-    height, width = photo.shape[:2]
-    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
-    frames, truths = [], []
-    for number in range(n_frames):
-        progress = number / (n_frames - 1)
-        background = np.asarray(
-            Image.open(backgrounds[number * len(backgrounds) // n_frames])
-            .convert("RGB")
-            .resize(FRAME_SIZE)
-        )
-        scale, angle = 0.45 + 0.25 * progress, 35.0 * progress
-        centre = (90 + 140 * progress, 100 + 40 * np.sin(3 * progress))
-        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, scale)
-        matrix[:, 2] += np.array(centre) - np.array([width / 2, height / 2])
-        warped = cv2.warpAffine(photo, matrix, FRAME_SIZE, flags=cv2.INTER_AREA)
-        mask = cv2.warpAffine(np.full(photo.shape[:2], 255, np.uint8), matrix, FRAME_SIZE) > 127
-        frames.append(np.where(mask[..., None], warped, background))
-        truths.append(corners @ matrix[:, :2].T + matrix[:, 2])
+    frames, truths = moving_object_video(photo, backgrounds, n_frames)
     return photo, frames, truths
 
 
@@ -64,16 +47,24 @@ def test_a_blank_object_photo_is_refused():
         ObjectTracker().fit(np.full((60, 60, 3), 200, np.uint8))
 
 
-def test_cli_writes_csv_and_gif(tmp_path, capsys):
-    photo, frames, _ = _synthetic_video(6)
+def _frames_folder(tmp_path: Path, n_frames: int) -> tuple[Path, Path, list[np.ndarray]]:
+    """The synthetic video written as a folder of PNG frames, the object photo and the truth."""
+    photo, frames, truths = _synthetic_video(n_frames)
     folder = tmp_path / "frames"
     folder.mkdir()
     for number, frame in enumerate(frames):
         Image.fromarray(frame).save(folder / f"{number:04d}.png")
     Image.fromarray(photo).save(tmp_path / "object.png")
+    return folder, tmp_path / "object.png", truths
+
+
+@pytest.mark.parametrize("verb", [["video"], []], ids=["track video", "verb-less track"])
+def test_cli_writes_csv_and_gif(tmp_path, capsys, verb):
+    folder, _, _ = _frames_folder(tmp_path, 6)
     code = main(
         [
             "track",
+            *verb,
             str(folder),
             "--query",
             str(tmp_path / "object.png"),
@@ -87,6 +78,30 @@ def test_cli_writes_csv_and_gif(tmp_path, capsys):
     rows = list(csv.DictReader((tmp_path / "track.csv").open()))
     assert len(rows) == 6 and float(rows[0]["w"]) > 50 and rows[0]["h33"]
     assert (tmp_path / "track.gif").read_bytes()[:3] == b"GIF"
+
+
+def test_video_run_tracks_crops_and_scores_from_python(tmp_path):
+    folder, photo, truths = _frames_folder(tmp_path, 5)
+    boxes = [(*truth.min(axis=0), *(truth.max(axis=0) - truth.min(axis=0))) for truth in truths]
+    truth_file = tmp_path / "groundtruth_rect.txt"  # OTB boxes are 1-based
+    truth_file.write_text("".join(f"{x + 1},{y + 1},{w},{h}\n" for x, y, w, h in boxes))
+    result = video_run(
+        folder,
+        photo,
+        ObjectTracker(min_inliers=8),
+        csv=tmp_path / "track.csv",
+        truth=truth_file,
+        max_frames=4,
+    )
+    assert isinstance(result, TrackResult) and len(result.frames) == 4 and result.n_found == 4
+    assert result.csv == tmp_path / "track.csv" and result.out is None
+    assert result.success_rate == 1.0
+    with pytest.raises(AttributeError):
+        result.csv = None  # a frozen result
+    whole = Image.open(photo).size
+    cropped = video_run(folder, photo, roi=(0, 0, whole[0] // 2, whole[1]), max_frames=2)
+    box = cropped.frames[0].box
+    assert cropped.n_found == 2 and box[2] < 0.75 * boxes[0][2], "the ROI half is found"
 
 
 def test_otb_girl_first_frames_and_the_video_reader():

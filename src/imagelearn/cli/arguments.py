@@ -85,7 +85,9 @@ def add_format(
     parser: argparse.ArgumentParser, choices: tuple[str, ...] = ("text", "json")
 ) -> None:
     """``--format``: how the result is printed (old spelling of ``--format json``: ``--json``)."""
-    parser.add_argument("--format", choices=choices, default=choices[0], help="output format")
+    parser.add_argument(
+        "--format", choices=choices, default=choices[0], help="output format (default %(default)s)"
+    )
     parser.add_argument(
         "--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS
     )

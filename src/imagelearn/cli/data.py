@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from imagelearn.cli.arguments import add_n_jobs, add_source, add_verbs, json_text
+from imagelearn.cli.arguments import add_format, add_n_jobs, add_source, add_verbs, json_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,8 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_source(
         check, help="a folder (class sub-folders, split folders or flat) or a CSV of path,label"
     )
-    check.add_argument("--json", action="store_true", help="print the report as JSON")
-    add_n_jobs(check, help="processes (-1: all cores)")
+    add_format(check)
+    add_n_jobs(check, help="parallel workers (default -1: one per core)")
     check.set_defaults(handler=run_check)
 
 
@@ -33,7 +33,7 @@ def run_check(arguments: argparse.Namespace) -> int:
     reports = {str(split.name): check_collection(split, arguments.n_jobs) for split in splits} or {
         str(source): check_collection(source, arguments.n_jobs)
     }
-    if arguments.json:
+    if arguments.format == "json":
         print(json_text({name: report.as_dict() for name, report in reports.items()}), end="")
     else:
         for name, report in reports.items():

@@ -1,61 +1,65 @@
-"""``imagelearn track VIDEO --query OBJECT.jpg``: follow one object through a video."""
+"""``imagelearn track video VIDEO --query OBJECT.jpg``: follow one object through a video."""
 
 from __future__ import annotations
 
 import argparse
 
 from imagelearn.cli.arguments import roi
+from imagelearn.cli.verbs import add_verbs_with_default
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    track = subparsers.add_parser("track", help="find an object photo in every frame of a video")
-    track.add_argument("video", help="a video file, or a folder of frames in name order")
-    track.add_argument("--query", required=True, help="photo of the object")
-    track.add_argument("--roi", type=roi, help="x,y,w,h: the object's part of the query photo")
-    track.add_argument("--csv", help="per-frame boxes, confidence and homographies (CSV)")
-    track.add_argument("--out", help="annotated video (.mp4, .avi) or animated GIF (.gif)")
-    track.add_argument(
+    verbs = add_verbs_with_default(
+        subparsers, "track", help="find an object photo in every frame of a video", default="video"
+    )
+    video = verbs.add_parser(
+        "video",
+        help="follow the object through one video (or a folder of frames)",
+    )
+    video.add_argument("video", help="a video file, or a folder of frames in name order")
+    video.add_argument("--query", required=True, help="photo of the object")
+    video.add_argument("--roi", type=roi, help="x,y,w,h: the object's part of the query photo")
+    video.add_argument("--csv", help="per-frame boxes, confidence and homographies (CSV)")
+    video.add_argument("--out", help="annotated video (.mp4, .avi) or animated GIF (.gif)")
+    video.add_argument(
         "--truth", help="OTB groundtruth_rect.txt: print the success rate (IoU > 0.5)"
     )
-    track.add_argument("--max-frames", type=int, help="stop after this many frames")
-    track.add_argument("--detector", default="rootsift")
-    track.add_argument("--min-inliers", type=int, default=10)
-    track.add_argument("--fps", type=float, default=10.0, help="frame rate of --out")
-    track.set_defaults(handler=run_track)
-
-
-def run_track(arguments: argparse.Namespace) -> int:
-    from imagelearn.core.images import load_image
-    from imagelearn.core.progress import progress
-    from imagelearn.retrieval.tracking import (
-        ObjectTracker,
-        annotate,
-        read_frames,
-        read_otb_boxes,
-        success_rate,
-        write_annotated,
-        write_track_csv,
+    video.add_argument("--max-frames", type=int, help="stop after this many frames (default: all)")
+    video.add_argument(
+        "--detector", default="rootsift", help="local feature detector (default %(default)s)"
     )
+    video.add_argument(
+        "--min-inliers",
+        type=int,
+        default=10,
+        help="inliers needed to accept a frame's homography (default %(default)s)",
+    )
+    video.add_argument(
+        "--fps", type=float, default=10.0, help="frame rate of --out (default %(default)s)"
+    )
+    video.set_defaults(handler=run_video)
 
-    photo = load_image(arguments.query)
-    if arguments.roi:
-        x, y, width, height = arguments.roi
-        photo = photo[max(0, y) : y + height, max(0, x) : x + width]
-    tracker = ObjectTracker(arguments.detector, min_inliers=arguments.min_inliers).fit(photo)
-    tracked, annotated = [], []
-    frames = read_frames(arguments.video, arguments.max_frames)
-    for number, frame in enumerate(progress(frames, "frames", unit="frame")):
-        tracked.append(tracker.update(frame, number))
-        if arguments.out:
-            annotated.append(annotate(frame, tracked[-1]))
-    found = sum(t.homography is not None for t in tracked)
-    print(f"frames: {len(tracked)}")
-    print(f"found: {found} ({found / max(1, len(tracked)):.1%})")
-    if arguments.csv:
-        print(f"csv: {write_track_csv(tracked, arguments.csv)}")
-    if arguments.out and annotated:
-        print(f"annotated: {write_annotated(annotated, arguments.out, arguments.fps)}")
-    if arguments.truth:
-        truth = read_otb_boxes(arguments.truth)
-        print(f"success rate (IoU > 0.5): {success_rate([t.box for t in tracked], truth):.3f}")
-    return 0 if found else 1
+
+def run_video(arguments: argparse.Namespace) -> int:
+    from imagelearn.tracking import ObjectTracker, video_run
+
+    result = video_run(
+        arguments.video,
+        arguments.query,
+        ObjectTracker(arguments.detector, min_inliers=arguments.min_inliers),
+        roi=arguments.roi,
+        csv=arguments.csv,
+        out=arguments.out,
+        truth=arguments.truth,
+        max_frames=arguments.max_frames,
+        fps=arguments.fps,
+    )
+    print(f"frames: {len(result.frames)}")
+    print(f"found: {result.n_found} ({result.n_found / max(1, len(result.frames)):.1%})")
+    if result.csv is not None:
+        print(f"csv: {result.csv}")
+    if result.out is not None:
+        print(f"annotated: {result.out}")
+    if result.success_rate is not None:
+        print(f"success rate (IoU > 0.5): {result.success_rate:.3f}")
+    return 0 if result.n_found else 1

@@ -1,134 +1,14 @@
-"""``imagelearn cluster``: describe a collection, group it, and write what a person needs to look at."""
+"""Moved to :mod:`imagelearn.cluster.runs`; kept so that old imports still work."""
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import os
-import shutil
-from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
-import numpy as np
+from imagelearn.cluster.runs import ORGANIZE, fit_run, organize_into_folders
 
-from imagelearn.cluster.algorithms import ImageClusterer
-from imagelearn.cluster.descriptors import describe_images
-from imagelearn.cluster.duplicates import near_duplicate_groups
-from imagelearn.cluster.metrics import clustering_agreement
-from imagelearn.cluster.report import embedding_map, html_report, montage, silhouette_plot
-from imagelearn.core.bundle import atomic_write_json, atomic_write_text
-from imagelearn.core.tables import rows_to_csv
-from imagelearn.data import DatasetError, load_dataset
-
-log = logging.getLogger(__name__)
-
-ORGANIZE = (None, "link", "move")
+__all__ = ["ORGANIZE", "cluster_collection", "organize_into_folders"]
 
 
-def _exact_duplicates(paths: list[Path]) -> list[list[str]]:
-    by_hash: dict[str, list[str]] = defaultdict(list)
-    for path in paths:
-        by_hash[hashlib.sha256(path.read_bytes()).hexdigest()].append(str(path))
-    return [group for group in by_hash.values() if len(group) > 1]
-
-
-def organize_into_folders(paths: list[Path], labels: np.ndarray, out: Path, how: str) -> None:
-    """Symlink (``link``) or move (``move``) each image into ``out/cluster_XX/`` (HDBSCAN noise: ``out/noise/``)."""
-    for path, label in zip(paths, labels, strict=True):
-        folder = out / ("noise" if label < 0 else f"cluster_{label:02d}")
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / path.name
-        suffix = 1
-        while target.exists() or target.is_symlink():
-            target = folder / f"{path.stem}_{suffix}{path.suffix}"
-            suffix += 1
-        if how == "link":
-            target.symlink_to(path.resolve())
-        else:
-            shutil.move(str(path), target)
-
-
-def cluster_collection(
-    source: str | os.PathLike,
-    out: str | os.PathLike,
-    descriptor: str = "cnn",
-    clusterer: ImageClusterer | None = None,
-    evaluate: bool = False,
-    organize: str | None = None,
-    duplicate_threshold: float = 0.95,
-    n_jobs: int = -1,
-) -> dict[str, Any]:
-    """Cluster the images under ``source`` and write the results into ``out``.
-
-    Writes ``clusters.csv`` (path, cluster, distance), ``montage_XX.png`` per cluster,
-    ``map.png``, ``silhouette.png`` (k auto), ``duplicates.json``, ``report.html`` and, with
-    ``evaluate`` (class sub-folders needed), ``metrics.json`` with ``ari``, ``nmi``, ``purity``.
-    Returns the summary dict.
-    """
-    if organize not in ORGANIZE:
-        raise ValueError(f"organize must be one of {ORGANIZE}, got {organize!r}")
-    out = Path(out)
-    dataset = load_dataset(source)
-    if len(dataset) < 2:
-        raise DatasetError(f"{source}: found {len(dataset)} image(s); clustering needs at least 2")
-    if evaluate and not dataset.is_labeled:
-        raise DatasetError(f"{source}: --evaluate needs class sub-folders (or a CSV with labels)")
-    vectors, skipped = describe_images(dataset.paths, descriptor, n_jobs)
-    unreadable = {path for path, _ in skipped}
-    kept = [i for i, path in enumerate(dataset.paths) if str(path) not in unreadable]
-    paths = [dataset.paths[i] for i in kept]
-    for path, reason in skipped:
-        log.warning("skipped %s: %s", path, reason)
-    model = (clusterer or ImageClusterer()).fit(vectors)
-    rows = [
-        {"path": str(path), "cluster": int(label), "distance": float(distance)}
-        for path, label, distance in zip(paths, model.labels_, model.distances_, strict=True)
-    ]
-    atomic_write_text(out / "clusters.csv", rows_to_csv(rows))
-    sizes = [int(np.sum(model.labels_ == c)) for c in range(model.n_clusters_)]
-    for cluster in range(model.n_clusters_):
-        members = np.flatnonzero(model.labels_ == cluster)
-        closest_first = members[np.argsort(model.distances_[members])]
-        montage([paths[i] for i in closest_first], out / f"montage_{cluster:02d}.png")
-    images = {"2-D map": "map.png"}
-    embedding_map(model.reduced_, model.labels_, out / "map.png")
-    summary: dict[str, Any] = {
-        "n_images": len(paths),
-        "n_clusters": model.n_clusters_,
-        "descriptor": descriptor,
-        "method": model.method,
-        "noise": int(np.sum(model.labels_ < 0)),
-        "skipped": [{"path": p, "reason": r} for p, r in skipped],
-    }
-    if hasattr(model, "silhouette_curve_"):
-        silhouette_plot(model.silhouette_curve_, model.n_clusters_, out / "silhouette.png")
-        images["silhouette against k"] = "silhouette.png"
-        summary["silhouette_curve"] = {str(k): v for k, v in model.silhouette_curve_.items()}
-    duplicates = {
-        "exact": _exact_duplicates(paths),
-        "near": [
-            [str(paths[i]) for i in group]
-            for group in near_duplicate_groups(model.reduced_, duplicate_threshold)
-        ],
-        "near_threshold_cosine": duplicate_threshold,
-    }
-    atomic_write_json(out / "duplicates.json", duplicates)
-    summary["near_duplicate_groups"] = len(duplicates["near"])
-    if evaluate:
-        truth = dataset.labels[kept]
-        summary.update(clustering_agreement(truth, model.labels_))
-        atomic_write_json(
-            out / "metrics.json",
-            {
-                k: summary[k]
-                for k in ("ari", "nmi", "purity", "n_images", "n_clusters", "descriptor", "method")
-            },
-        )
-    atomic_write_json(out / "summary.json", summary)
-    html_report(
-        out, {k: v for k, v in summary.items() if not isinstance(v, list | dict)}, sizes, images
-    )
-    if organize:
-        organize_into_folders(paths, model.labels_, out, organize)
-    return summary
+def cluster_collection(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """:func:`~imagelearn.cluster.runs.fit_run`'s ``summary`` (the old name and return type)."""
+    return fit_run(*args, **kwargs).summary

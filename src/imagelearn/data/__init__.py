@@ -1,13 +1,9 @@
 """Reading image collections: class folders, flat folders, CSV lists and split folders."""
 
 from imagelearn.data.check import CollectionReport, check_collection
-from imagelearn.data.collection import (
-    DatasetError,
-    ImageDataset,
-    find_images,
-    load_dataset,
-    load_splits,
-)
+from imagelearn.data.collection import find_images, load_dataset, load_splits
+from imagelearn.data.dataset import DatasetError, ImageDataset
+from imagelearn.data.idx import load_fashion_mnist, read_idx
 from imagelearn.data.split import stratified_split
 
 __all__ = [
@@ -17,6 +13,8 @@ __all__ = [
     "check_collection",
     "find_images",
     "load_dataset",
+    "load_fashion_mnist",
     "load_splits",
+    "read_idx",
     "stratified_split",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from imagelearn.data.collection import DatasetError, ImageDataset
+from imagelearn.data.dataset import DatasetError, ImageDataset
 
 
 def stratified_split(

@@ -1,0 +1,27 @@
+"""Following one object through a video by recognising its photo in every frame.
+
+>>> from imagelearn.tracking import ObjectTracker, video_run
+>>> video_run("clip.mp4", "object.jpg", csv="track.csv").n_found  # doctest: +SKIP
+"""
+
+from imagelearn.tracking.runs import TrackResult, video_run
+from imagelearn.tracking.tracker import ObjectTracker, TrackedFrame
+from imagelearn.tracking.video import (
+    annotate,
+    read_frames,
+    read_otb_boxes,
+    write_annotated,
+    write_track_csv,
+)
+
+__all__ = [
+    "ObjectTracker",
+    "TrackResult",
+    "TrackedFrame",
+    "annotate",
+    "read_frames",
+    "read_otb_boxes",
+    "video_run",
+    "write_annotated",
+    "write_track_csv",
+]

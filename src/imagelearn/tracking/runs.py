@@ -1,0 +1,102 @@
+"""Tracking one object through a video, from the object photo to the written outputs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagelearn.core.images import load_image
+from imagelearn.core.progress import progress
+from imagelearn.evaluation.tracking import success_rate
+from imagelearn.tracking.tracker import ObjectTracker, TrackedFrame
+from imagelearn.tracking.video import (
+    annotate,
+    read_frames,
+    read_otb_boxes,
+    write_annotated,
+    write_track_csv,
+)
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    """What :func:`video_run` found and wrote.
+
+    Attributes
+    ----------
+    frames : tuple of TrackedFrame
+        One estimate per frame read, in order.
+    csv : Path or None
+        The per-frame CSV, when asked for.
+    out : Path or None
+        The annotated video or GIF, when asked for.
+    success_rate : float or None
+        OTB success rate (IoU > 0.5) against ``truth``, when given.
+    """
+
+    frames: tuple[TrackedFrame, ...]
+    csv: Path | None = None
+    out: Path | None = None
+    success_rate: float | None = None
+
+    @property
+    def n_found(self) -> int:
+        """Frames in which the object was found."""
+        return sum(frame.homography is not None for frame in self.frames)
+
+
+def video_run(
+    video: str | os.PathLike,
+    query: str | os.PathLike,
+    tracker: ObjectTracker | None = None,
+    roi: tuple[int, int, int, int] | None = None,
+    csv: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    truth: str | os.PathLike | None = None,
+    max_frames: int | None = None,
+    fps: float = 10.0,
+) -> TrackResult:
+    """Find the object photo ``query`` in every frame of ``video`` and write what was asked for.
+
+    Parameters
+    ----------
+    video : path
+        A video file, or a folder of frames in name order.
+    query : path
+        Photo of the object.
+    tracker : ObjectTracker, optional
+        Unfitted; it is fitted on the photo (default: ``ObjectTracker()``).
+    roi : (x, y, width, height), optional
+        The object's part of the photo, pixels.
+    csv : path, optional
+        Where to write per-frame boxes, confidence and homographies.
+    out : path, optional
+        Where to write the annotated frames: ``.mp4``, ``.avi`` or ``.gif``.
+    truth : path, optional
+        OTB ``groundtruth_rect.txt``: the result's ``success_rate`` is measured against it.
+    max_frames : int, optional
+        Stop after this many frames.
+    fps : float
+        Frame rate of ``out``.
+    """
+    truth_boxes = read_otb_boxes(truth) if truth is not None else None
+    photo = load_image(query)
+    if roi is not None:
+        x, y, width, height = roi
+        photo = photo[max(0, y) : y + height, max(0, x) : x + width]
+    tracker = (tracker or ObjectTracker()).fit(photo)
+    tracked, annotated = [], []
+    frames = progress(read_frames(video, max_frames), "frames", unit="frame")
+    for number, frame in enumerate(frames):
+        tracked.append(tracker.update(frame, number))
+        if out is not None:
+            annotated.append(annotate(frame, tracked[-1]))
+    return TrackResult(
+        frames=tuple(tracked),
+        csv=write_track_csv(tracked, csv) if csv is not None else None,
+        out=write_annotated(annotated, out, fps) if annotated else None,
+        success_rate=(
+            success_rate([t.box for t in tracked], truth_boxes) if truth_boxes is not None else None
+        ),
+    )
