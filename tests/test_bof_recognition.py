@@ -57,8 +57,9 @@ def flowers_subset(tmp_path_factory) -> str:
 def trained_run(flowers_subset, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "flowers"
     model = BofClassifier(channels=SMALL_CHANNELS, cache_dir=tmp_path_factory.mktemp("cache"))
-    metrics = train_run(flowers_subset, out, model, test_size=0.3, seed=0)
-    return out, metrics
+    result = train_run(flowers_subset, out, model, test_size=0.3, random_state=0)
+    assert result.out == out and result.model is model
+    return out, result.metrics
 
 
 def test_held_out_accuracy_on_real_flowers_is_above_floor(trained_run):
@@ -84,10 +85,12 @@ def test_saved_model_predicts_like_the_trained_one(trained_run, flowers_subset):
     assert manifest["class_names"] == ["daisy", "dandelion", "rose", "sunflower", "tulip"]
     split = json.loads((out / "split.json").read_text())
     held_out = [path for path, _ in split["held_out"][:10]]
-    rows = predict_images(out, held_out)
+    predictions = predict_images(out, held_out)
     features, _ = model.extract(held_out)
     labels = model.labels_from_scores(model.decision_function_features(features))
-    assert [row["label"] for row in rows] == [manifest["class_names"][label] for label in labels]
+    assert [image.label for image in predictions.images] == [
+        manifest["class_names"][label] for label in labels
+    ]
 
 
 def test_predict_cli_reports_unreadable_files_by_name(trained_run, tmp_path, capsys):
@@ -132,10 +135,10 @@ def test_sweep_measures_each_vocabulary_size(flowers_subset, tmp_path):
         tmp_path,
         [16, 64],
         [{"detector": "dense_rootsift", "pyramid": (1,), "sample_size": 20_000}],
-    )
-    assert [row["n_words"] for row in rows] == [16, 64]
-    assert rows[1]["model_bytes"] > rows[0]["model_bytes"]
-    assert all(0.2 < row["accuracy"] <= 1.0 for row in rows)
+    ).rows
+    assert [row.n_words for row in rows] == [16, 64]
+    assert rows[1].model_bytes > rows[0].model_bytes
+    assert all(0.2 < row.accuracy <= 1.0 for row in rows)
     assert (tmp_path / "sweep.png").is_file() and (tmp_path / "sweep.csv").is_file()
 
 

@@ -50,7 +50,10 @@ def add_output_dir(
 def add_split_options(parser: argparse.ArgumentParser) -> None:
     """``--test-size`` and ``--seed`` of the held-out split."""
     parser.add_argument(
-        "--test-size", type=float, default=0.3, help="held-out fraction when no split is given"
+        "--test-size",
+        type=float,
+        default=0.3,
+        help="held-out fraction when no split is given (default: %(default)s)",
     )
     add_random_state(parser)
 
@@ -60,7 +63,9 @@ def add_alias(parser: argparse.ArgumentParser, old: str, dest: str, **options: A
 
     ``options`` are the new option's (``type``, ``action``...), without default or help.
     """
-    parser.add_argument(old, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **options)
+    parser.add_argument(
+        old, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **options
+    )
 
 
 def add_random_state(parser: argparse.ArgumentParser) -> None:
@@ -79,9 +84,13 @@ def add_n_jobs(parser: argparse.ArgumentParser, help: str | None = None) -> None
     add_alias(parser, "--jobs", "n_jobs", type=int)
 
 
-def add_format(parser: argparse.ArgumentParser, choices: tuple[str, ...] = ("text", "json")) -> None:
+def add_format(
+    parser: argparse.ArgumentParser, choices: tuple[str, ...] = ("text", "json")
+) -> None:
     """``--format``: how the result is printed (old spelling of ``--format json``: ``--json``)."""
-    parser.add_argument("--format", choices=choices, default=choices[0], help="output format")
+    parser.add_argument(
+        "--format", choices=choices, default=choices[0], help="output format (default: %(default)s)"
+    )
     parser.add_argument(
         "--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS
     )
@@ -109,7 +118,9 @@ def add_backbone_options(
     ``image_size`` None means the size the backbone's weights were trained at.
     """
     parser.add_argument(
-        "--backbone", default=DEFAULT_BACKBONE, help="registry name (see `classify backbones`)"
+        "--backbone",
+        default=DEFAULT_BACKBONE,
+        help="registry name, see `classify backbones` (default: %(default)s)",
     )
     if training:
         parser.add_argument(
@@ -123,7 +134,9 @@ def add_backbone_options(
         + ("(default: the weights')" if image_size is None else f"(default {image_size})"),
     )
     if training:
-        parser.add_argument("--batch-size", type=int, default=32)
+        parser.add_argument(
+            "--batch-size", type=int, default=32, help="images per batch (default: %(default)s)"
+        )
 
 
 def add_prediction_arguments(parser: argparse.ArgumentParser, model_help: str) -> None:
