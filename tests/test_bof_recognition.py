@@ -11,7 +11,13 @@ import pytest
 
 from conftest import data_path
 from imagelearn.bof.recognition import BofClassifier
-from imagelearn.bof.runs import predict_images, sweep_vocabulary, train_run
+from imagelearn.bof.runs import (
+    evaluate_run,
+    make_channels,
+    predict_images,
+    sweep_vocabulary,
+    train_run,
+)
 from imagelearn.cli.main import main
 from imagelearn.core.bundle import BundleError
 
@@ -111,6 +117,40 @@ def test_evaluate_cli_writes_metrics(trained_run, flowers_subset, tmp_path):
     evaluation = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert evaluation["n_images"] == 250
     assert evaluation["accuracy"] >= metrics["accuracy"], "training images are part of this set"
+
+
+def test_evaluate_run_writes_into_the_run_by_default(trained_run, flowers_subset):
+    out, metrics = trained_run
+    result = evaluate_run(out, flowers_subset)
+    assert result.out == out / "evaluation" and result.n_images == 250
+    assert result.accuracy >= metrics["accuracy"] and result.skipped == []
+    assert json.loads((result.out / "metrics.json").read_text()) == result.metrics
+
+
+def test_make_channels_builds_the_default_model_and_the_sweep_channel():
+    shared = {"pyramid": (1, 2), "assignment": "soft", "sample_size": 200_000}
+    assert make_channels() == [
+        {
+            "detector": "dense_rootsift",
+            "detector_params": {"step": 4},
+            "n_words": 2000,
+            "vocabulary": "kmeans",
+            **shared,
+        },
+        {"detector": "dense_lab", "detector_params": {"step": 4}, "n_words": 256, **shared},
+    ]
+    assert make_channels("sift", n_words=300, color_n_words=0, vocabulary="tree") == [
+        {
+            "detector": "sift",
+            "detector_params": None,
+            "n_words": 300,
+            "vocabulary": "tree",
+            **shared,
+        }
+    ]
+    assert make_channels(
+        color_n_words=0, pyramid=[1], assignment=None, step=None, sample_size=None
+    ) == [{"detector": "dense_rootsift", "n_words": 2000, "vocabulary": "kmeans", "pyramid": (1,)}]
 
 
 def test_loading_a_corrupt_or_foreign_bundle_fails_clearly(trained_run, tmp_path):
