@@ -215,7 +215,7 @@ def _transfer_sample() -> dict:
             Path(scratch) / "sample.csv",
             epochs=5,
             image_size=96,
-            out_dir=RESULTS / "transfer_flowers5_sample",
+            out=RESULTS / "transfer_flowers5_sample",
         )
         return {
             "seconds": round(time.perf_counter() - started, 1),

@@ -35,8 +35,8 @@ def run(name: str, data: Path, channels: list[dict], scratch: Path) -> dict:
         scratch / name.replace(" ", "_"),
         BofClassifier(channels=channels),
         test_size=0.3,
-        seed=0,
-    )
+        random_state=0,
+    ).metrics
     return {
         "data": data.name,
         "model": name,

@@ -11,7 +11,13 @@ import pytest
 
 from conftest import data_path
 from imagelearn.bof.recognition import BofClassifier
-from imagelearn.bof.runs import predict_images, sweep_vocabulary, train_run
+from imagelearn.bof.runs import (
+    evaluate_run,
+    make_channels,
+    predict_images,
+    sweep_vocabulary,
+    train_run,
+)
 from imagelearn.cli.main import main
 from imagelearn.core.bundle import BundleError
 
@@ -57,8 +63,9 @@ def flowers_subset(tmp_path_factory) -> str:
 def trained_run(flowers_subset, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "flowers"
     model = BofClassifier(channels=SMALL_CHANNELS, cache_dir=tmp_path_factory.mktemp("cache"))
-    metrics = train_run(flowers_subset, out, model, test_size=0.3, seed=0)
-    return out, metrics
+    result = train_run(flowers_subset, out, model, test_size=0.3, random_state=0)
+    assert result.out == out and result.model is model
+    return out, result.metrics
 
 
 def test_held_out_accuracy_on_real_flowers_is_above_floor(trained_run):
@@ -84,10 +91,12 @@ def test_saved_model_predicts_like_the_trained_one(trained_run, flowers_subset):
     assert manifest["class_names"] == ["daisy", "dandelion", "rose", "sunflower", "tulip"]
     split = json.loads((out / "split.json").read_text())
     held_out = [path for path, _ in split["held_out"][:10]]
-    rows = predict_images(out, held_out)
+    predictions = predict_images(out, held_out)
     features, _ = model.extract(held_out)
     labels = model.labels_from_scores(model.decision_function_features(features))
-    assert [row["label"] for row in rows] == [manifest["class_names"][label] for label in labels]
+    assert [image.label for image in predictions.images] == [
+        manifest["class_names"][label] for label in labels
+    ]
 
 
 def test_predict_cli_reports_unreadable_files_by_name(trained_run, tmp_path, capsys):
@@ -108,6 +117,40 @@ def test_evaluate_cli_writes_metrics(trained_run, flowers_subset, tmp_path):
     evaluation = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert evaluation["n_images"] == 250
     assert evaluation["accuracy"] >= metrics["accuracy"], "training images are part of this set"
+
+
+def test_evaluate_run_writes_into_the_run_by_default(trained_run, flowers_subset):
+    out, metrics = trained_run
+    result = evaluate_run(out, flowers_subset)
+    assert result.out == out / "evaluation" and result.n_images == 250
+    assert result.accuracy >= metrics["accuracy"] and result.skipped == []
+    assert json.loads((result.out / "metrics.json").read_text()) == result.metrics
+
+
+def test_make_channels_builds_the_default_model_and_the_sweep_channel():
+    shared = {"pyramid": (1, 2), "assignment": "soft", "sample_size": 200_000}
+    assert make_channels() == [
+        {
+            "detector": "dense_rootsift",
+            "detector_params": {"step": 4},
+            "n_words": 2000,
+            "vocabulary": "kmeans",
+            **shared,
+        },
+        {"detector": "dense_lab", "detector_params": {"step": 4}, "n_words": 256, **shared},
+    ]
+    assert make_channels("sift", n_words=300, color_n_words=0, vocabulary="tree") == [
+        {
+            "detector": "sift",
+            "detector_params": None,
+            "n_words": 300,
+            "vocabulary": "tree",
+            **shared,
+        }
+    ]
+    assert make_channels(
+        color_n_words=0, pyramid=[1], assignment=None, step=None, sample_size=None
+    ) == [{"detector": "dense_rootsift", "n_words": 2000, "vocabulary": "kmeans", "pyramid": (1,)}]
 
 
 def test_loading_a_corrupt_or_foreign_bundle_fails_clearly(trained_run, tmp_path):
@@ -132,10 +175,10 @@ def test_sweep_measures_each_vocabulary_size(flowers_subset, tmp_path):
         tmp_path,
         [16, 64],
         [{"detector": "dense_rootsift", "pyramid": (1,), "sample_size": 20_000}],
-    )
-    assert [row["n_words"] for row in rows] == [16, 64]
-    assert rows[1]["model_bytes"] > rows[0]["model_bytes"]
-    assert all(0.2 < row["accuracy"] <= 1.0 for row in rows)
+    ).rows
+    assert [row.n_words for row in rows] == [16, 64]
+    assert rows[1].model_bytes > rows[0].model_bytes
+    assert all(0.2 < row.accuracy <= 1.0 for row in rows)
     assert (tmp_path / "sweep.png").is_file() and (tmp_path / "sweep.csv").is_file()
 
 

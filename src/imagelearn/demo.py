@@ -24,27 +24,27 @@ def run_bof(data: Path, out: Path) -> None:
     grey, colour = DEFAULT_CHANNELS
     # the default model with vocabularies sized for 85 training images
     model = BofClassifier(channels=[{**grey, "n_words": 300}, {**colour, "n_words": 64}])
-    metrics = train_run(data, out / "bof", model, test_size=0.3, seed=0)
+    result = train_run(data, out / "bof", model, test_size=0.3, random_state=0)
     print(
-        f"Bag of Features on {data.name}: held-out accuracy {metrics['accuracy']:.3f} "
-        f"({metrics['n_images']} test images, {time.perf_counter() - start:.0f} s)"
+        f"Bag of Features on {data.name}: held-out accuracy {result.accuracy:.3f} "
+        f"({result.n_images} test images, {time.perf_counter() - start:.0f} s)"
     )
     print(
-        f"  model and report: {out / 'bof'} (metrics.json, confusion_matrix.png, misclassified.csv)"
+        f"  model and report: {result.out} (metrics.json, confusion_matrix.png, misclassified.csv)"
     )
 
 
 def run_transfer(data: Path, out: Path) -> None:
     """Scratch vs ImageNet transfer (features, finetune) on the same split: start, slope, asymptote."""
-    from imagelearn.classify import compare_transfer
+    from imagelearn.classify.runs import compare_transfer
 
     start = time.perf_counter()
     report = compare_transfer(
-        data, fractions=(0.25, 1.0), epochs=3, image_size=96, out_dir=out / "transfer"
+        data, fractions=(0.25, 1.0), epochs=3, image_size=96, out=out / "transfer"
     )
     print(f"\nTransfer learning, measured on {data.name} ({time.perf_counter() - start:.0f} s):")
     print(report.table())
-    print(f"  learning curves: {report.plot_path}; numbers: {out / 'transfer' / 'transfer.json'}")
+    print(f"  learning curves: {report.plot_path}; numbers: {report.json_path}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
 """Train, evaluate, predict and sweep BoF classifiers on image collections, writing run directories.
 
+One function per ``imagelearn bof`` verb; each returns a frozen result and prints nothing.
 A run directory is the saved model bundle (``manifest.json`` + ``arrays.safetensors``) plus
 ``metrics.json``, ``confusion_matrix.png``, ``misclassified.csv`` and ``split.json``.
 """
@@ -11,6 +12,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,159 @@ from imagelearn.bof.recognition import DEFAULT_CHANNELS, BofClassifier
 from imagelearn.core.bundle import atomic_write_json, atomic_write_text
 from imagelearn.core.plotting import pyplot, save_figure
 from imagelearn.core.tables import rows_to_csv
-from imagelearn.data import ImageDataset, find_images, load_dataset, load_splits
+from imagelearn.data import ImageDataset, load_dataset, load_splits
+from imagelearn.data.inputs import expand_image_inputs
 from imagelearn.data.split import split_record
 from imagelearn.evaluation import write_evaluation
+from imagelearn.evaluation.result import EvaluationResult
 
 log = logging.getLogger(__name__)
+
+#: Vocabulary sizes :func:`sweep_vocabulary` tries when none are given.
+DEFAULT_SWEEP_SIZES = (50, 100, 200, 500, 1000, 2000)
+
+
+@dataclass(frozen=True)
+class TrainResult(EvaluationResult):
+    """A trained and saved model (in ``out``) and its held-out evaluation.
+
+    Attributes
+    ----------
+    model : BofClassifier
+        The fitted model, as saved in ``out``.
+    """
+
+    model: BofClassifier
+
+
+@dataclass(frozen=True)
+class ImagePrediction:
+    """The label of one image, or why it has none.
+
+    Attributes
+    ----------
+    path : str
+    label : str or None
+        Class name; None when the image is unreadable or has no features.
+    score : float or None
+        SVM margin of the chosen class.
+    error : str or None
+        Why the image has no label.
+    """
+
+    path: str
+    label: str | None
+    score: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """One :class:`ImagePrediction` per input image, in input order."""
+
+    images: tuple[ImagePrediction, ...]
+
+    @property
+    def n_labeled(self) -> int:
+        """Images that got a label."""
+        return sum(image.label is not None for image in self.images)
+
+    def as_records(self) -> list[dict[str, Any]]:
+        """One dict per image (``path``, ``label``, ``score``, ``error``), ready for JSON."""
+        return [asdict(image) for image in self.images]
+
+    def to_csv(self) -> str:
+        """CSV text with the columns ``path,label,score,error``."""
+        return rows_to_csv(self.as_records())
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """What one vocabulary size buys and costs.
+
+    Attributes
+    ----------
+    n_words : int
+    accuracy : float
+        Held-out accuracy.
+    vocabulary_s : float
+        Vocabulary build time, seconds.
+    encode_ms_per_image : float
+        Encoding and scoring time per held-out image, milliseconds.
+    model_bytes : int
+        Size of the saved bundle.
+    """
+
+    n_words: int
+    accuracy: float
+    vocabulary_s: float
+    encode_ms_per_image: float
+    model_bytes: int
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The rows of a sweep, in the order of the sizes tried; ``sweep.csv``, ``sweep.json`` and
+    ``sweep.png`` are in ``out``."""
+
+    out: Path
+    rows: tuple[SweepRow, ...]
+
+
+def make_channels(
+    detector: str = "dense_rootsift",
+    n_words: int | None = None,
+    color_n_words: int | None = None,
+    vocabulary: str = "kmeans",
+    pyramid: Sequence[int] = (1, 2),
+    assignment: str | None = "soft",
+    step: int | None = 4,
+    sample_size: int | None = 200_000,
+) -> list[dict[str, Any]]:
+    """The ``channels`` of a :class:`BofClassifier`: ``detector`` words, then Lab color words.
+
+    Parameters
+    ----------
+    detector : str
+        Local feature detector of the first channel (see :mod:`imagelearn.features`).
+    n_words : int or None
+        Vocabulary size of the detector channel; None: the default model's
+        (:data:`~imagelearn.bof.recognition.DEFAULT_CHANNELS`, 2000).
+    color_n_words : int or None
+        Vocabulary size of a ``dense_lab`` color channel added beside it; 0: none; None: the
+        default model's (256).
+    vocabulary : {"kmeans", "tree"}
+        Vocabulary of the detector channel.
+    pyramid : sequence of int
+        Spatial pyramid grid sizes of every channel.
+    assignment : {"hard", "soft"} or None
+    step : int or None
+        Grid spacing of dense detectors, pixels.
+    sample_size : int or None
+        Descriptors sampled to build each vocabulary.
+
+    ``assignment``, ``step`` and ``sample_size`` None leave the
+    :class:`~imagelearn.bof.estimator.BagOfFeatures` (or detector) default.
+    """
+    grey, color = DEFAULT_CHANNELS
+    shared = {"pyramid": tuple(pyramid), "assignment": assignment, "sample_size": sample_size}
+    shared = {key: value for key, value in shared.items() if value is not None}
+    channels = [
+        {
+            "detector": detector,
+            "n_words": grey["n_words"] if n_words is None else n_words,
+            "vocabulary": vocabulary,
+            **shared,
+        }
+    ]
+    if step is not None:
+        channels[0]["detector_params"] = {"step": step} if detector.startswith("dense") else None
+    color_n_words = color["n_words"] if color_n_words is None else color_n_words
+    if color_n_words > 0:
+        channels.append({"detector": "dense_lab", "n_words": color_n_words, **shared})
+        if step is not None:
+            channels[1]["detector_params"] = {"step": step}
+    return channels
 
 
 def _held_out_scores(
@@ -53,17 +203,35 @@ def _evaluate_into(
 def train_run(
     source: str | os.PathLike,
     out: str | os.PathLike,
-    model: BofClassifier,
+    model: BofClassifier | None = None,
     test_size: float = 0.3,
-    seed: int = 0,
+    random_state: int = 0,
     strict: bool = False,
-) -> dict[str, Any]:
+) -> TrainResult:
     """Fit ``model`` on the training part of ``source``, save it to ``out`` and evaluate on the held-out part.
 
-    Returns the metrics written to ``out/metrics.json`` (``accuracy`` = held-out accuracy).
+    Parameters
+    ----------
+    source : path
+        A collection :func:`~imagelearn.data.load_splits` reads: given split folders, or a
+        seeded stratified split holding out ``test_size`` of every class.
+    out : path
+        The run directory.
+    model : BofClassifier, optional
+        Fitted in place; None: ``BofClassifier(random_state=random_state)``.
+    random_state : int
+        Seed of the split.
+    strict : bool
+        Unreadable images raise instead of being skipped (and reported in the metrics).
+
+    Returns
+    -------
+    TrainResult
+        ``metrics`` as written to ``out/metrics.json`` (``accuracy`` = held-out accuracy).
     """
     out = Path(out)
-    train, held_out, how = load_splits(source, test_size=test_size, seed=seed)
+    model = BofClassifier(random_state=random_state) if model is None else model
+    train, held_out, how = load_splits(source, test_size=test_size, seed=random_state)
     log.info(
         "training on %d images of %d classes; holding out %d (%s)",
         len(train),
@@ -85,7 +253,7 @@ def train_run(
         "train_seconds": train_s,
         "timings": model.timings_,
     }
-    return _evaluate_into(out, model, held_out, strict, extra)
+    return TrainResult(out, _evaluate_into(out, model, held_out, strict, extra), model)
 
 
 def evaluate_run(
@@ -93,14 +261,13 @@ def evaluate_run(
     source: str | os.PathLike,
     out: str | os.PathLike | None = None,
     strict: bool = False,
-) -> dict[str, Any]:
+) -> EvaluationResult:
     """Evaluate a saved model on a labelled collection; writes into ``out`` (default ``MODEL/evaluation``)."""
     model, manifest = BofClassifier.load(model_dir)
     dataset = load_dataset(source, manifest["class_names"])
     dataset.require_classes(1, source)
-    return _evaluate_into(
-        Path(out or Path(model_dir) / "evaluation"), model, dataset, strict, {"data": str(source)}
-    )
+    out = Path(out or Path(model_dir) / "evaluation")
+    return EvaluationResult(out, _evaluate_into(out, model, dataset, strict, {"data": str(source)}))
 
 
 def predict_images(
@@ -108,38 +275,27 @@ def predict_images(
     inputs: Sequence[str | os.PathLike],
     strict: bool = False,
     n_jobs: int | None = None,
-) -> list[dict[str, Any]]:
+) -> PredictResult:
     """Label and score for every image in ``inputs`` (files or folders).
 
     ``n_jobs`` overrides the saved model's extraction processes (None keeps them).
-
-    Returns one dict per image: ``path``, ``label`` (None if unreadable), ``score`` (SVM margin
-    of the chosen class) and ``error`` (the reason an image was unreadable, else None).
+    Unreadable images get no label and the reason in ``error``.
     """
     model, manifest = BofClassifier.load(model_dir)
     if n_jobs is not None:
         model.set_params(n_jobs=n_jobs)
     names = manifest["class_names"]
-    paths = [
-        path
-        for item in inputs
-        for path in (find_images(item) if Path(item).is_dir() else [Path(item)])
-    ]
+    paths = expand_image_inputs(inputs)
     features, skipped = model.extract(paths, strict=strict)
     scores = model.decision_function_features(features)
     labels = model.labels_from_scores(scores)
     reasons = dict(skipped)
-    rows = []
+    images = []
     for index, path in enumerate(paths):
         label = int(labels[index])
         if label < 0:
-            rows.append(
-                {
-                    "path": str(path),
-                    "label": None,
-                    "score": None,
-                    "error": reasons.get(str(path), "no features"),
-                }
+            images.append(
+                ImagePrediction(str(path), None, None, reasons.get(str(path), "no features"))
             )
             continue
         score = (
@@ -147,10 +303,8 @@ def predict_images(
         )
         if scores.ndim == 1 and label == model.classes_[0]:
             score = -score
-        rows.append(
-            {"path": str(path), "label": names[label], "score": float(score), "error": None}
-        )
-    return rows
+        images.append(ImagePrediction(str(path), names[label], float(score), None))
+    return PredictResult(tuple(images))
 
 
 def _directory_bytes(directory: Path) -> int:
@@ -160,31 +314,38 @@ def _directory_bytes(directory: Path) -> int:
 def sweep_vocabulary(
     source: str | os.PathLike,
     out: str | os.PathLike,
-    sizes: Sequence[int],
+    n_words: Sequence[int] = DEFAULT_SWEEP_SIZES,
     channels: Sequence[dict[str, Any]] = DEFAULT_CHANNELS[:1],
     test_size: float = 0.3,
-    seed: int = 0,
-    **classifier_params: Any,
-) -> list[dict[str, Any]]:
-    """Measure what the vocabulary size buys: accuracy and costs for each size in ``sizes``.
+    random_state: int = 0,
+    kernel: str = "chi2",
+    C: float = 1.0,
+    n_jobs: int = -1,
+    cache_dir: str | os.PathLike | bool | None = None,
+) -> SweepResult:
+    """Measure what the vocabulary size buys: accuracy and costs for each size in ``n_words``.
 
     Features are extracted once; for each size the first channel's ``n_words`` is set to it.
-    Writes ``sweep.csv`` and ``sweep.png`` into ``out``.
-
-    Returns
-    -------
-    list of dict: ``n_words``, ``accuracy``, ``vocabulary_s`` (build time), ``encode_ms_per_image``,
-    ``model_bytes`` (saved bundle size).
+    ``kernel``, ``C``, ``n_jobs``, ``cache_dir`` and ``random_state`` (also the seed of the
+    split) are the :class:`BofClassifier`'s. Writes ``sweep.csv``, ``sweep.json`` and
+    ``sweep.png`` into ``out``.
     """
     out = Path(out)
-    train, held_out, how = load_splits(source, test_size=test_size, seed=seed)
+    train, held_out, how = load_splits(source, test_size=test_size, seed=random_state)
+    classifier_params = {
+        "kernel": kernel,
+        "C": C,
+        "n_jobs": n_jobs,
+        "cache_dir": cache_dir,
+        "random_state": random_state,
+    }
     base = BofClassifier(channels=list(channels), **classifier_params)
     train_features, _ = base.extract(train.paths)
     test_features, _ = base.extract(held_out.paths)
     rows = []
-    for n_words in sizes:
+    for size in n_words:
         model = BofClassifier(
-            channels=[{**channels[0], "n_words": int(n_words)}, *channels[1:]], **classifier_params
+            channels=[{**channels[0], "n_words": int(size)}, *channels[1:]], **classifier_params
         )
         model.fit_features(train_features, train.labels)
         start = time.perf_counter()
@@ -192,28 +353,29 @@ def sweep_vocabulary(
         encode_s = time.perf_counter() - start
         with tempfile.TemporaryDirectory() as scratch:
             model_bytes = _directory_bytes(model.save(Path(scratch) / "model"))
-        accuracy = float(np.mean(predicted == held_out.labels))
-        rows.append(
-            {
-                "n_words": int(n_words),
-                "accuracy": accuracy,
-                "vocabulary_s": model.timings_["vocabulary_s"],
-                "encode_ms_per_image": 1000.0 * encode_s / max(len(held_out), 1),
-                "model_bytes": model_bytes,
-            }
+        row = SweepRow(
+            n_words=int(size),
+            accuracy=float(np.mean(predicted == held_out.labels)),
+            vocabulary_s=model.timings_["vocabulary_s"],
+            encode_ms_per_image=1000.0 * encode_s / max(len(held_out), 1),
+            model_bytes=model_bytes,
         )
+        rows.append(row)
         log.info(
             "%6d words: accuracy %.3f, vocabulary %.2f s, encoding %.2f ms/image, model %.1f MB",
-            n_words,
-            accuracy,
-            rows[-1]["vocabulary_s"],
-            rows[-1]["encode_ms_per_image"],
+            row.n_words,
+            row.accuracy,
+            row.vocabulary_s,
+            row.encode_ms_per_image,
             model_bytes / 1e6,
         )
-    atomic_write_text(out / "sweep.csv", rows_to_csv(rows))
-    atomic_write_json(out / "sweep.json", {"split": how, "channels": list(channels), "rows": rows})
-    plot_sweep(rows, out / "sweep.png")
-    return rows
+    records = [asdict(row) for row in rows]
+    # the first channel's n_words is what the rows vary
+    swept = [{k: v for k, v in channels[0].items() if k != "n_words"}, *channels[1:]]
+    atomic_write_text(out / "sweep.csv", rows_to_csv(records))
+    atomic_write_json(out / "sweep.json", {"split": how, "channels": swept, "rows": records})
+    plot_sweep(records, out / "sweep.png")
+    return SweepResult(out, tuple(rows))
 
 
 def plot_sweep(rows: Sequence[dict[str, Any]], path: Path) -> None:

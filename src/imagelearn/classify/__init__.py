@@ -6,6 +6,8 @@
 * :mod:`~imagelearn.classify.classifier`: :class:`DeepImageClassifier` (features, finetune, scratch).
 * :mod:`~imagelearn.classify.onnx_export`: :func:`export_onnx` and :class:`OnnxClassifier`.
 * :mod:`~imagelearn.classify.transfer`: :func:`compare_transfer`.
+* :mod:`~imagelearn.classify.runs`: one run function per ``imagelearn classify`` verb
+  (``train_run``, ``predict_images``, ``evaluate_run``, ``export_run``, ``list_backbones``).
 
 PyTorch is imported with this package; the CLI imports it only when a command runs.
 """

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from imagelearn.classify.preprocess import Preprocessing
+from imagelearn.core.errors import ParameterError
 
 
 class Backbone(nn.Module):
@@ -181,12 +182,12 @@ def register(spec: BackboneSpec) -> BackboneSpec:
 
 
 def get_spec(name: str) -> BackboneSpec:
-    """The registry entry for ``name``; ValueError listing the known names otherwise."""
+    """The registry entry for ``name``; :class:`ParameterError` listing the known names otherwise."""
     try:
         return BACKBONES[name]
     except KeyError:
-        raise ValueError(
-            f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}"
+        raise ParameterError(
+            "backbone", f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}"
         ) from None
 
 

@@ -37,8 +37,10 @@ from imagelearn.classify.runtime import configure_torch, single_thread
 from imagelearn.classify.training import EpochLoop, cosine_schedule
 from imagelearn.classify.weights import build_backbone, state_dict_fingerprint
 from imagelearn.core.bundle import load_bundle, save_bundle
+from imagelearn.core.errors import ParameterError
 from imagelearn.core.images import ImageReadError
 from imagelearn.core.progress import progress
+from imagelearn.data.collection import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -202,13 +204,13 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
         :class:`ImageReadError` with ``strict``).
         """
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+            raise ParameterError("mode", f"mode must be one of {MODES}, got {self.mode!r}")
         labels = np.asarray(y, dtype=np.int64)
         if len(labels) != len(images):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         n_classes = len(class_names) if class_names is not None else int(labels.max(initial=-1)) + 1
         if n_classes < 2 or len(np.unique(labels)) < 2:
-            raise ValueError("training needs images of at least two classes")
+            raise DatasetError("training needs images of at least two classes")
         device = configure_torch(self.device)
         torch.manual_seed(self.seed)
         self.class_names_ = (
@@ -224,8 +226,9 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
         self.preprocessing_ = backbone.preprocessing.with_crop_size(self.image_size)
         spec = get_spec(backbone.name)
         if spec.fixed_size and self.preprocessing_.crop_size != spec.fixed_size:
-            raise ValueError(
-                f"backbone {backbone.name!r} takes {spec.fixed_size}-pixel images only"
+            raise ParameterError(
+                "image_size",
+                f"backbone {backbone.name!r} takes {spec.fixed_size}-pixel images only",
             )
         network = ClassifierNet(backbone, n_classes).to(device)
         weights = (
@@ -264,8 +267,8 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
     def _initial_backbone(self) -> Backbone:
         if self.init is not None:
             if self.mode == "scratch":
-                raise ValueError(
-                    "init reuses a trained backbone: use it with mode features or finetune"
+                raise ParameterError(
+                    "init", "init reuses a trained backbone: use it with mode features or finetune"
                 )
             source = DeepImageClassifier.load(self.init)
             backbone = source.network_.backbone
@@ -273,8 +276,9 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
             return backbone
         if self.mode == "scratch":
             if self.weights not in (None, "none"):
-                raise ValueError(
-                    "mode scratch starts from random weights; drop --weights or use finetune"
+                raise ParameterError(
+                    "weights",
+                    "mode scratch starts from random weights: leave weights unset or use mode finetune",
                 )
             return build_backbone(self.backbone, "none")
         return build_backbone(self.backbone, "imagenet" if self.weights is None else self.weights)
@@ -536,7 +540,7 @@ def _check_readable(
     if n_classes >= 2:
         return
     first = f" (first: {failures[0][0]}: {failures[0][1]})" if failures else ""
-    raise ValueError(
+    raise DatasetError(
         f"only {len(kept_labels)} of {n_images} training images could be read, covering "
         f"{n_classes} class(es); training needs two{first}"
     )

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from imagelearn.core.bundle import atomic_write_bytes, atomic_write_text
+from imagelearn.core.errors import ParameterError
 from imagelearn.core.progress import progress
 
 log = logging.getLogger(__name__)
@@ -187,9 +188,10 @@ class EpochLoop:
             return None
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state["fingerprint"] != (fingerprint or {}) or state["phase"] != self.phase:
-            raise ValueError(
+            raise ParameterError(
+                "resume",
                 f"{path}: checkpoint of a different run ({state['fingerprint']}); "
-                "resume with the same settings or start a new run without --resume"
+                "resume with the same settings or start a new run without resuming",
             )
         self.module.load_state_dict(state["module"])
         self.optimizer.load_state_dict(state["optimizer"])

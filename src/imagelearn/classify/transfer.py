@@ -19,15 +19,16 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from imagelearn.classify.backbones import DEFAULT_BACKBONE
-from imagelearn.classify.classifier import DeepImageClassifier
+from imagelearn.classify.classifier import MODES, DeepImageClassifier
 from imagelearn.core.bundle import atomic_write_bytes, atomic_write_json
+from imagelearn.core.errors import ParameterError
 from imagelearn.data.collection import ImageDataset, load_splits
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ DEFAULT_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 DEFAULT_MODES = ("scratch", "finetune", "features")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Arm:
     """One training run of the comparison and its learning-curve summary."""
 
@@ -51,7 +52,7 @@ class Arm:
     curve: list[float] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TransferReport:
     """All arms of a comparison, and where its files are."""
 
@@ -108,7 +109,7 @@ def nested_subsets(
     subsets = {}
     for fraction in fractions:
         if not 0.0 < fraction <= 1.0:
-            raise ValueError(f"fractions must be in (0, 1], got {fraction}")
+            raise ParameterError("fractions", f"fractions must be in (0, 1], got {fraction}")
         chosen = [order[: max(1, round(fraction * len(order)))] for order in orders if len(order)]
         subsets[fraction] = dataset.subset(np.sort(np.concatenate(chosen)))
     return subsets
@@ -122,8 +123,8 @@ def compare_transfer(
     image_size: int | None = 96,
     backbone: str = DEFAULT_BACKBONE,
     test_size: float = 0.3,
-    seed: int = 0,
-    out_dir: str | os.PathLike | None = None,
+    random_state: int = 0,
+    out: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> TransferReport:
     """Train every mode at every training-set fraction on one split; summarise and plot.
@@ -132,25 +133,35 @@ def compare_transfer(
     ----------
     source : path
         A collection :func:`~imagelearn.data.load_splits` reads (given split or seeded split).
+    fractions : sequence of float in (0, 1]
+        Training-set fractions; the subsets are stratified and nested.
+    modes : sequence of {"scratch", "finetune", "features"}
     epochs : int
         The same for every arm (full-network epochs, or head epochs for ``features``).
     image_size : int or None
         Network input side, pixels (None: the weights' own).
-    out_dir : path, optional
+    random_state : int
+        Seed of the split, the subsets and the training.
+    out : path, optional
         Receives ``transfer.json`` and ``transfer.png``.
+    cache_dir : path or None
+        Embedding cache (None: the default, ``""``: none).
 
     Returns
     -------
     TransferReport
     """
-    train, held_out, how = load_splits(source, test_size, seed)
+    unknown = [mode for mode in modes if mode not in MODES]
+    if unknown or not modes:
+        raise ParameterError("modes", f"modes must be some of {MODES}, got {list(modes)}")
+    train, held_out, how = load_splits(source, test_size, random_state)
     validation = (held_out.paths, held_out.labels)
     arms = []
-    for fraction, subset in nested_subsets(train, sorted(fractions), seed).items():
+    for fraction, subset in nested_subsets(train, sorted(fractions), random_state).items():
         for mode in modes:
             model = DeepImageClassifier(
                 backbone=backbone, mode=mode, epochs=epochs, image_size=image_size,
-                patience=0, seed=seed, cache_dir=cache_dir,
+                patience=0, seed=random_state, cache_dir=cache_dir,
             )  # fmt: skip
             started = time.perf_counter()
             model.fit(
@@ -175,12 +186,15 @@ def compare_transfer(
             )
             arms.append(arm)
     report = TransferReport(arms, how, len(held_out))
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        report.json_path = out_dir / "transfer.json"
-        atomic_write_json(report.json_path, report.as_dict())
-        report.plot_path = plot_transfer(report, out_dir / "transfer.png")
-    return report
+    if out is None:
+        return report
+    out = Path(out)
+    atomic_write_json(out / "transfer.json", report.as_dict())
+    return replace(
+        report,
+        json_path=out / "transfer.json",
+        plot_path=plot_transfer(report, out / "transfer.png"),
+    )
 
 
 def plot_transfer(report: TransferReport, path: str | os.PathLike) -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from imagelearn.classify.backbones import DEFAULT_BACKBONE, Backbone, BackboneSpec, get_spec
+from imagelearn.core.errors import ParameterError
 from imagelearn.core.progress import progress_enabled
 
 log = logging.getLogger(__name__)
@@ -68,15 +69,16 @@ def imagenet_state_dict(spec: BackboneSpec) -> tuple[StateDict, str]:
 
     Raises
     ------
-    ValueError
+    ParameterError
         The backbone has no ImageNet weights.
     FileNotFoundError
         Not found offline and the download failed; the message says which file to place where.
     """
     enum = spec.weights_enum()
     if enum is None and spec.weights_file is None:
-        raise ValueError(
-            f"backbone {spec.name!r} has no ImageNet weights; use --weights none or a file"
+        raise ParameterError(
+            "weights",
+            f"backbone {spec.name!r} has no ImageNet weights; use weights 'none' or a weight file",
         )
     file_name = spec.weights_file or enum.url.rsplit("/", 1)[-1]
     cached = hub_checkpoint_dir() / file_name
@@ -144,8 +146,8 @@ def build_backbone(
         try:
             backbone = spec.build(state_dict)
         except RuntimeError as error:
-            raise ValueError(
-                f"{weights}: weights do not fit backbone {name!r} ({str(error)[:300]})"
+            raise ParameterError(
+                "weights", f"{weights}: weights do not fit backbone {name!r} ({str(error)[:300]})"
             ) from error
         weights_id = f"file-{state_dict_fingerprint(state_dict)}"
     else:

@@ -50,7 +50,10 @@ def add_output_dir(
 def add_split_options(parser: argparse.ArgumentParser) -> None:
     """``--test-size`` and ``--seed`` of the held-out split."""
     parser.add_argument(
-        "--test-size", type=float, default=0.3, help="held-out fraction when no split is given"
+        "--test-size",
+        type=float,
+        default=0.3,
+        help="held-out fraction when no split is given (default: %(default)s)",
     )
     add_random_state(parser)
 
@@ -86,7 +89,7 @@ def add_format(
 ) -> None:
     """``--format``: how the result is printed (old spelling of ``--format json``: ``--json``)."""
     parser.add_argument(
-        "--format", choices=choices, default=choices[0], help="output format (default %(default)s)"
+        "--format", choices=choices, default=choices[0], help="output format (default: %(default)s)"
     )
     parser.add_argument(
         "--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS
@@ -115,7 +118,9 @@ def add_backbone_options(
     ``image_size`` None means the size the backbone's weights were trained at.
     """
     parser.add_argument(
-        "--backbone", default=DEFAULT_BACKBONE, help="registry name (see `classify backbones`)"
+        "--backbone",
+        default=DEFAULT_BACKBONE,
+        help="registry name, see `classify backbones` (default: %(default)s)",
     )
     if training:
         parser.add_argument(
@@ -129,7 +134,9 @@ def add_backbone_options(
         + ("(default: the weights')" if image_size is None else f"(default {image_size})"),
     )
     if training:
-        parser.add_argument("--batch-size", type=int, default=32)
+        parser.add_argument(
+            "--batch-size", type=int, default=32, help="images per batch (default: %(default)s)"
+        )
 
 
 def add_prediction_arguments(parser: argparse.ArgumentParser, model_help: str) -> None:

@@ -23,17 +23,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compare", help="scratch vs finetune vs features at several training-set sizes"
     )
     add_source(compare)
-    add_output_dir(compare, "folder for transfer.json and transfer.png", default="runs/transfer")
+    add_output_dir(
+        compare,
+        "folder for transfer.json and transfer.png (default: %(default)s)",
+        default="runs/transfer",
+    )
     compare.add_argument(
         "--fractions",
         type=comma_separated(float, "fractions like 0.1,0.5,1"),
         default=[0.1, 0.25, 0.5, 1.0],
-        help="training-set fractions (default 0.1,0.25,0.5,1)",
+        help="training-set fractions (default: 0.1,0.25,0.5,1)",
     )
     compare.add_argument(
-        "--modes", default="scratch,finetune,features", help="comma-separated modes"
+        "--modes",
+        type=comma_separated(str.strip, "modes"),
+        default=["scratch", "finetune", "features"],
+        help="modes to compare (default: scratch,finetune,features)",
     )
-    compare.add_argument("--epochs", type=int, default=5, help="epochs per arm, the same for all")
+    compare.add_argument(
+        "--epochs",
+        type=int,
+        default=5,
+        help="epochs per arm, the same for all (default: %(default)s)",
+    )
     add_backbone_options(compare, image_size=96)
     add_split_options(compare)
     add_cache_dir(compare)
@@ -41,18 +53,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_compare(arguments: argparse.Namespace) -> int:
-    from imagelearn.classify.transfer import compare_transfer
+    from imagelearn.classify.runs import compare_transfer
 
     report = compare_transfer(
         arguments.source,
         fractions=arguments.fractions,
-        modes=[mode.strip() for mode in arguments.modes.split(",") if mode.strip()],
+        modes=arguments.modes,
         epochs=arguments.epochs,
         image_size=arguments.image_size,
         backbone=arguments.backbone,
         test_size=arguments.test_size,
-        seed=arguments.random_state,
-        out_dir=arguments.out,
+        random_state=arguments.random_state,
+        out=arguments.out,
         cache_dir=arguments.cache_dir,
     )
     print(report.table())
