@@ -21,6 +21,31 @@ SOURCE_HELP = "class folders, train/val[/test] folders, or a CSV of path,label"
 DEFAULT_BACKBONE = "mobilenet_v2"
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds ``(default: ...)`` to every option's help that does not state it already.
+
+    Unset defaults (None, False) are left out: the help says what leaving the option out means.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "default" in text
+            or action.default in (None, False, argparse.SUPPRESS)
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of every ``imagelearn`` command: its sub-commands inherit its help format."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def add_verbs(
     subparsers: argparse._SubParsersAction, name: str, help: str, dest: str = "verb"
 ) -> argparse._SubParsersAction:

@@ -21,17 +21,8 @@ from imagelearn.cli.arguments import (
 )
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each option's default, except an unset flag's and None (the help says what it means)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
-
-
 def _add_verb(verbs: argparse._SubParsersAction, name: str, **options) -> argparse.ArgumentParser:
-    return verbs.add_parser(name, formatter_class=_HelpFormatter, **options)
+    return verbs.add_parser(name, **options)
 
 
 def _add_search_options(parser: argparse.ArgumentParser) -> None:

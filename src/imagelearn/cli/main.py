@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from imagelearn import __version__
+from imagelearn.cli.arguments import Parser
 from imagelearn.core.errors import ImagelearnError, ParameterError
 
 #: Capability modules under imagelearn.cli, in the order ``--help`` lists them.
@@ -32,7 +33,7 @@ def user_message(error: Exception) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="imagelearn", description="Machine learning on images.")
+    parser = Parser(prog="imagelearn", description="Machine learning on images.")
     parser.add_argument("--version", action="version", version=f"imagelearn {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -25,28 +25,13 @@ _names = comma_separated(str, "class names")
 THREADS = "threads (-1: all cores)"
 
 
-class DefaultsHelpFormatter(argparse.HelpFormatter):
-    """Adds ``(default: ...)`` to the help of every option with a default its help does not state."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if (
-            "default" in text
-            or action.default is None
-            or action.default is argparse.SUPPRESS
-            or not action.option_strings
-        ):
-            return text
-        return f"{text} (default: %(default)s)"
-
-
 def _none_if_not_positive(text: str) -> int | None:
     value = int(text)
     return None if value <= 0 else value
 
 
 def _add_verb(verbs: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
-    return verbs.add_parser(name, help=help, formatter_class=DefaultsHelpFormatter)
+    return verbs.add_parser(name, help=help)
 
 
 def _add_feature_options(parser: argparse.ArgumentParser, sigmas: str, texture: bool) -> None:
