@@ -170,6 +170,11 @@ def test_loading_a_corrupt_or_foreign_bundle_fails_clearly(trained_run, tmp_path
     (newer / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="newer"):
         BofClassifier.load(newer)
+    manifest["format_version"] = 1
+    manifest["content"]["state"]["channels"][0]["cache_dir"] = "/elsewhere"
+    (newer / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"newer.*channel 0.*unknown parameter.*cache_dir"):
+        BofClassifier.load(newer)
 
 
 def test_sweep_measures_each_vocabulary_size(flowers_subset, tmp_path):

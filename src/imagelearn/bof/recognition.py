@@ -23,6 +23,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
 from imagelearn.bof.estimator import BagOfFeatures
+from imagelearn.core.bundle import BundleError
 from imagelearn.core.persistence import PersistentEstimator, decode_params, encode_params
 from imagelearn.features import LocalFeatures, extract_features, make_detector
 
@@ -307,7 +308,10 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
                 for name, array in arrays.items()
                 if name.startswith(prefix)
             }
-            channel_params = decode_params(BagOfFeatures, params, f"channel {index}")
+            try:
+                channel_params = decode_params(BagOfFeatures, params, f"channel {index}")
+            except BundleError as error:  # load() names the bundle of a ValueError
+                raise ValueError(str(error)) from error
             self.channels_.append(BagOfFeatures.from_arrays(channel_params, own))
         svm = LinearSVC(C=self.C, random_state=self.random_state, max_iter=5000)
         svm.coef_ = arrays["svm/coef"].astype(np.float64)
