@@ -1,6 +1,6 @@
 """Object recognition with Bag of Features: histograms of visual words + a linear SVM.
 
-One or more *channels* (a detector with its own vocabulary, e.g. grey dense RootSIFT and
+One or more *channels* (a detector with its own vocabulary, e.g. gray dense RootSIFT and
 Lab color words) are encoded and concatenated; an additive chi-squared kernel map
 (Vedaldi & Zisserman 2012) makes a linear SVM behave like a chi-squared kernel SVM.
 
@@ -27,10 +27,10 @@ from imagelearn.core.bundle import BundleError
 from imagelearn.core.persistence import PersistentEstimator, decode_params, encode_params
 from imagelearn.features import LocalFeatures, extract_features, make_detector
 
-#: Two channels that work well on photos: grey multi-scale dense RootSIFT and local Lab color,
+#: Two channels that work well on photos: gray multi-scale dense RootSIFT and local Lab color,
 #: both soft-assigned, on a 4-pixel grid. Measured on flowers5: the 4-pixel grid +4 points over
-#: 8 pixels; on a validation split of the training images (907 photos), soft colour words +1.2
-#: points over hard ones and 2,000 grey words +1.1 over 1,000 (0.690 -> 0.701).
+#: 8 pixels; on a validation split of the training images (907 photos), soft color words +1.2
+#: points over hard ones and 2,000 gray words +1.1 over 1,000 (0.690 -> 0.701).
 DEFAULT_CHANNELS: tuple[dict[str, Any], ...] = (
     {
         "detector": "dense_rootsift",
@@ -61,11 +61,11 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
     channels : sequence of dict, optional
         One dict of :class:`~imagelearn.bof.BagOfFeatures` parameters per channel; None uses
         :data:`DEFAULT_CHANNELS`. Histograms of all channels are concatenated, each channel
-        L1-normalised so that no channel dominates by its size.
+        L1-normalized so that no channel dominates by its size.
     kernel : {"chi2", "linear"}
         ``"chi2"`` applies an additive chi-squared kernel map before the linear SVM.
     C : float
-        SVM regularisation.
+        SVM regularization.
     n_jobs : int
         Processes for feature extraction (-1: all cores). A runtime setting: not saved.
     cache_dir : path, None or False
@@ -224,7 +224,7 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
         return self
 
     def _encode(self, features: ChannelFeatures) -> np.ndarray:
-        """Concatenated, per-channel L1-normalised histograms, kernel-mapped: (n_images, n_dims).
+        """Concatenated, per-channel L1-normalized histograms, kernel-mapped: (n_images, n_dims).
 
         Images without features (None) get all-zero histograms.
         """

@@ -156,13 +156,13 @@ def make_channels(
     ``assignment``, ``step`` and ``sample_size`` None leave the
     :class:`~imagelearn.bof.estimator.BagOfFeatures` (or detector) default.
     """
-    grey, color = DEFAULT_CHANNELS
+    gray, color = DEFAULT_CHANNELS
     shared = {"pyramid": tuple(pyramid), "assignment": assignment, "sample_size": sample_size}
     shared = {key: value for key, value in shared.items() if value is not None}
     channels = [
         {
             "detector": detector,
-            "n_words": grey["n_words"] if n_words is None else n_words,
+            "n_words": gray["n_words"] if n_words is None else n_words,
             "vocabulary": vocabulary,
             **shared,
         }

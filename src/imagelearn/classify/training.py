@@ -49,7 +49,7 @@ class EpochLoop:
     Attributes
     ----------
     module : nn.Module
-        What is optimised; maps a batch of inputs to logits.
+        What is optimized; maps a batch of inputs to logits.
     optimizer, scheduler
         The scheduler steps once per epoch.
     train_batches : callable (epoch) -> iterable of (inputs, labels)
