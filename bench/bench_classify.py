@@ -154,7 +154,7 @@ def _split_run(source: str, **params) -> dict:
     from imagelearn.data import load_splits
     from imagelearn.evaluation import classification_metrics
 
-    train, held_out, how = load_splits(DATA / source, test_size=0.3, seed=0)
+    train, held_out, how = load_splits(DATA / source, test_size=0.3, random_state=0)
     model = DeepImageClassifier(**params)
     started = time.perf_counter()
     model.fit(

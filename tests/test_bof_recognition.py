@@ -8,6 +8,8 @@ import shutil
 
 import numpy as np
 import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 from conftest import data_path
 from imagelearn.bof.recognition import BofClassifier
@@ -20,6 +22,7 @@ from imagelearn.bof.runs import (
 )
 from imagelearn.cli.main import main
 from imagelearn.core.bundle import BundleError
+from imagelearn.core.persistence import read_metadata
 
 #: Held-out accuracy floor on the 250-photo flowers5 subset below (5 classes: chance is 0.20;
 #: measured 0.51-0.55 with these small vocabularies). The whole data set's figure (issue floor
@@ -87,15 +90,15 @@ def test_held_out_accuracy_on_real_flowers_is_above_floor(trained_run):
 
 def test_saved_model_predicts_like_the_trained_one(trained_run, flowers_subset):
     out, _ = trained_run
-    model, manifest = BofClassifier.load(out)
-    assert manifest["class_names"] == ["daisy", "dandelion", "rose", "sunflower", "tulip"]
+    model = BofClassifier.load(out)
+    assert model.class_names_ == ["daisy", "dandelion", "rose", "sunflower", "tulip"]
     split = json.loads((out / "split.json").read_text())
     held_out = [path for path, _ in split["held_out"][:10]]
     predictions = predict_images(out, held_out)
     features, _ = model.extract(held_out)
     labels = model.labels_from_scores(model.decision_function_features(features))
     assert [image.label for image in predictions.images] == [
-        manifest["class_names"][label] for label in labels
+        model.class_names_[label] for label in labels
     ]
 
 
@@ -167,6 +170,11 @@ def test_loading_a_corrupt_or_foreign_bundle_fails_clearly(trained_run, tmp_path
     (newer / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="newer"):
         BofClassifier.load(newer)
+    manifest["format_version"] = 1
+    manifest["content"]["state"]["channels"][0]["cache_dir"] = "/elsewhere"
+    (newer / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"newer.*channel 0.*unknown parameter.*cache_dir"):
+        BofClassifier.load(newer)
 
 
 def test_sweep_measures_each_vocabulary_size(flowers_subset, tmp_path):
@@ -189,3 +197,71 @@ def test_single_class_training_data_is_refused(tmp_path, make_image, capsys):
     assert main(["bof", "train", str(tmp_path / "one"), "--out", str(tmp_path / "run")]) == 2
     assert "1 class" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+#: Two quick channels for the estimator tests: a few hundred descriptors per photo.
+TINY_CHANNELS = [
+    {"detector": "dense_rootsift", "detector_params": {"step": 16}, "n_words": 16},
+    {"detector": "dense_lab", "detector_params": {"step": 16}, "n_words": 8, "pyramid": (1,)},
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_photos() -> tuple[list, np.ndarray]:
+    """Six flowers5 photos of each of two classes (daisy 0, sunflower 1)."""
+    root = data_path("flowers5")
+    paths = [p for name in ("daisy", "sunflower") for p in sorted((root / name).glob("*.jpg"))[:6]]
+    return paths, np.repeat([0, 1], 6)
+
+
+def test_saved_and_loaded_classifier_predicts_identically(tiny_photos, tmp_path):
+    paths, labels = tiny_photos
+    cache = tmp_path / "cache"
+    model = BofClassifier(channels=TINY_CHANNELS, n_jobs=1, cache_dir=cache).fit(
+        paths, labels, class_names=["daisy", "sunflower"]
+    )
+    path = model.save(tmp_path / "model", metadata={"source": "flowers5"})
+    assert path == tmp_path / "model"
+    loaded = BofClassifier.load(path)
+    assert type(loaded) is BofClassifier and loaded.class_names_ == ["daisy", "sunflower"]
+    assert loaded.n_jobs == -1 and loaded.cache_dir is None  # the loading machine's defaults
+    loaded.set_params(n_jobs=1, cache_dir=cache)
+    np.testing.assert_array_equal(loaded.predict(paths), model.predict(paths))
+    # the SVM weights are saved as float32
+    np.testing.assert_allclose(
+        loaded.decision_function(paths), model.decision_function(paths), rtol=1e-6
+    )
+    assert [bof.get_params() for bof in loaded.channels_] == [
+        bof.get_params() | {"n_jobs": -1, "cache_dir": None} for bof in model.channels_
+    ]
+    assert loaded.n_training_images_ == 12 and loaded.timings_ == model.timings_
+    assert read_metadata(path) == {"source": "flowers5"}
+    text = (path / "manifest.json").read_text()
+    assert "cache_dir" not in text and "n_jobs" not in text and str(cache) not in text
+
+
+def test_prediction_sets_no_state_and_reports_unreadable_images(tiny_photos, tmp_path):
+    paths, labels = tiny_photos
+    model = BofClassifier(channels=TINY_CHANNELS, n_jobs=1, cache_dir=False).fit(paths, labels)
+    assert model.class_names_ == ["0", "1"]
+    corrupt = data_path("bad_inputs", "mixed_images", "ukbench09268_corrupt.jpg")
+    before = dict(vars(model))
+    assert model.predict([paths[0], corrupt]).tolist() == [0, -1]
+    assert np.isnan(model.decision_function([corrupt])).all()
+    _, skipped = model.extract([paths[0], corrupt])
+    assert [path for path, _ in skipped] == [str(corrupt)]
+    assert vars(model).keys() == before.keys()
+    assert all(vars(model)[name] is value for name, value in before.items())
+
+
+def test_unfitted_use_raises_not_fitted_and_clone_keeps_params(tiny_photos, tmp_path):
+    paths, _ = tiny_photos
+    model = BofClassifier(channels=TINY_CHANNELS, C=0.5, n_jobs=1, cache_dir=False)
+    for use in (model.predict, model.decision_function):
+        with pytest.raises(NotFittedError):
+            use(paths[:1])
+    with pytest.raises(NotFittedError):
+        model.save(tmp_path / "model")
+    twin = clone(model)
+    assert twin is not model and twin.get_params() == model.get_params()
+    assert twin.set_params(C=2.0).get_params() == model.get_params() | {"C": 2.0}

@@ -151,7 +151,7 @@ def test_evaluate_cli_and_strict_errors(hymenoptera_run: Path, tmp_path: Path, c
 
 
 def test_flowers5_features_on_a_seeded_stratified_subset(cache_dir: Path) -> None:
-    train, test, how = load_splits(data_path("flowers5"), test_size=0.3, seed=0)
+    train, test, how = load_splits(data_path("flowers5"), test_size=0.3, random_state=0)
     assert how == "stratified:0.3:seed=0"
     rng = np.random.default_rng(0)
 

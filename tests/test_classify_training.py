@@ -48,10 +48,10 @@ def test_resumed_run_ends_exactly_like_an_uninterrupted_one(
     )
     original_epoch = EpochLoop._epoch
 
-    def crash_at_third_epoch(self, epoch, seed):
+    def crash_at_third_epoch(self, epoch, random_state):
         if epoch == 2:
             raise KeyboardInterrupt
-        return original_epoch(self, epoch, seed)
+        return original_epoch(self, epoch, random_state)
 
     monkeypatch.setattr(EpochLoop, "_epoch", crash_at_third_epoch)
     with pytest.raises(KeyboardInterrupt):
@@ -113,7 +113,9 @@ def test_a_frozen_features_head_learns_from_a_dozen_photos_in_one_epoch() -> Non
     photos = [sorted((root / name).glob("*.jpg")) for name in ("daisy", "sunflower")]
     train = [path for paths in photos for path in paths[:6]]
     held_out = [path for paths in photos for path in paths[6:26]]
-    model = DeepImageClassifier(mode="features", epochs=1, image_size=96, patience=0, seed=0)
+    model = DeepImageClassifier(
+        mode="features", epochs=1, image_size=96, patience=0, random_state=0
+    )
     model.fit(train, [0] * 6 + [1] * 6, validation=(held_out, [0] * 20 + [1] * 20))
     # measured 0.75; a head given one optimiser step for its one batch scored 0.55
     assert model.history_[-1]["val_accuracy"] >= 0.7

@@ -54,8 +54,8 @@ def test_csv_with_header_and_relative_paths(class_folders):
 
 def test_stratified_split_is_seeded_and_keeps_every_class(class_folders):
     dataset = load_dataset(class_folders)
-    train_a, test_a = stratified_split(dataset, 0.4, seed=3)
-    train_b, test_b = stratified_split(dataset, 0.4, seed=3)
+    train_a, test_a = stratified_split(dataset, 0.4, random_state=3)
+    train_b, test_b = stratified_split(dataset, 0.4, random_state=3)
     assert test_a.paths == test_b.paths and train_a.paths == train_b.paths
     assert test_a.class_counts() == {"cat": 2, "dog": 2}
     assert not set(train_a.paths) & set(test_a.paths)

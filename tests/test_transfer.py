@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import data_path
-from imagelearn.classify.transfer import nested_subsets, summarise_curve
+from imagelearn.classify.transfer import nested_subsets, summarize_curve
 from imagelearn.cli.main import main
 from imagelearn.data import ImageDataset
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def test_curve_summary() -> None:
-    summary = summarise_curve([0.5, 0.7, 0.9, 0.8])
+    summary = summarize_curve([0.5, 0.7, 0.9, 0.8])
     assert summary == {
         "start": 0.5,
         "slope": pytest.approx(0.725),
@@ -25,14 +25,14 @@ def test_curve_summary() -> None:
         "asymptote": 0.9,
     }
     with pytest.raises(ValueError):
-        summarise_curve([])
+        summarize_curve([])
 
 
 def test_nested_subsets_are_stratified_and_nested() -> None:
     dataset = ImageDataset(
         [Path(f"{i}.jpg") for i in range(30)], np.repeat([0, 1, 2], 10), ["a", "b", "c"]
     )
-    subsets = nested_subsets(dataset, [0.05, 0.5, 1.0], seed=0)
+    subsets = nested_subsets(dataset, [0.05, 0.5, 1.0], random_state=0)
     assert [len(subsets[f]) for f in (0.05, 0.5, 1.0)] == [3, 15, 30]
     assert set(subsets[0.05].paths) <= set(subsets[0.5].paths) <= set(subsets[1.0].paths)
     assert np.bincount(subsets[0.5].labels).tolist() == [5, 5, 5]

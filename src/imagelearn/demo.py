@@ -16,14 +16,14 @@ DEFAULT_DATA = REPOSITORY / "examples" / "flowers5_sample"
 
 
 def run_bof(data: Path, out: Path) -> None:
-    """Train and evaluate a BoF classifier (grey RootSIFT words + Lab colour words, chi2 SVM)."""
+    """Train and evaluate a BoF classifier (gray RootSIFT words + Lab color words, chi2 SVM)."""
     from imagelearn.bof.recognition import DEFAULT_CHANNELS, BofClassifier
     from imagelearn.bof.runs import train_run
 
     start = time.perf_counter()
-    grey, colour = DEFAULT_CHANNELS
+    gray, color = DEFAULT_CHANNELS
     # the default model with vocabularies sized for 85 training images
-    model = BofClassifier(channels=[{**grey, "n_words": 300}, {**colour, "n_words": 64}])
+    model = BofClassifier(channels=[{**gray, "n_words": 300}, {**color, "n_words": 64}])
     result = train_run(data, out / "bof", model, test_size=0.3, random_state=0)
     print(
         f"Bag of Features on {data.name}: held-out accuracy {result.accuracy:.3f} "

@@ -1,8 +1,12 @@
 """Object recognition with Bag of Features: histograms of visual words + a linear SVM.
 
-One or more *channels* (a detector with its own vocabulary, e.g. grey dense RootSIFT and
-Lab colour words) are encoded and concatenated; an additive chi-squared kernel map
+One or more *channels* (a detector with its own vocabulary, e.g. gray dense RootSIFT and
+Lab color words) are encoded and concatenated; an additive chi-squared kernel map
 (Vedaldi & Zisserman 2012) makes a linear SVM behave like a chi-squared kernel SVM.
+
+A fitted classifier is saved with :meth:`~imagelearn.core.persistence.PersistentEstimator.save`
+and read back with ``BofClassifier.load(directory)``; ``n_jobs`` and ``cache_dir`` are the
+loading machine's, set with ``set_params`` after loading.
 """
 
 from __future__ import annotations
@@ -10,24 +14,23 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.kernel_approximation import AdditiveChi2Sampler
 from sklearn.svm import LinearSVC
+from sklearn.utils.validation import check_is_fitted
 
 from imagelearn.bof.estimator import BagOfFeatures
-from imagelearn.core.bundle import load_bundle, save_bundle
+from imagelearn.core.bundle import BundleError
+from imagelearn.core.persistence import PersistentEstimator, decode_params, encode_params
 from imagelearn.features import LocalFeatures, extract_features, make_detector
 
-BUNDLE_KIND = "bof-classifier"
-
-#: Two channels that work well on photos: grey multi-scale dense RootSIFT and local Lab colour,
+#: Two channels that work well on photos: gray multi-scale dense RootSIFT and local Lab color,
 #: both soft-assigned, on a 4-pixel grid. Measured on flowers5: the 4-pixel grid +4 points over
-#: 8 pixels; on a validation split of the training images (907 photos), soft colour words +1.2
-#: points over hard ones and 2,000 grey words +1.1 over 1,000 (0.690 -> 0.701).
+#: 8 pixels; on a validation split of the training images (907 photos), soft color words +1.2
+#: points over hard ones and 2,000 gray words +1.1 over 1,000 (0.690 -> 0.701).
 DEFAULT_CHANNELS: tuple[dict[str, Any], ...] = (
     {
         "detector": "dense_rootsift",
@@ -50,7 +53,7 @@ KERNELS = ("chi2", "linear")
 ChannelFeatures = list[list[LocalFeatures | None]]  # [channel][image]
 
 
-class BofClassifier(ClassifierMixin, BaseEstimator):
+class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
     """Bag-of-Features image classifier.
 
     Parameters
@@ -58,15 +61,15 @@ class BofClassifier(ClassifierMixin, BaseEstimator):
     channels : sequence of dict, optional
         One dict of :class:`~imagelearn.bof.BagOfFeatures` parameters per channel; None uses
         :data:`DEFAULT_CHANNELS`. Histograms of all channels are concatenated, each channel
-        L1-normalised so that no channel dominates by its size.
+        L1-normalized so that no channel dominates by its size.
     kernel : {"chi2", "linear"}
         ``"chi2"`` applies an additive chi-squared kernel map before the linear SVM.
     C : float
-        SVM regularisation.
+        SVM regularization.
     n_jobs : int
-        Processes for feature extraction (-1: all cores).
+        Processes for feature extraction (-1: all cores). A runtime setting: not saved.
     cache_dir : path, None or False
-        Feature cache (None: the default cache; False: no cache).
+        Feature cache (None: the default cache; False: no cache). A runtime setting: not saved.
     random_state : int
 
     Attributes
@@ -74,12 +77,19 @@ class BofClassifier(ClassifierMixin, BaseEstimator):
     channels_ : list of BagOfFeatures
         The fitted encoders.
     classes_ : ndarray of int
+        The labels seen in training (indices into ``class_names_``).
+    class_names_ : list of str
+        Name of every label ``0..n_classes-1``.
     svm_ : LinearSVC
+    n_training_images_ : int
+        Readable training images.
     skipped_ : list of (path, reason)
         Training images that could not be read.
     timings_ : dict
         Seconds spent in feature extraction, vocabulary building and encoding, SVM training.
     """
+
+    bundle_kind = "bof-classifier"
 
     def __init__(
         self,
@@ -139,21 +149,43 @@ class BofClassifier(ClassifierMixin, BaseEstimator):
 
     # ----------------------------------------------------------------------------- fitting
     def fit(
-        self, images: Sequence[str | os.PathLike | np.ndarray], y: Sequence[int]
+        self,
+        images: Sequence[str | os.PathLike | np.ndarray],
+        y: Sequence[int],
+        class_names: Sequence[str] | None = None,
+        strict: bool = False,
     ) -> BofClassifier:
         """Extract features, build the vocabularies and train the SVM.
 
-        Unreadable images are left out of training and listed in ``skipped_``.
+        Parameters
+        ----------
+        images : sequence of paths or uint8 arrays
+        y : sequence of int, shape (n_images,)
+            Label indices (into ``class_names``).
+        class_names : sequence of str, optional
+            Names of labels ``0..n_classes-1``; default ``"0"``, ``"1"``...
+        strict : bool
+            Raise on the first unreadable image; otherwise unreadable images are left out of
+            training and listed in ``skipped_``.
         """
         start = time.perf_counter()
-        features, skipped = self.extract(images)
-        self.fit_features(features, np.asarray(y))
+        features, skipped = self.extract(images, strict=strict)
+        self.fit_features(features, np.asarray(y), class_names)
         self.skipped_ = skipped
         self.timings_["extract_s"] = time.perf_counter() - start - sum(self.timings_.values())
         return self
 
-    def fit_features(self, features: ChannelFeatures, y: np.ndarray) -> BofClassifier:
-        """Fit from features already extracted by :meth:`extract` (reused by vocabulary sweeps)."""
+    def fit_features(
+        self,
+        features: ChannelFeatures,
+        y: np.ndarray,
+        class_names: Sequence[str] | None = None,
+    ) -> BofClassifier:
+        """Fit from features already extracted by :meth:`extract` (reused by vocabulary sweeps).
+
+        Images without features (None) are left out; ``skipped_`` is empty (only :meth:`fit`
+        reads files).
+        """
         if self.kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
         y = np.asarray(y)
@@ -177,16 +209,22 @@ class BofClassifier(ClassifierMixin, BaseEstimator):
             histograms, y[readable]
         )
         self.classes_ = self.svm_.classes_
+        self.class_names_ = (
+            list(class_names)
+            if class_names is not None
+            else [str(label) for label in range(int(y.max()) + 1)]
+        )
         self.timings_ = {
             "vocabulary_s": vocabulary_s,
             "encode_s": encode_s,
             "svm_s": time.perf_counter() - start,
         }
         self.n_training_images_ = int(readable.sum())
+        self.skipped_: list[tuple[str, str]] = []
         return self
 
     def _encode(self, features: ChannelFeatures) -> np.ndarray:
-        """Concatenated, per-channel L1-normalised histograms, kernel-mapped: (n_images, n_dims).
+        """Concatenated, per-channel L1-normalized histograms, kernel-mapped: (n_images, n_dims).
 
         Images without features (None) get all-zero histograms.
         """
@@ -208,14 +246,16 @@ class BofClassifier(ClassifierMixin, BaseEstimator):
     # ----------------------------------------------------------------------------- predicting
     def decision_function_features(self, features: ChannelFeatures) -> np.ndarray:
         """SVM scores, shape (n_images, n_classes) (binary: (n_images,) as scikit-learn)."""
+        check_is_fitted(self, "svm_")
         readable = np.all([[f is not None for f in channel] for channel in features], axis=0)
         scores = np.asarray(self.svm_.decision_function(self._encode(features)), dtype=np.float64)
         scores[~readable] = np.nan
         return scores
 
     def decision_function(self, images: Sequence[str | os.PathLike | np.ndarray]) -> np.ndarray:
-        """SVM scores; rows of unreadable images are NaN."""
-        features, self.predict_skipped_ = self.extract(images)
+        """SVM scores; rows of unreadable images are NaN (:meth:`extract` names them)."""
+        check_is_fitted(self, "svm_")
+        features, _ = self.extract(images)
         return self.decision_function_features(features)
 
     def predict(self, images: Sequence[str | os.PathLike | np.ndarray]) -> np.ndarray:
@@ -224,6 +264,7 @@ class BofClassifier(ClassifierMixin, BaseEstimator):
 
     def labels_from_scores(self, scores: np.ndarray) -> np.ndarray:
         """Turn :meth:`decision_function` output into class labels (-1 where NaN)."""
+        check_is_fitted(self, "svm_")
         scores = np.asarray(scores)
         if scores.ndim == 1:
             labels = self.classes_[(scores > 0).astype(int)]
@@ -234,67 +275,51 @@ class BofClassifier(ClassifierMixin, BaseEstimator):
         return np.where(valid, labels, -1)
 
     # ----------------------------------------------------------------------------- persistence
-    def save(self, directory: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
-        """Save as a bundle directory (JSON manifest + safetensors arrays), atomically."""
+    def _check_saveable(self) -> None:
+        check_is_fitted(self, "svm_")
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Each channel's fitted parameters and the fit's record as JSON; vocabularies, idf
+        and SVM as arrays."""
         arrays: dict[str, np.ndarray] = {
             "svm/coef": self.svm_.coef_.astype(np.float32),
             "svm/intercept": self.svm_.intercept_.astype(np.float32),
             "svm/classes": np.asarray(self.classes_),
         }
-        channel_params = []
         for index, bof in enumerate(self.channels_):
-            channel_params.append(_json_params(bof.get_params()))
             arrays.update(
                 {f"channel{index}/{name}": array for name, array in bof.to_arrays().items()}
             )
-        manifest = {
-            "params": _json_params({k: v for k, v in self.get_params().items() if k != "channels"}),
-            "channels": channel_params,
+        state = {
+            "channels": [encode_params(bof) for bof in self.channels_],
+            "class_names": self.class_names_,
             "n_training_images": self.n_training_images_,
-            **(metadata or {}),
+            "skipped": [list(item) for item in self.skipped_],
+            "timings": self.timings_,
         }
-        return save_bundle(directory, BUNDLE_KIND, manifest, arrays)
+        return state, arrays
 
-    @classmethod
-    def load(cls, directory: str | os.PathLike) -> tuple[BofClassifier, dict[str, Any]]:
-        """Read a bundle written by :meth:`save`; returns the classifier and the manifest."""
-        manifest, arrays = load_bundle(directory, BUNDLE_KIND)
-        channels = [_restore_params(params) for params in manifest["channels"]]
-        model = cls(channels=channels, **manifest["params"])
-        model.channels_ = []
-        for index, params in enumerate(channels):
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.channels_ = []
+        for index, params in enumerate(state["channels"]):
             prefix = f"channel{index}/"
             own = {
-                name[len(prefix) :]: array
+                name.removeprefix(prefix): array
                 for name, array in arrays.items()
                 if name.startswith(prefix)
             }
-            model.channels_.append(BagOfFeatures.from_arrays(params, own))
-        svm = LinearSVC(C=model.C)
+            try:
+                channel_params = decode_params(BagOfFeatures, params, f"channel {index}")
+            except BundleError as error:  # load() names the bundle of a ValueError
+                raise ValueError(str(error)) from error
+            self.channels_.append(BagOfFeatures.from_arrays(channel_params, own))
+        svm = LinearSVC(C=self.C, random_state=self.random_state, max_iter=5000)
         svm.coef_ = arrays["svm/coef"].astype(np.float64)
         svm.intercept_ = arrays["svm/intercept"].astype(np.float64)
         svm.classes_ = arrays["svm/classes"]
-        model.svm_ = svm
-        model.classes_ = svm.classes_
-        model.n_training_images_ = manifest.get("n_training_images", 0)
-        return model, manifest
-
-
-def _json_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Parameters as JSON values (tuples become lists, paths strings)."""
-    out = {}
-    for name, value in params.items():
-        if isinstance(value, tuple):
-            value = list(value)
-        elif isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        out[name] = value
-    return out
-
-
-def _restore_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Undo :func:`_json_params` for the parameters that are tuples by convention."""
-    return {
-        name: tuple(value) if name == "pyramid" and isinstance(value, list) else value
-        for name, value in params.items()
-    }
+        self.svm_ = svm
+        self.classes_ = svm.classes_
+        self.class_names_ = list(state["class_names"])
+        self.n_training_images_ = int(state["n_training_images"])
+        self.skipped_ = [(path, reason) for path, reason in state["skipped"]]
+        self.timings_ = dict(state["timings"])

@@ -156,13 +156,13 @@ def make_channels(
     ``assignment``, ``step`` and ``sample_size`` None leave the
     :class:`~imagelearn.bof.estimator.BagOfFeatures` (or detector) default.
     """
-    grey, color = DEFAULT_CHANNELS
+    gray, color = DEFAULT_CHANNELS
     shared = {"pyramid": tuple(pyramid), "assignment": assignment, "sample_size": sample_size}
     shared = {key: value for key, value in shared.items() if value is not None}
     channels = [
         {
             "detector": detector,
-            "n_words": grey["n_words"] if n_words is None else n_words,
+            "n_words": gray["n_words"] if n_words is None else n_words,
             "vocabulary": vocabulary,
             **shared,
         }
@@ -231,7 +231,7 @@ def train_run(
     """
     out = Path(out)
     model = BofClassifier(random_state=random_state) if model is None else model
-    train, held_out, how = load_splits(source, test_size=test_size, seed=random_state)
+    train, held_out, how = load_splits(source, test_size=test_size, random_state=random_state)
     log.info(
         "training on %d images of %d classes; holding out %d (%s)",
         len(train),
@@ -240,16 +240,14 @@ def train_run(
         how,
     )
     start = time.perf_counter()
-    features, skipped = model.extract(train.paths, strict=strict)
-    model.fit_features(features, train.labels)
-    model.skipped_ = skipped
+    model.fit(train.paths, train.labels, class_names=train.class_names, strict=strict)
     train_s = time.perf_counter() - start
-    model.save(out, {"class_names": train.class_names, "source": str(source), "split": how})
+    model.save(out, metadata={"source": str(source), "split": how})
     atomic_write_json(out / "split.json", split_record(train, held_out, how))
     extra = {
         "split": how,
         "n_train": len(train),
-        "train_skipped": [{"path": p, "reason": r} for p, r in skipped],
+        "train_skipped": [{"path": p, "reason": r} for p, r in model.skipped_],
         "train_seconds": train_s,
         "timings": model.timings_,
     }
@@ -263,8 +261,8 @@ def evaluate_run(
     strict: bool = False,
 ) -> EvaluationResult:
     """Evaluate a saved model on a labelled collection; writes into ``out`` (default ``MODEL/evaluation``)."""
-    model, manifest = BofClassifier.load(model_dir)
-    dataset = load_dataset(source, manifest["class_names"])
+    model = BofClassifier.load(model_dir)
+    dataset = load_dataset(source, model.class_names_)
     dataset.require_classes(1, source)
     out = Path(out or Path(model_dir) / "evaluation")
     return EvaluationResult(out, _evaluate_into(out, model, dataset, strict, {"data": str(source)}))
@@ -278,13 +276,14 @@ def predict_images(
 ) -> PredictResult:
     """Label and score for every image in ``inputs`` (files or folders).
 
-    ``n_jobs`` overrides the saved model's extraction processes (None keeps them).
+    ``n_jobs``: processes for feature extraction (None: the estimator's default, all cores);
+    a runtime setting, never saved with the model.
     Unreadable images get no label and the reason in ``error``.
     """
-    model, manifest = BofClassifier.load(model_dir)
+    model = BofClassifier.load(model_dir)
     if n_jobs is not None:
         model.set_params(n_jobs=n_jobs)
-    names = manifest["class_names"]
+    names = model.class_names_
     paths = expand_image_inputs(inputs)
     features, skipped = model.extract(paths, strict=strict)
     scores = model.decision_function_features(features)
@@ -331,7 +330,7 @@ def sweep_vocabulary(
     ``sweep.png`` into ``out``.
     """
     out = Path(out)
-    train, held_out, how = load_splits(source, test_size=test_size, seed=random_state)
+    train, held_out, how = load_splits(source, test_size=test_size, random_state=random_state)
     classifier_params = {
         "kernel": kernel,
         "C": C,
@@ -347,7 +346,7 @@ def sweep_vocabulary(
         model = BofClassifier(
             channels=[{**channels[0], "n_words": int(size)}, *channels[1:]], **classifier_params
         )
-        model.fit_features(train_features, train.labels)
+        model.fit_features(train_features, train.labels, train.class_names)
         start = time.perf_counter()
         predicted = model.labels_from_scores(model.decision_function_features(test_features))
         encode_s = time.perf_counter() - start

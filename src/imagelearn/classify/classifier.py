@@ -5,7 +5,11 @@
 * ``finetune``: the head is first trained as in ``features``; then the top stages of the
   backbone (``unfreeze``, a fraction) are trained with the head at lower, discriminative
   learning rates, on augmented images.
-* ``scratch``: the whole network from random initialisation, on augmented images.
+* ``scratch``: the whole network from random initialization, on augmented images.
+
+A fitted classifier is saved with :meth:`~imagelearn.core.persistence.PersistentEstimator.save`
+and read back with ``DeepImageClassifier.load(directory)``; ``device`` and ``cache_dir`` are
+the loading machine's, set with ``set_params`` after loading.
 """
 
 from __future__ import annotations
@@ -36,9 +40,9 @@ from imagelearn.classify.preprocess import ImageSource, Preprocessing
 from imagelearn.classify.runtime import configure_torch, single_thread
 from imagelearn.classify.training import EpochLoop, cosine_schedule
 from imagelearn.classify.weights import build_backbone, state_dict_fingerprint
-from imagelearn.core.bundle import load_bundle, save_bundle
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.images import ImageReadError
+from imagelearn.core.persistence import PersistentEstimator
 from imagelearn.core.progress import progress
 from imagelearn.data.collection import DatasetError
 
@@ -49,11 +53,10 @@ MODES = ("features", "finetune", "scratch")
 DEFAULT_EPOCHS = {"features": 30, "finetune": 6, "scratch": 15}
 #: Learning rate of the head (and of the whole network in ``scratch``) when none is given.
 DEFAULT_LEARNING_RATE = 1e-3
-#: An epoch of the head (on cached embeddings) makes at least this many optimiser steps, passing
+#: An epoch of the head (on cached embeddings) makes at least this many optimizer steps, passing
 #: over a small training set several times: its steps are cheap, and a head given only a few
 #: (one per epoch for 20 images) stays near its random start.
 MIN_HEAD_STEPS_PER_EPOCH = 20
-BUNDLE_KIND = "cnn-classifier"
 
 
 @dataclass
@@ -79,7 +82,7 @@ def balanced_class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
 
 
-class DeepImageClassifier(ClassifierMixin, BaseEstimator):
+class DeepImageClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
     """Image classifier on a registered backbone (see :data:`~imagelearn.classify.BACKBONES`).
 
     Parameters
@@ -92,7 +95,7 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
     epochs : int or None
         Epochs of the head (``features``) or of the whole network (``finetune``, ``scratch``);
         None: :data:`DEFAULT_EPOCHS`. A head epoch makes at least
-        :data:`MIN_HEAD_STEPS_PER_EPOCH` optimiser steps (several passes over small sets).
+        :data:`MIN_HEAD_STEPS_PER_EPOCH` optimizer steps (several passes over small sets).
     head_epochs : int
         ``finetune`` only: epochs of the head on frozen embeddings before unfreezing.
     batch_size : int
@@ -111,11 +114,13 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
         ``finetune`` only: fraction of the backbone's top stages trained (1.0: all).
     augment : bool
         Random resized crops and flips when training on images.
-    seed : int
+    random_state : int
+        Seeds the initialization, the shuffling and the augmentation.
     device : str or None
-        None: the GPU when there is one.
+        Where the network runs (fit and predict); None: the GPU when there is one. A runtime
+        setting: not saved.
     cache_dir : path or None
-        Embedding cache (None: the default, ``""``: none).
+        Embedding cache (None: the default, ``""``: none). A runtime setting: not saved.
     checkpoint_dir : path or None
         Where a checkpoint is written after every epoch.
     resume : bool
@@ -126,9 +131,9 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     network_ : ClassifierNet
-        The trained network (eval mode): normalised images -> logits.
+        The trained network (eval mode): normalized images -> logits.
     preprocessing_ : Preprocessing
-        Resize, crop and normalisation used in training; prediction and export use the same.
+        Resize, crop and normalization used in training; prediction and export use the same.
     classes_ : ndarray of int, shape (n_classes,)
     class_names_ : list of str
     backbone_name_ : str
@@ -139,6 +144,8 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
     example_images_ : list of str
         A few training files, to check an ONNX export on.
     """
+
+    bundle_kind = "cnn-classifier"
 
     def __init__(
         self,
@@ -155,7 +162,7 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
         patience: int = 5,
         unfreeze: float = 0.5,
         augment: bool = True,
-        seed: int = 0,
+        random_state: int = 0,
         device: str | None = None,
         cache_dir: str | os.PathLike | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
@@ -175,7 +182,7 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
         self.patience = patience
         self.unfreeze = unfreeze
         self.augment = augment
-        self.seed = seed
+        self.random_state = random_state
         self.device = device
         self.cache_dir = cache_dir
         self.checkpoint_dir = checkpoint_dir
@@ -212,7 +219,7 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
         if n_classes < 2 or len(np.unique(labels)) < 2:
             raise DatasetError("training needs images of at least two classes")
         device = configure_torch(self.device)
-        torch.manual_seed(self.seed)
+        torch.manual_seed(self.random_state)
         self.class_names_ = (
             list(class_names) if class_names is not None else [str(i) for i in range(n_classes)]
         )
@@ -295,7 +302,7 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
             "batch_size",
             "learning_rate",
             "image_size",
-            "seed",
+            "random_state",
             "unfreeze",
         )
         return {key: getattr(self, key) for key in keys} | {"init": str(self.init)}
@@ -310,7 +317,7 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
     def _fit_head(
         self, network: ClassifierNet, images, labels, validation, loss, epochs: int
     ) -> list[dict[str, Any]]:
-        """Train the head on standardised frozen embeddings; fold the scaling into its weights."""
+        """Train the head on standardized frozen embeddings; fold the scaling into its weights."""
         train = self._embed(network.backbone, images)
         self.skipped_ += train.failures
         _check_readable(labels[train.kept], len(images), train.failures)
@@ -341,7 +348,7 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
                 for batch in _shuffled_batches(
                     len(targets),
                     self.batch_size,
-                    self.seed + epoch * passes + repeat,
+                    self.random_state + epoch * passes + repeat,
                     inputs,
                     targets,
                 )
@@ -355,7 +362,7 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
             history = loop.run(
                 epochs,
                 self.patience,
-                self.seed,
+                self.random_state,
                 self._checkpoint("checkpoint-head.pt"),
                 self.resume,
                 self._fingerprint(),
@@ -420,7 +427,7 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
             for indices, batch_targets in _shuffled_batches(
                 len(targets),
                 self.batch_size,
-                self.seed + epoch,
+                self.random_state + epoch,
                 torch.arange(len(targets)),
                 targets,
             ):
@@ -443,7 +450,7 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
         return loop.run(
             epochs,
             self.patience,
-            self.seed,
+            self.random_state,
             self._checkpoint("checkpoint.pt"),
             self.resume,
             self._fingerprint(),
@@ -457,19 +464,20 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
         """Class probabilities of the readable images; unreadable ones are reported, not fatal.
 
         ``strict`` (default: the ``strict`` parameter) raises on the first unreadable image.
-        Frozen-backbone models (``features``) read their embeddings from the cache.
+        Frozen-backbone models (``features``) read their embeddings from the cache. The
+        network runs on ``device`` (moved there when it is elsewhere).
         """
         check_is_fitted(self, "network_")
-        configure_torch(self.device)
-        backbone = self.network_.backbone
+        device = configure_torch(self.device)
+        network = self.network_.to(device)
+        backbone = network.backbone
         cache = self.cache_dir if self.mode == "features" else ""
         strict = self.strict if strict is None else strict
         result = compute_embeddings(
             backbone, images, self.preprocessing_, max(self.batch_size, 32), "avg", cache, strict
         )
-        device = next(self.network_.parameters()).device
         with torch.inference_mode():
-            logits = self.network_.head.eval()(torch.from_numpy(result.vectors).to(device))
+            logits = network.head.eval()(torch.from_numpy(result.vectors).to(device))
             probabilities = torch.softmax(logits, dim=1).cpu().numpy()
         return Prediction(probabilities, result.kept, result.failures)
 
@@ -483,53 +491,41 @@ class DeepImageClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ persistence
 
-    def save(self, directory: str | os.PathLike, files: dict[str, bytes] | None = None) -> Path:
-        """Save as a bundle directory: manifest (settings, classes, preprocessing) + safetensors weights."""
+    def _check_saveable(self) -> None:
         check_is_fitted(self, "network_")
-        params = {
-            key: (str(value) if isinstance(value, os.PathLike) else value)
-            for key, value in self.get_params().items()
-        }
-        manifest = {
-            "backbone": self.backbone_name_,
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Backbone, classes, preprocessing and history as JSON; the network's weights as arrays."""
+        state = {
+            "backbone_name": self.backbone_name_,
             "weights_id": self.network_.backbone.weights_id,
-            "mode": self.mode,
             "class_names": self.class_names_,
             "preprocessing": self.preprocessing_.as_dict(),
-            "params": params,
             "history": self.history_,
-            "skipped": [{"path": path, "reason": reason} for path, reason in self.skipped_],
+            "skipped": [list(item) for item in self.skipped_],
             "example_images": self.example_images_,
         }
         arrays = {
             name: tensor.detach().cpu().numpy()
             for name, tensor in self.network_.state_dict().items()
         }
-        return save_bundle(directory, BUNDLE_KIND, manifest, arrays, files)
+        return state, arrays
 
-    @classmethod
-    def load(cls, directory: str | os.PathLike, device: str | None = None) -> DeepImageClassifier:
-        """Read a classifier written by :meth:`save` (no pickle: JSON and safetensors only)."""
-        content, arrays = load_bundle(directory, BUNDLE_KIND)
-        params = dict(content["params"])
-        params["device"] = device
-        model = cls(**params)
-        spec = get_spec(content["backbone"])
-        backbone = spec.build(None)
-        backbone.name = content["backbone"]
-        backbone.weights_id = content["weights_id"]
-        network = ClassifierNet(backbone, len(content["class_names"]))
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        backbone = get_spec(state["backbone_name"]).build(None)
+        backbone.name = state["backbone_name"]
+        backbone.weights_id = state["weights_id"]
+        self.preprocessing_ = Preprocessing.from_dict(state["preprocessing"])
+        backbone.preprocessing = self.preprocessing_
+        self.class_names_ = list(state["class_names"])
+        self.classes_ = np.arange(len(self.class_names_))
+        network = ClassifierNet(backbone, len(self.class_names_))
         network.load_state_dict({name: torch.from_numpy(array) for name, array in arrays.items()})
-        model.backbone_name_ = content["backbone"]
-        model.preprocessing_ = Preprocessing.from_dict(content["preprocessing"])
-        backbone.preprocessing = model.preprocessing_
-        model.class_names_ = list(content["class_names"])
-        model.classes_ = np.arange(len(model.class_names_))
-        model.history_ = list(content["history"])
-        model.example_images_ = list(content["example_images"])
-        model.skipped_ = [(item["path"], item["reason"]) for item in content["skipped"]]
-        model.network_ = network.to(configure_torch(device)).eval()
-        return model
+        self.network_ = network.eval()
+        self.backbone_name_ = backbone.name
+        self.history_ = list(state["history"])
+        self.skipped_ = [(path, reason) for path, reason in state["skipped"]]
+        self.example_images_ = list(state["example_images"])
 
 
 def _check_readable(
@@ -547,10 +543,10 @@ def _check_readable(
 
 
 def _shuffled_batches(
-    n: int, batch_size: int, seed: int, inputs: torch.Tensor, targets: torch.Tensor
+    n: int, batch_size: int, random_state: int, inputs: torch.Tensor, targets: torch.Tensor
 ):
     """Mini-batches of ``(inputs, targets)`` in a seeded random order; a last batch of one is dropped."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(random_state))
     for start in range(0, n, batch_size):
         indices = order[start : start + batch_size]
         if len(indices) > 1 or n == 1:

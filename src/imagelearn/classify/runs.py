@@ -230,7 +230,7 @@ def train_run(
     out : path
         The run directory.
     model : DeepImageClassifier, optional
-        Fitted in place; None: ``DeepImageClassifier(seed=random_state, checkpoint_dir=out)``.
+        Fitted in place; None: ``DeepImageClassifier(random_state=random_state, checkpoint_dir=out)``.
     random_state : int
         Seed of the split.
 
@@ -241,7 +241,7 @@ def train_run(
     """
     out = Path(out)
     if model is None:
-        model = DeepImageClassifier(seed=random_state, checkpoint_dir=out)
+        model = DeepImageClassifier(random_state=random_state, checkpoint_dir=out)
     train, validation, test, how = _held_out_splits(source, test_size, random_state)
     log.info(
         "training %s (%s) on %d images, %d classes; held out: %s",
@@ -259,7 +259,11 @@ def train_run(
         class_names=train.class_names,
     )
     fit_seconds = time.perf_counter() - started
-    model.save(out, files={"history.csv": history_csv(model.history_).encode()})
+    model.save(
+        out,
+        metadata={"source": str(source), "split": how},
+        files={"history.csv": history_csv(model.history_).encode()},
+    )
     plot_curves(model.history_, out / "curves.png", f"{model.mode} / {model.backbone_name_}")
     prediction = model.predict_images(test.paths)
     extra = {
@@ -290,8 +294,7 @@ def _load_predictor(
         from imagelearn.classify.onnx_export import OnnxClassifier
 
         return OnnxClassifier(model / "model.onnx" if model.is_dir() else model)
-    classifier = DeepImageClassifier.load(model, device=device)
-    return classifier.set_params(cache_dir=cache_dir)
+    return DeepImageClassifier.load(model).set_params(device=device, cache_dir=cache_dir)
 
 
 def predict_images(

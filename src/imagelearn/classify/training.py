@@ -1,6 +1,6 @@
 """The epoch loop shared by every training mode: checkpoints, resume, early stopping, history.
 
-Every epoch reseeds PyTorch with ``seed + epoch`` (shuffling, augmentation, dropout), so a run
+Every epoch reseeds PyTorch with ``random_state + epoch`` (shuffling, augmentation, dropout), so a run
 resumed from its checkpoint continues exactly as the uninterrupted run would have.
 """
 
@@ -49,7 +49,7 @@ class EpochLoop:
     Attributes
     ----------
     module : nn.Module
-        What is optimised; maps a batch of inputs to logits.
+        What is optimized; maps a batch of inputs to logits.
     optimizer, scheduler
         The scheduler steps once per epoch.
     train_batches : callable (epoch) -> iterable of (inputs, labels)
@@ -80,7 +80,7 @@ class EpochLoop:
         self,
         epochs: int,
         patience: int = 0,
-        seed: int = 0,
+        random_state: int = 0,
         checkpoint: Path | None = None,
         resume: bool = False,
         fingerprint: dict[str, Any] | None = None,
@@ -92,6 +92,8 @@ class EpochLoop:
         patience : int
             Stop after this many epochs without a better validation accuracy (ties broken by
             loss); 0 never stops early. The best epoch's weights are restored at the end.
+        random_state : int
+            Epoch ``e`` runs with PyTorch seeded by ``random_state + e``.
         checkpoint : Path, optional
             Written after every epoch (model, optimizer, scheduler, history).
         resume : bool
@@ -108,7 +110,7 @@ class EpochLoop:
                     "early stopping after epoch %d: no improvement for %d epochs", epoch, patience
                 )
                 break
-            row = self._epoch(epoch, seed)
+            row = self._epoch(epoch, random_state)
             history.append(row)
             key = (row["val_accuracy"], -row["val_loss"]) if self.evaluate else (epoch, 0.0)
             if key > best_key:
@@ -121,8 +123,8 @@ class EpochLoop:
             self.module.load_state_dict(best_state)
         return history
 
-    def _epoch(self, epoch: int, seed: int) -> dict[str, Any]:
-        torch.manual_seed(seed + epoch)
+    def _epoch(self, epoch: int, random_state: int) -> dict[str, Any]:
+        torch.manual_seed(random_state + epoch)
         started = time.perf_counter()
         self.module.train()
         if self.prepare_epoch:

@@ -1,6 +1,6 @@
 """Transfer learning, measured: the same split and budget with and without ImageNet weights.
 
-Each arm (a mode at a training-set fraction) is summarised by its validation learning curve:
+Each arm (a mode at a training-set fraction) is summarized by its validation learning curve:
 
 * ``start``: validation accuracy after the first epoch;
 * ``slope``: area under the learning curve, the mean validation accuracy over the epochs
@@ -83,7 +83,7 @@ class TransferReport:
         }
 
 
-def summarise_curve(accuracies: Sequence[float]) -> dict[str, float | int]:
+def summarize_curve(accuracies: Sequence[float]) -> dict[str, float | int]:
     """``start``, ``slope`` (mean accuracy), ``epochs_to_90`` and ``asymptote`` of one learning curve."""
     curve = np.asarray(accuracies, dtype=np.float64)
     if len(curve) == 0:
@@ -98,10 +98,13 @@ def summarise_curve(accuracies: Sequence[float]) -> dict[str, float | int]:
 
 
 def nested_subsets(
-    dataset: ImageDataset, fractions: Sequence[float], seed: int = 0
+    dataset: ImageDataset, fractions: Sequence[float], random_state: int = 0
 ) -> dict[float, ImageDataset]:
-    """Stratified subsets, each containing the smaller ones, with at least one image per class."""
-    rng = np.random.default_rng(seed)
+    """Stratified subsets, each containing the smaller ones, with at least one image per class.
+
+    The subsets depend only on ``dataset``, ``fractions`` and ``random_state``.
+    """
+    rng = np.random.default_rng(random_state)
     orders = [
         rng.permutation(np.flatnonzero(dataset.labels == label))
         for label in range(len(dataset.class_names))
@@ -161,7 +164,7 @@ def compare_transfer(
         for mode in modes:
             model = DeepImageClassifier(
                 backbone=backbone, mode=mode, epochs=epochs, image_size=image_size,
-                patience=0, seed=random_state, cache_dir=cache_dir,
+                patience=0, random_state=random_state, cache_dir=cache_dir,
             )  # fmt: skip
             started = time.perf_counter()
             model.fit(
@@ -173,7 +176,7 @@ def compare_transfer(
                 mode,
                 fraction,
                 len(subset),
-                **summarise_curve(curve),
+                **summarize_curve(curve),
                 seconds=time.perf_counter() - started,
                 curve=curve,
             )

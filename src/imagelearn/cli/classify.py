@@ -184,7 +184,7 @@ def run_train(arguments: argparse.Namespace) -> int:
         patience=arguments.patience,
         unfreeze=arguments.unfreeze,
         augment=not arguments.no_augment,
-        seed=arguments.random_state,
+        random_state=arguments.random_state,
         device=arguments.device,
         cache_dir=arguments.cache_dir,
         checkpoint_dir=arguments.out,

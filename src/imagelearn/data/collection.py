@@ -112,7 +112,7 @@ def load_dataset(
 
 
 def load_splits(
-    source: str | os.PathLike, test_size: float = 0.3, seed: int = 0
+    source: str | os.PathLike, test_size: float = 0.3, random_state: int = 0
 ) -> tuple[ImageDataset, ImageDataset, str]:
     """Training and held-out sets from ``source``.
 
@@ -123,7 +123,7 @@ def load_splits(
     -------
     train, held_out : ImageDataset
     how : str
-        ``"given:val"``, ``"given:test"`` or ``"stratified:<test_size>:seed=<seed>"``.
+        ``"given:val"``, ``"given:test"`` or ``"stratified:<test_size>:seed=<random_state>"``.
     """
     source = Path(source)
     if source.is_dir() and (source / "train").is_dir():
@@ -136,5 +136,5 @@ def load_splits(
         raise DatasetError(f"{source}: has train/ but neither val/ nor test/")
     dataset = load_dataset(source)
     dataset.require_classes(2, source)
-    train, held_out = stratified_split(dataset, test_size=test_size, seed=seed)
-    return train, held_out, f"stratified:{test_size}:seed={seed}"
+    train, held_out = stratified_split(dataset, test_size=test_size, random_state=random_state)
+    return train, held_out, f"stratified:{test_size}:seed={random_state}"

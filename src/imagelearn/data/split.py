@@ -8,18 +8,18 @@ from imagelearn.data.dataset import DatasetError, ImageDataset
 
 
 def stratified_split(
-    dataset: ImageDataset, test_size: float = 0.3, seed: int = 0
+    dataset: ImageDataset, test_size: float = 0.3, random_state: int = 0
 ) -> tuple[ImageDataset, ImageDataset]:
     """Hold out ``test_size`` of each class (at least one image per class on each side).
 
-    The split depends only on the sorted paths, the labels and ``seed``, so it is the same
+    The split depends only on the sorted paths, the labels and ``random_state``, so it is the same
     on every machine.
     """
     if dataset.labels is None:
         raise DatasetError("a stratified split needs labels")
     if not 0.0 < test_size < 1.0:
         raise DatasetError(f"test_size must be in (0, 1), got {test_size}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     order = np.argsort([str(p) for p in dataset.paths], kind="stable")
     train_indices: list[int] = []
     test_indices: list[int] = []
