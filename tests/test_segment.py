@@ -304,7 +304,7 @@ def test_csv_points(tmp_path):
 
 def test_holdout_split_is_stratified_and_disjoint(scene):
     _, truth = scene
-    train, held_out = split_holdout(truth, 0.3, seed=1)
+    train, held_out = split_holdout(truth, 0.3, random_state=1)
     assert not np.any((train > 0) & (held_out > 0))
     for label in (1, 2, 3):
         assert np.sum(held_out == label) == round(0.3 * np.sum(truth == label))
@@ -376,9 +376,13 @@ def test_em_membranes_from_sparse_scribbles():
     accuracies = []
     for membrane_pixels in (400, 1200):  # interior scribbled three times as much, as it covers ~78%
         masks = [
-            np.where(truth == 1, simulate_scribbles(truth, membrane_pixels // 5, seed=number), 0)
+            np.where(
+                truth == 1, simulate_scribbles(truth, membrane_pixels // 5, random_state=number), 0
+            )
             + np.where(
-                truth == 2, simulate_scribbles(truth, 3 * membrane_pixels // 5, seed=number + 50), 0
+                truth == 2,
+                simulate_scribbles(truth, 3 * membrane_pixels // 5, random_state=number + 50),
+                0,
             )
             for number, (_, truth) in enumerate(train)
         ]
@@ -400,7 +404,10 @@ def test_dubai_land_cover_beats_the_majority_class():
     train = [load_dubai_tile(path, max_side=256) for path in tiles[::9]]
     test = [load_dubai_tile(path, max_side=256) for path in tiles[4::9]]
     names = list(DUBAI_CLASSES)
-    masks = [simulate_scribbles(truth, 40, seed=number) for number, (_, truth) in enumerate(train)]
+    masks = [
+        simulate_scribbles(truth, 40, random_state=number)
+        for number, (_, truth) in enumerate(train)
+    ]
     model = PixelClassifier(classifier_params={"n_estimators": 30}).fit(
         [image for image, _ in train], masks, names
     )

@@ -102,7 +102,7 @@ def test_pasted_pixels_are_the_object_photo(tmp_path, make_image):
     rng = np.random.default_rng(1)
     red = make_image("red.png", np.full((40, 40, 3), (255, 0, 0), dtype=np.uint8))
     noise = make_image("bg.png", rng.integers(0, 200, (80, 80, 3), dtype=np.uint8))
-    [composite], names = make_composites({"red": [red]}, [noise], 1, size=(64, 64), seed=3)
+    [composite], names = make_composites({"red": [red]}, [noise], 1, size=(64, 64), random_state=3)
     assert names == ["background", "red"]
     inside = composite.mask == 2
     assert inside.sum() > 300
