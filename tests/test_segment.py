@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 from conftest import data_path
 from imagelearn.cli.main import build_parser, main, user_message
-from imagelearn.core.bundle import BundleError
+from imagelearn.core.bundle import MANIFEST_NAME, BundleError
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.images import ImageReadError
+from imagelearn.core.persistence import read_metadata
 from imagelearn.segment import (
     CLASSIFIERS,
     METHODS,
@@ -206,6 +209,79 @@ def test_cnn_pixel_features_refuse_multiband_rasters():
 def test_loading_something_else_is_a_bundle_error(tmp_path):
     with pytest.raises(BundleError):
         PixelClassifier.load(tmp_path)
+
+
+# ---------------------------------------------------------------- estimator contract
+
+
+@pytest.fixture
+def fitted(scene):
+    image, truth = scene
+    model = PixelClassifier(PixelFeatures(sigmas=(1, 2)), classifier_params=FAST_FOREST, n_jobs=2)
+    return model.fit(image, simulate_scribbles(truth, 60), ["red", "green", "striped"])
+
+
+def test_unfitted_use_raises_not_fitted(scene, tmp_path):
+    image, _ = scene
+    model = PixelClassifier()
+    for use in (model.predict, model.predict_proba):
+        with pytest.raises(NotFittedError):
+            use(image)
+    with pytest.raises(NotFittedError):
+        model.save(tmp_path / "model")
+
+
+def test_params_round_trip_through_clone_and_set_params(fitted, scene):
+    params = fitted.get_params(deep=False)
+    copy = clone(fitted)
+    assert copy.get_params(deep=False).keys() == params.keys()
+    assert copy.features is not fitted.features and copy.features.sigmas == (1, 2)
+    assert not hasattr(copy, "classes_")  # clone is unfitted
+    again = PixelClassifier().set_params(**params)
+    assert again.get_params(deep=False) == params
+    image, truth = scene
+    refitted = copy.fit(image, simulate_scribbles(truth, 60), ["red", "green", "striped"])
+    np.testing.assert_array_equal(refitted.predict_proba(image), fitted.predict_proba(image))
+
+
+def test_prediction_sets_no_state(fitted, scene):
+    image, _ = scene
+    before = dict(vars(fitted))
+    fitted.predict(image)
+    fitted.predict_proba(image)
+    assert vars(fitted).keys() == before.keys()
+    assert all(vars(fitted)[name] is value for name, value in before.items())
+
+
+def test_saved_model_has_no_runtime_settings_and_loads_on_another_machine(fitted, scene, tmp_path):
+    image, _ = scene
+    path = fitted.save(tmp_path / "model", metadata={"images": ["scene.png"]})
+    assert path == tmp_path / "model"
+    content = json.loads((path / MANIFEST_NAME).read_text())["content"]
+    assert "n_jobs" not in content["params"] and "n_jobs" not in json.dumps(content["state"])
+    assert content["params"]["features"]["params"]["sigmas"] == [1, 2]
+    assert read_metadata(path) == {"images": ["scene.png"]}
+    loaded = PixelClassifier.load(path)
+    assert isinstance(loaded, PixelClassifier) and loaded.n_jobs == -1  # the default
+    assert (
+        loaded.features.sigmas == (1, 2)
+        and loaded.n_samples_per_class_ == fitted.n_samples_per_class_
+    )
+    loaded.set_params(n_jobs=1)
+    np.testing.assert_array_equal(loaded.predict(image), fitted.predict(image))
+
+
+def test_an_old_or_foreign_manifest_is_a_bundle_error(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model")
+    header = json.loads((path / MANIFEST_NAME).read_text())
+    old = {"classifier": "random_forest", "classes": [1, 2, 3], "n_bands": 3}  # before 0.x
+    (path / MANIFEST_NAME).write_text(json.dumps({**header, "content": old}))
+    with pytest.raises(BundleError, match="not a valid saved model"):
+        PixelClassifier.load(path)
+    header["content"]["state"].pop("n_bands")
+    (path / MANIFEST_NAME).write_text(json.dumps(header))
+    with pytest.raises(BundleError, match="incomplete or corrupt"):
+        PixelClassifier.load(path)
 
 
 def test_bad_samples_are_refused(scene):
@@ -523,6 +599,27 @@ def test_runs_train_predict_evaluate_and_cluster_from_python(tmp_path, em_files)
     assert clustered.class_names == ("cluster1", "cluster2")
     assert clustered.agreement["purity"] > clustered.agreement["majority_baseline"] - 0.01
     assert (tmp_path / "clusters" / "agreement.json").is_file()
+
+
+def test_train_run_records_its_sources_and_colors_for_predict_run(tmp_path, scene, make_image):
+    rgb, truth = scene
+    palette = [(255, 0, 0), (0, 160, 0), (0, 0, 255)]
+    colored = np.zeros((*truth.shape, 3), np.uint8)
+    for label, color in enumerate(palette, start=1):
+        colored[truth == label] = color
+    image, samples = make_image("rgb.png", rgb), make_image("colored.png", colored)
+    classes = ["red=#FF0000", "green=#00A000", "blue=#0000FF"]
+    trained = train_run([image], [samples], tmp_path / "model", classes=classes,
+                        n_estimators=10, sigmas=(1,), n_jobs=1)  # fmt: skip
+    metadata = read_metadata(trained.out)
+    assert metadata == {
+        "images": [str(image)],
+        "samples": [str(samples)],
+        "class_colors": [list(color) for color in palette],
+    }
+    predicted = predict_run(trained.out, [image], tmp_path / "map", n_jobs=1)
+    classmap = Image.open(predicted.maps[0].out / "classmap.png")
+    assert classmap.getpalette()[3:12] == [channel for color in palette for channel in color]
 
 
 def test_run_errors_name_the_run_parameter(tmp_path, scene, make_image, em_files):

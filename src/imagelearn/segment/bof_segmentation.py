@@ -497,6 +497,10 @@ class BofSegmenter(PersistentEstimator, BaseEstimator):
             )
             for index, params in enumerate(state["vocabularies"])
         ]
+        if len(self.vocabularies_) != len(self.detectors_):
+            raise ValueError(
+                f"{len(self.vocabularies_)} vocabularies for {len(self.detectors_)} detectors"
+            )
         self.classes_ = np.asarray(state["classes"], dtype=np.int64)
         self.class_names_ = list(state["class_names"])
         self.n_superpixels_per_class_ = dict(state["n_superpixels_per_class"])
