@@ -506,7 +506,8 @@ class BofSegmenter(PersistentEstimator, BaseEstimator):
         self.n_superpixels_per_class_ = dict(state["n_superpixels_per_class"])
         self.n_features_ = int(state["n_features"])
         self.arrays_ = _with_prefix(arrays, "classifier.")
-        classifier_kind(self.classifier).predictor(self.arrays_, None)  # refuses incomplete arrays
+        # A random forest is rebuilt from its arrays here: a bundle missing some fails on load.
+        classifier_kind(self.classifier).predictor(self.arrays_, None)
 
 
 def _with_prefix(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

@@ -268,7 +268,8 @@ class PixelClassifier(PersistentEstimator, BaseEstimator):
         return state, self.arrays_
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        classifier_kind(self.classifier).predictor(arrays, None)  # refuses incomplete arrays
+        # A random forest is rebuilt from its arrays here: a bundle missing some fails on load.
+        classifier_kind(self.classifier).predictor(arrays, None)
         self.features_ = self._features()
         self.classes_ = np.asarray(state["classes"], dtype=np.int64)
         self.class_names_ = list(state["class_names"])
