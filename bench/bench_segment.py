@@ -135,7 +135,7 @@ def dubai_training(max_side: int, pixels_per_tile: int):
     tiles = dubai_tiles(DATA / "dubai_landcover")
     train = [load_dubai_tile(path, max_side) for path in tiles[::9]]
     masks = [
-        simulate_scribbles(truth, pixels_per_tile, seed=number)
+        simulate_scribbles(truth, pixels_per_tile, random_state=number)
         for number, (_, truth) in enumerate(train)
     ]
     return tiles, train, masks
@@ -228,9 +228,13 @@ def em_membranes(classifiers: tuple[str, ...]) -> list[dict]:
     ]
     for membrane_pixels, names in ((400, classifiers), (1200, ("random_forest",))):
         masks = [
-            np.where(truth == 1, simulate_scribbles(truth, membrane_pixels // 5, seed=number), 0)
+            np.where(
+                truth == 1, simulate_scribbles(truth, membrane_pixels // 5, random_state=number), 0
+            )
             + np.where(
-                truth == 2, simulate_scribbles(truth, 3 * membrane_pixels // 5, seed=number + 50), 0
+                truth == 2,
+                simulate_scribbles(truth, 3 * membrane_pixels // 5, random_state=number + 50),
+                0,
             )
             for number, (_, truth) in enumerate(train)
         ]

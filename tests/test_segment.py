@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 from conftest import data_path
 from imagelearn.cli.main import build_parser, main, user_message
-from imagelearn.core.bundle import BundleError
+from imagelearn.core.bundle import MANIFEST_NAME, BundleError
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.images import ImageReadError
+from imagelearn.core.persistence import read_metadata
 from imagelearn.segment import (
     CLASSIFIERS,
     METHODS,
@@ -208,6 +211,79 @@ def test_loading_something_else_is_a_bundle_error(tmp_path):
         PixelClassifier.load(tmp_path)
 
 
+# ---------------------------------------------------------------- estimator contract
+
+
+@pytest.fixture
+def fitted(scene):
+    image, truth = scene
+    model = PixelClassifier(PixelFeatures(sigmas=(1, 2)), classifier_params=FAST_FOREST, n_jobs=2)
+    return model.fit(image, simulate_scribbles(truth, 60), ["red", "green", "striped"])
+
+
+def test_unfitted_use_raises_not_fitted(scene, tmp_path):
+    image, _ = scene
+    model = PixelClassifier()
+    for use in (model.predict, model.predict_proba):
+        with pytest.raises(NotFittedError):
+            use(image)
+    with pytest.raises(NotFittedError):
+        model.save(tmp_path / "model")
+
+
+def test_params_round_trip_through_clone_and_set_params(fitted, scene):
+    params = fitted.get_params(deep=False)
+    copy = clone(fitted)
+    assert copy.get_params(deep=False).keys() == params.keys()
+    assert copy.features is not fitted.features and copy.features.sigmas == (1, 2)
+    assert not hasattr(copy, "classes_")  # clone is unfitted
+    again = PixelClassifier().set_params(**params)
+    assert again.get_params(deep=False) == params
+    image, truth = scene
+    refitted = copy.fit(image, simulate_scribbles(truth, 60), ["red", "green", "striped"])
+    np.testing.assert_array_equal(refitted.predict_proba(image), fitted.predict_proba(image))
+
+
+def test_prediction_sets_no_state(fitted, scene):
+    image, _ = scene
+    before = dict(vars(fitted))
+    fitted.predict(image)
+    fitted.predict_proba(image)
+    assert vars(fitted).keys() == before.keys()
+    assert all(vars(fitted)[name] is value for name, value in before.items())
+
+
+def test_saved_model_has_no_runtime_settings_and_loads_on_another_machine(fitted, scene, tmp_path):
+    image, _ = scene
+    path = fitted.save(tmp_path / "model", metadata={"images": ["scene.png"]})
+    assert path == tmp_path / "model"
+    content = json.loads((path / MANIFEST_NAME).read_text())["content"]
+    assert "n_jobs" not in content["params"] and "n_jobs" not in json.dumps(content["state"])
+    assert content["params"]["features"]["params"]["sigmas"] == [1, 2]
+    assert read_metadata(path) == {"images": ["scene.png"]}
+    loaded = PixelClassifier.load(path)
+    assert isinstance(loaded, PixelClassifier) and loaded.n_jobs == -1  # the default
+    assert (
+        loaded.features.sigmas == (1, 2)
+        and loaded.n_samples_per_class_ == fitted.n_samples_per_class_
+    )
+    loaded.set_params(n_jobs=1)
+    np.testing.assert_array_equal(loaded.predict(image), fitted.predict(image))
+
+
+def test_an_old_or_foreign_manifest_is_a_bundle_error(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model")
+    header = json.loads((path / MANIFEST_NAME).read_text())
+    old = {"classifier": "random_forest", "classes": [1, 2, 3], "n_bands": 3}  # before 0.x
+    (path / MANIFEST_NAME).write_text(json.dumps({**header, "content": old}))
+    with pytest.raises(BundleError, match="not a valid saved model"):
+        PixelClassifier.load(path)
+    header["content"]["state"].pop("n_bands")
+    (path / MANIFEST_NAME).write_text(json.dumps(header))
+    with pytest.raises(BundleError, match="incomplete or corrupt"):
+        PixelClassifier.load(path)
+
+
 def test_bad_samples_are_refused(scene):
     image, truth = scene
     model = PixelClassifier(classifier_params=FAST_FOREST)
@@ -304,7 +380,7 @@ def test_csv_points(tmp_path):
 
 def test_holdout_split_is_stratified_and_disjoint(scene):
     _, truth = scene
-    train, held_out = split_holdout(truth, 0.3, seed=1)
+    train, held_out = split_holdout(truth, 0.3, random_state=1)
     assert not np.any((train > 0) & (held_out > 0))
     for label in (1, 2, 3):
         assert np.sum(held_out == label) == round(0.3 * np.sum(truth == label))
@@ -376,9 +452,13 @@ def test_em_membranes_from_sparse_scribbles():
     accuracies = []
     for membrane_pixels in (400, 1200):  # interior scribbled three times as much, as it covers ~78%
         masks = [
-            np.where(truth == 1, simulate_scribbles(truth, membrane_pixels // 5, seed=number), 0)
+            np.where(
+                truth == 1, simulate_scribbles(truth, membrane_pixels // 5, random_state=number), 0
+            )
             + np.where(
-                truth == 2, simulate_scribbles(truth, 3 * membrane_pixels // 5, seed=number + 50), 0
+                truth == 2,
+                simulate_scribbles(truth, 3 * membrane_pixels // 5, random_state=number + 50),
+                0,
             )
             for number, (_, truth) in enumerate(train)
         ]
@@ -400,7 +480,10 @@ def test_dubai_land_cover_beats_the_majority_class():
     train = [load_dubai_tile(path, max_side=256) for path in tiles[::9]]
     test = [load_dubai_tile(path, max_side=256) for path in tiles[4::9]]
     names = list(DUBAI_CLASSES)
-    masks = [simulate_scribbles(truth, 40, seed=number) for number, (_, truth) in enumerate(train)]
+    masks = [
+        simulate_scribbles(truth, 40, random_state=number)
+        for number, (_, truth) in enumerate(train)
+    ]
     model = PixelClassifier(classifier_params={"n_estimators": 30}).fit(
         [image for image, _ in train], masks, names
     )
@@ -516,6 +599,27 @@ def test_runs_train_predict_evaluate_and_cluster_from_python(tmp_path, em_files)
     assert clustered.class_names == ("cluster1", "cluster2")
     assert clustered.agreement["purity"] > clustered.agreement["majority_baseline"] - 0.01
     assert (tmp_path / "clusters" / "agreement.json").is_file()
+
+
+def test_train_run_records_its_sources_and_colors_for_predict_run(tmp_path, scene, make_image):
+    rgb, truth = scene
+    palette = [(255, 0, 0), (0, 160, 0), (0, 0, 255)]
+    colored = np.zeros((*truth.shape, 3), np.uint8)
+    for label, color in enumerate(palette, start=1):
+        colored[truth == label] = color
+    image, samples = make_image("rgb.png", rgb), make_image("colored.png", colored)
+    classes = ["red=#FF0000", "green=#00A000", "blue=#0000FF"]
+    trained = train_run([image], [samples], tmp_path / "model", classes=classes,
+                        n_estimators=10, sigmas=(1,), n_jobs=1)  # fmt: skip
+    metadata = read_metadata(trained.out)
+    assert metadata == {
+        "images": [str(image)],
+        "samples": [str(samples)],
+        "class_colors": [list(color) for color in palette],
+    }
+    predicted = predict_run(trained.out, [image], tmp_path / "map", n_jobs=1)
+    classmap = Image.open(predicted.maps[0].out / "classmap.png")
+    assert classmap.getpalette()[3:12] == [channel for color in palette for channel in color]
 
 
 def test_run_errors_name_the_run_parameter(tmp_path, scene, make_image, em_files):

@@ -6,10 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 from conftest import DATA_ROOT, data_path
 from imagelearn.cli.main import main
+from imagelearn.core.bundle import MANIFEST_NAME, BundleError
 from imagelearn.core.errors import ParameterError
+from imagelearn.core.persistence import read_metadata
 from imagelearn.segment.bof_segmentation import (
     BofSegmenter,
     iou_report,
@@ -102,7 +106,7 @@ def test_pasted_pixels_are_the_object_photo(tmp_path, make_image):
     rng = np.random.default_rng(1)
     red = make_image("red.png", np.full((40, 40, 3), (255, 0, 0), dtype=np.uint8))
     noise = make_image("bg.png", rng.integers(0, 200, (80, 80, 3), dtype=np.uint8))
-    [composite], names = make_composites({"red": [red]}, [noise], 1, size=(64, 64), seed=3)
+    [composite], names = make_composites({"red": [red]}, [noise], 1, size=(64, 64), random_state=3)
     assert names == ["background", "red"]
     inside = composite.mask == 2
     assert inside.sum() > 300
@@ -185,6 +189,71 @@ def test_one_class_only_is_refused():
 def test_unfitted_model_says_so():
     with pytest.raises(ValueError, match="not fitted"):
         BofSegmenter().predict(np.zeros((8, 8, 3), dtype=np.uint8))
+
+
+# ---------------------------------------------------------------- estimator contract
+
+
+@pytest.fixture(scope="module")
+def stripes_model():
+    pairs = [_stripes_and_noise(seed) for seed in range(2)]
+    model = BofSegmenter(n_words=8, color_words=4, superpixel_size=8, n_jobs=2)
+    return model.fit([i for i, _ in pairs], [m for _, m in pairs], ["stripes", "noise"])
+
+
+def test_unfitted_use_raises_not_fitted(tmp_path):
+    model = BofSegmenter()
+    image = np.zeros((8, 8, 3), dtype=np.uint8)
+    for use in (model.predict, model.predict_proba, model.superpixel_features):
+        with pytest.raises(NotFittedError):
+            use(image)
+    with pytest.raises(NotFittedError):
+        model.save(tmp_path / "model")
+
+
+def test_params_round_trip_through_clone_and_set_params(stripes_model):
+    params = stripes_model.get_params()
+    copy = clone(stripes_model)
+    assert copy.get_params() == params and not hasattr(copy, "classes_")
+    assert BofSegmenter().set_params(**params).get_params() == params
+    assert params["neighbor_context"] is True
+
+
+def test_prediction_sets_no_state(stripes_model):
+    image, _ = _stripes_and_noise(7)
+    before = dict(vars(stripes_model))
+    stripes_model.predict(image)
+    stripes_model.predict_proba(image)
+    assert vars(stripes_model).keys() == before.keys()
+    assert all(vars(stripes_model)[name] is value for name, value in before.items())
+
+
+def test_saved_model_has_no_runtime_settings(stripes_model, tmp_path):
+    path = stripes_model.save(tmp_path / "model", metadata={"masks": ["a.png"]})
+    content = json.loads((path / MANIFEST_NAME).read_text())["content"]
+    assert "n_jobs" not in content["params"] and "n_jobs" not in json.dumps(content["state"])
+    assert read_metadata(path) == {"masks": ["a.png"]}
+    loaded = BofSegmenter.load(path).set_params(n_jobs=1)
+    assert isinstance(loaded, BofSegmenter) and loaded.class_names_ == ["stripes", "noise"]
+    assert [vocabulary.n_words_ for vocabulary in loaded.vocabularies_] == [8, 4]
+    image, _ = _stripes_and_noise(7)
+    np.testing.assert_array_equal(loaded.predict(image), stripes_model.predict(image))
+    np.testing.assert_array_equal(loaded.predict_proba(image), stripes_model.predict_proba(image))
+
+
+def test_an_old_manifest_is_a_bundle_error(stripes_model, tmp_path):
+    path = stripes_model.save(tmp_path / "model")
+    header = json.loads((path / MANIFEST_NAME).read_text())
+    old_params = {**header["content"]["params"], "neighbour_context": True, "n_jobs": -1}
+    old_params.pop("neighbor_context")
+    old = {"params": old_params, "classes": [1, 2], "n_features": 48}  # the layout before 0.x
+    (path / MANIFEST_NAME).write_text(json.dumps({**header, "content": old}))
+    with pytest.raises(BundleError, match=r"unknown parameter.*'n_jobs', 'neighbour_context'"):
+        BofSegmenter.load(path)
+    header["content"]["state"]["vocabularies"].pop()
+    (path / MANIFEST_NAME).write_text(json.dumps(header))
+    with pytest.raises(BundleError, match="incomplete or corrupt"):
+        BofSegmenter.load(path)
 
 
 # ---------------------------------------------------------------- command line

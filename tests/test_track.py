@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 from conftest import data_path
 from imagelearn.cli.main import main
+from imagelearn.core.bundle import MANIFEST_NAME, BundleError
 from imagelearn.core.images import load_image
+from imagelearn.core.persistence import read_metadata
 from imagelearn.evaluation.tracking import success_rate
 from imagelearn.tracking import ObjectTracker, TrackResult, read_frames, read_otb_boxes, video_run
 from imagelearn.tracking.synthetic import moving_object_video
@@ -45,6 +50,53 @@ def test_the_object_is_followed_with_small_corner_error():
 def test_a_blank_object_photo_is_refused():
     with pytest.raises(ValueError, match="features"):
         ObjectTracker().fit(np.full((60, 60, 3), 200, np.uint8))
+
+
+def test_unfitted_tracker_raises_not_fitted(tmp_path):
+    with pytest.raises(NotFittedError):
+        ObjectTracker().track([np.zeros((32, 32, 3), np.uint8)])
+    with pytest.raises(NotFittedError):
+        ObjectTracker().save(tmp_path / "tracker")
+
+
+def test_params_round_trip_through_clone_and_set_params():
+    tracker = ObjectTracker(detector="orb", min_inliers=6, update_model=False)
+    params = tracker.get_params()
+    assert clone(tracker).get_params() == params
+    assert ObjectTracker().set_params(**params).get_params() == params
+
+
+def test_tracking_leaves_the_fitted_tracker_unchanged():
+    """What is learned while following one video stays with it: a second run starts afresh."""
+    photo, frames, _ = _synthetic_video(8)
+    tracker = ObjectTracker(min_inliers=8).fit(photo)
+    before = dict(vars(tracker))
+    first = list(tracker.track(frames))
+    assert vars(tracker).keys() == before.keys()
+    assert all(vars(tracker)[name] is value for name, value in before.items())
+    second = list(tracker.track(frames))
+    for one, other in zip(first, second, strict=True):
+        np.testing.assert_array_equal(one.corners, other.corners)
+
+
+def test_saved_tracker_follows_the_object_identically(tmp_path):
+    photo, frames, _ = _synthetic_video(6)
+    tracker = ObjectTracker(min_inliers=8).fit(photo)
+    path = tracker.save(tmp_path / "tracker", metadata={"query": "box.png"})
+    assert read_metadata(path) == {"query": "box.png"}
+    loaded = ObjectTracker.load(path)
+    assert isinstance(loaded, ObjectTracker) and loaded.get_params() == tracker.get_params()
+    assert loaded.object_size_ == tracker.object_size_ == (photo.shape[1], photo.shape[0])
+    expected, found = list(tracker.track(frames)), list(loaded.track(frames))
+    assert all(t.homography is not None for t in found)
+    for one, other in zip(expected, found, strict=True):
+        np.testing.assert_array_equal(one.homography, other.homography)
+        assert (one.inliers, one.searched_window) == (other.inliers, other.searched_window)
+    header = json.loads((path / MANIFEST_NAME).read_text())
+    header["content"]["state"].pop("object_size")
+    (path / MANIFEST_NAME).write_text(json.dumps(header))
+    with pytest.raises(BundleError, match="incomplete or corrupt object-tracker"):
+        ObjectTracker.load(path)
 
 
 def _frames_folder(tmp_path: Path, n_frames: int) -> tuple[Path, Path, list[np.ndarray]]:

@@ -14,28 +14,27 @@ class ``class_names[k - 1]``; a background class is a class like any other.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 from scipy import sparse
 from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from imagelearn.bof.encoding import normalize_histograms
 from imagelearn.bof.estimator import sample_descriptors
 from imagelearn.bof.vocabulary import KMeansVocabulary
-from imagelearn.core.bundle import BundleError, load_bundle, save_bundle
+from imagelearn.core.persistence import PersistentEstimator, encode_params
 from imagelearn.core.progress import progress
 from imagelearn.features import LocalFeatures, make_detector
 from imagelearn.features.detectors import Detector
 from imagelearn.segment.classifier import MAX_CLASSES
 from imagelearn.segment.metrics import accuracy_report
-from imagelearn.segment.models import classifier_kind
+from imagelearn.segment.models import Predictor, classifier_kind
 
-BUNDLE_KIND = "bof-segmenter"
 #: Detector keyword arguments the Lab colour channel shares with the texture detector.
 _SHARED_GRID_PARAMS = ("step", "sizes")
 
@@ -180,8 +179,11 @@ class _Encoded:
 # ---------------------------------------------------------------- estimator
 
 
-class BofSegmenter(BaseEstimator):
+class BofSegmenter(PersistentEstimator, BaseEstimator):
     """Per-pixel classes from Bag-of-Features histograms of SLIC superpixels.
+
+    Saved with :meth:`save` as a ``bof-segmenter`` bundle and read back with :meth:`load`;
+    ``n_jobs`` is not saved (set it with ``set_params`` after loading).
 
     Parameters
     ----------
@@ -198,7 +200,7 @@ class BofSegmenter(BaseEstimator):
         Approximate side of a SLIC superpixel in working pixels.
     compactness : float
         SLIC compactness (higher: squarer superpixels).
-    neighbour_context : bool
+    neighbor_context : bool
         Append the summed histograms of the adjacent superpixels.
     normalization : str
         Of each histogram block, one of :data:`imagelearn.bof.NORMALIZATIONS`.
@@ -225,12 +227,18 @@ class BofSegmenter(BaseEstimator):
     n_superpixels_per_class_ : dict of str to int
     n_features_ : int
         Length of a superpixel's vector.
+    detectors_ : list of Detector
+        Texture detector, then the colour one when ``color_words > 0``.
+    arrays_ : dict of str to ndarray
+        The trained classifier as plain arrays (see :mod:`imagelearn.segment.models`).
 
     Examples
     --------
     >>> model = BofSegmenter(n_words=200).fit(images, masks, ["background", "daisy"])  # doctest: +SKIP
     >>> labels = model.predict(image)  # (H, W) uint8 with values in classes_  # doctest: +SKIP
     """
+
+    bundle_kind = "bof-segmenter"
 
     def __init__(
         self,
@@ -240,7 +248,7 @@ class BofSegmenter(BaseEstimator):
         color_words: int = 32,
         superpixel_size: float = 16,
         compactness: float = 10.0,
-        neighbour_context: bool = True,
+        neighbor_context: bool = True,
         normalization: str = "power",
         purity: float = 0.6,
         max_side: int | None = 512,
@@ -256,7 +264,7 @@ class BofSegmenter(BaseEstimator):
         self.color_words = color_words
         self.superpixel_size = superpixel_size
         self.compactness = compactness
-        self.neighbour_context = neighbour_context
+        self.neighbor_context = neighbor_context
         self.normalization = normalization
         self.purity = purity
         self.max_side = max_side
@@ -299,6 +307,7 @@ class BofSegmenter(BaseEstimator):
         """Vectors (n_superpixels, n_features_): per channel the own histogram, then context."""
         blocks = []
         for vocabulary, features in zip(self.vocabularies_, encoded.features, strict=True):
+            vocabulary.set_params(n_jobs=self.n_jobs)  # a runtime setting: the current one
             words = (
                 vocabulary.assign(features.descriptors)
                 if len(features)
@@ -308,7 +317,7 @@ class BofSegmenter(BaseEstimator):
                 encoded.segments, features.keypoints[:, :2], words, vocabulary.n_words_
             )
             blocks.append(normalize_histograms(own, self.normalization))
-            if self.neighbour_context:
+            if self.neighbor_context:
                 context = encoded.adjacency @ own
                 blocks.append(normalize_histograms(context, self.normalization))
         return np.hstack(blocks)
@@ -324,8 +333,13 @@ class BofSegmenter(BaseEstimator):
         -------
         segments : int64 ndarray, shape (H, W), superpixel ids ``0..n-1`` at full size
         vectors : float32 ndarray, shape (n, n_features_)
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before :meth:`fit` (or :meth:`load`).
         """
-        self._check_fitted()
+        check_is_fitted(self, "arrays_")
         encoded = self._encode_image(image)
         return (
             _resize_nearest(encoded.segments, image.shape[:2]),
@@ -422,14 +436,13 @@ class BofSegmenter(BaseEstimator):
             self.random_state,
             self.n_jobs,
         )
-        self.predictor_ = kind.predictor(self.arrays_, self.n_jobs)
         return self
 
     # ------------------------------------------------------------ predict
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "predictor_"):
-            raise ValueError("this BofSegmenter is not fitted yet; call fit() or load()")
+    def _predictor(self) -> Predictor:
+        """The trained superpixel classifier, with the current ``n_jobs``."""
+        return classifier_kind(self.classifier).predictor(self.arrays_, self.n_jobs)
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         """Class scores of every pixel (those of its superpixel).
@@ -439,7 +452,7 @@ class BofSegmenter(BaseEstimator):
         float32 ndarray, shape (H, W, K), columns in the order of ``classes_``.
         """
         segments, vectors = self.superpixel_features(image)
-        return self.predictor_.predict_proba(vectors)[segments]
+        return self._predictor().predict_proba(vectors)[segments]
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """The class of every pixel.
@@ -453,56 +466,48 @@ class BofSegmenter(BaseEstimator):
         uint8 ndarray, shape (H, W), values in ``classes_``.
         """
         segments, vectors = self.superpixel_features(image)
-        best = self.predictor_.predict_proba(vectors).argmax(axis=1)
+        best = self._predictor().predict_proba(vectors).argmax(axis=1)
         return self.classes_.astype(np.uint8)[best][segments]
 
     # ------------------------------------------------------------ persistence
 
-    def save(
-        self, directory: str | os.PathLike, extra_files: dict[str, bytes] | None = None
-    ) -> Path:
-        """Write the fitted model as a bundle directory (JSON + safetensors, no pickle)."""
-        self._check_fitted()
+    def _check_saveable(self) -> None:
+        check_is_fitted(self, "arrays_")
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         arrays = {f"classifier.{name}": array for name, array in self.arrays_.items()}
         for index, vocabulary in enumerate(self.vocabularies_):
             arrays |= {
                 f"vocabulary{index}.{name}": array for name, array in vocabulary.to_arrays().items()
             }
-        manifest = {
-            "params": self.get_params(),
-            "vocabulary_params": [vocabulary.get_params() for vocabulary in self.vocabularies_],
+        state = {
+            "vocabularies": [encode_params(vocabulary) for vocabulary in self.vocabularies_],
             "classes": self.classes_.tolist(),
             "class_names": self.class_names_,
             "n_superpixels_per_class": self.n_superpixels_per_class_,
             "n_features": self.n_features_,
         }
-        return save_bundle(directory, BUNDLE_KIND, manifest, arrays, extra_files)
+        return state, arrays
 
-    @classmethod
-    def load(cls, directory: str | os.PathLike, n_jobs: int | None = -1) -> BofSegmenter:
-        """Read a model written by :meth:`save`; it predicts exactly as the saved one."""
-        manifest, arrays = load_bundle(directory, BUNDLE_KIND)
-        try:
-            model = cls(**{**manifest["params"], "n_jobs": n_jobs})
-            model.detectors_ = model._detectors()
-            model.vocabularies_ = [
-                KMeansVocabulary.from_arrays(
-                    {**params, "n_jobs": n_jobs},
-                    _with_prefix(arrays, f"vocabulary{index}."),
-                )
-                for index, params in enumerate(manifest["vocabulary_params"])
-            ]
-            model.classes_ = np.asarray(manifest["classes"], dtype=np.int64)
-            model.class_names_ = list(manifest["class_names"])
-            model.n_superpixels_per_class_ = dict(manifest["n_superpixels_per_class"])
-            model.n_features_ = int(manifest["n_features"])
-            model.arrays_ = _with_prefix(arrays, "classifier.")
-            model.predictor_ = classifier_kind(model.classifier).predictor(model.arrays_, n_jobs)
-        except (KeyError, TypeError, ValueError) as error:
-            raise BundleError(
-                f"{directory}: incomplete or corrupt {BUNDLE_KIND} bundle ({error})"
-            ) from error
-        return model
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.detectors_ = self._detectors()
+        self.vocabularies_ = [
+            KMeansVocabulary.from_arrays(
+                {**params, "n_jobs": self.n_jobs}, _with_prefix(arrays, f"vocabulary{index}.")
+            )
+            for index, params in enumerate(state["vocabularies"])
+        ]
+        if len(self.vocabularies_) != len(self.detectors_):
+            raise ValueError(
+                f"{len(self.vocabularies_)} vocabularies for {len(self.detectors_)} detectors"
+            )
+        self.classes_ = np.asarray(state["classes"], dtype=np.int64)
+        self.class_names_ = list(state["class_names"])
+        self.n_superpixels_per_class_ = dict(state["n_superpixels_per_class"])
+        self.n_features_ = int(state["n_features"])
+        self.arrays_ = _with_prefix(arrays, "classifier.")
+        # A random forest is rebuilt from its arrays here: a bundle missing some fails on load.
+        classifier_kind(self.classifier).predictor(self.arrays_, None)
 
 
 def _with_prefix(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted
 
-from imagelearn.core.bundle import BundleError, load_bundle, save_bundle
+from imagelearn.core.persistence import PersistentEstimator
 from imagelearn.segment.features import PixelFeatures
-from imagelearn.segment.models import classifier_kind
+from imagelearn.segment.models import Predictor, classifier_kind
 from imagelearn.segment.tiling import iter_tile_blocks, map_tiles
 
-BUNDLE_KIND = "pixel-classifier"
 #: Classes are stored as uint8 class maps (0 = none).
 MAX_CLASSES = 255
 
@@ -27,8 +27,11 @@ def _bands(image: np.ndarray) -> int:
     return 1 if image.ndim == 2 else image.shape[2]
 
 
-class PixelClassifier(BaseEstimator):
+class PixelClassifier(PersistentEstimator, BaseEstimator):
     """Classify every pixel of an image from a few labelled pixels.
+
+    Saved with :meth:`save` as a ``pixel-classifier`` bundle and read back with
+    :meth:`load`; ``n_jobs`` is not saved (set it with ``set_params`` after loading).
 
     Parameters
     ----------
@@ -48,6 +51,8 @@ class PixelClassifier(BaseEstimator):
 
     Attributes
     ----------
+    features_ : PixelFeatures
+        A copy of ``features`` (or the default), used for training and prediction.
     classes_ : int ndarray ``(K,)``
         Labels seen in the samples (values of the sample masks, 1..255).
     class_names_ : list of str
@@ -56,12 +61,16 @@ class PixelClassifier(BaseEstimator):
         Labelled pixels used for training.
     n_bands_ : int
         Bands of the training images; prediction needs the same.
+    arrays_ : dict of str to ndarray
+        The trained classifier as plain arrays (see :mod:`imagelearn.segment.models`).
 
     Examples
     --------
     >>> model = PixelClassifier().fit([image], [samples.mask], samples.class_names)  # doctest: +SKIP
     >>> labels = model.predict(new_image)  # (H, W) uint8 with values in classes_  # doctest: +SKIP
     """
+
+    bundle_kind = "pixel-classifier"
 
     def __init__(
         self,
@@ -118,7 +127,7 @@ class PixelClassifier(BaseEstimator):
     def fit(
         self,
         images: np.ndarray | Sequence[np.ndarray],
-        sample_masks: np.ndarray | Sequence[np.ndarray],
+        masks: np.ndarray | Sequence[np.ndarray],
         class_names: Sequence[str] | None = None,
     ) -> PixelClassifier:
         """Learn from the labelled pixels of one or more images.
@@ -126,7 +135,7 @@ class PixelClassifier(BaseEstimator):
         Parameters
         ----------
         images : ndarray ``(H, W)`` / ``(H, W, C)``, or a list of them (same band count)
-        sample_masks : int ndarray ``(H, W)`` per image; 0 = unlabelled, 1..K = class
+        masks : int ndarray ``(H, W)`` per image; 0 = unlabelled, 1..K = class
         class_names : list of str, optional
             Name of label ``k`` at index ``k - 1`` (default ``class1``...).
 
@@ -139,7 +148,7 @@ class PixelClassifier(BaseEstimator):
         ValueError
             No labelled pixels, a single class, mismatched sizes or band counts.
         """
-        images, masks = _as_list(images), [np.asarray(mask) for mask in _as_list(sample_masks)]
+        images, masks = _as_list(images), [np.asarray(mask) for mask in _as_list(masks)]
         if len(images) != len(masks) or not images:
             raise ValueError(
                 f"need one sample mask per image, got {len(images)} images and {len(masks)} masks"
@@ -148,7 +157,7 @@ class PixelClassifier(BaseEstimator):
         if len(bands) > 1:
             raise ValueError(f"training images have different band counts {sorted(bands)}")
         kind = classifier_kind(self.classifier)
-        self.features_ = self.features if self.features is not None else PixelFeatures()
+        self.features_ = self._features()
         features, labels = self._labelled_features(images, masks)
         self.classes_ = np.unique(labels).astype(np.int64)
         if self.classes_[0] < 0 or self.classes_[-1] > MAX_CLASSES:
@@ -172,23 +181,23 @@ class PixelClassifier(BaseEstimator):
         _, self.arrays_ = kind.fit(
             features, encoded, dict(self.classifier_params or {}), self.random_state, self.n_jobs
         )
-        self.predictor_ = kind.predictor(self.arrays_, self.n_jobs)
         return self
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "predictor_"):
-            raise ValueError("this PixelClassifier is not fitted yet; call fit() or load()")
+    def _features(self) -> PixelFeatures:
+        return clone(self.features) if self.features is not None else PixelFeatures()
 
-    def _check_image(self, image: np.ndarray) -> None:
-        self._check_fitted()
+    def _predictor(self, image: np.ndarray) -> Predictor:
+        """The trained classifier for ``image`` (checked), with the current ``n_jobs``."""
+        check_is_fitted(self, "arrays_")
         if _bands(image) != self.n_bands_:
             raise ValueError(
                 f"the model was trained on {self.n_bands_}-band images; this image has {_bands(image)}"
             )
+        return classifier_kind(self.classifier).predictor(self.arrays_, self.n_jobs)
 
-    def _tile_proba(self, block: np.ndarray) -> np.ndarray:
+    def _tile_proba(self, predictor: Predictor, block: np.ndarray) -> np.ndarray:
         features = self.features_.transform(block)
-        proba = self.predictor_.predict_proba(features.reshape(-1, features.shape[2]))
+        proba = predictor.predict_proba(features.reshape(-1, features.shape[2]))
         return proba.reshape(*features.shape[:2], -1)
 
     def predict_proba(self, image: np.ndarray, out: str | os.PathLike | None = None) -> np.ndarray:
@@ -203,11 +212,16 @@ class PixelClassifier(BaseEstimator):
         Returns
         -------
         float32 ``(H, W, K)``, columns in the order of ``classes_``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before :meth:`fit` (or :meth:`load`).
         """
-        self._check_image(image)
+        predictor = self._predictor(image)
         raster = image[..., None] if image.ndim == 2 else image
         return map_tiles(
-            self._tile_proba,
+            lambda block: self._tile_proba(predictor, block),
             raster,
             self.features_.margin,
             self.tile_size,
@@ -228,64 +242,37 @@ class PixelClassifier(BaseEstimator):
         -------
         uint8 ``(H, W)`` with values in ``classes_``.
         """
-        self._check_image(image)
+        predictor = self._predictor(image)
         raster = image[..., None] if image.ndim == 2 else image
         labels = self.classes_.astype(np.uint8)
 
         def tile_labels(block: np.ndarray) -> np.ndarray:
-            return labels[self._tile_proba(block).argmax(axis=2)]
+            return labels[self._tile_proba(predictor, block).argmax(axis=2)]
 
         return map_tiles(
             tile_labels, raster, self.features_.margin, self.tile_size, out, "classifying tiles"
         )
 
-    def save(
-        self, directory: str | os.PathLike, extra_files: dict[str, bytes] | None = None
-    ) -> Path:
-        """Write the fitted model as a bundle directory (JSON + safetensors, no pickle)."""
-        self._check_fitted()
-        manifest = {
-            "features": self.features_.get_params(),  # tuples are stored as JSON lists
-            "classifier": self.classifier,
-            "classifier_params": self.classifier_params or {},
-            "max_samples_per_class": self.max_samples_per_class,
-            "tile_size": self.tile_size,
-            "random_state": self.random_state,
+    # ------------------------------------------------------------ persistence
+
+    def _check_saveable(self) -> None:
+        check_is_fitted(self, "arrays_")
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        state = {
             "classes": self.classes_.tolist(),
             "class_names": self.class_names_,
             "n_samples_per_class": self.n_samples_per_class_,
             "n_bands": self.n_bands_,
         }
-        return save_bundle(directory, BUNDLE_KIND, manifest, self.arrays_, extra_files)
+        return state, self.arrays_
 
-    @classmethod
-    def load(cls, directory: str | os.PathLike, n_jobs: int | None = -1) -> PixelClassifier:
-        """Read a model written by :meth:`save`."""
-        manifest, arrays = load_bundle(directory, BUNDLE_KIND)
-        try:
-            model = cls(
-                features=PixelFeatures(
-                    **{
-                        key: tuple(value) if isinstance(value, list) else value
-                        for key, value in manifest["features"].items()
-                    }
-                ),
-                classifier=manifest["classifier"],
-                classifier_params=manifest["classifier_params"],
-                max_samples_per_class=manifest["max_samples_per_class"],
-                tile_size=manifest["tile_size"],
-                random_state=manifest["random_state"],
-                n_jobs=n_jobs,
-            )
-            model.features_ = model.features
-            model.classes_ = np.asarray(manifest["classes"], dtype=np.int64)
-            model.class_names_ = list(manifest["class_names"])
-            model.n_samples_per_class_ = dict(manifest["n_samples_per_class"])
-            model.n_bands_ = int(manifest["n_bands"])
-            model.arrays_ = arrays
-            model.predictor_ = classifier_kind(model.classifier).predictor(arrays, n_jobs)
-        except (KeyError, TypeError, ValueError) as error:
-            raise BundleError(
-                f"{directory}: incomplete or corrupt pixel-classifier bundle ({error})"
-            ) from error
-        return model
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        # A random forest is rebuilt from its arrays here: a bundle missing some fails on load.
+        classifier_kind(self.classifier).predictor(arrays, None)
+        self.features_ = self._features()
+        self.classes_ = np.asarray(state["classes"], dtype=np.int64)
+        self.class_names_ = list(state["class_names"])
+        self.n_samples_per_class_ = dict(state["n_samples_per_class"])
+        self.n_bands_ = int(state["n_bands"])
+        self.arrays_ = arrays

@@ -97,7 +97,7 @@ def make_composites(
     objects_per_image: tuple[int, int] = (1, 3),
     scale: tuple[float, float] = (0.6, 1.0),
     background_side: int = 512,
-    seed: int = 0,
+    random_state: int = 0,
 ) -> tuple[list[Composite], list[str]]:
     """Composites of real object photos on real background photos, with exact masks.
 
@@ -114,7 +114,9 @@ def make_composites(
         Objects pasted per composite, inclusive; classes and photos drawn at random.
     scale : (low, high)
         Range of the resize factor applied to object photos.
-    background_side, seed : int
+    background_side : int
+    random_state : int
+        Seeds the crops, the objects drawn, their scales and places.
 
     Returns
     -------
@@ -125,7 +127,7 @@ def make_composites(
         raise ValueError("every object class needs at least one photo")
     if not backgrounds:
         raise ValueError("need at least one background photo")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     names = list(objects)
     loaded: dict[str, np.ndarray] = {}
 
@@ -155,7 +157,7 @@ def flower_composites(
     n_test: int,
     classes: Sequence[str] = FLOWER_CLASSES,
     size: tuple[int, int] = (256, 256),
-    seed: int = 0,
+    random_state: int = 0,
 ) -> tuple[list[Composite], list[Composite], list[str]]:
     """flowers5 photos on Dubai aerial backgrounds, train and test from disjoint photos.
 
@@ -166,6 +168,8 @@ def flower_composites(
     ----------
     data_root : path-like
         The shared data folder holding ``flowers5/`` and ``dubai_landcover/``.
+    random_state : int
+        Seeds the training composites; the test ones use ``random_state + 1``.
 
     Returns
     -------
@@ -188,7 +192,7 @@ def flower_composites(
             tiles[part::2],
             count,
             size=size,
-            seed=seed + part,
+            random_state=random_state + part,
         )
         splits.append(composites)
     return splits[0], splits[1], names

@@ -19,6 +19,8 @@ import numpy as np
 from scipy import ndimage
 from sklearn.base import BaseEstimator
 
+from imagelearn.core.persistence import persistable
+
 #: Filters are truncated at this many standard deviations (vigra and ilastik use 3).
 TRUNCATE = 3.0
 
@@ -169,6 +171,7 @@ def channels_of(image: np.ndarray, color_space: str) -> tuple[np.ndarray, tuple[
     return np.concatenate([bands, mean], axis=2), (*names, "band_mean"), image.shape[2]
 
 
+@persistable
 class PixelFeatures(BaseEstimator):
     """Multi-scale per-pixel features: smoothed colour plus texture filters of intensity.
 

@@ -24,6 +24,7 @@ import numpy as np
 from imagelearn.core.bundle import atomic_write_json
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.images import DEFAULT_MAX_PIXELS
+from imagelearn.core.persistence import read_metadata
 from imagelearn.segment.bof_segmentation import BofSegmenter, iou_report
 from imagelearn.segment.classifier import PixelClassifier
 from imagelearn.segment.cluster import PixelClusterer
@@ -36,8 +37,6 @@ from imagelearn.segment.samples import Samples, parse_classes, read_samples, spl
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
-#: Extra file in a model bundle with the class colours the model was trained with.
-COLORS_FILE = "class_colors.json"
 #: File of the accuracy (or IoU) report in a model bundle or an output directory.
 METRICS_FILE = "metrics.json"
 
@@ -187,22 +186,28 @@ def _classifier_params(
     return params
 
 
-def _bundle_files(colors: list[Color] | None, metrics: dict[str, Any] | None) -> dict[str, bytes]:
-    """Extra files of a model bundle: the class colours and the held-out report."""
-    files = {}
-    if metrics is not None:
-        files[METRICS_FILE] = (json.dumps(metrics, indent=2) + "\n").encode()
-    if colors is not None:
-        files[COLORS_FILE] = json.dumps(colors).encode()
-    return files
+def _training_metadata(
+    images: Sequence[PathLike], samples: Sequence[PathLike], colors: list[Color] | None
+) -> dict[str, Any]:
+    """What a model bundle records of its training run: the source files and class colours."""
+    return {
+        "images": [os.fspath(image) for image in images],
+        "samples": [os.fspath(sample) for sample in samples],
+        "class_colors": colors,
+    }
+
+
+def _metrics_file(metrics: dict[str, Any] | None) -> dict[str, bytes] | None:
+    """The held-out report as an extra file of a model bundle, if any."""
+    if metrics is None:
+        return None
+    return {METRICS_FILE: (json.dumps(metrics, indent=2) + "\n").encode()}
 
 
 def _model_colors(model_dir: PathLike) -> list[Color] | None:
     """The class colours a model was trained with, if any."""
-    colors_path = Path(model_dir) / COLORS_FILE
-    if not colors_path.is_file():
-        return None
-    return [tuple(color) for color in json.loads(colors_path.read_text())]
+    colors = read_metadata(model_dir).get("class_colors")
+    return None if colors is None else [tuple(color) for color in colors]
 
 
 def _image_out(out: PathLike, image: PathLike, n_images: int) -> Path:
@@ -415,15 +420,14 @@ def train_run(
         if held_out is not None
     ]
     metrics = _pooled_report(pairs, model.class_names_) if pairs else None
-    saved = model.save(out, _bundle_files(colors, metrics))
+    saved = model.save(out, _training_metadata(images, samples, colors), _metrics_file(metrics))
     return TrainResult(Path(saved), classifier, dict(model.n_samples_per_class_), metrics)
 
 
 def _load_pixel_classifier(
     model_dir: PathLike, tile_size: int | None, n_jobs: int | None
 ) -> PixelClassifier:
-    model = PixelClassifier.load(model_dir, n_jobs=n_jobs)
-    return model.set_params(tile_size=tile_size)
+    return PixelClassifier.load(model_dir).set_params(tile_size=tile_size, n_jobs=n_jobs)
 
 
 def predict_run(
@@ -572,14 +576,14 @@ def bof_train_run(
         color_words=color_words,
         superpixel_size=superpixel_size,
         compactness=compactness,
-        neighbour_context=neighbor_context,
+        neighbor_context=neighbor_context,
         max_side=max_side,
         classifier=classifier,
         classifier_params=params or None,
         random_state=random_state,
         n_jobs=n_jobs,
     ).fit(rasters, [sample.mask for sample in labelled], labelled[-1].class_names)
-    saved = model.save(out, _bundle_files(colors, None) or None)
+    saved = model.save(out, _training_metadata(images, masks, colors))
     return TrainResult(Path(saved), classifier, dict(model.n_superpixels_per_class_), None)
 
 
@@ -628,7 +632,7 @@ def bof_predict_run(
         Side of a pixel in metres: adds square metres to the areas.
     n_jobs : int or None
     """
-    model = BofSegmenter.load(model_dir, n_jobs=n_jobs)
+    model = BofSegmenter.load(model_dir).set_params(n_jobs=n_jobs)
     colors = _model_colors(model_dir)
     maps, pairs = [], []
     for image, raster, classmap, reference in _bof_maps(model, colors, images, masks, max_pixels):
@@ -657,7 +661,7 @@ def bof_evaluate_run(
 
     ``out`` receives ``metrics.json`` (default ``MODEL/evaluation``).
     """
-    model = BofSegmenter.load(model_dir, n_jobs=n_jobs)
+    model = BofSegmenter.load(model_dir).set_params(n_jobs=n_jobs)
     maps = _bof_maps(model, _model_colors(model_dir), images, masks, max_pixels)
     pairs = [(reference, classmap) for _, _, classmap, reference in maps]
     return _write_evaluation(model_dir, out, _iou_report(pairs, model.class_names_))

@@ -287,7 +287,7 @@ def read_samples(
 
 
 def split_holdout(
-    mask: np.ndarray, fraction: float, seed: int = 0
+    mask: np.ndarray, fraction: float, random_state: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split labelled pixels into training and held-out masks, stratified by class.
 
@@ -300,7 +300,7 @@ def split_holdout(
     """
     if not 0 < fraction < 1:
         raise ValueError(f"holdout fraction must be between 0 and 1, got {fraction}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     flat = mask.ravel()
     held_out = np.zeros_like(flat)
     for label in np.unique(flat[flat > 0]):
@@ -314,7 +314,7 @@ def split_holdout(
 def simulate_scribbles(
     truth: np.ndarray,
     pixels_per_class: int,
-    seed: int = 0,
+    random_state: int = 0,
     stroke_length: int = 15,
     ignore: tuple[int, ...] = (0,),
 ) -> np.ndarray:
@@ -328,7 +328,8 @@ def simulate_scribbles(
     truth : int ndarray ``(H, W)``
         Dense labels; values in ``ignore`` are never sampled.
     pixels_per_class : int
-    seed : int
+    random_state : int
+        Seeds the strokes' places and angles.
     stroke_length : int
         Length of one stroke in pixels.
 
@@ -336,7 +337,7 @@ def simulate_scribbles(
     -------
     int32 ndarray ``(H, W)``: the labels of ``truth`` on the strokes, 0 elsewhere.
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     height, width = truth.shape
     samples = np.zeros(truth.shape, dtype=np.int32)
     for label in np.unique(truth):

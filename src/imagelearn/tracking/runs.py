@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from itertools import tee
 from pathlib import Path
 
 from imagelearn.core.images import load_image
@@ -87,11 +88,11 @@ def video_run(
         photo = photo[max(0, y) : y + height, max(0, x) : x + width]
     tracker = (tracker or ObjectTracker()).fit(photo)
     tracked, annotated = [], []
-    frames = progress(read_frames(video, max_frames), "frames", unit="frame")
-    for number, frame in enumerate(frames):
-        tracked.append(tracker.update(frame, number))
+    frames, searched = tee(progress(read_frames(video, max_frames), "frames", unit="frame"))
+    for frame, estimate in zip(frames, tracker.track(searched), strict=True):
+        tracked.append(estimate)
         if out is not None:
-            annotated.append(annotate(frame, tracked[-1]))
+            annotated.append(annotate(frame, estimate))
     return TrackResult(
         frames=tuple(tracked),
         csv=write_track_csv(tracked, csv) if csv is not None else None,

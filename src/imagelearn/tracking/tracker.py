@@ -4,6 +4,10 @@ Each frame is matched against the object photo with the retrieval verification (
 ratio-test correspondences, homography by USAC/MAGSAC). The previous frame's estimate is
 carried forward: features are first detected only in a window around the last position, and
 the whole frame is searched only when that fails.
+
+A fitted tracker holds only the object model (the photo's features and size): it can follow
+the object through several videos one after another, and is saved with ``save`` and read
+back with ``ObjectTracker.load``.
 """
 
 from __future__ import annotations
@@ -11,11 +15,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from imagelearn.core.images import load_image
+from imagelearn.core.persistence import PersistentEstimator
 from imagelearn.evaluation.tracking import Box
 from imagelearn.features import make_detector
 from imagelearn.features.base import LocalFeatures
@@ -62,7 +70,17 @@ class TrackedFrame:
         return (float(low[0]), float(low[1]), float(high[0] - low[0]), float(high[1] - low[1]))
 
 
-class ObjectTracker:
+@dataclass
+class _Track:
+    """What following one video carries from frame to frame."""
+
+    #: The last confident frame's features inside the object, in object-photo coordinates.
+    recent_features: LocalFeatures | None = None
+    #: The last frame in which the object was found.
+    last_found: TrackedFrame | None = None
+
+
+class ObjectTracker(PersistentEstimator, BaseEstimator):
     """Recognise an object photo frame by frame.
 
     Parameters
@@ -91,19 +109,25 @@ class ObjectTracker:
         previous frame's search window, which needs half the inliers: small or non-planar
         objects (faces, people) rarely give a homography in every frame.
     update_model : bool
-        Learn the object's changing appearance: after a frame found with at least twice
-        ``min_inliers`` inliers, its features inside the object are mapped back into the
-        object photo's coordinates (through the inverse homography) and matched in the next
-        frames beside the photo's own, which stay as the anchor against drift.
+        Learn the object's changing appearance while tracking: after a frame found with at
+        least twice ``min_inliers`` inliers, its features inside the object are mapped back
+        into the object photo's coordinates (through the inverse homography) and matched in
+        the next frames of that video beside the photo's own, which stay as the anchor
+        against drift.
 
     Attributes
     ----------
     object_features_ : LocalFeatures
-        The object photo's features.
-    recent_features_ : LocalFeatures or None
-        The last confident frame's features inside the object, in object-photo coordinates.
+        The object photo's features, keypoints in its pixels.
     object_size_ : (width, height) of the object photo, pixels
+
+    Examples
+    --------
+    >>> tracker = ObjectTracker().fit("object.jpg")  # doctest: +SKIP
+    >>> boxes = [estimate.box for estimate in tracker.track(frames)]  # doctest: +SKIP
     """
+
+    bundle_kind = "object-tracker"
 
     def __init__(
         self,
@@ -144,34 +168,37 @@ class ObjectTracker:
     def fit(self, object_image: np.ndarray | str | os.PathLike) -> ObjectTracker:
         """Describe the object photo (an RGB array or an image file).
 
+        Returns
+        -------
+        self
+
         Raises
         ------
         ValueError
             The photo has too few features to be recognised.
         """
         image = object_image if isinstance(object_image, np.ndarray) else load_image(object_image)
-        self.object_features_ = self._detect(image)
-        self.object_size_ = (image.shape[1], image.shape[0])
-        if len(self.object_features_) < self.min_inliers:
+        features = self._detect(image)
+        if len(features) < self.min_inliers:
             raise ValueError(
-                f"the object photo has {len(self.object_features_)} features; at least "
+                f"the object photo has {len(features)} features; at least "
                 f"{self.min_inliers} are needed to recognise it (is it blank or tiny?)"
             )
-        self.recent_features_: LocalFeatures | None = None
-        self.last_found_: TrackedFrame | None = None
+        self.object_features_ = features
+        self.object_size_ = (image.shape[1], image.shape[0])
         return self
 
-    def _model(self) -> tuple[np.ndarray, np.ndarray]:
+    def _model(self, track: _Track) -> tuple[np.ndarray, np.ndarray]:
         """Descriptors and object-photo positions ``(n, 2)`` matched against each frame."""
         models = [self.object_features_]
-        if self.recent_features_ is not None:
-            models.append(self.recent_features_)
+        if track.recent_features is not None:
+            models.append(track.recent_features)
         descriptors = np.concatenate([model.descriptors for model in models])
         points = np.concatenate([model.keypoints[:, :2] for model in models])
         return descriptors, points
 
     def _match(
-        self, frame: np.ndarray, window: tuple[int, int, int, int] | None
+        self, frame: np.ndarray, window: tuple[int, int, int, int] | None, track: _Track
     ) -> tuple[Verification, LocalFeatures]:
         """Verification of the model against ``frame`` (searched inside ``window`` if given).
 
@@ -182,7 +209,7 @@ class ObjectTracker:
         x0, y0, x1, y1 = window or (0, 0, frame.shape[1], frame.shape[0])
         features = self._detect(frame[y0:y1, x0:x1])
         features.keypoints[:, :2] += np.array([x0, y0], np.float32)
-        model_descriptors, model_points = self._model()
+        model_descriptors, model_points = self._model(track)
         model_rows, frame_rows = pairs_by_descriptors(
             model_descriptors, features.descriptors, self.ratio
         )
@@ -194,8 +221,11 @@ class ObjectTracker:
             verification = verify_pairs(*pairs, threshold, fewer, model="similarity")
         return verification, features
 
-    def _learn_appearance(self, features: LocalFeatures, homography: np.ndarray) -> None:
-        """Keep ``features`` that fall inside the object, moved into object-photo coordinates."""
+    def _appearance(self, features: LocalFeatures, homography: np.ndarray) -> LocalFeatures | None:
+        """``features`` that fall inside the object, moved into object-photo coordinates.
+
+        None when fewer than ``min_inliers`` fall inside.
+        """
         points = cv2.perspectiveTransform(
             features.keypoints[None, :, :2].astype(np.float64), np.linalg.inv(homography)
         )[0]
@@ -207,18 +237,15 @@ class ObjectTracker:
             & (points[:, 1] < height)
         )
         if inside.sum() < self.min_inliers:
-            return
+            return None
         keypoints = features.keypoints[inside].copy()
         keypoints[:, :2] = points[inside]
-        self.recent_features_ = LocalFeatures(
-            keypoints, features.descriptors[inside], (height, width)
-        )
+        return LocalFeatures(keypoints, features.descriptors[inside], (height, width))
 
     def _window(
-        self, frame_shape: tuple[int, ...], number: int
+        self, frame_shape: tuple[int, ...], number: int, found: TrackedFrame | None
     ) -> tuple[int, int, int, int] | None:
         """(x0, y0, x1, y1) to search first in frame ``number``, or None for the whole frame."""
-        found = self.last_found_
         if found is None or number - found.frame > self.max_lost + 1:
             return None
         x, y, width, height = found.box
@@ -228,35 +255,70 @@ class ObjectTracker:
         y1 = min(frame_shape[0], int(np.ceil(y + height + grow)))
         return (x0, y0, x1, y1) if x1 - x0 >= 16 and y1 - y0 >= 16 else None
 
-    def update(self, frame: np.ndarray, number: int) -> TrackedFrame:
-        """Find the object in one RGB frame, starting from the previous estimate."""
-        window = self._window(frame.shape, number)
+    def _find(self, frame: np.ndarray, number: int, track: _Track) -> TrackedFrame:
+        """Find the object in one RGB frame, starting from ``track``'s previous estimate."""
+        window = self._window(frame.shape, number, track.last_found)
         verification = None
         if window is not None:
-            verification, features = self._match(frame, window)
+            verification, features = self._match(frame, window, track)
         searched_window = verification is not None and verification.homography is not None
         if not searched_window:
-            verification, features = self._match(frame, None)
+            verification, features = self._match(frame, None, track)
         if verification.homography is None:
-            tracked = TrackedFrame(number, None, 0, 0.0, False, None)
-        else:
-            ratio = verification.inliers / max(1, verification.n_tentative)
-            confidence = ratio * min(1.0, verification.inliers / (2.0 * self.min_inliers))
-            corners = project_corners(verification.homography, *self.object_size_)
-            tracked = TrackedFrame(
-                number,
-                verification.homography,
-                verification.inliers,
-                confidence,
-                searched_window,
-                corners,
-            )
-            if self.update_model and verification.inliers >= 2 * self.min_inliers:
-                self._learn_appearance(features, verification.homography)
-            self.last_found_ = tracked
+            return TrackedFrame(number, None, 0, 0.0, False, None)
+        ratio = verification.inliers / max(1, verification.n_tentative)
+        confidence = ratio * min(1.0, verification.inliers / (2.0 * self.min_inliers))
+        corners = project_corners(verification.homography, *self.object_size_)
+        tracked = TrackedFrame(
+            number,
+            verification.homography,
+            verification.inliers,
+            confidence,
+            searched_window,
+            corners,
+        )
+        if self.update_model and verification.inliers >= 2 * self.min_inliers:
+            appearance = self._appearance(features, verification.homography)
+            if appearance is not None:
+                track.recent_features = appearance
+        track.last_found = tracked
         return tracked
 
     def track(self, frames: Iterable[np.ndarray]) -> Iterator[TrackedFrame]:
-        """Estimates for a sequence of RGB frames, in order."""
+        """Estimates for a sequence of RGB frames, in order, one as each frame is read.
+
+        The appearance learned (``update_model``) and the last position belong to this
+        sequence: the fitted tracker itself is left unchanged.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before :meth:`fit` (or :meth:`load`).
+        """
+        check_is_fitted(self, "object_features_")
+        return self._track(frames)
+
+    def _track(self, frames: Iterable[np.ndarray]) -> Iterator[TrackedFrame]:
+        track = _Track()
         for number, frame in enumerate(frames):
-            yield self.update(frame, number)
+            yield self._find(frame, number, track)
+
+    # ------------------------------------------------------------ persistence
+
+    def _check_saveable(self) -> None:
+        check_is_fitted(self, "object_features_")
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays = {
+            "keypoints": self.object_features_.keypoints,
+            "descriptors": self.object_features_.descriptors,
+        }
+        return {"object_size": list(self.object_size_)}, arrays
+
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        width, height = (int(side) for side in state["object_size"])
+        keypoints, descriptors = arrays["keypoints"], arrays["descriptors"]
+        if len(keypoints) != len(descriptors):
+            raise ValueError(f"{len(keypoints)} keypoints but {len(descriptors)} descriptors")
+        self.object_features_ = LocalFeatures(keypoints, descriptors, (height, width))
+        self.object_size_ = (width, height)
