@@ -211,7 +211,9 @@ def get_backend(engine: str | Backend = "local") -> Backend:
     if not isinstance(engine, str):
         return engine
     if engine not in _BACKENDS:
-        raise ParameterError("engine", f"unknown engine {engine!r}; choose from {sorted(_BACKENDS)}")
+        raise ParameterError(
+            "engine", f"unknown engine {engine!r}; choose from {sorted(_BACKENDS)}"
+        )
     if engine not in _INSTANCES:
         _INSTANCES[engine] = _BACKENDS[engine]()
     return _INSTANCES[engine]

@@ -11,8 +11,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from imagelearn.core.images import ImageReadError, load_image
 from imagelearn.core.execution import map_images
+from imagelearn.core.images import ImageReadError, load_image
 from imagelearn.data.collection import ImageDataset, load_dataset
 
 #: Ratio of the largest to the smallest class above which a collection is called imbalanced.
