@@ -43,7 +43,11 @@ import numpy as np
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.images import ImageReadError
 from imagelearn.core.progress import progress_bar
-from imagelearn.core.threads import native_threads, single_threaded_worker
+from imagelearn.core.threads import (
+    SINGLE_THREADED_ENVIRONMENT,
+    native_threads,
+    single_threaded_worker,
+)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -182,7 +186,9 @@ def process_pool(n_jobs: int) -> Executor:
     """The reusable loky pool of ``n_jobs`` worker processes (the only process pool)."""
     from joblib.externals.loky import get_reusable_executor
 
-    return get_reusable_executor(max_workers=n_jobs, timeout=WORKER_IDLE_TIMEOUT)
+    return get_reusable_executor(
+        max_workers=n_jobs, timeout=WORKER_IDLE_TIMEOUT, env=SINGLE_THREADED_ENVIRONMENT
+    )
 
 
 def _in_worker(function: Callable[[list[Any]], list[Any]], batch: list[Any]) -> list[Any]:

@@ -44,6 +44,21 @@ def thread_count() -> int:
     return int(requested) if requested.isdigit() and int(requested) > 0 else available_cores()
 
 
+#: Environment of worker processes: every native pool single-threaded from the first import.
+SINGLE_THREADED_ENVIRONMENT = {
+    name: "1"
+    for name in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "BLIS_NUM_THREADS",
+        "VECLIB_MAXIMUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+        THREADS_VARIABLE,
+    )
+}
+
+
 @functools.cache
 def _threadpools() -> Any:
     """The loaded BLAS/OpenMP pools, inspected once (inspection costs about a millisecond)."""
@@ -79,7 +94,9 @@ def native_threads(n_threads: int) -> Iterator[None]:
 
 @functools.cache
 def single_threaded_worker() -> None:
-    """Make this worker process natively single-threaded for the rest of its life (once)."""
+    """Make this worker process natively single-threaded for the rest of its life (once):
+    the pools already loaded (OpenCV's, and those started before the environment of
+    :data:`SINGLE_THREADED_ENVIRONMENT` applied)."""
     import cv2
 
     cv2.setNumThreads(1)
