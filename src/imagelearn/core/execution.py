@@ -146,8 +146,9 @@ class Backend(Protocol):
     ) -> Iterator[list[Any]]:
         """Yield ``function(batch)`` for each batch, in order, on ``n_jobs`` workers.
 
-        ``function`` returns one outcome per input (a value, or :class:`Failed`); it is
-        picklable when ``workers="processes"``.
+        ``function`` returns one outcome per input of its batch (a value, or
+        :class:`Failed`); it is picklable when ``workers="processes"``. Batches are opaque
+        to the backend.
         """
         ...
 
@@ -246,6 +247,27 @@ class _Each(Generic[In, Out]):
         return outcomes
 
 
+@dataclass(frozen=True)
+class _Stage:
+    """What runs on a worker for one batch of ``(source, cache key)``: the function, then
+    the cache writes and ``finish`` of the values it computed."""
+
+    function: Callable[[list[Any]], list[Any]]
+    cache: Cache | None
+    finish: Callable[[Any], Any] | None
+
+    def __call__(self, items: list[tuple[Any, str | None]]) -> list[Any]:
+        outcomes = self.function([source for source, _ in items])
+        for position, ((_, key), outcome) in enumerate(zip(items, outcomes, strict=True)):
+            if isinstance(outcome, Failed):
+                continue
+            if key is not None and self.cache is not None:
+                _put(self.cache, key, outcome)
+            if self.finish is not None:
+                outcomes[position] = self.finish(outcome)
+        return outcomes
+
+
 def default_batch_size(n_items: int, n_jobs: int) -> int:
     """Inputs per batch for per-input work: about eight batches per worker, at most 16 inputs."""
     return max(1, min(16, n_items // (n_jobs * 8)))
@@ -260,10 +282,11 @@ def map_images(
     n_jobs: int | None = None,
     workers: Workers = "processes",
     cache: Cache[In, Out] | None = None,
+    finish: Callable[[Out], Any] | None = None,
     strict: bool = False,
     description: str = "working",
     engine: str | Backend = "local",
-) -> BatchResult[Out]:
+) -> BatchResult:
     """Apply ``function`` to every source, in batches, on a backend, through a cache.
 
     Parameters
@@ -282,7 +305,12 @@ def map_images(
     workers : {"processes", "threads", "inline"}
         How the local backend runs batches (see the module docstring).
     cache : Cache, optional
-        Looked up before computing; computed values are put there, by the calling process.
+        Looked up by the calling process before computing; computed values are put there by
+        the worker that computed them (so a cache is picklable and keeps its entries in a
+        place every worker reaches, such as a folder).
+    finish : callable, optional
+        Applied to every value, cached or computed (on the worker), after caching: what the
+        cache does not store (e.g. the final normalisation of descriptors).
     strict : bool
         Raise :class:`ImageReadError` for the first failed source instead of reporting it.
     description : str
@@ -298,37 +326,32 @@ def map_images(
         raise ParameterError("workers", f"must be one of {WORKER_KINDS}; got {workers!r}")
     backend = get_backend(engine)
     outcomes: list[Any] = [None] * len(sources)
-    keys: dict[int, str] = {}
     with progress_bar(description, total=len(sources)) as bar:
-        pending: list[int] = []
+        pending: list[tuple[int, str | None]] = []
         for index, source in enumerate(sources):
             key = _cache_key(cache, source)
             cached = cache.get(key) if key is not None else None
             if cached is None:
-                pending.append(index)
-                if key is not None:
-                    keys[index] = key
+                pending.append((index, key))
             else:
-                outcomes[index] = cached
+                outcomes[index] = finish(cached) if finish is not None else cached
                 bar.update(1)
         n_workers = min(resolve_n_jobs(n_jobs), max(1, len(pending)))
         size = batch_size or default_batch_size(len(pending), n_workers)
         chunks = [pending[start : start + size] for start in range(0, len(pending), size)]
-        batch_function = function if batched else each(function)
-        results = backend.map_batches(
-            batch_function, [[sources[i] for i in chunk] for chunk in chunks], n_workers, workers
-        )
-        for chunk, chunk_outcomes in zip(chunks, results, strict=True):
-            for index, outcome in zip(chunk, chunk_outcomes, strict=True):
+        stage = _Stage(function if batched else each(function), cache, finish)
+        batches = [[(sources[index], key) for index, key in chunk] for chunk in chunks]
+        for chunk, chunk_outcomes in zip(
+            chunks, backend.map_batches(stage, batches, n_workers, workers), strict=True
+        ):
+            for (index, _), outcome in zip(chunk, chunk_outcomes, strict=True):
                 if isinstance(outcome, Failed):
                     if strict:
                         raise ImageReadError(_name(sources[index]), outcome.reason)
                     logger.warning("skipped %s: %s", _name(sources[index]), outcome.reason)
-                elif cache is not None and index in keys:
-                    _put(cache, keys[index], outcome)
                 outcomes[index] = outcome
             bar.update(len(chunk))
-    n_computed = sum(not isinstance(outcomes[index], Failed) for index in pending)
+    n_computed = sum(not isinstance(outcomes[index], Failed) for index, _ in pending)
     return _result(sources, outcomes, n_computed)
 
 

@@ -220,15 +220,14 @@ def map_features(
             Path(default_cache_dir() if cache_dir in (None, True) else cache_dir), detector
         )
     )
-    result = map_images(
+    return map_images(
         partial(detect_raw_features, detector=detector),
         images,
         n_jobs=n_jobs,
         workers="processes",
         cache=cache,
+        finish=detector.normalise_descriptors,
         strict=strict,
         description=description,
         engine=engine,
     )
-    result.values = [detector.normalise_descriptors(raw) for raw in result.values]
-    return result
