@@ -191,3 +191,9 @@ def test_importing_imagelearn_sets_a_passive_openmp_wait_policy_unless_chosen(gi
         check=True,
     ).stdout.strip()
     assert printed == expected
+
+
+def test_the_old_parallel_map_still_yields_in_order():
+    from imagelearn.core.parallel import parallel_map
+
+    assert list(parallel_map(abs, [-3, 1, -2, 0, 5], n_jobs=2, chunksize=2)) == [3, 1, 2, 0, 5]
