@@ -7,8 +7,10 @@ Capabilities live in subpackages: :mod:`imagelearn.data` (reading collections),
 through :mod:`imagelearn.core.execution`; native threads follow :mod:`imagelearn.core.threads`.
 """
 
-from imagelearn.core.threads import configure_environment
+import os
 
-configure_environment()  # before any subpackage loads FAISS or PyTorch (OpenMP)
+# Part of the thread policy of imagelearn.core.threads, set here because it must precede the
+# loading of OpenMP by FAISS or PyTorch: idle OpenMP threads sleep instead of spinning.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"

@@ -1,8 +1,9 @@
 """Native-thread policy, set in one place: OpenMP (FAISS), BLAS, PyTorch and OpenCV.
 
-- At import of :mod:`imagelearn`, ``OMP_WAIT_POLICY=PASSIVE`` is set unless the user set it:
-  idle OpenMP threads then sleep instead of spinning, which otherwise steals the cores that
-  worker processes and other OpenMP pools need (FAISS and PyTorch each bring one).
+- ``import imagelearn`` sets ``OMP_WAIT_POLICY=PASSIVE`` unless the user set it (in
+  ``imagelearn/__init__.py``, before anything loads OpenMP): idle OpenMP threads then sleep
+  instead of spinning on the cores that worker processes and other OpenMP pools need (FAISS
+  and PyTorch each bring one).
 - :func:`thread_count` is the number of native threads one process uses by default:
   ``$IMAGELEARN_THREADS`` when set, else the cores this process may run on.
 - :func:`native_threads` limits every native pool to ``n`` threads for a block of code and
@@ -21,12 +22,6 @@ from typing import Any
 
 #: Environment variable for the native threads of one process (PyTorch, ONNX Runtime, FAISS).
 THREADS_VARIABLE = "IMAGELEARN_THREADS"
-
-
-def configure_environment() -> None:
-    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the user chose a policy; must run before FAISS
-    or PyTorch load their OpenMP runtime (``imagelearn/__init__.py`` calls it first)."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def available_cores() -> int:
