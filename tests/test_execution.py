@@ -197,3 +197,14 @@ def test_the_old_parallel_map_still_yields_in_order():
     from imagelearn.core.parallel import parallel_map
 
     assert list(parallel_map(abs, [-3, 1, -2, 0, 5], n_jobs=2, chunksize=2)) == [3, 1, 2, 0, 5]
+
+
+def test_process_pools_are_created_in_the_execution_module_only():
+    package = ROOT / "src" / "imagelearn"
+    pool_makers = ("ProcessPoolExecutor", "get_reusable_executor", "multiprocessing")
+    creators = sorted(
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if any(maker in path.read_text() for maker in pool_makers)
+    )
+    assert creators == ["core/execution.py"]
