@@ -208,3 +208,10 @@ def test_process_pools_are_created_in_the_execution_module_only():
         if any(maker in path.read_text() for maker in pool_makers)
     )
     assert creators == ["core/execution.py"]
+
+
+def test_thread_map_nested_in_the_shared_pool_does_not_deadlock():
+    def inner_sum(value: int) -> int:
+        return sum(thread_map(abs, [-value, value], n_jobs=2))
+
+    assert list(thread_map(inner_sum, [1, 2, 3, 4], n_jobs=2)) == [2, 4, 6, 8]

@@ -163,7 +163,7 @@ class LocalBackend:
         n_jobs: int,
         workers: Workers,
     ) -> Iterator[list[Any]]:
-        if workers == "inline" or n_jobs <= 1 or len(batches) <= 1:
+        if workers == "inline" or n_jobs <= 1 or len(batches) <= 1 or _on_shared_thread():
             yield from map(function, batches)
         elif workers == "threads":
             with native_threads(1):
@@ -174,13 +174,20 @@ class LocalBackend:
 
 _thread_pools: dict[int, ThreadPoolExecutor] = {}
 _thread_pools_lock = threading.Lock()
+_THREAD_PREFIX = "imagelearn-worker"
+
+
+def _on_shared_thread() -> bool:
+    """True on a thread of a shared pool: work nested there runs serially (waiting on the
+    same pool from inside it could deadlock)."""
+    return threading.current_thread().name.startswith(_THREAD_PREFIX)
 
 
 def thread_pool(n_jobs: int) -> Executor:
     """The shared pool of ``n_jobs`` threads (one per size, started once)."""
     with _thread_pools_lock:
         if n_jobs not in _thread_pools:
-            _thread_pools[n_jobs] = ThreadPoolExecutor(n_jobs, thread_name_prefix="imagelearn")
+            _thread_pools[n_jobs] = ThreadPoolExecutor(n_jobs, thread_name_prefix=_THREAD_PREFIX)
         return _thread_pools[n_jobs]
 
 
@@ -399,4 +406,6 @@ def thread_map(
     """Yield ``function(item)`` in order on the local backend's shared thread pool: for small
     work that releases the GIL (tree traversal, FAISS searches), no per-call thread start."""
     workers = resolve_n_jobs(n_jobs)
-    return map(function, items) if workers == 1 else thread_pool(workers).map(function, items)
+    if workers == 1 or _on_shared_thread():
+        return map(function, items)
+    return thread_pool(workers).map(function, items)
