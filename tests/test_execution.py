@@ -215,3 +215,8 @@ def test_thread_map_nested_in_the_shared_pool_does_not_deadlock():
         return sum(thread_map(abs, [-value, value], n_jobs=2))
 
     assert list(thread_map(inner_sum, [1, 2, 3, 4], n_jobs=2)) == [2, 4, 6, 8]
+
+
+def test_sources_may_be_an_iterator():
+    result = map_images(square_unless_odd, iter([2, 3, 4]), workers="inline")
+    assert result.values == [4, 16] and result.kept.tolist() == [0, 2]

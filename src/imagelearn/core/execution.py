@@ -303,8 +303,8 @@ def map_images(
         for a source it cannot read. Per batch (``batched=True``): ``list -> list`` of one
         value or :class:`Failed` per source. Picklable when ``workers="processes"`` (a
         module-level function, or a ``functools.partial`` of one).
-    sources : sequence
-        Image paths, arrays, or anything ``function`` takes.
+    sources : iterable
+        Image paths, arrays, or anything ``function`` takes (an iterator is read first).
     batch_size : int, optional
         Sources per batch; default :func:`default_batch_size`.
     n_jobs : int or None
@@ -332,6 +332,8 @@ def map_images(
     if workers not in WORKER_KINDS:
         raise ParameterError("workers", f"must be one of {WORKER_KINDS}; got {workers!r}")
     backend = get_backend(engine)
+    if not isinstance(sources, Sequence):  # an iterator, or a stack of arrays (n, h, w, 3)
+        sources = list(sources)
     outcomes: list[Any] = [None] * len(sources)
     with progress_bar(description, total=len(sources)) as bar:
         pending: list[tuple[int, str | None]] = []
