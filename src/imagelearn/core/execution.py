@@ -234,14 +234,11 @@ def get_backend(engine: str | Backend = "local") -> Backend:
     return _INSTANCES[engine]
 
 
-def each(function: Callable[[In], Out]) -> Callable[[list[In]], list[Out | Failed]]:
-    """A batch function applying ``function`` to every input; an :class:`ImageReadError` it
-    raises becomes that input's :class:`Failed` outcome."""
-    return _Each(function)
-
-
 @dataclass(frozen=True)
 class _Each(Generic[In, Out]):
+    """A batch function applying ``function`` to every input; an :class:`ImageReadError` it
+    raises becomes that input's :class:`Failed` outcome."""
+
     function: Callable[[In], Out]
 
     def __call__(self, batch: list[In]) -> list[Out | Failed]:
@@ -282,7 +279,7 @@ def default_batch_size(n_items: int, n_jobs: int) -> int:
 
 def map_images(
     function: Callable[[In], Out] | Callable[[list[In]], list[Out | Failed]],
-    sources: Sequence[In],
+    sources: Iterable[In],
     *,
     batched: bool = False,
     batch_size: int | None = None,
@@ -348,7 +345,7 @@ def map_images(
         n_workers = min(resolve_n_jobs(n_jobs), max(1, len(pending)))
         size = batch_size or default_batch_size(len(pending), n_workers)
         chunks = [pending[start : start + size] for start in range(0, len(pending), size)]
-        stage = _Stage(function if batched else each(function), cache, finish)
+        stage = _Stage(function if batched else _Each(function), cache, finish)
         batches = [[(sources[index], key) for index, key in chunk] for chunk in chunks]
         for chunk, chunk_outcomes in zip(
             chunks, backend.map_batches(stage, batches, n_workers, workers), strict=True
