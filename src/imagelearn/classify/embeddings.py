@@ -1,4 +1,4 @@
-"""Global CNN embeddings of images, cached on disk.
+"""Global CNN embeddings of images, batched through the execution layer and cached on disk.
 
 The cache key of one embedding is the image content (SHA-256 of the file bytes), the backbone,
 its weights, the preprocessing and the pooling, so a second pass over the same images costs a
@@ -8,10 +8,9 @@ raw float32 file: ``<cache_dir>/<model key>/<content hash>.f32``.
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -22,10 +21,8 @@ from imagelearn.classify.backbones import DEFAULT_BACKBONE, Backbone
 from imagelearn.classify.preprocess import ImageSource, Preprocessing, content_key
 from imagelearn.core.bundle import atomic_write_bytes
 from imagelearn.core.cache import cache_root
+from imagelearn.core.execution import BatchResult, Failed, map_images
 from imagelearn.core.images import ImageReadError
-from imagelearn.core.progress import progress
-
-log = logging.getLogger(__name__)
 
 Pooling = Literal["avg", "gem"]
 
@@ -36,29 +33,117 @@ def default_cache_dir() -> Path:
 
 
 def gem_pool(feature_map: torch.Tensor, p: float = 3.0, eps: float = 1e-6) -> torch.Tensor:
-    """Generalised-mean pooling: ``(n, c, h, w)`` -> ``(n, c)``; p=1 is average pooling."""
+    """Generalised-mean pooling (Radenovic et al. 2018): ``(n, c, h, w)`` -> ``(n, c)``,
+    ``(mean_xy x^p)^(1/p)`` per channel; p=1 is average pooling, p -> inf max pooling."""
     return feature_map.clamp(min=eps).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
 
 
 @dataclass
-class EmbeddingResult:
-    """Embeddings of the readable images of a list.
+class EmbeddingResult(BatchResult[np.ndarray]):
+    """A :class:`~imagelearn.core.execution.BatchResult` whose values are one matrix.
 
     Attributes
     ----------
-    vectors : ndarray of float32, shape (n_kept, d)
-    kept : ndarray of int64, shape (n_kept,)
-        Indices into the input list of the rows of ``vectors``.
-    failures : list of (str, str)
-        ``(path, reason)`` of every image that could not be read.
-    n_computed : int
-        Embeddings computed by the network (the rest came from the cache).
+    values : ndarray of float32, shape (n_kept, d)
+        One embedding per kept image (also :attr:`vectors`).
+    kept, failures, failed, n_computed
+        As in :class:`~imagelearn.core.execution.BatchResult`.
     """
 
-    vectors: np.ndarray
-    kept: np.ndarray
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    n_computed: int = 0
+    @property
+    def vectors(self) -> np.ndarray:
+        return self.values
+
+
+@dataclass(frozen=True)
+class EmbeddingCache:
+    """One raw float32 file per embedding: ``<folder>/<content hash>.f32``."""
+
+    folder: Path
+
+    def key(self, source: ImageSource) -> str:
+        return content_key(source)
+
+    def get(self, key: str) -> np.ndarray | None:
+        path = self.folder / f"{key}.f32"
+        return np.fromfile(path, dtype=np.float32) if path.is_file() else None
+
+    def put(self, key: str, vector: np.ndarray) -> None:
+        atomic_write_bytes(self.folder / f"{key}.f32", vector.astype(np.float32).tobytes())
+
+
+@dataclass(frozen=True)
+class NetworkBatch:
+    """A batch function for :func:`~imagelearn.core.execution.map_images`: prepares each image
+    (an unreadable one becomes :class:`~imagelearn.core.execution.Failed`), then runs the
+    network once per tensor shape; one output row per image."""
+
+    prepare: Callable[[ImageSource], torch.Tensor]
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    device: torch.device
+
+    def __call__(self, sources: list[ImageSource]) -> list[np.ndarray | Failed]:
+        outcomes: list[np.ndarray | Failed | None] = [None] * len(sources)
+        by_shape: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
+        for position, source in enumerate(sources):
+            try:
+                tensor = self.prepare(source)
+            except ImageReadError as error:
+                outcomes[position] = Failed(error.reason)
+                continue
+            by_shape.setdefault(tuple(tensor.shape), []).append((position, tensor))
+        with torch.inference_mode():
+            for members in by_shape.values():
+                batch = torch.stack([tensor for _, tensor in members]).to(self.device)
+                rows = self.forward(batch).float().cpu().numpy()
+                for (position, _), row in zip(members, rows, strict=True):
+                    outcomes[position] = row
+        return outcomes
+
+
+def embed_images(
+    network: torch.nn.Module,
+    prepare: Callable[[ImageSource], torch.Tensor],
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    images: Sequence[ImageSource],
+    dimension: int,
+    cache_folder: Path | None,
+    batch_size: int = 32,
+    strict: bool = False,
+    description: str = "embedding",
+) -> EmbeddingResult:
+    """Embeddings of ``images`` in batches through the execution layer and the cache.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        Put in eval mode meanwhile (its mode is restored after); its device is used.
+    prepare : callable
+        Image source -> float32 tensor ``(3, h, w)``; raises :class:`ImageReadError`.
+    forward : callable
+        ``(n, 3, h, w)`` -> ``(n, dimension)``; images of one shape are run together.
+    cache_folder : Path or None
+        The :class:`EmbeddingCache` folder of this network and preprocessing; None: no cache.
+    """
+    device = next(network.parameters()).device
+    was_training = network.training
+    network.eval()
+    try:
+        result = map_images(
+            NetworkBatch(prepare, forward, device),
+            images,
+            batched=True,
+            batch_size=batch_size,
+            workers="inline",
+            cache=EmbeddingCache(cache_folder) if cache_folder is not None else None,
+            strict=strict,
+            description=description,
+        )
+    finally:
+        network.train(was_training)
+    return EmbeddingResult(
+        result.stacked(dimension), result.kept, result.failures, result.failed, result.n_computed
+    )
 
 
 def model_key(backbone: Backbone, preprocessing: Preprocessing, pooling: Pooling) -> str:
@@ -66,8 +151,11 @@ def model_key(backbone: Backbone, preprocessing: Preprocessing, pooling: Pooling
     return f"{backbone.name or type(backbone).__name__}-{backbone.weights_id}-{preprocessing.fingerprint()}-{pooling}"
 
 
-def _pooled(backbone: Backbone, batch: torch.Tensor, pooling: Pooling) -> torch.Tensor:
-    return backbone(batch) if pooling == "avg" else gem_pool(backbone.forward_features(batch))
+def resolve_cache_dir(cache_dir: str | os.PathLike | None) -> Path | None:
+    """``cache_dir`` as a folder: None -> :func:`default_cache_dir`; ``""`` -> None (no cache)."""
+    if cache_dir is None:
+        return default_cache_dir()
+    return Path(cache_dir) if str(cache_dir) else None
 
 
 def compute_embeddings(
@@ -85,6 +173,8 @@ def compute_embeddings(
     ----------
     preprocessing : Preprocessing, optional
         Default: ``backbone.preprocessing``.
+    pooling : {"avg", "gem"}
+        The backbone's own pooling, or :func:`gem_pool` (p=3) over its last feature map.
     cache_dir : path-like, optional
         Default :func:`default_cache_dir`; ``""`` disables the cache.
     strict : bool
@@ -92,62 +182,21 @@ def compute_embeddings(
         with a warning.
     """
     preprocessing = preprocessing or backbone.preprocessing
-    cache_base = (
-        default_cache_dir() if cache_dir is None else (Path(cache_dir) if str(cache_dir) else None)
-    )
-    folder = cache_base / model_key(backbone, preprocessing, pooling) if cache_base else None
-    vectors: dict[int, np.ndarray] = {}
-    failures: list[tuple[str, str]] = []
-    pending: list[tuple[int, str, torch.Tensor]] = []
-    n_computed = 0
-    device = next(backbone.parameters()).device
-    was_training = backbone.training
-    backbone.eval()
+    base = resolve_cache_dir(cache_dir)
 
-    def flush() -> None:
-        nonlocal n_computed
-        batch = torch.stack([item[2] for item in pending]).to(device)
-        with torch.inference_mode():
-            output = _pooled(backbone, batch, pooling).float().cpu().numpy()
-        for (index, key, _), row in zip(pending, output, strict=True):
-            vectors[index] = row
-            if folder is not None:
-                atomic_write_bytes(folder / f"{key}.f32", row.astype(np.float32).tobytes())
-        n_computed += len(pending)
-        pending.clear()
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        return backbone(batch) if pooling == "avg" else gem_pool(backbone.forward_features(batch))
 
-    for index, source in enumerate(progress(images, "embedding", total=len(images))):
-        try:
-            try:
-                key = content_key(source)
-            except OSError as error:
-                raise ImageReadError(
-                    source, f"cannot read file ({error.strerror or error})"
-                ) from error
-            cached = folder / f"{key}.f32" if folder is not None else None
-            if cached is not None and cached.is_file():
-                vectors[index] = np.fromfile(cached, dtype=np.float32)
-                continue
-            pending.append((index, key, preprocessing.evaluate(preprocessing.load(source))))
-        except ImageReadError as error:
-            if strict:
-                raise
-            log.warning("skipping unreadable image %s", error)
-            failures.append((error.path, error.reason))
-            continue
-        if len(pending) == batch_size:
-            flush()
-    if pending:
-        flush()
-    backbone.train(was_training)
-    kept = np.array(sorted(vectors), dtype=np.int64)
-    dimension = backbone.num_features
-    matrix = (
-        np.stack([vectors[i] for i in kept]).astype(np.float32)
-        if len(kept)
-        else np.zeros((0, dimension), np.float32)
+    return embed_images(
+        backbone,
+        lambda source: preprocessing.evaluate(preprocessing.load(source)),
+        forward,
+        images,
+        backbone.num_features,
+        base / model_key(backbone, preprocessing, pooling) if base is not None else None,
+        batch_size,
+        strict,
     )
-    return EmbeddingResult(matrix, kept, failures, n_computed)
 
 
 def embed(

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from imagelearn.classify.classifier import DeepImageClassifier, Prediction
+from imagelearn.classify.embeddings import NetworkBatch
 from imagelearn.classify.network import Probabilities
 from imagelearn.classify.preprocess import ImageSource, Preprocessing
-from imagelearn.classify.runtime import thread_count
 from imagelearn.core.bundle import atomic_write_bytes
-from imagelearn.core.images import ImageReadError
-from imagelearn.core.progress import progress
+from imagelearn.core.execution import map_images
+from imagelearn.core.threads import thread_count
 
 log = logging.getLogger(__name__)
 
@@ -151,25 +151,17 @@ class OnnxClassifier:
 
     def predict_images(self, images: Sequence[ImageSource], strict: bool = False) -> Prediction:
         """Like :meth:`DeepImageClassifier.predict_images`, through ONNX Runtime."""
-        rows: list[np.ndarray] = []
-        kept: list[int] = []
-        failures: list[tuple[str, str]] = []
-        pending: list[torch.Tensor] = []
-        for index, source in enumerate(progress(images, "predicting", total=len(images))):
-            try:
-                pending.append(self.preprocessing_.evaluate(self.preprocessing_.load(source)))
-                kept.append(index)
-            except ImageReadError as error:
-                if strict:
-                    raise
-                log.warning("skipping unreadable image %s", error)
-                failures.append((error.path, error.reason))
-            if len(pending) == self.batch_size:
-                rows.append(self.run(torch.stack(pending).numpy()))
-                pending.clear()
-        if pending:
-            rows.append(self.run(torch.stack(pending).numpy()))
-        probabilities = (
-            np.concatenate(rows) if rows else np.zeros((0, len(self.class_names_)), np.float32)
+        result = map_images(
+            NetworkBatch(
+                lambda source: self.preprocessing_.evaluate(self.preprocessing_.load(source)),
+                lambda batch: torch.from_numpy(self.run(batch.numpy())),
+                torch.device("cpu"),
+            ),
+            images,
+            batched=True,
+            batch_size=self.batch_size,
+            workers="inline",
+            strict=strict,
+            description="predicting",
         )
-        return Prediction(probabilities, np.asarray(kept, dtype=np.int64), failures)
+        return Prediction(result.stacked(len(self.class_names_)), result.kept, result.failures)

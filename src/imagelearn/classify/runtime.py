@@ -1,27 +1,15 @@
-"""Where PyTorch runs: the device, and thread counts that respect the cores we are given."""
+"""Where PyTorch runs: the device, with the thread policy of :mod:`imagelearn.core.threads`."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 
+from imagelearn.core.threads import available_cores, thread_count
 
-def available_cores() -> int:
-    """Cores this process may use (its CPU affinity, not the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def thread_count() -> int:
-    """``$IMAGELEARN_THREADS`` when set (1 is fastest on a machine shared with other jobs), else
-    :func:`available_cores`. Used by PyTorch and ONNX Runtime alike."""
-    requested = os.environ.get("IMAGELEARN_THREADS", "")
-    return int(requested) if requested.isdigit() and int(requested) > 0 else available_cores()
+__all__ = ["available_cores", "configure_torch", "single_thread", "thread_count"]
 
 
 def configure_torch(device: str | None = None) -> torch.device:

@@ -10,22 +10,27 @@ import cv2
 import numpy as np
 from skimage.feature import local_binary_pattern
 
-from imagelearn.core.images import ImageReadError, load_image
-from imagelearn.core.parallel import parallel_map
+from imagelearn.core.execution import map_images
+from imagelearn.core.images import load_image
 
 ImageList = Sequence[str | os.PathLike]
 
 #: Lab histogram bins (L, a, b) and the LBP radii of the "color" descriptor.
 LAB_BINS = (4, 8, 8)
 LBP_RADII = (1, 3)
+#: Length of the "color" descriptor: the Lab histogram, then 10 LBP bins per radius.
+COLOR_DIMENSION = int(np.prod(LAB_BINS)) + 10 * len(LBP_RADII)
 
 
-def _color_texture_vector(path: str | os.PathLike, max_side: int) -> np.ndarray | str:
-    """Lab colour histogram (256 bins) + uniform LBP histograms (2 radii x 10 bins), or the error text."""
-    try:
-        image = load_image(path, "RGB", max_side=max_side)
-    except ImageReadError as error:
-        return error.reason
+def _color_texture_vector(path: str | os.PathLike, max_side: int) -> np.ndarray:
+    """Lab colour histogram (256 bins) + uniform LBP histograms (2 radii x 10 bins), (276,).
+
+    Raises
+    ------
+    ImageReadError
+        The file cannot be read.
+    """
+    image = load_image(path, "RGB", max_side=max_side)
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
     colour = cv2.calcHist([lab], [0, 1, 2], None, list(LAB_BINS), [0, 256, 0, 256, 0, 256]).ravel()
     colour /= max(colour.sum(), 1.0)
@@ -41,46 +46,33 @@ def _color_texture_vector(path: str | os.PathLike, max_side: int) -> np.ndarray 
 
 
 def color_descriptors(
-    paths: ImageList, n_jobs: int = -1, max_side: int = 256
+    paths: ImageList, n_jobs: int | None = -1, max_side: int = 256
 ) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Colour/texture vectors (n_readable, 276) and the unreadable files."""
-    results = list(
-        parallel_map(
-            partial(_color_texture_vector, max_side=max_side), list(paths), n_jobs, "colour/texture"
-        )
+    result = map_images(
+        partial(_color_texture_vector, max_side=max_side),
+        list(paths),
+        n_jobs=n_jobs,
+        description="colour/texture",
     )
-    return _collect(paths, results)
-
-
-def _collect(
-    paths: ImageList, results: Sequence[np.ndarray | str]
-) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    skipped = [
-        (str(path), result)
-        for path, result in zip(paths, results, strict=True)
-        if isinstance(result, str)
-    ]
-    vectors = [result for result in results if not isinstance(result, str)]
-    return (np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)), skipped
+    return result.stacked(COLOR_DIMENSION), result.failures
 
 
 def bof_descriptors(
-    paths: ImageList, n_jobs: int = -1, n_words: int = 500
+    paths: ImageList, n_jobs: int | None = -1, n_words: int = 500
 ) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Bag-of-Features histograms (dense RootSIFT words + Lab colour words, Hellinger-normalised)."""
     from imagelearn.bof import BagOfFeatures
-    from imagelearn.features import extract_features, make_detector
+    from imagelearn.features import make_detector
+    from imagelearn.features.extract import map_features
 
     blocks = []
     readable = np.ones(len(paths), dtype=bool)
     skipped: dict[str, str] = {}
     for detector_name, words in (("dense_rootsift", n_words), ("dense_lab", 64)):
-        features, channel_skipped = extract_features(
-            list(paths), make_detector(detector_name), n_jobs=n_jobs
-        )
-        skipped.update(channel_skipped)
-        readable &= np.array([f is not None for f in features])
-        present = [f for f in features if f is not None]
+        result = map_features(list(paths), make_detector(detector_name), n_jobs=n_jobs)
+        skipped.update(result.failures)
+        readable[result.failed] = False
         bof = BagOfFeatures(
             detector=detector_name,
             n_words=words,
@@ -89,9 +81,7 @@ def bof_descriptors(
             n_jobs=n_jobs,
         )
         histograms = np.zeros((len(paths), words), np.float32)
-        histograms[[i for i, f in enumerate(features) if f is not None]] = bof.fit_features(
-            present
-        ).transform_features(present)
+        histograms[result.kept] = bof.fit_features(result.values).transform_features(result.values)
         blocks.append(histograms)
     return np.hstack(blocks)[readable], list(skipped.items())
 

@@ -1,25 +1,23 @@
-"""Running one function over many inputs on all cores, with a progress bar."""
+"""Old face of the execution layer, kept for callers not yet moved to
+:func:`imagelearn.core.execution.map_images` (which adds the cache, batches and failures)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from functools import partial
 from typing import TypeVar
 
-from imagelearn.core.progress import progress
+from imagelearn.core.execution import default_batch_size, get_backend, resolve_n_jobs
+from imagelearn.core.progress import progress_bar
+
+__all__ = ["parallel_map", "resolve_n_jobs"]
 
 In = TypeVar("In")
 Out = TypeVar("Out")
 
 
-def resolve_n_jobs(n_jobs: int | None) -> int:
-    """scikit-learn's convention: None -> 1, -1 -> all cores, -2 -> all but one."""
-    cores = os.cpu_count() or 1
-    if n_jobs is None or n_jobs == 0:
-        return 1
-    return max(1, cores + 1 + n_jobs) if n_jobs < 0 else n_jobs
+def _apply(function: Callable[[In], Out], batch: list[In]) -> list[Out]:
+    return [function(item) for item in batch]
 
 
 def parallel_map(
@@ -29,17 +27,15 @@ def parallel_map(
     description: str = "working",
     chunksize: int | None = None,
 ) -> Iterator[Out]:
-    """Yield ``function(item)`` for each item, in order, using processes when ``n_jobs`` > 1.
-
-    ``function`` must be picklable (a module-level function or a ``functools.partial`` of one).
-    Results come back in input order, so callers can save them as they arrive.
-    """
+    """Yield ``function(item)`` for each item, in order, on the local backend's worker
+    processes when ``n_jobs`` > 1 (``function`` picklable); exceptions propagate."""
+    items = list(items)
     workers = min(resolve_n_jobs(n_jobs), max(1, len(items)))
-    if workers == 1:
-        yield from progress(map(function, items), description, total=len(items))
-        return
-    chunksize = chunksize or max(1, min(16, len(items) // (workers * 8)))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        yield from progress(
-            pool.map(function, items, chunksize=chunksize), description, total=len(items)
-        )
+    size = chunksize or default_batch_size(len(items), workers)
+    batches = [items[start : start + size] for start in range(0, len(items), size)]
+    with progress_bar(description, total=len(items)) as bar:
+        for results in get_backend("local").map_batches(
+            partial(_apply, function), batches, workers, "processes"
+        ):
+            yield from results
+            bar.update(len(results))

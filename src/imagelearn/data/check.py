@@ -7,11 +7,12 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from imagelearn.core.execution import map_images
 from imagelearn.core.images import ImageReadError, load_image
-from imagelearn.core.parallel import parallel_map
 from imagelearn.data.collection import ImageDataset, load_dataset
 
 #: Ratio of the largest to the smallest class above which a collection is called imbalanced.
@@ -78,41 +79,58 @@ class CollectionReport:
         return "\n".join(lines)
 
 
-def _inspect(path: Path) -> tuple[str, tuple[int, int] | None, str]:
-    """Content hash, (width, height) or None, and the reason it is unreadable ('' if fine)."""
+class _Inspection(NamedTuple):
+    digest: str
+    size: tuple[int, int] | None  # (width, height); None when the file does not decode
+    reason: str  # why it does not decode; "" when it does
+
+
+def _inspect(path: Path) -> _Inspection:
+    """Content hash and size of one file; a file that does not decode still has a hash (an
+    exact duplicate of a broken file is still a duplicate).
+
+    Raises
+    ------
+    ImageReadError
+        The file's bytes cannot be read.
+    """
     try:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError as error:
-        return "", None, f"cannot read file ({error.strerror or error})"
+        raise ImageReadError(path, f"cannot read file ({error.strerror or error})") from error
     try:
         image = load_image(path, "L")
     except ImageReadError as error:
-        return digest, None, error.reason
-    return digest, (int(image.shape[1]), int(image.shape[0])), ""
+        return _Inspection(digest, None, error.reason)
+    return _Inspection(digest, (int(image.shape[1]), int(image.shape[0])), "")
 
 
 def check_collection(
-    source: str | os.PathLike | ImageDataset, n_jobs: int | None = -1
+    source: str | os.PathLike | ImageDataset,
+    n_jobs: int | None = -1,
+    engine: str = "local",
 ) -> CollectionReport:
-    """Decode every image of ``source`` once and summarise the collection."""
+    """Decode every image of ``source`` once (on ``n_jobs`` worker processes) and summarise
+    the collection."""
     dataset = source if isinstance(source, ImageDataset) else load_dataset(source)
+    inspected = map_images(
+        _inspect, list(dataset.paths), n_jobs=n_jobs, description="checking", engine=engine
+    )
     by_hash: dict[str, list[str]] = defaultdict(list)
     sizes: list[tuple[int, int]] = []
-    unreadable: list[tuple[str, str]] = []
-    for path, (digest, size, reason) in zip(
-        dataset.paths, parallel_map(_inspect, dataset.paths, n_jobs, "checking"), strict=True
-    ):
-        if digest:
-            by_hash[digest].append(str(path))
-        if reason:
-            unreadable.append((str(path), reason))
+    unreadable = dict(zip(inspected.failed.tolist(), inspected.failures, strict=True))
+    for index, inspection in zip(inspected.kept.tolist(), inspected.values, strict=True):
+        path = str(dataset.paths[index])
+        by_hash[inspection.digest].append(path)
+        if inspection.size is None:
+            unreadable[index] = (path, inspection.reason)
         else:
-            sizes.append(size)
+            sizes.append(inspection.size)
     counts = dataset.class_counts()
     report = CollectionReport(
         n_images=len(dataset),
         class_counts=counts,
-        unreadable=unreadable,
+        unreadable=[unreadable[index] for index in sorted(unreadable)],
         duplicate_groups=[group for group in by_hash.values() if len(group) > 1],
         sizes=np.asarray(sizes, dtype=np.int64).reshape(-1, 2),
     )

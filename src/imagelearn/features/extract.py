@@ -1,4 +1,4 @@
-"""Extracting local features from many images: all cores, a progress bar, an on-disk cache.
+"""Extracting local features from many images through the execution layer, with a disk cache.
 
 The cache key is the SHA-256 of the file's bytes together with the detector's name and
 parameters, the OpenCV version and :data:`CACHE_VERSION`; so renaming or copying a file still
@@ -17,6 +17,7 @@ import logging
 import os
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -26,9 +27,8 @@ from PIL import Image
 
 from imagelearn.core.bundle import atomic_write_bytes
 from imagelearn.core.cache import cache_root
-from imagelearn.core.images import ImageReadError, load_image
-from imagelearn.core.parallel import parallel_map, resolve_n_jobs
-from imagelearn.core.progress import progress
+from imagelearn.core.execution import Backend, BatchResult, map_images
+from imagelearn.core.images import load_image
 from imagelearn.features.base import LocalFeatures
 from imagelearn.features.detectors import Detector, rescale_features
 
@@ -117,32 +117,43 @@ def oriented_size(path: str | os.PathLike) -> tuple[int, int]:
     return height, width
 
 
-def _detect_one(
-    job: tuple[ImageSource, Path | None], detector: Detector, single_thread: bool
-) -> tuple[LocalFeatures | None, str | None]:
-    """Features of one image (a path or an array), saved to ``job[1]`` when given.
+@dataclass(frozen=True)
+class FeatureCache:
+    """The feature cache of one detector in ``directory`` (a :class:`~imagelearn.core.execution.Cache`).
 
-    Returns the features and None, or None and the reason the file could not be read.
-    Keypoints of files are in the file's own pixel coordinates (after EXIF orientation).
+    Values are the detector's raw features; arrays are not cached.
     """
-    if single_thread:
-        cv2.setNumThreads(1)
-    source, entry = job
+
+    directory: Path
+    detector: Detector
+
+    def key(self, source: ImageSource) -> str | None:
+        return None if isinstance(source, np.ndarray) else cache_key(source, self.detector)
+
+    def get(self, key: str) -> LocalFeatures | None:
+        return _read_entry(_entry_path(self.directory, self.detector, key))
+
+    def put(self, key: str, features: LocalFeatures) -> None:
+        _write_entry(_entry_path(self.directory, self.detector, key), features)
+
+
+def detect_raw_features(source: ImageSource, detector: Detector) -> LocalFeatures:
+    """Raw features (:meth:`~imagelearn.features.Detector.detect_raw`) of a file or an array.
+
+    Keypoints of files are in the file's own pixel coordinates (after EXIF orientation).
+
+    Raises
+    ------
+    ImageReadError
+        The file cannot be read.
+    """
     if isinstance(source, np.ndarray):
-        return detector.detect(source), None
-    try:
-        image = load_image(source, detector.color_mode, max_side=detector.max_side)
-    except ImageReadError as error:
-        return None, error.reason
+        return detector.detect_raw(source)
+    image = load_image(source, detector.color_mode, max_side=detector.max_side)
     raw = detector.detect_raw(image)
     if detector.max_side is not None:  # loading may have shrunk it
         raw = rescale_features(raw, oriented_size(source))
-    if entry is not None:
-        try:
-            _write_entry(entry, raw)
-        except OSError as error:  # a full or read-only cache costs time, not results
-            logger.warning("could not cache features in %s: %s", entry, error)
-    return detector.normalise_descriptors(raw), None
+    return raw
 
 
 def extract_features(
@@ -152,6 +163,7 @@ def extract_features(
     cache_dir: str | os.PathLike | bool | None = None,
     strict: bool = False,
     description: str = "features",
+    engine: str | Backend = "local",
 ) -> tuple[list[LocalFeatures | None], list[tuple[str, str]]]:
     """Detect and describe local features in many images, in parallel, with a disk cache.
 
@@ -163,13 +175,15 @@ def extract_features(
     detector : Detector
         From :func:`~imagelearn.features.make_detector`.
     n_jobs : int or None
-        Processes; -1 uses all cores (scikit-learn's convention).
+        Worker processes; -1 uses all cores (scikit-learn's convention).
     cache_dir : path-like, None or False
         Where cached features live; None: :func:`default_cache_dir`; False: no cache.
     strict : bool
         Raise on the first unreadable file instead of skipping it.
     description : str
         Label of the progress bar.
+    engine : str or Backend
+        Where the work runs (:func:`imagelearn.core.execution.get_backend`).
 
     Returns
     -------
@@ -184,40 +198,36 @@ def extract_features(
     ImageReadError
         With ``strict=True``, for the first file that cannot be read.
     """
+    result = map_features(images, detector, n_jobs, cache_dir, strict, description, engine)
+    return result.per_input(), result.failures
+
+
+def map_features(
+    images: Sequence[ImageSource],
+    detector: Detector,
+    n_jobs: int | None = -1,
+    cache_dir: str | os.PathLike | bool | None = None,
+    strict: bool = False,
+    description: str = "features",
+    engine: str | Backend = "local",
+) -> BatchResult[LocalFeatures]:
+    """:func:`extract_features` as a :class:`~imagelearn.core.execution.BatchResult`: the
+    features of the readable images, their indices, and the unreadable files with reasons."""
     cache = (
         None
         if cache_dir is False
-        else Path(default_cache_dir() if cache_dir in (None, True) else cache_dir)
+        else FeatureCache(
+            Path(default_cache_dir() if cache_dir in (None, True) else cache_dir), detector
+        )
     )
-    features: list[LocalFeatures | None] = [None] * len(images)
-    skipped: list[tuple[str, str]] = []
-
-    pending: list[tuple[int, tuple[ImageSource, Path | None]]] = []
-    for index, source in enumerate(progress(images, f"{description} (cache)", total=len(images))):
-        if isinstance(source, np.ndarray) or cache is None:
-            pending.append((index, (source, None)))
-            continue
-        try:
-            entry = _entry_path(cache, detector, cache_key(source, detector))
-        except OSError:  # missing or unreadable: loading it reports why, in order
-            pending.append((index, (source, None)))
-            continue
-        cached = _read_entry(entry)
-        if cached is None:
-            pending.append((index, (source, entry)))
-        else:
-            features[index] = detector.normalise_descriptors(cached)
-
-    workers = min(resolve_n_jobs(n_jobs), max(1, len(pending)))
-    work = partial(_detect_one, detector=detector, single_thread=workers > 1)
-    results = parallel_map(
-        work, [job for _, job in pending], n_jobs=workers, description=description
+    return map_images(
+        partial(detect_raw_features, detector=detector),
+        images,
+        n_jobs=n_jobs,
+        workers="processes",
+        cache=cache,
+        finish=detector.normalise_descriptors,
+        strict=strict,
+        description=description,
+        engine=engine,
     )
-    for (index, (source, _)), (result, reason) in zip(pending, results, strict=True):
-        if reason is not None:
-            if strict:
-                raise ImageReadError(source, reason)
-            logger.warning("skipped %s: %s", source, reason)
-            skipped.append((str(source), reason))
-        features[index] = result
-    return features, skipped

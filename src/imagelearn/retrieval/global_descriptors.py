@@ -17,7 +17,6 @@ import faiss
 import numpy as np
 
 from imagelearn.core.images import load_image
-from imagelearn.core.progress import progress
 
 #: Collections up to this size use an exact FAISS index; larger ones IVF-PQ.
 EXACT_INDEX_LIMIT = 50_000
@@ -25,11 +24,6 @@ EXACT_INDEX_LIMIT = 50_000
 PQ_BYTES = 32
 #: Inverted lists probed per IVF-PQ query.
 IVF_PROBES = 16
-
-
-def gem(feature_map: Any, p: float = 3.0) -> Any:
-    """Generalised-mean pooling: ``(n, c, h, w)`` tensor -> ``(n, c)``."""
-    return feature_map.clamp(min=1e-6).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
@@ -40,7 +34,7 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 class GeMDescriptor:
-    """GeM-pooled, L2-normalised CNN descriptors of whole images.
+    """GeM-pooled, L2-normalised CNN descriptors of whole images, batched and cached.
 
     Parameters
     ----------
@@ -49,21 +43,36 @@ class GeMDescriptor:
     max_side : int
         Images are resized so that their longer side is this many pixels.
     p : float
-        GeM exponent.
-
-    Attributes
-    ----------
-    dimension_ : int
-        Descriptor length (channels of the last feature map).
+        GeM exponent (:func:`imagelearn.classify.gem_pool`).
+    batch_size : int
+        Images per network batch (images of one shape run together).
+    cache_dir : path-like, optional
+        Embedding cache (:func:`imagelearn.classify.embeddings.default_cache_dir` by default;
+        ``""`` disables it); keyed by content, backbone, weights, ``max_side`` and ``p``.
     """
 
-    def __init__(self, backbone: str = "mobilenet_v2", max_side: int = 384, p: float = 3.0) -> None:
+    def __init__(
+        self,
+        backbone: str = "mobilenet_v2",
+        max_side: int = 384,
+        p: float = 3.0,
+        batch_size: int = 16,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
         self.backbone = backbone
         self.max_side = max_side
         self.p = p
+        self.batch_size = batch_size
+        self.cache_dir = cache_dir
 
     def get_params(self) -> dict[str, Any]:
-        return {"backbone": self.backbone, "max_side": self.max_side, "p": self.p}
+        return {
+            "backbone": self.backbone,
+            "max_side": self.max_side,
+            "p": self.p,
+            "batch_size": self.batch_size,
+            "cache_dir": self.cache_dir,
+        }
 
     def _network(self):
         if not hasattr(self, "_backbone"):
@@ -77,7 +86,7 @@ class GeMDescriptor:
         images: Sequence[str | os.PathLike | np.ndarray],
         description: str = "global descriptors",
     ) -> np.ndarray:
-        """Descriptors of image files or uint8 RGB arrays: (n, dimension_) float32, unit norm.
+        """Descriptors of image files or uint8 RGB arrays: (n, d) float32, unit norm.
 
         Raises
         ------
@@ -86,23 +95,42 @@ class GeMDescriptor:
         """
         import torch
 
+        from imagelearn.classify.embeddings import embed_images, gem_pool, resolve_cache_dir
+
         network = self._network()
-        mean = torch.tensor(network.preprocessing.mean).view(1, 3, 1, 1)
-        std = torch.tensor(network.preprocessing.std).view(1, 3, 1, 1)
-        rows = []
-        with torch.inference_mode():
-            for image in progress(images, description, total=len(images)):
-                pixels = (
-                    load_image(image, "RGB", max_side=self.max_side)
-                    if not isinstance(image, np.ndarray)
-                    else _as_rgb(image)
-                )
-                tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255.0
-                tensor = _resize_longer_side(tensor, self.max_side)
-                rows.append(gem(network.forward_features((tensor - mean) / std), self.p)[0].numpy())
-        descriptors = l2_normalise(np.stack(rows)) if rows else np.zeros((0, network.num_features))
-        self.dimension_ = descriptors.shape[1]
-        return descriptors.astype(np.float32)
+        mean = torch.tensor(network.preprocessing.mean).view(3, 1, 1)
+        std = torch.tensor(network.preprocessing.std).view(3, 1, 1)
+
+        def prepare(image: str | os.PathLike | np.ndarray) -> torch.Tensor:
+            pixels = (
+                _as_rgb(image)
+                if isinstance(image, np.ndarray)
+                else load_image(image, "RGB", max_side=self.max_side)
+            )
+            tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float() / 255
+            return (_resize_longer_side(tensor, self.max_side) - mean) / std
+
+        def forward(batch: torch.Tensor) -> torch.Tensor:
+            return gem_pool(network.forward_features(batch), self.p)
+
+        base = resolve_cache_dir(self.cache_dir)
+        folder = (
+            base / f"gem-{self.backbone}-{network.weights_id}-side{self.max_side}-p{self.p}"
+            if base is not None
+            else None
+        )
+        result = embed_images(
+            network,
+            prepare,
+            forward,
+            images,
+            network.num_features,
+            folder,
+            self.batch_size,
+            strict=True,
+            description=description,
+        )
+        return l2_normalise(result.vectors)
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
@@ -110,15 +138,15 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def _resize_longer_side(tensor: Any, side: int) -> Any:
-    """Bilinear (antialiased) resize of a (1, 3, H, W) tensor so that max(H, W) == side."""
+    """Bilinear (antialiased) resize of a (3, H, W) tensor so that max(H, W) == side."""
     from torch.nn import functional
 
-    height, width = tensor.shape[2:]
+    height, width = tensor.shape[1:]
     scale = side / max(height, width)
     size = (max(32, round(height * scale)), max(32, round(width * scale)))
     return functional.interpolate(
-        tensor, size=size, mode="bilinear", antialias=True, align_corners=False
-    )
+        tensor[None], size=size, mode="bilinear", antialias=True, align_corners=False
+    )[0]
 
 
 class PCAWhitening:

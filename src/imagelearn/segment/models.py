@@ -17,13 +17,12 @@ SVM and MLP standardise features first; the scaler's mean and scale are exported
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from imagelearn.core.parallel import resolve_n_jobs
+from imagelearn.core.execution import thread_map
 
 Arrays = dict[str, np.ndarray]
 
@@ -98,14 +97,13 @@ class ForestPredictor:
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         features = np.ascontiguousarray(features, dtype=np.float32)
-        with ThreadPoolExecutor(resolve_n_jobs(self.n_jobs)) as pool:
-            total = np.zeros((features.shape[0], self.arrays["values"].shape[1]), dtype=np.float64)
-            for leaves, proba in zip(
-                pool.map(lambda tree: tree.apply(features), self.trees),
-                self.leaf_proba,
-                strict=True,
-            ):
-                total += proba[leaves]  # in tree order: the same sum however the work is split
+        total = np.zeros((features.shape[0], self.arrays["values"].shape[1]), dtype=np.float64)
+        for leaves, proba in zip(
+            thread_map(lambda tree: tree.apply(features), self.trees, self.n_jobs),
+            self.leaf_proba,
+            strict=True,
+        ):
+            total += proba[leaves]  # in tree order: the same sum however the work is split
         return (total / len(self.trees)).astype(np.float32)
 
 

@@ -1,0 +1,50 @@
+"""GeM descriptors: one GeM (classify's ``gem_pool``), batched and cached like other embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from imagelearn.core.images import ImageReadError
+from imagelearn.retrieval.global_descriptors import GeMDescriptor
+
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "flowers5_sample"
+
+pytestmark = pytest.mark.skipif(not SAMPLE.is_dir(), reason="examples/flowers5_sample is missing")
+
+
+@pytest.fixture(scope="module")
+def images() -> list[Path]:
+    """Real photos of several sizes and aspect ratios (so batches hold several shapes)."""
+    return sorted(SAMPLE.rglob("*.jpg"))[:6]
+
+
+def test_batched_descriptors_equal_one_image_at_a_time(images, tmp_path):
+    batched = GeMDescriptor(max_side=128, batch_size=4, cache_dir="").transform(images)
+    single = GeMDescriptor(max_side=128, batch_size=1, cache_dir="").transform(images)
+    assert batched.shape == (6, 1280) and batched.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+
+
+def test_a_second_pass_reads_the_cache_without_running_the_network(images, tmp_path):
+    descriptor = GeMDescriptor(max_side=128, cache_dir=tmp_path)
+    first = descriptor.transform(images)
+
+    def refuse(batch: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("the network ran although every descriptor is cached")
+
+    descriptor._network().forward_features = refuse
+    np.testing.assert_array_equal(descriptor.transform(images), first)
+    other_side = GeMDescriptor(max_side=96, cache_dir=tmp_path)
+    assert other_side.transform(images[:1]).shape == (1, 1280)  # another key: computed
+
+
+def test_unreadable_images_raise_naming_the_file(images, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    with pytest.raises(ImageReadError, match=r"broken\.jpg"):
+        GeMDescriptor(max_side=64, cache_dir="").transform([images[0], broken])
