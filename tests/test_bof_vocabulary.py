@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from conftest import data_path
 from imagelearn.bof import VOCABULARIES, KMeansVocabulary, VocabularyTree, make_vocabulary
-from imagelearn.bof.vocabulary import (
-    assign_among_candidates,
-    kmeans_centers,
-    mean_centers,
-    nearest_centers,
-    refreshed_neighbors,
-)
 from imagelearn.data.collection import find_images
 from imagelearn.features import extract_features, make_detector
 
@@ -148,70 +139,6 @@ def test_hnsw_index_agrees_with_exact_search_and_survives_saving(rng):
     assert (graph.assign(points) == exact.assign(points)).mean() > 0.98
     restored = KMeansVocabulary.from_arrays(graph.get_params(), graph.to_arrays())
     np.testing.assert_array_equal(restored.assign(points), graph.assign(points))
-
-
-def test_candidate_assignment_is_the_nearest_candidate_on_any_thread_count(rng):
-    points = rng.standard_normal((600, 8)).astype(np.float32)
-    centers = rng.standard_normal((40, 8)).astype(np.float32)
-    labels = rng.integers(0, 40, len(points))
-    candidates = nearest_centers(centers, 5)
-    assigned, distances = assign_among_candidates(points, labels, centers, candidates)
-    choices = candidates[labels]  # (n, 5)
-    squared = ((points[:, None, :] - centers[choices]) ** 2).sum(axis=2)
-    np.testing.assert_array_equal(assigned, choices[np.arange(len(points)), squared.argmin(1)])
-    np.testing.assert_allclose(distances, squared.min(axis=1), rtol=1e-4, atol=1e-5)
-    threaded = assign_among_candidates(points, labels, centers, candidates, n_threads=3)
-    np.testing.assert_array_equal(threaded[0], assigned)
-    # every centre a candidate: exact nearest-centre search
-    everything = nearest_centers(centers, len(centers))
-    exact = ((points[:, None, :] - centers[None]) ** 2).sum(axis=2).argmin(axis=1)
-    np.testing.assert_array_equal(
-        assign_among_candidates(points, labels, centers, everything)[0], exact
-    )
-
-
-def test_every_centre_leads_its_own_candidate_list_even_when_duplicated(rng):
-    centers = rng.standard_normal((10, 4)).astype(np.float32)
-    centers[5] = centers[3]
-    candidates = nearest_centers(centers, 3)
-    assert (candidates == np.arange(10)[:, None]).any(axis=1).all()
-    unique = np.setdiff1d(np.arange(10), [3, 5])
-    np.testing.assert_array_equal(candidates[unique, 0], unique)
-
-
-def test_a_refreshed_neighbour_graph_nearly_matches_the_exact_one(rng):
-    centers = rng.standard_normal((3000, 16)).astype(np.float32)
-    previous = nearest_centers(centers, 16)
-    moved = centers + 0.05 * rng.standard_normal(centers.shape).astype(np.float32)
-    refreshed, exact = refreshed_neighbors(moved, previous), nearest_centers(moved, 16)
-    assert (refreshed == np.arange(3000)[:, None]).any(axis=1).all()
-    assert all(len(set(row)) == 16 for row in refreshed.tolist())
-    overlap = np.mean([len(set(a) & set(b)) / 16 for a, b in zip(refreshed, exact, strict=True)])
-    assert overlap > 0.9  # measured 0.955
-
-
-def test_an_emptied_centre_takes_the_farthest_row(rng):
-    points = rng.standard_normal((50, 3)).astype(np.float32)
-    labels = np.repeat([0, 1], 25)
-    distances = rng.random(50).astype(np.float32)
-    centers = np.zeros((3, 3), dtype=np.float32)
-    updated, relabelled = mean_centers(points, labels, distances, centers)
-    farthest = int(distances.argmax())
-    np.testing.assert_allclose(updated[2], points[farthest])
-    assert relabelled[farthest] == 2
-    np.testing.assert_allclose(updated[1], points[labels == 1].mean(axis=0), rtol=1e-5)
-
-
-def test_candidate_lloyd_never_raises_the_error_and_nears_exact_lloyd(rng):
-    points, _ = blobs(rng, n_clusters=300, per_cluster=20)  # 300 > 4 * 32: candidates are used
-    initial = points[rng.choice(len(points), 300, replace=False)]
-    centers, labels, errors = initial, None, []
-    for _ in range(8):
-        centers, labels, error = kmeans_centers(points, centers, 1, labels)
-        errors.append(error)
-    assert all(later <= earlier * (1 + 1e-5) for earlier, later in itertools.pairwise(errors))
-    exact = kmeans_centers(points, initial, 8, n_candidates=None)[2]
-    assert errors[-1] <= exact * 1.02
 
 
 def test_candidate_lloyd_matches_exact_lloyd_on_real_descriptors():
