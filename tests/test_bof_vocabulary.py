@@ -8,6 +8,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from conftest import data_path
 from imagelearn.bof import VOCABULARIES, KMeansVocabulary, VocabularyTree, make_vocabulary
+from imagelearn.core.errors import ParameterError
 from imagelearn.data.collection import find_images
 from imagelearn.features import extract_features, make_detector
 
@@ -179,3 +180,31 @@ def test_bad_input_and_parameters_are_refused(rng):
         KMeansVocabulary().assign(points)
     with pytest.raises(ValueError, match="branching"):
         VocabularyTree(branching=3, depth=2, n_jobs=1).fit(points).assign_soft(points, 5)
+
+
+def test_make_vocabulary_takes_a_dict_or_keywords_and_copies_instances():
+    from_dict = make_vocabulary("tree", {"branching": 3, "depth": 2}, n_jobs=1)
+    from_keywords = make_vocabulary("tree", branching=3, depth=2, n_jobs=1)
+    assert from_dict.get_params() == from_keywords.get_params()
+    assert (from_dict.branching, from_dict.depth, from_dict.n_jobs) == (3, 2, 1)
+    template = KMeansVocabulary(n_words=7)
+    copy = make_vocabulary(template)
+    assert copy is not template and copy.get_params() == template.get_params()
+
+
+def test_make_vocabulary_names_the_bad_key_and_the_accepted_ones():
+    with pytest.raises(ParameterError) as error:
+        make_vocabulary("kmeans", {"n_words": 10, "branching": 4})
+    assert error.value.parameter == "vocabulary_params"
+    message = str(error.value)
+    assert "no parameter branching" in message
+    assert all(name in message for name in KMeansVocabulary._get_param_names())
+    with pytest.raises(ParameterError, match="unknown vocabulary 'forest'") as error:
+        make_vocabulary("forest")
+    assert error.value.parameter == "vocabulary"
+    with pytest.raises(ParameterError, match="must be a dict") as error:
+        make_vocabulary("tree", [("branching", 4)])
+    assert error.value.parameter == "vocabulary_params"
+    with pytest.raises(ParameterError, match="carries its own parameters") as error:
+        make_vocabulary(VocabularyTree(), {"depth": 2})
+    assert error.value.parameter == "vocabulary_params"

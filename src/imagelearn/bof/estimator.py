@@ -12,7 +12,7 @@ Each ``fit`` / ``transform`` extracts local features once (in parallel, cached o
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -101,7 +101,7 @@ class BagOfFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Other parameters of the named vocabulary's class (e.g. ``{"n_candidates": None}``,
         ``{"beam_width": 2}``), checked against its signature. Those that ``BagOfFeatures``
         has itself (``n_words``, ``branching``, ``depth``, ``n_iter``, ``n_jobs``,
-        ``random_state``) are given here, not in ``vocabulary_params``.
+        ``random_state``) are set on it, not in ``vocabulary_params``.
     branching, depth : int
         Shape of the vocabulary tree.
     sample_size : int
@@ -197,6 +197,28 @@ class BagOfFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def _make_detector(self) -> Detector:
         return make_detector(self.detector, **(self.detector_params or {}))
 
+    def _named_vocabulary(self) -> Vocabulary:
+        """The vocabulary named by ``vocabulary``, with ``vocabulary_params`` and the
+        parameters of ours that its class takes (:data:`SHARED_VOCABULARY_PARAMS`)."""
+        given = self.vocabulary_params or {}
+        ours = (
+            sorted(set(given) & set(SHARED_VOCABULARY_PARAMS)) if isinstance(given, Mapping) else []
+        )
+        if ours:
+            raise ParameterError(
+                "vocabulary_params",
+                f"{', '.join(ours)} in vocabulary_params: BagOfFeatures has "
+                f"{'this parameter' if len(ours) == 1 else 'these parameters'} itself; "
+                f"set BagOfFeatures({ours[0]}=...) instead",
+            )
+        accepted = vocabulary_class(self.vocabulary)._get_param_names()
+        shared = {
+            name: getattr(self, name)
+            for name in SHARED_VOCABULARY_PARAMS
+            if name in accepted and getattr(self, name) is not None
+        }
+        return make_vocabulary(self.vocabulary, given, **shared)
+
     def _make_vocabulary(self) -> Vocabulary:
         """The unfitted vocabulary that ``vocabulary``, ``vocabulary_params`` and ours describe.
 
@@ -207,23 +229,11 @@ class BagOfFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             ``n_words`` other than the vocabulary's size, or ``soft_neighbors`` beyond the
             words it ranks per descriptor.
         """
-        if isinstance(self.vocabulary, Vocabulary):
-            vocabulary = make_vocabulary(self.vocabulary, self.vocabulary_params)
-        else:
-            params = dict(self.vocabulary_params or {})
-            ours = sorted(set(params) & set(SHARED_VOCABULARY_PARAMS))
-            if ours:
-                raise ParameterError(
-                    "vocabulary_params",
-                    f"{', '.join(ours)} in vocabulary_params: BagOfFeatures has "
-                    f"{'this parameter' if len(ours) == 1 else 'these parameters'} itself; "
-                    f"set BagOfFeatures({ours[0]}=...) instead",
-                )
-            accepted = vocabulary_class(self.vocabulary)._get_param_names()
-            for name in SHARED_VOCABULARY_PARAMS:
-                if name in accepted and getattr(self, name) is not None:
-                    params[name] = getattr(self, name)
-            vocabulary = make_vocabulary(self.vocabulary, params)
+        vocabulary = (
+            make_vocabulary(self.vocabulary, self.vocabulary_params)
+            if isinstance(self.vocabulary, Vocabulary)
+            else self._named_vocabulary()
+        )
         tree = isinstance(vocabulary, VocabularyTree)
         if self.n_words is not None and int(self.n_words) != vocabulary.max_words():
             size = (
