@@ -59,6 +59,12 @@ def test_lloyd_stops_at_a_fixed_point(rng):
     assert again_error == error
 
 
+def test_a_loose_tolerance_ends_at_about_the_same_error(rng):
+    points = rng.standard_normal((3000, 3)).astype(np.float32)
+    exact, loose = (kmeans(points, 6, 100, tol=tol, n_jobs=1) for tol in (0.0, 1e-2))
+    assert loose.mean_squared_distance == pytest.approx(exact.mean_squared_distance, rel=0.01)
+
+
 def test_assign_is_the_exact_nearest_centre(rng):
     points = rng.standard_normal((500, 6)).astype(np.float32)
     centers = rng.standard_normal((9, 6)).astype(np.float32)
@@ -88,6 +94,8 @@ def test_bad_parameters_name_themselves(rng):
         with pytest.raises(ParameterError) as error:
             kmeans(points, **arguments)
         assert error.value.parameter == parameter
+    with pytest.raises(ParameterError, match="2-D"):
+        kmeans(points[0], 2)
 
 
 def test_candidate_assignment_is_the_nearest_candidate_on_any_thread_count(rng):

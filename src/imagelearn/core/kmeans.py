@@ -590,11 +590,13 @@ def kmeans(
     points = np.asarray(points)
     if points.dtype != np.uint8:
         points = np.ascontiguousarray(points, dtype=np.float32)
-    if points.ndim != 2 or not 1 <= int(n_clusters) <= len(points):
+    if points.ndim != 2:
+        raise ParameterError("points", f"points must be a 2-D array (n, d); got {points.shape}")
+    if not 1 <= int(n_clusters) <= len(points):
         raise ParameterError(
             "n_clusters",
-            f"n_clusters must be between 1 and the number of rows of a 2-D array; got "
-            f"{n_clusters} for shape {points.shape}",
+            f"n_clusters must be between 1 and the number of rows ({len(points)}); "
+            f"got {n_clusters}",
         )
     for name, value in (("n_iter", n_iter), ("n_init", n_init)):
         if int(value) < 1:
