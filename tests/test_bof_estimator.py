@@ -12,7 +12,8 @@ from sklearn.pipeline import make_pipeline, make_union
 from sklearn.svm import LinearSVC
 
 from conftest import data_path
-from imagelearn.bof import VOCABULARIES, BagOfFeatures, sample_descriptors
+from imagelearn.bof import VOCABULARIES, BagOfFeatures, VocabularyTree, sample_descriptors
+from imagelearn.core.errors import ParameterError
 from imagelearn.features import LocalFeatures
 
 SMALL = {"n_words": 8, "branching": 2, "depth": 3, "n_iter": 10, "n_jobs": 1, "cache_dir": False}
@@ -189,3 +190,64 @@ def test_grey_and_colour_channels_compose_in_a_union(flowers):
     histograms = union.fit(train_paths[::3]).transform(test_paths[:5])
     assert histograms.shape == (5, 40 + 16 * 5)
     assert len(union.get_feature_names_out()) == histograms.shape[1]
+
+
+def test_a_tree_with_another_size_than_asked_is_refused_naming_n_words(rng):
+    features, _ = synthetic_features(rng)
+    for n_words in (5000, 9):
+        bof = BagOfFeatures(vocabulary="tree", **{**SMALL, "n_words": n_words})
+        with pytest.raises(ParameterError, match=r"branching \*\* depth = 2 \*\* 3 = 8") as error:
+            bof.fit_features(features)
+        assert error.value.parameter == "n_words"
+    # the default (None) takes the tree's own size; a matching n_words is accepted
+    tree = BagOfFeatures(vocabulary="tree", **{**SMALL, "n_words": None}).fit_features(features)
+    assert tree.vocabulary_.n_words_ <= 8
+    assert BagOfFeatures(n_jobs=1).n_words is None
+    assert BagOfFeatures(**SMALL).fit_features(features).vocabulary_.n_words_ == 8
+
+
+def test_vocabulary_params_reach_the_vocabulary_and_survive_saving(rng):
+    features, _ = synthetic_features(rng)
+    bof = BagOfFeatures(
+        vocabulary="tree", vocabulary_params={"beam_width": 2, "init": "random"}, **SMALL
+    ).fit_features(features)
+    assert (bof.vocabulary_.beam_width, bof.vocabulary_.init) == (2, "random")
+    assert (bof.vocabulary_.branching, bof.vocabulary_.n_iter) == (2, 10)  # shared by name
+    params = json.loads(json.dumps(bof.get_params()))
+    restored = BagOfFeatures.from_arrays(params, bof.to_arrays())
+    assert restored.vocabulary_.beam_width == 2
+    np.testing.assert_array_equal(
+        restored.transform_features(features), bof.transform_features(features)
+    )
+
+
+def test_vocabulary_params_are_checked_against_the_chosen_class(rng):
+    features, _ = synthetic_features(rng)
+    cases = [
+        ("vocabulary_params", "no parameter beam_width", "kmeans", {"beam_width": 2}),
+        ("vocabulary_params", "n_iter in vocabulary_params", "tree", {"n_iter": 3}),
+        ("vocabulary", "unknown vocabulary 'forest'", "forest", None),
+    ]
+    for parameter, message, vocabulary, vocabulary_params in cases:
+        bof = BagOfFeatures(vocabulary=vocabulary, vocabulary_params=vocabulary_params, **SMALL)
+        with pytest.raises(ParameterError, match=message) as error:
+            bof.fit_features(features)
+        assert error.value.parameter == parameter
+
+
+def test_an_unfitted_vocabulary_instance_is_cloned_and_used_as_given(rng):
+    features, _ = synthetic_features(rng)
+    template = VocabularyTree(branching=3, depth=2, n_iter=5, n_jobs=1)
+    bof = BagOfFeatures(vocabulary=template, **{**SMALL, "n_words": None}).fit_features(features)
+    assert isinstance(bof.vocabulary_, VocabularyTree) and bof.vocabulary_ is not template
+    assert (bof.vocabulary_.branching, bof.vocabulary_.n_iter) == (3, 5)
+    assert not hasattr(template, "bandwidth_")
+    assert clone(bof).get_params()["vocabulary"].get_params() == template.get_params()
+    with pytest.raises(ParameterError) as error:
+        BagOfFeatures(vocabulary=template, **SMALL).fit_features(features)  # n_words=8, not 9
+    assert error.value.parameter == "n_words"
+    with pytest.raises(ParameterError) as error:
+        BagOfFeatures(
+            vocabulary=template, vocabulary_params={"depth": 3}, **{**SMALL, "n_words": None}
+        ).fit_features(features)
+    assert error.value.parameter == "vocabulary_params"

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from conftest import data_path
 from imagelearn.bof import VOCABULARIES, KMeansVocabulary, VocabularyTree, make_vocabulary
-from imagelearn.bof.vocabulary import (
-    assign_among_candidates,
-    kmeans_centers,
-    mean_centers,
-    nearest_centers,
-    refreshed_neighbors,
-)
+from imagelearn.core.errors import ParameterError
 from imagelearn.data.collection import find_images
 from imagelearn.features import extract_features, make_detector
 
@@ -150,70 +142,6 @@ def test_hnsw_index_agrees_with_exact_search_and_survives_saving(rng):
     np.testing.assert_array_equal(restored.assign(points), graph.assign(points))
 
 
-def test_candidate_assignment_is_the_nearest_candidate_on_any_thread_count(rng):
-    points = rng.standard_normal((600, 8)).astype(np.float32)
-    centers = rng.standard_normal((40, 8)).astype(np.float32)
-    labels = rng.integers(0, 40, len(points))
-    candidates = nearest_centers(centers, 5)
-    assigned, distances = assign_among_candidates(points, labels, centers, candidates)
-    choices = candidates[labels]  # (n, 5)
-    squared = ((points[:, None, :] - centers[choices]) ** 2).sum(axis=2)
-    np.testing.assert_array_equal(assigned, choices[np.arange(len(points)), squared.argmin(1)])
-    np.testing.assert_allclose(distances, squared.min(axis=1), rtol=1e-4, atol=1e-5)
-    threaded = assign_among_candidates(points, labels, centers, candidates, n_threads=3)
-    np.testing.assert_array_equal(threaded[0], assigned)
-    # every centre a candidate: exact nearest-centre search
-    everything = nearest_centers(centers, len(centers))
-    exact = ((points[:, None, :] - centers[None]) ** 2).sum(axis=2).argmin(axis=1)
-    np.testing.assert_array_equal(
-        assign_among_candidates(points, labels, centers, everything)[0], exact
-    )
-
-
-def test_every_centre_leads_its_own_candidate_list_even_when_duplicated(rng):
-    centers = rng.standard_normal((10, 4)).astype(np.float32)
-    centers[5] = centers[3]
-    candidates = nearest_centers(centers, 3)
-    assert (candidates == np.arange(10)[:, None]).any(axis=1).all()
-    unique = np.setdiff1d(np.arange(10), [3, 5])
-    np.testing.assert_array_equal(candidates[unique, 0], unique)
-
-
-def test_a_refreshed_neighbour_graph_nearly_matches_the_exact_one(rng):
-    centers = rng.standard_normal((3000, 16)).astype(np.float32)
-    previous = nearest_centers(centers, 16)
-    moved = centers + 0.05 * rng.standard_normal(centers.shape).astype(np.float32)
-    refreshed, exact = refreshed_neighbors(moved, previous), nearest_centers(moved, 16)
-    assert (refreshed == np.arange(3000)[:, None]).any(axis=1).all()
-    assert all(len(set(row)) == 16 for row in refreshed.tolist())
-    overlap = np.mean([len(set(a) & set(b)) / 16 for a, b in zip(refreshed, exact, strict=True)])
-    assert overlap > 0.9  # measured 0.955
-
-
-def test_an_emptied_centre_takes_the_farthest_row(rng):
-    points = rng.standard_normal((50, 3)).astype(np.float32)
-    labels = np.repeat([0, 1], 25)
-    distances = rng.random(50).astype(np.float32)
-    centers = np.zeros((3, 3), dtype=np.float32)
-    updated, relabelled = mean_centers(points, labels, distances, centers)
-    farthest = int(distances.argmax())
-    np.testing.assert_allclose(updated[2], points[farthest])
-    assert relabelled[farthest] == 2
-    np.testing.assert_allclose(updated[1], points[labels == 1].mean(axis=0), rtol=1e-5)
-
-
-def test_candidate_lloyd_never_raises_the_error_and_nears_exact_lloyd(rng):
-    points, _ = blobs(rng, n_clusters=300, per_cluster=20)  # 300 > 4 * 32: candidates are used
-    initial = points[rng.choice(len(points), 300, replace=False)]
-    centers, labels, errors = initial, None, []
-    for _ in range(8):
-        centers, labels, error = kmeans_centers(points, centers, 1, labels)
-        errors.append(error)
-    assert all(later <= earlier * (1 + 1e-5) for earlier, later in itertools.pairwise(errors))
-    exact = kmeans_centers(points, initial, 8, n_candidates=None)[2]
-    assert errors[-1] <= exact * 1.02
-
-
 def test_candidate_lloyd_matches_exact_lloyd_on_real_descriptors():
     paths = find_images(data_path("flowers5"))[::40]
     features, _ = extract_features(paths, make_detector("dense_rootsift"), n_jobs=1)
@@ -252,3 +180,31 @@ def test_bad_input_and_parameters_are_refused(rng):
         KMeansVocabulary().assign(points)
     with pytest.raises(ValueError, match="branching"):
         VocabularyTree(branching=3, depth=2, n_jobs=1).fit(points).assign_soft(points, 5)
+
+
+def test_make_vocabulary_takes_a_dict_or_keywords_and_copies_instances():
+    from_dict = make_vocabulary("tree", {"branching": 3, "depth": 2}, n_jobs=1)
+    from_keywords = make_vocabulary("tree", branching=3, depth=2, n_jobs=1)
+    assert from_dict.get_params() == from_keywords.get_params()
+    assert (from_dict.branching, from_dict.depth, from_dict.n_jobs) == (3, 2, 1)
+    template = KMeansVocabulary(n_words=7)
+    copy = make_vocabulary(template)
+    assert copy is not template and copy.get_params() == template.get_params()
+
+
+def test_make_vocabulary_names_the_bad_key_and_the_accepted_ones():
+    with pytest.raises(ParameterError) as error:
+        make_vocabulary("kmeans", {"n_words": 10, "branching": 4})
+    assert error.value.parameter == "vocabulary_params"
+    message = str(error.value)
+    assert "no parameter branching" in message
+    assert all(name in message for name in KMeansVocabulary._get_param_names())
+    with pytest.raises(ParameterError, match="unknown vocabulary 'forest'") as error:
+        make_vocabulary("forest")
+    assert error.value.parameter == "vocabulary"
+    with pytest.raises(ParameterError, match="must be a dict") as error:
+        make_vocabulary("tree", [("branching", 4)])
+    assert error.value.parameter == "vocabulary_params"
+    with pytest.raises(ParameterError, match="carries its own parameters") as error:
+        make_vocabulary(VocabularyTree(), {"depth": 2})
+    assert error.value.parameter == "vocabulary_params"

@@ -12,7 +12,7 @@ Each ``fit`` / ``transform`` extracts local features once (in parallel, cached o
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,14 @@ from imagelearn.bof.encoding import (
     encode_histograms,
     n_pyramid_cells,
 )
-from imagelearn.bof.vocabulary import ASSIGN_CHUNK_ROWS, VOCABULARIES, Vocabulary
+from imagelearn.bof.vocabulary import (
+    Vocabulary,
+    VocabularyTree,
+    make_vocabulary,
+    vocabulary_class,
+)
+from imagelearn.core.errors import ParameterError
+from imagelearn.core.kmeans import ASSIGN_CHUNK_ROWS
 from imagelearn.core.progress import progress
 from imagelearn.features import Detector, LocalFeatures, extract_features, make_detector
 
@@ -36,6 +43,8 @@ WEIGHTINGS = ("tfidf", "none")
 
 #: Prefix of the vocabulary's arrays in :meth:`BagOfFeatures.to_arrays`.
 _VOCABULARY_PREFIX = "vocabulary."
+#: Parameters of ``BagOfFeatures`` given to a named vocabulary whose class takes them.
+SHARED_VOCABULARY_PARAMS = ("n_words", "branching", "depth", "n_iter", "n_jobs", "random_state")
 
 
 def sample_descriptors(
@@ -79,10 +88,20 @@ class BagOfFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Registered detector name (:data:`imagelearn.features.DETECTORS`), e.g. ``"dense_rootsift"``.
     detector_params : dict or None
         Keyword arguments of the detector (e.g. ``{"step": 8}``).
-    n_words : int
-        Vocabulary size for ``vocabulary="kmeans"`` (ignored by the tree).
-    vocabulary : {"kmeans", "tree"}
-        Flat k-means or a vocabulary tree of ``branching ** depth`` leaves at most.
+    n_words : int or None
+        Size of the flat vocabulary (``vocabulary="kmeans"``); None takes the vocabulary's
+        own: 1,000 words flat, ``branching ** depth`` leaves at most for the tree. Given with
+        the tree or an instance, it must equal that size (else :class:`ParameterError`).
+    vocabulary : {"kmeans", "tree"} or Vocabulary
+        Flat k-means, a vocabulary tree of ``branching ** depth`` leaves at most, or an
+        unfitted :class:`~imagelearn.bof.vocabulary.Vocabulary`, cloned at fit and used with
+        its own parameters (``vocabulary_params``, ``branching``, ``depth``, ``n_iter`` are
+        then not used).
+    vocabulary_params : dict or None
+        Other parameters of the named vocabulary's class (e.g. ``{"n_candidates": None}``,
+        ``{"beam_width": 2}``), checked against its signature. Those that ``BagOfFeatures``
+        has itself (``n_words``, ``branching``, ``depth``, ``n_iter``, ``n_jobs``,
+        ``random_state``) are set on it, not in ``vocabulary_params``.
     branching, depth : int
         Shape of the vocabulary tree.
     sample_size : int
@@ -123,8 +142,9 @@ class BagOfFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self,
         detector: str = "dense_rootsift",
         detector_params: dict[str, Any] | None = None,
-        n_words: int = 1000,
-        vocabulary: str = "kmeans",
+        n_words: int | None = None,
+        vocabulary: str | Vocabulary = "kmeans",
+        vocabulary_params: dict[str, Any] | None = None,
         branching: int = 10,
         depth: int = 3,
         sample_size: int = 200_000,
@@ -142,6 +162,7 @@ class BagOfFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.detector_params = detector_params
         self.n_words = n_words
         self.vocabulary = vocabulary
+        self.vocabulary_params = vocabulary_params
         self.branching = branching
         self.depth = depth
         self.sample_size = sample_size
@@ -159,38 +180,81 @@ class BagOfFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
     def _check_params(self) -> None:
         choices = {
-            "vocabulary": tuple(VOCABULARIES),
             "assignment": ASSIGNMENTS,
             "weighting": WEIGHTINGS,
             "normalization": tuple(NORMALIZATIONS),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
+                raise ParameterError(
+                    name, f"{name} must be one of {allowed}; got {getattr(self, name)!r}"
+                )
         check_pyramid(self.pyramid)
         for name in ("sample_size", "soft_neighbors"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)!r}")
-        candidates = (
-            ("branching", self.branching)
-            if self.vocabulary == "tree"
-            else ("n_words", self.n_words)
-        )
-        if self.assignment == "soft" and int(self.soft_neighbors) > int(candidates[1]):
-            raise ValueError(
-                f"soft_neighbors={self.soft_neighbors} exceeds {candidates[0]}={candidates[1]}, "
-                f"the number of candidate words of the {self.vocabulary} vocabulary"
-            )
+                raise ParameterError(name, f"{name} must be >= 1; got {getattr(self, name)!r}")
 
     def _make_detector(self) -> Detector:
         return make_detector(self.detector, **(self.detector_params or {}))
 
-    def _make_vocabulary(self) -> Vocabulary:
-        """The chosen vocabulary class, given the parameters of ours that it shares by name."""
-        kind = VOCABULARIES[self.vocabulary]
-        return kind(
-            **{name: getattr(self, name) for name in kind._get_param_names() if hasattr(self, name)}
+    def _named_vocabulary(self) -> Vocabulary:
+        """The vocabulary named by ``vocabulary``, with ``vocabulary_params`` and the
+        parameters of ours that its class takes (:data:`SHARED_VOCABULARY_PARAMS`)."""
+        given = self.vocabulary_params or {}
+        ours = (
+            sorted(set(given) & set(SHARED_VOCABULARY_PARAMS)) if isinstance(given, Mapping) else []
         )
+        if ours:
+            raise ParameterError(
+                "vocabulary_params",
+                f"{', '.join(ours)} in vocabulary_params: BagOfFeatures has "
+                f"{'this parameter' if len(ours) == 1 else 'these parameters'} itself; "
+                f"set BagOfFeatures({ours[0]}=...) instead",
+            )
+        accepted = vocabulary_class(self.vocabulary)._get_param_names()
+        shared = {
+            name: getattr(self, name)
+            for name in SHARED_VOCABULARY_PARAMS
+            if name in accepted and getattr(self, name) is not None
+        }
+        return make_vocabulary(self.vocabulary, given, **shared)
+
+    def _make_vocabulary(self) -> Vocabulary:
+        """The unfitted vocabulary that ``vocabulary``, ``vocabulary_params`` and ours describe.
+
+        Raises
+        ------
+        ParameterError
+            Unknown vocabulary or parameter, a parameter of ours in ``vocabulary_params``,
+            ``n_words`` other than the vocabulary's size, or ``soft_neighbors`` beyond the
+            words it ranks per descriptor.
+        """
+        vocabulary = (
+            make_vocabulary(self.vocabulary, self.vocabulary_params)
+            if isinstance(self.vocabulary, Vocabulary)
+            else self._named_vocabulary()
+        )
+        tree = isinstance(vocabulary, VocabularyTree)
+        if self.n_words is not None and int(self.n_words) != vocabulary.max_words():
+            size = (
+                f"branching ** depth = {vocabulary.branching} ** {vocabulary.depth} = "
+                if tree
+                else ""
+            ) + f"{vocabulary.max_words()}"
+            raise ParameterError(
+                "n_words",
+                f"n_words={self.n_words} does not match the {type(vocabulary).__name__}, which "
+                f"has {size} words at most; set n_words=None to take the vocabulary's own size, "
+                f"or give the vocabulary the size you want{' (branching, depth)' if tree else ''}",
+            )
+        limit = ("branching", vocabulary.branching) if tree else ("n_words", vocabulary.max_words())
+        if self.assignment == "soft" and int(self.soft_neighbors) > int(limit[1]):
+            raise ParameterError(
+                "soft_neighbors",
+                f"soft_neighbors={self.soft_neighbors} exceeds {limit[0]}={limit[1]}, the number "
+                f"of candidate words of the {type(vocabulary).__name__}",
+            )
+        return vocabulary
 
     def _extract(
         self, images: Sequence[Any], description: str
@@ -234,13 +298,14 @@ class BagOfFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
     def _fit(self, features: Sequence[LocalFeatures | None], encode: bool) -> np.ndarray | None:
         self._check_params()
+        vocabulary = self._make_vocabulary()
         usable = [item for item in features if item is not None and len(item)]
         if not usable:
             raise ValueError(
                 "no local features to build a vocabulary: every image was unreadable or empty"
             )
         sample = sample_descriptors(usable, int(self.sample_size), self.random_state)
-        self.vocabulary_ = self._make_vocabulary().fit(sample)
+        self.vocabulary_ = vocabulary.fit(sample)
         n_words = self.vocabulary_.n_words_
         self.n_features_out_ = n_words * n_pyramid_cells(self.pyramid)
         tfidf = self.weighting == "tfidf"

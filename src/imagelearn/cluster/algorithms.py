@@ -1,6 +1,7 @@
 """Grouping descriptor vectors: k-means, agglomerative (Ward) and HDBSCAN, with k chosen by silhouette.
 
-Nothing here builds an n x n matrix for large n: k-means is FAISS, Ward runs on at most
+Nothing here builds an n x n matrix for large n: k-means is the package's engine
+(:mod:`imagelearn.core.kmeans`, FAISS searches), Ward runs on at most
 ``max_ward_points`` k-means micro-clusters when the collection is larger, silhouette is
 measured on a sample, and HDBSCAN (whose exact spanning tree costs n^2 time) runs on at most
 ``max_hdbscan_points`` sampled vectors, the others taking the label of their nearest sampled
@@ -11,34 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import faiss
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import HDBSCAN, AgglomerativeClustering
 from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 
+from imagelearn.core import kmeans as engine
+
 METHODS = ("kmeans", "agglomerative", "hdbscan")
-
-
-def kmeans(
-    vectors: np.ndarray, n_clusters: int, random_state: int = 0, n_iter: int = 25, n_init: int = 3
-) -> tuple[np.ndarray, np.ndarray]:
-    """FAISS k-means, best of ``n_init`` seeds. Returns labels (n,) int64 and centres (k, d) float32."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    model = faiss.Kmeans(
-        vectors.shape[1],
-        n_clusters,
-        niter=n_iter,
-        nredo=n_init,
-        seed=random_state + 1,
-        min_points_per_centroid=1,
-        max_points_per_centroid=max(256, len(vectors) // n_clusters + 1),
-        verbose=False,
-    )
-    model.train(vectors)
-    _, labels = model.index.search(vectors, 1)
-    return labels[:, 0].astype(np.int64), model.centroids.copy()
+#: k-means of images: the best of ``KMEANS_N_INIT`` seedings, ``KMEANS_N_ITER`` iterations each.
+KMEANS_N_ITER = 25
+KMEANS_N_INIT = 3
+#: Lloyd iterations of the micro-clusters that Ward groups above ``max_ward_points`` vectors.
+MICRO_CLUSTER_N_ITER = 10
 
 
 def _ward(vectors: np.ndarray, n_clusters: int, max_points: int, random_state: int) -> np.ndarray:
@@ -49,11 +36,11 @@ def _ward(vectors: np.ndarray, n_clusters: int, max_points: int, random_state: i
             .fit_predict(vectors)
             .astype(np.int64)
         )
-    micro_labels, micro_centres = kmeans(vectors, max_points, random_state, n_iter=10, n_init=1)
+    micro = engine.kmeans(vectors, max_points, MICRO_CLUSTER_N_ITER, random_state=random_state)
     centre_labels = AgglomerativeClustering(n_clusters=n_clusters, linkage="ward").fit_predict(
-        micro_centres
+        micro.centers
     )
-    return centre_labels[micro_labels].astype(np.int64)
+    return centre_labels[micro.labels].astype(np.int64)
 
 
 def _hdbscan(
@@ -74,10 +61,9 @@ def _hdbscan(
     sample_labels = HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(
         vectors[sample]
     )
-    index = faiss.IndexFlatL2(vectors.shape[1])
-    index.add(np.ascontiguousarray(vectors[sample], dtype=np.float32))
-    _, nearest = index.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
-    return sample_labels[nearest[:, 0]].astype(np.int64)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    nearest, _ = engine.assign(vectors, np.ascontiguousarray(vectors[sample]))
+    return sample_labels[nearest].astype(np.int64)
 
 
 def silhouette(
@@ -163,7 +149,9 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
 
     def _cluster(self, vectors: np.ndarray, k: int) -> np.ndarray:
         if self.method == "kmeans":
-            return kmeans(vectors, k, self.random_state)[0]
+            return engine.kmeans(
+                vectors, k, KMEANS_N_ITER, n_init=KMEANS_N_INIT, random_state=self.random_state
+            ).labels
         return _ward(vectors, k, self.max_ward_points, self.random_state)
 
     def fit(self, X: np.ndarray, y: None = None) -> ImageClusterer:

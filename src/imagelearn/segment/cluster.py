@@ -8,26 +8,35 @@ from collections.abc import Callable
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from imagelearn.core import kmeans as engine
 from imagelearn.segment.features import PixelFeatures
 from imagelearn.segment.tiling import iter_tile_blocks, map_tiles
 
 
 def _nearest(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Index of the nearest centre for each row of ``points`` ``(N, F)``."""
-    distances = (centres**2).sum(axis=1)[None, :] - 2.0 * points @ centres.T
-    return distances.argmin(axis=1)
+    """Index of the nearest centre for each row of ``points`` ``(N, F)`` (exact search)."""
+    return engine.assign(
+        np.ascontiguousarray(points, dtype=np.float32),
+        np.ascontiguousarray(centres, dtype=np.float32),
+    )[0]
+
+
+#: Seedings of pixel k-means; the one with the smallest error is kept.
+KMEANS_N_INIT = 3
+#: Pixel k-means stops when the centres move less than this (scikit-learn's ``tol``).
+KMEANS_TOL = 1e-4
 
 
 def _kmeans(points: np.ndarray, clusterer: PixelClusterer, rng: np.random.Generator) -> np.ndarray:
-    from sklearn.cluster import KMeans
-
-    model = KMeans(
-        n_clusters=clusterer.k,
-        n_init=3,
-        max_iter=clusterer.max_iter,
+    """k-means (:func:`imagelearn.core.kmeans.kmeans`), best of ``KMEANS_N_INIT`` seedings."""
+    return engine.kmeans(
+        points,
+        clusterer.k,
+        clusterer.max_iter,
+        n_init=KMEANS_N_INIT,
+        tol=KMEANS_TOL,
         random_state=int(rng.integers(2**31)),
-    )
-    return model.fit(points).cluster_centers_
+    ).centers
 
 
 def _isodata(points: np.ndarray, clusterer: PixelClusterer, rng: np.random.Generator) -> np.ndarray:
@@ -39,9 +48,7 @@ def _isodata(points: np.ndarray, clusterer: PixelClusterer, rng: np.random.Gener
     pair of centres nearer than ``merge_distance`` is merged. Features are standardised, so
     both thresholds are in units of the features' overall standard deviation.
     """
-    from sklearn.cluster import kmeans_plusplus
-
-    centres, _ = kmeans_plusplus(points, clusterer.k, random_state=int(rng.integers(2**31)))
+    centres = engine.kmeanspp_seeds(points, clusterer.k, int(rng.integers(2**31)))
     min_size = max(1, int(clusterer.min_cluster_fraction * len(points)))
     max_clusters, min_clusters = 2 * clusterer.k, max(2, clusterer.k // 2)
     for iteration in range(clusterer.max_iter):
@@ -88,7 +95,7 @@ def _isodata(points: np.ndarray, clusterer: PixelClusterer, rng: np.random.Gener
     return centres
 
 
-#: Clustering methods: ``(standardised points (N, F), clusterer, rng) -> centres (k, F)``.
+#: Clustering methods: ``(standardised float32 points (N, F), clusterer, rng) -> centres (k, F)``.
 METHODS: dict[str, Callable[[np.ndarray, PixelClusterer, np.random.Generator], np.ndarray]] = {
     "kmeans": _kmeans,
     "isodata": _isodata,
@@ -190,7 +197,7 @@ class PixelClusterer(BaseEstimator):
             raise ValueError(
                 f"the image has fewer than k={self.k} distinct pixel features (a single-colour image?)"
             )
-        centres = METHODS[self.method](standardised, self, rng)
+        centres = METHODS[self.method](standardised.astype(np.float32), self, rng)
         self.cluster_centers_ = centres[np.argsort(centres[:, 0], kind="stable")]
         self.n_clusters_ = len(self.cluster_centers_)
         return self
