@@ -20,6 +20,7 @@ import numpy as np
 
 from imagelearn.bof.recognition import DEFAULT_CHANNELS, BofClassifier
 from imagelearn.core.bundle import atomic_write_json, atomic_write_text
+from imagelearn.core.errors import ParameterError
 from imagelearn.core.plotting import pyplot, save_figure
 from imagelearn.core.tables import rows_to_csv
 from imagelearn.data import ImageDataset, load_dataset, load_splits
@@ -139,7 +140,8 @@ def make_channels(
         Local feature detector of the first channel (see :mod:`imagelearn.features`).
     n_words : int or None
         Vocabulary size of the detector channel; None: the default model's
-        (:data:`~imagelearn.bof.recognition.DEFAULT_CHANNELS`, 2000).
+        (:data:`~imagelearn.bof.recognition.DEFAULT_CHANNELS`, 2000) for k-means, the tree's
+        own ``branching ** depth`` for the tree.
     color_n_words : int or None
         Vocabulary size of a ``dense_lab`` color channel added beside it; 0: none; None: the
         default model's (256).
@@ -162,7 +164,7 @@ def make_channels(
     channels = [
         {
             "detector": detector,
-            "n_words": gray["n_words"] if n_words is None else n_words,
+            "n_words": gray["n_words"] if n_words is None and vocabulary == "kmeans" else n_words,
             "vocabulary": vocabulary,
             **shared,
         }
@@ -329,6 +331,12 @@ def sweep_vocabulary(
     split) are the :class:`BofClassifier`'s. Writes ``sweep.csv``, ``sweep.json`` and
     ``sweep.png`` into ``out``.
     """
+    if channels[0].get("vocabulary", "kmeans") != "kmeans":
+        raise ParameterError(
+            "vocabulary",
+            "a sweep varies n_words, the size of a flat k-means vocabulary; a vocabulary "
+            "tree's size is branching ** depth",
+        )
     out = Path(out)
     train, held_out, how = load_splits(source, test_size=test_size, random_state=random_state)
     classifier_params = {

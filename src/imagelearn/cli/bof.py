@@ -37,12 +37,6 @@ def _add_channel_options(parser: argparse.ArgumentParser, pyramid: list[int]) ->
         help="local feature detector (default: %(default)s)",
     )
     parser.add_argument(
-        "--vocabulary",
-        choices=("kmeans", "tree"),
-        default="kmeans",
-        help="flat k-means or vocabulary tree (default: %(default)s)",
-    )
-    parser.add_argument(
         "--pyramid",
         type=_int_list,
         default=pyramid,
@@ -59,6 +53,12 @@ def _add_channel_options(parser: argparse.ArgumentParser, pyramid: list[int]) ->
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--vocabulary",
+        choices=("kmeans", "tree"),
+        default="kmeans",
+        help="flat k-means or a vocabulary tree of branching ** depth words (default: %(default)s)",
+    )
     _add_channel_options(parser, pyramid=[1, 2])
     parser.add_argument(
         "--n-words",
@@ -225,7 +225,6 @@ def run_sweep(arguments: argparse.Namespace) -> int:
     channels = make_channels(
         detector=arguments.detector,
         color_n_words=0,
-        vocabulary=arguments.vocabulary,
         pyramid=arguments.pyramid,
         assignment=None,
         step=None,
