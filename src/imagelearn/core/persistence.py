@@ -27,7 +27,7 @@ import numpy as np
 from imagelearn.core.bundle import BundleError, load_bundle, read_manifest, save_bundle
 
 #: Parameters of the loading machine, never written into a manifest nor read from one.
-RUNTIME_PARAMS = frozenset({"n_jobs", "device", "cache_dir", "verbose"})
+RUNTIME_PARAMS = frozenset({"n_jobs", "device", "cache_dir", "checkpoint_dir", "verbose"})
 
 #: Classes whose instances may appear as parameters of a saved estimator, by class name.
 _PERSISTABLE: dict[str, type] = {}
