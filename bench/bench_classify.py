@@ -176,7 +176,7 @@ def _split_run(source: str, **params) -> dict:
 def _fashion_mnist(n_train: int = 20000) -> dict:
     """The small CNN from scratch on the first ``n_train`` training images, 3 epochs."""
     from imagelearn.classify import DeepImageClassifier
-    from imagelearn.classify.idx import load_fashion_mnist
+    from imagelearn.data.idx import load_fashion_mnist
 
     train_images, train_labels = load_fashion_mnist(DATA / "fashion_mnist", "train")
     test_images, test_labels = load_fashion_mnist(DATA / "fashion_mnist", "test")

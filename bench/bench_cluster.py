@@ -66,7 +66,7 @@ def fashion_mnist_descriptors(folder: Path) -> dict:
     """Write ``vectors.npy`` (100k, 64) float32 and ``labels.npy`` into ``folder``; returns facts."""
     from sklearn.decomposition import PCA
 
-    from imagelearn.classify.idx import load_fashion_mnist
+    from imagelearn.data.idx import load_fashion_mnist
 
     start = time.perf_counter()
     parts = [load_fashion_mnist(DATA / "fashion_mnist", split) for split in ("train", "test")]

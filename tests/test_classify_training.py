@@ -11,9 +11,9 @@ import torch
 
 from conftest import data_path
 from imagelearn.classify import DeepImageClassifier
-from imagelearn.classify.idx import load_fashion_mnist, read_idx
 from imagelearn.classify.training import EpochLoop
-from imagelearn.data.collection import DatasetError
+from imagelearn.data.dataset import DatasetError
+from imagelearn.data.idx import load_fashion_mnist, read_idx
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 

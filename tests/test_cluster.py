@@ -14,7 +14,6 @@ from imagelearn.cluster import (
     ClusterResult,
     EvaluateResult,
     ImageClusterer,
-    cluster_collection,
     evaluate_run,
     fit_run,
     near_duplicate_groups,
@@ -119,9 +118,7 @@ def test_fit_run_returns_a_frozen_result_from_python(tmp_path):
     assert json.loads((result.out / "summary.json").read_text()) == result.summary
     with pytest.raises(AttributeError):
         result.out = tmp_path  # a frozen result
-    assert (
-        cluster_collection(source, tmp_path / "old", descriptor="color", n_jobs=1)["n_images"] == 12
-    )
+    assert fit_run(source, tmp_path / "old", descriptor="color", n_jobs=1).summary["n_images"] == 12
     (result.out / "metrics.json").unlink()
     scored = evaluate_run(result.out, source)
     assert isinstance(scored, EvaluateResult) and scored.n_images == 12

@@ -193,10 +193,9 @@ def test_importing_imagelearn_sets_a_passive_openmp_wait_policy_unless_chosen(gi
     assert printed == expected
 
 
-def test_the_old_parallel_map_still_yields_in_order():
-    from imagelearn.core.parallel import parallel_map
-
-    assert list(parallel_map(abs, [-3, 1, -2, 0, 5], n_jobs=2, chunksize=2)) == [3, 1, 2, 0, 5]
+def test_map_images_keeps_input_order_across_worker_processes():
+    result = map_images(abs, [-3, 1, -2, 0, 5], n_jobs=2, batch_size=2)
+    assert result.values == [3, 1, 2, 0, 5]
 
 
 def test_process_pools_are_created_in_the_execution_module_only():

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from imagelearn.core.bundle import BundleError
+from imagelearn.evaluation.tracking import box_iou, success_rate
 from imagelearn.retrieval import (
     QueryTruth,
     average_precision,
@@ -30,7 +31,6 @@ from imagelearn.retrieval.inverted_file import (
     score_postings,
 )
 from imagelearn.retrieval.storage import read_faiss_index
-from imagelearn.retrieval.tracking import box_iou, success_rate
 from imagelearn.retrieval.verification import (
     pairs_by_descriptors,
     pairs_by_words,

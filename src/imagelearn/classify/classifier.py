@@ -44,7 +44,7 @@ from imagelearn.core.errors import ParameterError
 from imagelearn.core.images import ImageReadError
 from imagelearn.core.persistence import PersistentEstimator
 from imagelearn.core.progress import progress
-from imagelearn.data.collection import DatasetError
+from imagelearn.data.dataset import DatasetError
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from contextlib import contextmanager
 
 import torch
 
-from imagelearn.core.threads import available_cores, thread_count
+from imagelearn.core.threads import thread_count
 
-__all__ = ["available_cores", "configure_torch", "single_thread", "thread_count"]
+__all__ = ["configure_torch", "single_thread"]
 
 
 def configure_torch(device: str | None = None) -> torch.device:

@@ -29,7 +29,8 @@ from imagelearn.classify.backbones import DEFAULT_BACKBONE
 from imagelearn.classify.classifier import MODES, DeepImageClassifier
 from imagelearn.core.bundle import atomic_write_bytes, atomic_write_json
 from imagelearn.core.errors import ParameterError
-from imagelearn.data.collection import ImageDataset, load_splits
+from imagelearn.data.collection import load_splits
+from imagelearn.data.dataset import ImageDataset
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,6 @@ from imagelearn.cluster.algorithms import METHODS, ImageClusterer
 from imagelearn.cluster.descriptors import DESCRIPTORS, describe_images
 from imagelearn.cluster.duplicates import near_duplicate_groups
 from imagelearn.cluster.runs import ClusterResult, EvaluateResult, evaluate_run, fit_run
-from imagelearn.cluster.workflow import cluster_collection
 from imagelearn.evaluation.clustering import clustering_agreement, purity
 
 __all__ = [
@@ -13,7 +12,6 @@ __all__ = [
     "ClusterResult",
     "EvaluateResult",
     "ImageClusterer",
-    "cluster_collection",
     "clustering_agreement",
     "describe_images",
     "evaluate_run",

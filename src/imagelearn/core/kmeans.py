@@ -37,7 +37,7 @@ from sklearn.utils import check_random_state
 from threadpoolctl import ThreadpoolController
 
 from imagelearn.core.errors import ParameterError
-from imagelearn.core.parallel import resolve_n_jobs
+from imagelearn.core.execution import resolve_n_jobs
 
 #: Rows searched at once when assigning (bounds the distance buffers' memory).
 ASSIGN_CHUNK_ROWS = 65_536

@@ -13,7 +13,8 @@ import numpy as np
 
 from imagelearn.core.execution import map_images
 from imagelearn.core.images import ImageReadError, load_image
-from imagelearn.data.collection import ImageDataset, load_dataset
+from imagelearn.data.collection import load_dataset
+from imagelearn.data.dataset import ImageDataset
 
 #: Ratio of the largest to the smallest class above which a collection is called imbalanced.
 IMBALANCE_RATIO = 3.0

@@ -5,15 +5,17 @@
 >>> Index.open("photos.index").search("query.jpg", top=20)  # doctest: +SKIP
 """
 
-from imagelearn.retrieval.evaluation import (
+from imagelearn.evaluation.ranking import (
     QueryTruth,
     average_precision,
-    load_ground_truth,
     ns_score,
     precision_at_k,
     recall_at_k,
-    save_ground_truth,
     score_rankings,
+)
+from imagelearn.retrieval.evaluation import (
+    load_ground_truth,
+    save_ground_truth,
     ukbench_ground_truth,
 )
 from imagelearn.retrieval.index import MODES, Index, Match, SearchResult

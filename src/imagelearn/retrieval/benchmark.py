@@ -20,7 +20,8 @@ from PIL import Image
 
 from imagelearn.core.images import load_image
 from imagelearn.core.progress import progress
-from imagelearn.retrieval.evaluation import QueryTruth, save_ground_truth
+from imagelearn.evaluation.ranking import QueryTruth
+from imagelearn.retrieval.evaluation import save_ground_truth
 
 GROUND_TRUTH_NAME = "ground_truth.json"
 DATABASE_LIST_NAME = "database.txt"

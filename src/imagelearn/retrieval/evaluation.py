@@ -3,7 +3,7 @@
 Ground truth is a list of :class:`QueryTruth` (a query and its positive and junk database
 entries, by path); it reads from and writes to JSON as
 ``{"queries": [{"query": ..., "positives": [...], "junk": [...]}, ...]}``. The scores are
-:mod:`imagelearn.evaluation.ranking`'s, re-exported here so that old imports still work.
+:mod:`imagelearn.evaluation.ranking`'s.
 """
 
 from __future__ import annotations
@@ -19,26 +19,13 @@ import numpy as np
 
 from imagelearn.core.bundle import atomic_write_json
 from imagelearn.core.progress import progress
-from imagelearn.evaluation.ranking import (
-    QueryTruth,
-    average_precision,
-    ns_score,
-    precision_at_k,
-    recall_at_k,
-    score_rankings,
-)
+from imagelearn.evaluation.ranking import QueryTruth, score_rankings
 
 __all__ = [
-    "QueryTruth",
-    "average_precision",
     "evaluate_index",
     "load_ground_truth",
-    "ns_score",
-    "precision_at_k",
-    "recall_at_k",
     "resolved",
     "save_ground_truth",
-    "score_rankings",
     "ukbench_ground_truth",
 ]
 

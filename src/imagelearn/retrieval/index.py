@@ -426,26 +426,9 @@ def _elapsed(started: float) -> float:
     return round((time.perf_counter() - started) * 1000.0, 3)
 
 
-# The writer's names under their old import path (``imagelearn.retrieval.index`` held the
-# writer before the writer/reader split); new code imports them from imagelearn.retrieval.
-from imagelearn.retrieval.params import IndexParams  # noqa: E402
-from imagelearn.retrieval.writer import (  # noqa: E402
-    AddReport,
-    IndexWriter,
-    add_images,
-    build_index,
-    remove_images,
-)
-
 __all__ = [
     "MODES",
-    "AddReport",
     "Index",
-    "IndexParams",
-    "IndexWriter",
     "Match",
     "SearchResult",
-    "add_images",
-    "build_index",
-    "remove_images",
 ]

@@ -11,11 +11,11 @@
   train, predict, evaluate; ``bof_*`` for BoF segmentation), returning frozen results.
 """
 
+from imagelearn.evaluation.segmentation import accuracy_report, class_areas, cluster_agreement
 from imagelearn.segment.bof_segmentation import BofSegmenter, iou_report
 from imagelearn.segment.classifier import PixelClassifier
 from imagelearn.segment.cluster import METHODS, PixelClusterer
 from imagelearn.segment.features import COLOR_SPACES, TEXTURE_FILTERS, PixelFeatures
-from imagelearn.segment.metrics import accuracy_report, class_areas, cluster_agreement
 from imagelearn.segment.models import CLASSIFIERS
 from imagelearn.segment.raster import ImageTooLargeError, read_raster
 from imagelearn.segment.render import write_results

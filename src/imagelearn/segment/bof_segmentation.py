@@ -29,10 +29,10 @@ from imagelearn.bof.estimator import sample_descriptors
 from imagelearn.bof.vocabulary import KMeansVocabulary
 from imagelearn.core.persistence import PersistentEstimator, encode_params
 from imagelearn.core.progress import progress
+from imagelearn.evaluation.segmentation import accuracy_report
 from imagelearn.features import LocalFeatures, make_detector
 from imagelearn.features.detectors import Detector
 from imagelearn.segment.classifier import MAX_CLASSES
-from imagelearn.segment.metrics import accuracy_report
 from imagelearn.segment.models import Predictor, classifier_kind
 
 #: Detector keyword arguments the Lab colour channel shares with the texture detector.

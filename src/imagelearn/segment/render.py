@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from imagelearn.core.bundle import atomic_write_bytes, atomic_write_json, atomic_write_text
-from imagelearn.segment.metrics import class_areas
+from imagelearn.evaluation.segmentation import class_areas
 
 Color = tuple[int, int, int]
 #: Longest side of overlay and legend previews; larger maps are decimated for them.
@@ -132,7 +132,7 @@ def write_results(
 
     Returns
     -------
-    The area rows (see :func:`~imagelearn.segment.metrics.class_areas`).
+    The area rows (see :func:`~imagelearn.evaluation.segmentation.class_areas`).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

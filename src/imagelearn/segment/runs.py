@@ -25,11 +25,11 @@ from imagelearn.core.bundle import atomic_write_json
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.images import DEFAULT_MAX_PIXELS
 from imagelearn.core.persistence import read_metadata
+from imagelearn.evaluation.segmentation import accuracy_report, cluster_agreement
 from imagelearn.segment.bof_segmentation import BofSegmenter, iou_report
 from imagelearn.segment.classifier import PixelClassifier
 from imagelearn.segment.cluster import PixelClusterer
 from imagelearn.segment.features import PixelFeatures
-from imagelearn.segment.metrics import accuracy_report, cluster_agreement
 from imagelearn.segment.raster import read_raster
 from imagelearn.segment.render import Color, write_results
 from imagelearn.segment.samples import Samples, parse_classes, read_samples, split_holdout
@@ -56,7 +56,7 @@ class ClusterResult:
         Pixels, per cent (and square metres) per cluster.
     agreement : dict or None
         Purity, adjusted Rand index... against ``truth``
-        (see :func:`~imagelearn.segment.metrics.cluster_agreement`).
+        (see :func:`~imagelearn.evaluation.segmentation.cluster_agreement`).
     """
 
     out: Path

@@ -15,6 +15,7 @@ import numpy as np
 
 from imagelearn.bof.vocabulary.base import Vocabulary, check_descriptors
 from imagelearn.core.errors import ParameterError
+from imagelearn.core.execution import resolve_n_jobs
 from imagelearn.core.kmeans import (
     N_CANDIDATES,
     check_init,
@@ -25,7 +26,6 @@ from imagelearn.core.kmeans import (
     search,
     seed_from,
 )
-from imagelearn.core.parallel import resolve_n_jobs
 
 #: Neighbours per node of the HNSW graph used by ``KMeansVocabulary(index="hnsw")``.
 HNSW_NEIGHBORS = 32
