@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted
 
 from imagelearn.core import kmeans as engine
+from imagelearn.core.persistence import PersistentEstimator
 from imagelearn.segment.features import PixelFeatures
 from imagelearn.segment.tiling import iter_tile_blocks, map_tiles
 
@@ -31,8 +34,8 @@ def _kmeans(points: np.ndarray, clusterer: PixelClusterer, rng: np.random.Genera
     """k-means (:func:`imagelearn.core.kmeans.kmeans`), best of ``KMEANS_N_INIT`` seedings."""
     return engine.kmeans(
         points,
-        clusterer.k,
-        clusterer.max_iter,
+        clusterer.n_clusters,
+        clusterer.n_iter,
         n_init=KMEANS_N_INIT,
         tol=KMEANS_TOL,
         random_state=int(rng.integers(2**31)),
@@ -43,15 +46,15 @@ def _isodata(points: np.ndarray, clusterer: PixelClusterer, rng: np.random.Gener
     """ISODATA (Ball and Hall 1965): k-means steps that also drop, split and merge clusters.
 
     Clusters smaller than ``min_cluster_fraction`` of the points are dropped; while there
-    are fewer than ``2 k`` clusters, a cluster whose spread along some feature exceeds
-    ``split_std`` is split in two along it; while there are more than ``k / 2``, the closest
+    are fewer than ``2 n_clusters`` clusters, a cluster whose spread along some feature exceeds
+    ``split_std`` is split in two along it; while there are more than ``n_clusters / 2``, the closest
     pair of centres nearer than ``merge_distance`` is merged. Features are standardised, so
     both thresholds are in units of the features' overall standard deviation.
     """
-    centres = engine.kmeanspp_seeds(points, clusterer.k, int(rng.integers(2**31)))
+    centres = engine.kmeanspp_seeds(points, clusterer.n_clusters, int(rng.integers(2**31)))
     min_size = max(1, int(clusterer.min_cluster_fraction * len(points)))
-    max_clusters, min_clusters = 2 * clusterer.k, max(2, clusterer.k // 2)
-    for iteration in range(clusterer.max_iter):
+    max_clusters, min_clusters = 2 * clusterer.n_clusters, max(2, clusterer.n_clusters // 2)
+    for iteration in range(clusterer.n_iter):
         labels = _nearest(points, centres)
         sizes = np.bincount(labels, minlength=len(centres))
         kept = (
@@ -102,19 +105,24 @@ METHODS: dict[str, Callable[[np.ndarray, PixelClusterer, np.random.Generator], n
 }
 
 
-class PixelClusterer(BaseEstimator):
-    """Group the pixels of an image into clusters of similar colour (and texture).
+class PixelClusterer(PersistentEstimator, BaseEstimator):
+    """Group the pixels of an image into clusters of similar color (and texture).
+
+    Saved with :meth:`save` as a ``pixel-clusterer`` bundle and read back with
+    ``PixelClusterer.load(directory)``.
 
     Parameters
     ----------
-    k : int
-        Number of clusters (for ISODATA the target; it ends between ``k/2`` and ``2k``).
+    n_clusters : int
+        Number of clusters (for ISODATA the target; it ends between ``n_clusters / 2`` and
+        ``2 n_clusters``).
     method : {"kmeans", "isodata"}
     features : PixelFeatures, optional
-        Default: colour smoothed at sigma 1 in Lab, no texture.
+        Default: color smoothed at sigma 1 in Lab, no texture.
     sample_size : int
         Pixels drawn at random (across all tiles) to find the centres.
-    max_iter : int
+    n_iter : int
+        Most k-means (ISODATA) iterations.
     min_cluster_fraction, split_std, merge_distance : float
         ISODATA's thresholds (see :func:`_isodata`).
     tile_size : int or None
@@ -122,37 +130,41 @@ class PixelClusterer(BaseEstimator):
 
     Attributes
     ----------
+    features_ : PixelFeatures
+        A copy of ``features`` (or the default), used for fitting and prediction.
     cluster_centers_ : float ``(n_clusters_, F)``, in standardised feature units,
         ordered by their first feature (for Lab: from dark to light)
     mean_, scale_ : float ``(F,)``, the standardisation
     n_clusters_ : int
     """
 
+    bundle_kind = "pixel-clusterer"
+
     def __init__(
         self,
-        k: int = 5,
+        n_clusters: int = 5,
         method: str = "kmeans",
         features: PixelFeatures | None = None,
         sample_size: int = 200_000,
-        max_iter: int = 100,
+        n_iter: int = 100,
         min_cluster_fraction: float = 0.01,
         split_std: float = 0.8,
         merge_distance: float = 0.8,
         tile_size: int | None = 1024,
         random_state: int = 0,
     ) -> None:
-        self.k = k
+        self.n_clusters = n_clusters
         self.method = method
         self.features = features
         self.sample_size = sample_size
-        self.max_iter = max_iter
+        self.n_iter = n_iter
         self.min_cluster_fraction = min_cluster_fraction
         self.split_std = split_std
         self.merge_distance = merge_distance
         self.tile_size = tile_size
         self.random_state = random_state
 
-    def fit(self, image: np.ndarray) -> PixelClusterer:
+    def fit(self, image: np.ndarray, y: None = None) -> PixelClusterer:
         """Find the cluster centres from a random sample of the image's pixels.
 
         Parameters
@@ -167,17 +179,15 @@ class PixelClusterer(BaseEstimator):
             raise ValueError(
                 f"unknown clustering method {self.method!r}; choose from {sorted(METHODS)}"
             )
-        if not 2 <= self.k <= 127:
-            raise ValueError(f"k must be between 2 and 127, got {self.k}")
+        if not 2 <= self.n_clusters <= 127:
+            raise ValueError(f"n_clusters must be between 2 and 127, got {self.n_clusters}")
         raster = image[..., None] if image.ndim == 2 else image
         height, width = raster.shape[:2]
-        if height * width < self.k:
-            raise ValueError(f"a {width}x{height} image has fewer pixels than k={self.k} clusters")
-        self.features_ = (
-            self.features
-            if self.features is not None
-            else PixelFeatures(sigmas=(1.0,), texture=False)
-        )
+        if height * width < self.n_clusters:
+            raise ValueError(
+                f"a {width}x{height} image has fewer pixels than n_clusters={self.n_clusters}"
+            )
+        self.features_ = self._features()
         rng = np.random.default_rng(self.random_state)
         fraction = min(1.0, self.sample_size / (height * width))
         drawn = []
@@ -193,9 +203,10 @@ class PixelClusterer(BaseEstimator):
         self.mean_ = points.mean(axis=0)
         self.scale_ = np.where(points.std(axis=0) > 0, points.std(axis=0), 1.0)
         standardised = (points - self.mean_) / self.scale_
-        if len(np.unique(standardised, axis=0)) < self.k:
+        if len(np.unique(standardised, axis=0)) < self.n_clusters:
             raise ValueError(
-                f"the image has fewer than k={self.k} distinct pixel features (a single-colour image?)"
+                f"the image has fewer than n_clusters={self.n_clusters} distinct pixel features "
+                "(a single-color image?)"
             )
         centres = METHODS[self.method](standardised.astype(np.float32), self, rng)
         self.cluster_centers_ = centres[np.argsort(centres[:, 0], kind="stable")]
@@ -204,8 +215,7 @@ class PixelClusterer(BaseEstimator):
 
     def predict(self, image: np.ndarray, out: str | os.PathLike | None = None) -> np.ndarray:
         """Cluster of every pixel, ``1..n_clusters_`` as uint8 ``(H, W)`` (tiled)."""
-        if not hasattr(self, "cluster_centers_"):
-            raise ValueError("this PixelClusterer is not fitted yet; call fit()")
+        check_is_fitted(self, "cluster_centers_")
         raster = image[..., None] if image.ndim == 2 else image
 
         def tile_clusters(block: np.ndarray) -> np.ndarray:
@@ -224,3 +234,25 @@ class PixelClusterer(BaseEstimator):
     def fit_predict(self, image: np.ndarray, out: str | os.PathLike | None = None) -> np.ndarray:
         """:meth:`fit` then :meth:`predict` on the same image."""
         return self.fit(image).predict(image, out)
+
+    def _features(self) -> PixelFeatures:
+        return (
+            clone(self.features)
+            if self.features is not None
+            else PixelFeatures(sigmas=(1.0,), texture=False)
+        )
+
+    # ----------------------------------------------------------------------------- persistence
+
+    def _check_saveable(self) -> None:
+        check_is_fitted(self, "cluster_centers_")
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays = {"centers": self.cluster_centers_, "mean": self.mean_, "scale": self.scale_}
+        return {}, arrays
+
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.features_ = self._features()
+        self.cluster_centers_ = arrays["centers"]
+        self.mean_, self.scale_ = arrays["mean"], arrays["scale"]
+        self.n_clusters_ = len(self.cluster_centers_)
