@@ -5,7 +5,7 @@ Nothing here builds an n x n matrix for large n: k-means is the package's engine
 ``max_ward_points`` k-means micro-clusters when the collection is larger, silhouette is
 measured on a sample, and HDBSCAN (whose exact spanning tree costs n^2 time) runs on at most
 ``max_hdbscan_points`` sampled vectors, the others taking the label of their nearest sampled
-neighbour (the idea of the ``hdbscan`` library's ``approximate_predict``).
+neighbor (the idea of the ``hdbscan`` library's ``approximate_predict``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ MICRO_CLUSTER_N_ITER = 10
 
 
 def _ward(vectors: np.ndarray, n_clusters: int, max_points: int, random_state: int) -> np.ndarray:
-    """Ward clustering; above ``max_points`` vectors it clusters k-means micro-centres instead."""
+    """Ward clustering; above ``max_points`` vectors it clusters k-means micro-centers instead."""
     if len(vectors) <= max_points:
         return (
             AgglomerativeClustering(n_clusters=n_clusters, linkage="ward")
@@ -40,10 +40,10 @@ def _ward(vectors: np.ndarray, n_clusters: int, max_points: int, random_state: i
             .astype(np.int64)
         )
     micro = engine.kmeans(vectors, max_points, MICRO_CLUSTER_N_ITER, random_state=random_state)
-    centre_labels = AgglomerativeClustering(n_clusters=n_clusters, linkage="ward").fit_predict(
+    center_labels = AgglomerativeClustering(n_clusters=n_clusters, linkage="ward").fit_predict(
         micro.centers
     )
-    return centre_labels[micro.labels].astype(np.int64)
+    return center_labels[micro.labels].astype(np.int64)
 
 
 def _hdbscan(
@@ -116,7 +116,7 @@ class ImageClusterer(PersistentEstimator, ClusterMixin, BaseEstimator):
     labels_ : ndarray (n_images,) int64, -1 for HDBSCAN noise
     n_clusters_ : int
     centers_ : ndarray (n_clusters_, n_components) float32, in the reduced space
-    distances_ : ndarray (n_images,) float32, distance of each vector to its cluster centre
+    distances_ : ndarray (n_images,) float32, distance of each vector to its cluster center
     silhouette_curve_ : dict n_clusters -> silhouette (only with n_clusters="auto")
     reduced_ : ndarray (n_images, n_components) float32, the vectors that were clustered
     pca_mean_, pca_components_ : ndarray float32 (n_features,), (n_components, n_features)
@@ -216,7 +216,7 @@ class ImageClusterer(PersistentEstimator, ClusterMixin, BaseEstimator):
         return self
 
     def _set_result(self, reduced: np.ndarray, labels: np.ndarray) -> None:
-        """Renumber clusters by decreasing size and compute centres and distances."""
+        """Renumber clusters by decreasing size and compute centers and distances."""
         found = [label for label in np.unique(labels) if label >= 0]
         order = sorted(found, key=lambda label: -np.sum(labels == label))
         renumber = {old: new for new, old in enumerate(order)}

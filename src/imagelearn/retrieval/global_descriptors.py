@@ -1,8 +1,8 @@
 """Global image descriptors for retrieval: GeM pooling over a CNN's last feature map.
 
-GeM (generalised mean, Radenovic et al. 2018): ``(mean_xy x^p)^(1/p)`` per channel, between
-average (p = 1) and max pooling (p -> inf); L2-normalised, then optionally PCA-whitened
-(learned on the collection) and L2-normalised again. The FAISS index that holds them is
+GeM (generalized mean, Radenovic et al. 2018): ``(mean_xy x^p)^(1/p)`` per channel, between
+average (p = 1) and max pooling (p -> inf); L2-normalized, then optionally PCA-whitened
+(learned on the collection) and L2-normalized again. The FAISS index that holds them is
 chosen by collection size: exact inner product (``IndexFlatIP``) when small, ``IndexIVFPQ``
 (tens of bytes per image) when large.
 """
@@ -39,7 +39,7 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
 
 
 class GeMDescriptor:
-    """GeM-pooled, L2-normalised CNN descriptors of whole images, batched and cached.
+    """GeM-pooled, L2-normalized CNN descriptors of whole images, batched and cached.
 
     Parameters
     ----------
@@ -184,8 +184,8 @@ class PCAWhitening(PersistentEstimator, TransformerMixin, BaseEstimator):
         """Learn the mean and whitening projection of ``descriptors`` (n, d)."""
         descriptors = np.asarray(descriptors, dtype=np.float64)
         self.mean_ = descriptors.mean(axis=0)
-        centred = descriptors - self.mean_
-        _, singular_values, components = np.linalg.svd(centred, full_matrices=False)
+        centered = descriptors - self.mean_
+        _, singular_values, components = np.linalg.svd(centered, full_matrices=False)
         keep = min(int(self.n_components), len(descriptors) - 1, descriptors.shape[1])
         variances = singular_values[:keep] ** 2 / max(1, len(descriptors) - 1)
         scale = np.maximum(variances, 1e-12) ** (-float(self.shrinkage) / 2)

@@ -16,17 +16,17 @@ from imagelearn.segment.features import PixelFeatures
 from imagelearn.segment.tiling import iter_tile_blocks, map_tiles
 
 
-def _nearest(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Index of the nearest centre for each row of ``points`` ``(N, F)`` (exact search)."""
+def _nearest(points: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Index of the nearest center for each row of ``points`` ``(N, F)`` (exact search)."""
     return engine.assign(
         np.ascontiguousarray(points, dtype=np.float32),
-        np.ascontiguousarray(centres, dtype=np.float32),
+        np.ascontiguousarray(centers, dtype=np.float32),
     )[0]
 
 
 #: Seedings of pixel k-means; the one with the smallest error is kept.
 KMEANS_N_INIT = 3
-#: Pixel k-means stops when the centres move less than this (scikit-learn's ``tol``).
+#: Pixel k-means stops when the centers move less than this (scikit-learn's ``tol``).
 KMEANS_TOL = 1e-4
 
 
@@ -48,26 +48,26 @@ def _isodata(points: np.ndarray, clusterer: PixelClusterer, rng: np.random.Gener
     Clusters smaller than ``min_cluster_fraction`` of the points are dropped; while there
     are fewer than ``2 n_clusters`` clusters, a cluster whose spread along some feature exceeds
     ``split_std`` is split in two along it; while there are more than ``n_clusters / 2``, the closest
-    pair of centres nearer than ``merge_distance`` is merged. Features are standardised, so
+    pair of centers nearer than ``merge_distance`` is merged. Features are standardized, so
     both thresholds are in units of the features' overall standard deviation.
     """
-    centres = engine.kmeanspp_seeds(points, clusterer.n_clusters, int(rng.integers(2**31)))
+    centers = engine.kmeanspp_seeds(points, clusterer.n_clusters, int(rng.integers(2**31)))
     min_size = max(1, int(clusterer.min_cluster_fraction * len(points)))
     max_clusters, min_clusters = 2 * clusterer.n_clusters, max(2, clusterer.n_clusters // 2)
     for iteration in range(clusterer.n_iter):
-        labels = _nearest(points, centres)
-        sizes = np.bincount(labels, minlength=len(centres))
+        labels = _nearest(points, centers)
+        sizes = np.bincount(labels, minlength=len(centers))
         kept = (
             np.flatnonzero(sizes >= min_size)
             if np.sum(sizes >= min_size) >= min_clusters
             else np.argsort(-sizes)[:min_clusters]
         )
-        labels = _nearest(points, centres[kept])
+        labels = _nearest(points, centers[kept])
         members = [points[labels == index] for index in range(len(kept))]
         updated = np.stack([group.mean(axis=0) for group in members])
         if iteration % 2 == 0 and len(updated) < max_clusters:
             split = []
-            for centre, group in zip(updated, members, strict=True):
+            for center, group in zip(updated, members, strict=True):
                 spread = group.std(axis=0)
                 axis = int(spread.argmax())
                 if (
@@ -75,11 +75,11 @@ def _isodata(points: np.ndarray, clusterer: PixelClusterer, rng: np.random.Gener
                     and len(group) >= 2 * min_size
                     and len(updated) + len(split) < max_clusters
                 ):
-                    offset = np.zeros_like(centre)
+                    offset = np.zeros_like(center)
                     offset[axis] = spread[axis]
-                    split += [centre - offset, centre + offset]
+                    split += [center - offset, center + offset]
                 else:
-                    split.append(centre)
+                    split.append(center)
             updated = np.stack(split)
         elif len(updated) > min_clusters:
             distances = np.linalg.norm(updated[:, None] - updated[None, :], axis=2) + np.diag(
@@ -92,13 +92,13 @@ def _isodata(points: np.ndarray, clusterer: PixelClusterer, rng: np.random.Gener
                     weights[0] * updated[first] + weights[1] * updated[second]
                 ) / weights.sum()
                 updated = np.vstack([np.delete(updated, [first, second], axis=0), merged])
-        if updated.shape == centres.shape and np.allclose(updated, centres, atol=1e-4):
+        if updated.shape == centers.shape and np.allclose(updated, centers, atol=1e-4):
             break
-        centres = updated
-    return centres
+        centers = updated
+    return centers
 
 
-#: Clustering methods: ``(standardised float32 points (N, F), clusterer, rng) -> centres (k, F)``.
+#: Clustering methods: ``(standardized float32 points (N, F), clusterer, rng) -> centers (k, F)``.
 METHODS: dict[str, Callable[[np.ndarray, PixelClusterer, np.random.Generator], np.ndarray]] = {
     "kmeans": _kmeans,
     "isodata": _isodata,
@@ -120,7 +120,7 @@ class PixelClusterer(PersistentEstimator, BaseEstimator):
     features : PixelFeatures, optional
         Default: color smoothed at sigma 1 in Lab, no texture.
     sample_size : int
-        Pixels drawn at random (across all tiles) to find the centres.
+        Pixels drawn at random (across all tiles) to find the centers.
     n_iter : int
         Most k-means (ISODATA) iterations.
     min_cluster_fraction, split_std, merge_distance : float
@@ -132,9 +132,9 @@ class PixelClusterer(PersistentEstimator, BaseEstimator):
     ----------
     features_ : PixelFeatures
         A copy of ``features`` (or the default), used for fitting and prediction.
-    cluster_centers_ : float ``(n_clusters_, F)``, in standardised feature units,
+    cluster_centers_ : float ``(n_clusters_, F)``, in standardized feature units,
         ordered by their first feature (for Lab: from dark to light)
-    mean_, scale_ : float ``(F,)``, the standardisation
+    mean_, scale_ : float ``(F,)``, the standardization
     n_clusters_ : int
     """
 
@@ -165,7 +165,7 @@ class PixelClusterer(PersistentEstimator, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, image: np.ndarray, y: None = None) -> PixelClusterer:
-        """Find the cluster centres from a random sample of the image's pixels.
+        """Find the cluster centers from a random sample of the image's pixels.
 
         Parameters
         ----------
@@ -202,14 +202,14 @@ class PixelClusterer(PersistentEstimator, BaseEstimator):
         points = np.concatenate(drawn).astype(np.float64)
         self.mean_ = points.mean(axis=0)
         self.scale_ = np.where(points.std(axis=0) > 0, points.std(axis=0), 1.0)
-        standardised = (points - self.mean_) / self.scale_
-        if len(np.unique(standardised, axis=0)) < self.n_clusters:
+        standardized = (points - self.mean_) / self.scale_
+        if len(np.unique(standardized, axis=0)) < self.n_clusters:
             raise ValueError(
                 f"the image has fewer than n_clusters={self.n_clusters} distinct pixel features "
                 "(a single-color image?)"
             )
-        centres = METHODS[self.method](standardised.astype(np.float32), self, rng)
-        self.cluster_centers_ = centres[np.argsort(centres[:, 0], kind="stable")]
+        centers = METHODS[self.method](standardized.astype(np.float32), self, rng)
+        self.cluster_centers_ = centers[np.argsort(centers[:, 0], kind="stable")]
         self.n_clusters_ = len(self.cluster_centers_)
         return self
 
@@ -220,9 +220,9 @@ class PixelClusterer(PersistentEstimator, BaseEstimator):
 
         def tile_clusters(block: np.ndarray) -> np.ndarray:
             features = self.features_.transform(block)
-            standardised = (features.reshape(-1, features.shape[2]) - self.mean_) / self.scale_
+            standardized = (features.reshape(-1, features.shape[2]) - self.mean_) / self.scale_
             return (
-                (_nearest(standardised, self.cluster_centers_) + 1)
+                (_nearest(standardized, self.cluster_centers_) + 1)
                 .astype(np.uint8)
                 .reshape(features.shape[:2])
             )
