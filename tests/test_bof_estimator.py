@@ -223,6 +223,18 @@ def test_vocabulary_params_reach_the_vocabulary_and_survive_saving(rng, tmp_path
     )
 
 
+def test_a_vocabulary_instance_survives_saving(rng, tmp_path):
+    features, _ = synthetic_features(rng)
+    tree = VocabularyTree(branching=2, depth=3, n_iter=10, beam_width=2, n_jobs=1)
+    bof = BagOfFeatures(vocabulary=tree, n_jobs=1, cache_dir=False).fit_features(features)
+    restored = BagOfFeatures.load(bof.save(tmp_path / "instance"))
+    assert isinstance(restored.vocabulary, VocabularyTree) and restored.vocabulary_ is not tree
+    assert restored.vocabulary.get_params() == {**tree.get_params(), "n_jobs": -1}
+    np.testing.assert_array_equal(
+        restored.transform_features(features), bof.transform_features(features)
+    )
+
+
 def test_vocabulary_params_are_checked_against_the_chosen_class(rng):
     features, _ = synthetic_features(rng)
     cases = [

@@ -41,6 +41,20 @@ def test_every_method_recovers_separated_groups(blobs, method):
     assert clustering_agreement(truth, model.labels_)["ari"] > 0.9
 
 
+@pytest.mark.parametrize("method", ["kmeans", "agglomerative", "hdbscan"])
+def test_new_images_join_their_cluster_and_survive_saving(blobs, method, tmp_path):
+    vectors, truth = blobs
+    model = ImageClusterer(method=method, n_clusters=3, pca_components=8, min_cluster_size=10).fit(
+        vectors[::2]
+    )
+    unseen = model.predict(vectors[1::2])
+    assert clustering_agreement(truth[1::2], unseen)["ari"] > 0.9
+    loaded = ImageClusterer.load(model.save(tmp_path / "clusters"))
+    np.testing.assert_array_equal(loaded.predict(vectors[1::2]), unseen)
+    np.testing.assert_array_equal(loaded.labels_, model.labels_)
+    assert loaded.n_clusters_ == model.n_clusters_
+
+
 def test_auto_k_finds_three_groups_and_keeps_the_curve(blobs):
     vectors, _ = blobs
     model = ImageClusterer(n_clusters="auto", n_clusters_range=(2, 7), pca_components=None).fit(
