@@ -4,7 +4,9 @@ Each one keeps the estimator contract (scikit-learn conventions, ``NotFittedErro
 ``fit``, no state set by ``predict``/``transform``/``track``) and the persistence contract
 (``save(directory) -> Path``, ``Cls.load(directory) -> Cls``); see docs/architecture.md.
 ``tests/test_estimator_contract.py`` checks both over every entry, so a new estimator is
-tested by adding it here and a tiny real case to that test's table.
+tested by adding it here and a tiny real case to that test's table. Components that learn
+nothing (``PixelFeatures``, ``GeMDescriptor``, the detectors) are not estimators and are not
+listed: they are saved as the parameters of the estimators that use them.
 
 >>> sorted(all_estimators())[:2]  # doctest: +SKIP
 ['BagOfFeatures', 'BofClassifier']
