@@ -292,7 +292,9 @@ def dubai(max_side: int) -> dict:
         cnn_mapped.append(cnn_model.predict(image).ravel())
         if number % 8 == 0:
             for method in agreements:
-                clusters = PixelClusterer(k=5, method=method, random_state=SEED).fit_predict(image)
+                clusters = PixelClusterer(
+                    n_clusters=5, method=method, random_state=SEED
+                ).fit_predict(image)
                 agreements[method].append(cluster_agreement(clusters, truth))
     reference, prediction = np.concatenate(references), np.concatenate(mapped)
     report = accuracy_report(reference, prediction, names)

@@ -1,11 +1,10 @@
-"""BagOfFeatures: the scikit-learn contract, saving as arrays, skipped images, real flowers."""
+"""BagOfFeatures: the scikit-learn contract, saving and loading, skipped images, real flowers."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
+from safetensors.numpy import save_file
 from sklearn.base import clone
 from sklearn.kernel_approximation import AdditiveChi2Sampler
 from sklearn.pipeline import make_pipeline, make_union
@@ -13,6 +12,7 @@ from sklearn.svm import LinearSVC
 
 from conftest import data_path
 from imagelearn.bof import VOCABULARIES, BagOfFeatures, VocabularyTree, sample_descriptors
+from imagelearn.core.bundle import ARRAYS_NAME, BundleError
 from imagelearn.core.errors import ParameterError
 from imagelearn.features import LocalFeatures
 
@@ -95,20 +95,20 @@ def test_clone_and_params_round_trip():
     assert copy.n_words == 32 and bof.n_words == 64
 
 
-def test_arrays_round_trip_transforms_identically(rng):
+def test_saved_model_transforms_identically(rng, tmp_path):
     features, _ = synthetic_features(rng)
     for vocabulary in sorted(VOCABULARIES):
         bof = BagOfFeatures(vocabulary=vocabulary, weighting="tfidf", **SMALL).fit_features(
             features
         )
-        params = json.loads(json.dumps(bof.get_params()))  # as stored in a bundle manifest
-        restored = BagOfFeatures.from_arrays(params, bof.to_arrays())
+        restored = BagOfFeatures.load(bof.save(tmp_path / vocabulary))
         np.testing.assert_array_equal(
             restored.transform_features(features), bof.transform_features(features)
         )
         np.testing.assert_array_equal(restored.idf_, bof.idf_)
-    with pytest.raises(ValueError, match="missing"):
-        BagOfFeatures.from_arrays(params, {"idf": bof.idf_})
+    save_file({"idf": bof.idf_}, str(tmp_path / vocabulary / ARRAYS_NAME))
+    with pytest.raises(BundleError, match="incomplete or corrupt bag-of-features"):
+        BagOfFeatures.load(tmp_path / vocabulary)
 
 
 def test_parameters_are_checked_at_fit_not_at_construction(rng):
@@ -144,9 +144,12 @@ def test_unreadable_images_are_skipped_with_zero_rows(make_image, tmp_path, rng)
     broken.write_bytes(b"not an image at all")
     bof = BagOfFeatures(detector="dense_rootsift", **SMALL).fit([*good, broken])
     assert [path for path, _ in bof.skipped_] == [str(broken)]
+    before = dict(vars(bof))
     histograms = bof.transform([good[0], broken])
     assert histograms[0].any() and not histograms[1].any()
-    assert [path for path, _ in bof.transform_skipped_] == [str(broken)]
+    assert vars(bof).keys() == before.keys()  # no state: extract names the unreadable files
+    assert all(vars(bof)[name] is value for name, value in before.items())
+    assert [path for path, _ in bof.extract([good[0], broken]).failures] == [str(broken)]
 
 
 @pytest.fixture(scope="module")
@@ -206,16 +209,27 @@ def test_a_tree_with_another_size_than_asked_is_refused_naming_n_words(rng):
     assert BagOfFeatures(**SMALL).fit_features(features).vocabulary_.n_words_ == 8
 
 
-def test_vocabulary_params_reach_the_vocabulary_and_survive_saving(rng):
+def test_vocabulary_params_reach_the_vocabulary_and_survive_saving(rng, tmp_path):
     features, _ = synthetic_features(rng)
     bof = BagOfFeatures(
         vocabulary="tree", vocabulary_params={"beam_width": 2, "init": "random"}, **SMALL
     ).fit_features(features)
     assert (bof.vocabulary_.beam_width, bof.vocabulary_.init) == (2, "random")
     assert (bof.vocabulary_.branching, bof.vocabulary_.n_iter) == (2, 10)  # shared by name
-    params = json.loads(json.dumps(bof.get_params()))
-    restored = BagOfFeatures.from_arrays(params, bof.to_arrays())
+    restored = BagOfFeatures.load(bof.save(tmp_path / "tree"))
     assert restored.vocabulary_.beam_width == 2
+    np.testing.assert_array_equal(
+        restored.transform_features(features), bof.transform_features(features)
+    )
+
+
+def test_a_vocabulary_instance_survives_saving(rng, tmp_path):
+    features, _ = synthetic_features(rng)
+    tree = VocabularyTree(branching=2, depth=3, n_iter=10, beam_width=2, n_jobs=1)
+    bof = BagOfFeatures(vocabulary=tree, n_jobs=1, cache_dir=False).fit_features(features)
+    restored = BagOfFeatures.load(bof.save(tmp_path / "instance"))
+    assert isinstance(restored.vocabulary, VocabularyTree) and restored.vocabulary_ is not tree
+    assert restored.vocabulary.get_params() == {**tree.get_params(), "n_jobs": -1}
     np.testing.assert_array_equal(
         restored.transform_features(features), bof.transform_features(features)
     )

@@ -40,9 +40,25 @@ def test_every_method_recovers_separated_groups(blobs, method):
     assert clustering_agreement(truth, model.labels_)["ari"] > 0.9
 
 
+@pytest.mark.parametrize("method", ["kmeans", "agglomerative", "hdbscan"])
+def test_new_images_join_their_cluster_and_survive_saving(blobs, method, tmp_path):
+    vectors, truth = blobs
+    model = ImageClusterer(method=method, n_clusters=3, pca_components=8, min_cluster_size=10).fit(
+        vectors[::2]
+    )
+    unseen = model.predict(vectors[1::2])
+    assert clustering_agreement(truth[1::2], unseen)["ari"] > 0.9
+    loaded = ImageClusterer.load(model.save(tmp_path / "clusters"))
+    np.testing.assert_array_equal(loaded.predict(vectors[1::2]), unseen)
+    np.testing.assert_array_equal(loaded.labels_, model.labels_)
+    assert loaded.n_clusters_ == model.n_clusters_
+
+
 def test_auto_k_finds_three_groups_and_keeps_the_curve(blobs):
     vectors, _ = blobs
-    model = ImageClusterer(n_clusters="auto", k_range=(2, 7), pca_components=None).fit(vectors)
+    model = ImageClusterer(n_clusters="auto", n_clusters_range=(2, 7), pca_components=None).fit(
+        vectors
+    )
     assert model.n_clusters_ == 3
     assert set(model.silhouette_curve_) == set(range(2, 8))
 
@@ -141,14 +157,15 @@ def test_evaluating_unlabelled_images_names_the_parameter_not_a_flag(tmp_path):
 def test_new_and_old_flag_spellings_parse_the_same():
     parser = build_parser()
     new = parser.parse_args(
-        "cluster fit imgs --descriptor color --n-clusters 3 --k-range 2,5 --random-state 4"
+        "cluster fit imgs --descriptor color --n-clusters 3 --n-clusters-range 2,5"
+        " --random-state 4"
         " --n-jobs 2".split()
     )
     old = parser.parse_args(
         "cluster imgs --features color --k 3 --k-range 2,5 --seed 4 --jobs 2".split()
     )
     assert vars(new) == vars(old)
-    assert (new.descriptor, new.n_clusters, new.k_range) == ("color", 3, (2, 5))
+    assert (new.descriptor, new.n_clusters, new.n_clusters_range) == ("color", 3, (2, 5))
     assert (new.random_state, new.n_jobs, new.verb) == (4, 2, "fit")
     assert parser.parse_args(["cluster", "imgs", "--k", "auto"]).n_clusters == "auto"
 

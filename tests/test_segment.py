@@ -414,15 +414,15 @@ def test_class_areas_in_pixels_percent_and_square_metres():
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_clusters_recover_synthetic_regions(method, scene):
     image, truth = scene
-    clusterer = PixelClusterer(k=3, method=method, tile_size=50).fit(image)
+    clusterer = PixelClusterer(n_clusters=3, method=method, tile_size=50).fit(image)
     clusters = clusterer.predict(image)
     assert set(np.unique(clusters)) <= set(range(1, clusterer.n_clusters_ + 1))
     assert cluster_agreement(clusters, truth)["purity"] > 0.9
 
 
 def test_single_colour_image_cannot_be_clustered():
-    with pytest.raises(ValueError, match="fewer than k=4 distinct"):
-        PixelClusterer(k=4).fit(np.full((20, 20, 3), 90, np.uint8))
+    with pytest.raises(ValueError, match="fewer than n_clusters=4 distinct"):
+        PixelClusterer(n_clusters=4).fit(np.full((20, 20, 3), 90, np.uint8))
 
 
 def test_multiband_tiff_is_memory_mapped_and_clustered(tmp_path, rng):
@@ -433,7 +433,7 @@ def test_multiband_tiff_is_memory_mapped_and_clustered(tmp_path, rng):
     raster = read_raster(path)
     assert raster.shape == (64, 80, 5)
     assert isinstance(raster.base, np.memmap) or isinstance(raster, np.memmap)
-    clusters = PixelClusterer(k=2, tile_size=32).fit_predict(raster)
+    clusters = PixelClusterer(n_clusters=2, tile_size=32).fit_predict(raster)
     assert len(np.unique(clusters[:, :38])) == 1 and len(np.unique(clusters[:, 42:])) == 1
     with pytest.raises(ImageReadError, match="exceeds the limit of 1000") as raised:
         read_raster(path, max_pixels=1000)

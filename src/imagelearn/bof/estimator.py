@@ -7,7 +7,8 @@
 >>> model.fit(train_paths, train_labels).score(test_paths, test_labels)  # doctest: +SKIP
 
 Each ``fit`` / ``transform`` extracts local features once (in parallel, cached on disk by
-:func:`imagelearn.features.extract_features`), then quantises them against the vocabulary.
+:func:`imagelearn.features.map_features`), then quantizes them against the vocabulary.
+``extract`` followed by ``transform_features`` also reports which images were unreadable.
 """
 
 from __future__ import annotations
@@ -34,14 +35,17 @@ from imagelearn.bof.vocabulary import (
     vocabulary_class,
 )
 from imagelearn.core.errors import ParameterError
+from imagelearn.core.execution import BatchResult
 from imagelearn.core.kmeans import ASSIGN_CHUNK_ROWS
+from imagelearn.core.persistence import PersistentEstimator
 from imagelearn.core.progress import progress
-from imagelearn.features import Detector, LocalFeatures, extract_features, make_detector
+from imagelearn.features import Detector, LocalFeatures, make_detector
+from imagelearn.features.extract import map_features
 
 ASSIGNMENTS = ("hard", "soft")
 WEIGHTINGS = ("tfidf", "none")
 
-#: Prefix of the vocabulary's arrays in :meth:`BagOfFeatures.to_arrays`.
+#: Prefix of the vocabulary's arrays in a saved ``BagOfFeatures``.
 _VOCABULARY_PREFIX = "vocabulary."
 #: Parameters of ``BagOfFeatures`` given to a named vocabulary whose class takes them.
 SHARED_VOCABULARY_PARAMS = ("n_words", "branching", "depth", "n_iter", "n_jobs", "random_state")
@@ -79,8 +83,13 @@ def sample_descriptors(
     )
 
 
-class BagOfFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class BagOfFeatures(
+    PersistentEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
     """Bag of visual words over local features, with an optional spatial pyramid.
+
+    Saved with :meth:`save` as a ``bag-of-features`` bundle and read back with
+    ``BagOfFeatures.load(directory)``; ``n_jobs`` and ``cache_dir`` are not saved.
 
     Parameters
     ----------
@@ -134,9 +143,9 @@ class BagOfFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         ``vocabulary_.n_words_ * sum(g * g for g in pyramid)``.
     skipped_ : list of (path, reason)
         Training images that could not be read (by ``fit`` / ``fit_transform``).
-    transform_skipped_ : list of (path, reason)
-        Images of the last ``transform`` that could not be read; their rows are all zero.
     """
+
+    bundle_kind = "bag-of-features"
 
     def __init__(
         self,
@@ -256,18 +265,28 @@ class BagOfFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             )
         return vocabulary
 
-    def _extract(
-        self, images: Sequence[Any], description: str
-    ) -> tuple[list[LocalFeatures | None], list]:
+    def extract(
+        self, images: Sequence[Any], strict: bool = False, description: str = "features"
+    ) -> BatchResult[LocalFeatures]:
+        """Local features of ``images`` (paths or uint8 arrays) with this model's detector.
+
+        Returns
+        -------
+        BatchResult
+            Features of the readable images (``values``, at indices ``kept``) and the
+            unreadable files with reasons (``failures``); ``per_input()`` gives the list
+            that :meth:`fit_features` and :meth:`transform_features` take (None if unreadable).
+        """
         if isinstance(images, (str, bytes)) or not hasattr(images, "__len__"):
             raise ValueError(
                 f"images must be a sequence of paths or arrays; got {type(images).__name__}"
             )
-        return extract_features(
+        return map_features(
             images,
             self._make_detector(),
             n_jobs=self.n_jobs,
             cache_dir=self.cache_dir,
+            strict=strict,
             description=description,
         )
 
@@ -279,21 +298,24 @@ class BagOfFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
     def fit(self, images: Sequence[Any], y: Any = None) -> BagOfFeatures:
         """Build the vocabulary (and idf) from ``images``: paths or uint8 arrays."""
-        features, self.skipped_ = self._extract(images, "features (fit)")
-        self._fit(features, encode=False)
+        extracted = self.extract(images, description="features (fit)")
+        self._fit(extracted.per_input(), encode=False)
+        self.skipped_ = extracted.failures
         return self
 
     def fit_transform(self, images: Sequence[Any], y: Any = None, **fit_params: Any) -> np.ndarray:
         """``fit(images).transform(images)``, extracting features once."""
-        features, self.skipped_ = self._extract(images, "features (fit)")
-        return self._fit(features, encode=True)
+        extracted = self.extract(images, description="features (fit)")
+        histograms = self._fit(extracted.per_input(), encode=True)
+        self.skipped_ = extracted.failures
+        return histograms
 
     def fit_features(
         self, features: Sequence[LocalFeatures | None], y: Any = None
     ) -> BagOfFeatures:
         """Fit on features already extracted (None entries are ignored)."""
-        self.skipped_ = []
         self._fit(features, encode=False)
+        self.skipped_ = []
         return self
 
     def _fit(self, features: Sequence[LocalFeatures | None], encode: bool) -> np.ndarray | None:
@@ -323,11 +345,10 @@ class BagOfFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Returns
         -------
         ndarray of float32, shape (n_images, n_features_out_); all-zero rows for unreadable
-        images, which are listed in ``transform_skipped_``.
+        images (:meth:`extract` then :meth:`transform_features` also says which they are).
         """
         check_is_fitted(self, "vocabulary_")
-        features, self.transform_skipped_ = self._extract(images, "features")
-        return self.transform_features(features)
+        return self.transform_features(self.extract(images).per_input())
 
     def transform_features(self, features: Sequence[LocalFeatures | None]) -> np.ndarray:
         """Histograms of features already extracted; None or empty entries give zero rows."""
@@ -385,34 +406,30 @@ class BagOfFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             normalization=self.normalization,
         )
 
-    # ------------------------------------------------------------------------------- saving
+    # ------------------------------------------------------------------------------ saving
 
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """The learned state as named arrays; save beside ``get_params()`` (JSON) in a bundle."""
+    def _check_saveable(self) -> None:
         check_is_fitted(self, "vocabulary_")
-        arrays = {
-            _VOCABULARY_PREFIX + name: array for name, array in self.vocabulary_.to_arrays().items()
-        }
-        arrays["idf"] = self.idf_
-        return arrays
 
-    @classmethod
-    def from_arrays(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> BagOfFeatures:
-        """A fitted ``BagOfFeatures`` from ``get_params()`` and :meth:`to_arrays` output."""
-        model = cls(**params)
-        model._check_params()
-        vocabulary_arrays = {
-            name.removeprefix(_VOCABULARY_PREFIX): array
-            for name, array in arrays.items()
-            if name.startswith(_VOCABULARY_PREFIX)
-        }
-        template = model._make_vocabulary()
-        try:
-            model.vocabulary_ = type(template).from_arrays(template.get_params(), vocabulary_arrays)
-            model.idf_ = np.asarray(arrays["idf"], dtype=np.float32)
-        except KeyError as error:
-            raise ValueError(
-                f"saved BagOfFeatures arrays are incomplete: {error} is missing"
-            ) from error
-        model.n_features_out_ = model.vocabulary_.n_words_ * n_pyramid_cells(model.pyramid)
-        return model
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The unreadable training images as JSON; the vocabulary's arrays and idf."""
+        _, vocabulary_arrays = self.vocabulary_._get_state()
+        arrays = {_VOCABULARY_PREFIX + name: array for name, array in vocabulary_arrays.items()}
+        arrays["idf"] = self.idf_
+        return {"skipped": [list(item) for item in self.skipped_]}, arrays
+
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self._check_params()
+        vocabulary = self._make_vocabulary()
+        vocabulary._set_state(
+            {},
+            {
+                name.removeprefix(_VOCABULARY_PREFIX): array
+                for name, array in arrays.items()
+                if name.startswith(_VOCABULARY_PREFIX)
+            },
+        )
+        self.vocabulary_ = vocabulary
+        self.idf_ = np.asarray(arrays["idf"], dtype=np.float32)
+        self.n_features_out_ = vocabulary.n_words_ * n_pyramid_cells(self.pyramid)
+        self.skipped_ = [(path, reason) for path, reason in state["skipped"]]

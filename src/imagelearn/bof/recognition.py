@@ -279,19 +279,23 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "svm_")
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """Each channel's fitted parameters and the fit's record as JSON; vocabularies, idf
-        and SVM as arrays."""
+        """Each channel's fitted parameters and state and the fit's record as JSON;
+        vocabularies, idf and SVM as arrays."""
         arrays: dict[str, np.ndarray] = {
             "svm/coef": self.svm_.coef_.astype(np.float32),
             "svm/intercept": self.svm_.intercept_.astype(np.float32),
             "svm/classes": np.asarray(self.classes_),
         }
+        channel_states = []
         for index, bof in enumerate(self.channels_):
+            channel_state, channel_arrays = bof._get_state()
+            channel_states.append(channel_state)
             arrays.update(
-                {f"channel{index}/{name}": array for name, array in bof.to_arrays().items()}
+                {f"channel{index}/{name}": array for name, array in channel_arrays.items()}
             )
         state = {
             "channels": [encode_params(bof) for bof in self.channels_],
+            "channel_states": channel_states,
             "class_names": self.class_names_,
             "n_training_images": self.n_training_images_,
             "skipped": [list(item) for item in self.skipped_],
@@ -301,7 +305,9 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.channels_ = []
-        for index, params in enumerate(state["channels"]):
+        for index, (params, channel_state) in enumerate(
+            zip(state["channels"], state["channel_states"], strict=True)
+        ):
             prefix = f"channel{index}/"
             own = {
                 name.removeprefix(prefix): array
@@ -312,7 +318,9 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
                 channel_params = decode_params(BagOfFeatures, params, f"channel {index}")
             except BundleError as error:  # load() names the bundle of a ValueError
                 raise ValueError(str(error)) from error
-            self.channels_.append(BagOfFeatures.from_arrays(channel_params, own))
+            channel = BagOfFeatures(**channel_params)
+            channel._set_state(channel_state, own)
+            self.channels_.append(channel)
         svm = LinearSVC(C=self.C, random_state=self.random_state, max_iter=5000)
         svm.coef_ = arrays["svm/coef"].astype(np.float64)
         svm.intercept_ = arrays["svm/intercept"].astype(np.float64)

@@ -20,7 +20,7 @@ def _n_clusters(text: str) -> int | str:
         ) from None
 
 
-def _k_range(text: str) -> tuple[int, int]:
+def _range(text: str) -> tuple[int, int]:
     """An argparse ``type``: ``low,high``, two whole numbers."""
     try:
         low, high = (int(part) for part in text.split(","))
@@ -56,16 +56,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--n-clusters",
         type=_n_clusters,
         default="auto",
-        help="number of clusters, or 'auto': best silhouette over --k-range (default %(default)s)",
+        help="number of clusters, or 'auto': best silhouette over --n-clusters-range "
+        "(default %(default)s)",
     )
     add_alias(fit, "--k", "n_clusters", type=_n_clusters)
     fit.add_argument(
-        "--k-range",
-        type=_k_range,
+        "--n-clusters-range",
+        type=_range,
         default=(2, 12),
         metavar="LOW,HIGH",
         help="numbers of clusters tried by 'auto', inclusive (default 2,12)",
     )
+    add_alias(fit, "--k-range", "n_clusters_range", type=_range)
     fit.add_argument(
         "--min-cluster-size",
         type=int,
@@ -118,7 +120,7 @@ def run_fit(arguments: argparse.Namespace) -> int:
         clusterer=ImageClusterer(
             method=arguments.method,
             n_clusters=arguments.n_clusters,
-            k_range=arguments.k_range,
+            n_clusters_range=arguments.n_clusters_range,
             min_cluster_size=arguments.min_cluster_size,
             random_state=arguments.random_state,
         ),

@@ -1,8 +1,8 @@
 """Global image descriptors for retrieval: GeM pooling over a CNN's last feature map.
 
-GeM (generalised mean, Radenovic et al. 2018): ``(mean_xy x^p)^(1/p)`` per channel, between
-average (p = 1) and max pooling (p -> inf); L2-normalised, then optionally PCA-whitened
-(learned on the collection) and L2-normalised again. The FAISS index that holds them is
+GeM (generalized mean, Radenovic et al. 2018): ``(mean_xy x^p)^(1/p)`` per channel, between
+average (p = 1) and max pooling (p -> inf); L2-normalized, then optionally PCA-whitened
+(learned on the collection) and L2-normalized again. The FAISS index that holds them is
 chosen by collection size: exact inner product (``IndexFlatIP``) when small, ``IndexIVFPQ``
 (tens of bytes per image) when large.
 """
@@ -15,8 +15,11 @@ from typing import Any
 
 import faiss
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
 from imagelearn.core.images import load_image
+from imagelearn.core.persistence import PersistentEstimator
 
 #: Collections up to this size use an exact FAISS index; larger ones IVF-PQ.
 EXACT_INDEX_LIMIT = 50_000
@@ -24,9 +27,11 @@ EXACT_INDEX_LIMIT = 50_000
 PQ_BYTES = 32
 #: Inverted lists probed per IVF-PQ query.
 IVF_PROBES = 16
+#: Prefix of the whitening's arrays inside a retrieval index.
+_WHITENING_PREFIX = "whitening."
 
 
-def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (zero rows stay zero); float32."""
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -34,7 +39,7 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 class GeMDescriptor:
-    """GeM-pooled, L2-normalised CNN descriptors of whole images, batched and cached.
+    """GeM-pooled, L2-normalized CNN descriptors of whole images, batched and cached.
 
     Parameters
     ----------
@@ -130,7 +135,7 @@ class GeMDescriptor:
             strict=True,
             description=description,
         )
-        return l2_normalise(result.vectors)
+        return l2_normalize(result.vectors)
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
@@ -149,8 +154,11 @@ def _resize_longer_side(tensor: Any, side: int) -> Any:
     )[0]
 
 
-class PCAWhitening:
+class PCAWhitening(PersistentEstimator, TransformerMixin, BaseEstimator):
     """PCA whitening learned on a collection's descriptors (``x -> W (x - mean)``, then L2).
+
+    Saved alone with :meth:`save` (``PCAWhitening.load(directory)``), or inside a retrieval
+    index through :meth:`to_arrays` and :meth:`from_arrays`.
 
     Parameters
     ----------
@@ -159,17 +167,25 @@ class PCAWhitening:
     shrinkage : float
         Eigenvalues are raised to ``-shrinkage / 2`` instead of ``-1/2`` (0.5 damps the noise
         of the smallest components on small collections).
+
+    Attributes
+    ----------
+    mean_ : ndarray of float32, shape (d,)
+    projection_ : ndarray of float32, shape (n_kept, d)
     """
+
+    bundle_kind = "pca-whitening"
 
     def __init__(self, n_components: int = 256, shrinkage: float = 0.5) -> None:
         self.n_components = n_components
         self.shrinkage = shrinkage
 
-    def fit(self, descriptors: np.ndarray) -> PCAWhitening:
+    def fit(self, descriptors: np.ndarray, y: None = None) -> PCAWhitening:
+        """Learn the mean and whitening projection of ``descriptors`` (n, d)."""
         descriptors = np.asarray(descriptors, dtype=np.float64)
         self.mean_ = descriptors.mean(axis=0)
-        centred = descriptors - self.mean_
-        _, singular_values, components = np.linalg.svd(centred, full_matrices=False)
+        centered = descriptors - self.mean_
+        _, singular_values, components = np.linalg.svd(centered, full_matrices=False)
         keep = min(int(self.n_components), len(descriptors) - 1, descriptors.shape[1])
         variances = singular_values[:keep] ** 2 / max(1, len(descriptors) - 1)
         scale = np.maximum(variances, 1e-12) ** (-float(self.shrinkage) / 2)
@@ -179,16 +195,36 @@ class PCAWhitening:
 
     def transform(self, descriptors: np.ndarray) -> np.ndarray:
         """(n, d) -> (n, n_kept) float32, unit L2 norm."""
-        return l2_normalise((np.asarray(descriptors, np.float32) - self.mean_) @ self.projection_.T)
+        check_is_fitted(self, "projection_")
+        return l2_normalize((np.asarray(descriptors, np.float32) - self.mean_) @ self.projection_.T)
+
+    def _check_saveable(self) -> None:
+        check_is_fitted(self, "projection_")
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {}, {"mean": self.mean_, "projection": self.projection_}
+
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.mean_ = np.asarray(arrays["mean"], dtype=np.float32)
+        self.projection_ = np.asarray(arrays["projection"], dtype=np.float32)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"whitening.mean": self.mean_, "whitening.projection": self.projection_}
+        """The learned arrays named ``whitening.*``, to store inside a retrieval index."""
+        self._check_saveable()
+        return {f"{_WHITENING_PREFIX}{name}": array for name, array in self._get_state()[1].items()}
 
     @classmethod
     def from_arrays(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> PCAWhitening:
+        """A fitted whitening from ``get_params()`` and the ``whitening.*`` arrays of ``arrays``."""
         whitening = cls(**params)
-        whitening.mean_ = arrays["whitening.mean"]
-        whitening.projection_ = arrays["whitening.projection"]
+        whitening._set_state(
+            {},
+            {
+                name.removeprefix(_WHITENING_PREFIX): array
+                for name, array in arrays.items()
+                if name.startswith(_WHITENING_PREFIX)
+            },
+        )
         return whitening
 
 

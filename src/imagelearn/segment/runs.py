@@ -316,7 +316,7 @@ def cluster_run(
     """
     raster = read_raster(image, max_pixels=max_pixels)
     clusterer = PixelClusterer(
-        k=n_clusters,
+        n_clusters=n_clusters,
         method=method,
         features=_pixel_features(sigmas, color_space, texture, cnn),
         tile_size=tile_size,

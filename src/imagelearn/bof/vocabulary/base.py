@@ -6,8 +6,10 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from imagelearn.core.kmeans import faiss_threads
+from imagelearn.core.persistence import PersistentEstimator
 
 
 def check_descriptors(descriptors: Any, name: str = "descriptors") -> np.ndarray:
@@ -53,8 +55,12 @@ def soft_weights(squared_distances: np.ndarray, bandwidth: float) -> np.ndarray:
     return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-class Vocabulary(BaseEstimator):
-    """What every vocabulary offers once fitted; subclasses implement ``fit`` and ``_search``."""
+class Vocabulary(PersistentEstimator, BaseEstimator):
+    """What every vocabulary offers once fitted; subclasses implement ``fit`` and ``_search``.
+
+    Saved alone with :meth:`save` and read back with ``cls.load(directory)``; inside a larger
+    bundle (a classifier, a retrieval index) through :meth:`to_arrays` and :meth:`from_arrays`.
+    """
 
     def _search(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(squared distances (n, k) float32, words (n, k) int64), nearest first."""
@@ -70,8 +76,7 @@ class Vocabulary(BaseEstimator):
         raise NotImplementedError
 
     def _check_fitted_descriptors(self, descriptors: Any) -> np.ndarray:
-        if not hasattr(self, "bandwidth_"):
-            raise ValueError(f"this {type(self).__name__} is not fitted yet; call fit first")
+        check_is_fitted(self, "bandwidth_")
         descriptors = check_descriptors(descriptors)
         if descriptors.dtype != self.dtype_ or descriptors.shape[1] != self.dimension_:
             kind = "binary (uint8)" if self.dtype_ == np.uint8 else "float"
@@ -120,11 +125,17 @@ class Vocabulary(BaseEstimator):
         with faiss_threads(self.n_jobs):
             return float(self._search(descriptors, 1)[0].astype(np.float64).mean())
 
+    def _check_saveable(self) -> None:
+        check_is_fitted(self, "bandwidth_")
+
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """The learned state as named arrays (for :func:`imagelearn.core.bundle.save_bundle`)."""
-        raise NotImplementedError
+        """The learned state as named arrays, to store inside another bundle."""
+        self._check_saveable()
+        return self._get_state()[1]
 
     @classmethod
     def from_arrays(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Vocabulary:
         """A fitted vocabulary from ``get_params()`` and :meth:`to_arrays` output."""
-        raise NotImplementedError
+        vocabulary = cls(**params)
+        vocabulary._set_state({}, arrays)
+        return vocabulary

@@ -26,6 +26,7 @@ from imagelearn.core.kmeans import (
     search,
     seed_from,
 )
+from imagelearn.core.persistence import persistable
 
 #: Neighbours per node of the HNSW graph used by ``KMeansVocabulary(index="hnsw")``.
 HNSW_NEIGHBORS = 32
@@ -51,6 +52,7 @@ def word_index(words: np.ndarray, kind: str = "flat") -> faiss.Index | faiss.Ind
     return index
 
 
+@persistable
 class KMeansVocabulary(Vocabulary):
     """Flat visual vocabulary: k-means (k-majority for binary descriptors), FAISS assignment.
 
@@ -90,6 +92,8 @@ class KMeansVocabulary(Vocabulary):
         Mean squared distance of the training descriptors to their word at the last iteration
         (the soft-assignment kernel's sigma^2).
     """
+
+    bundle_kind = "kmeans-vocabulary"
 
     def __init__(
         self,
@@ -151,27 +155,24 @@ class KMeansVocabulary(Vocabulary):
     def _search(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return search(self._index, descriptors, k)
 
-    def to_arrays(self) -> dict[str, np.ndarray]:
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         arrays = {"words": self.words_, "bandwidth": np.array([self.bandwidth_], dtype=np.float64)}
         if self.index == "hnsw":  # the graph is saved so that a reload assigns identically
             serialize = (
                 faiss.serialize_index_binary if self.dtype_ == np.uint8 else faiss.serialize_index
             )
             arrays["hnsw_graph"] = serialize(self._index)
-        return arrays
+        return {}, arrays
 
-    @classmethod
-    def from_arrays(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> KMeansVocabulary:
-        vocabulary = cls(**params)
-        vocabulary.words_ = np.ascontiguousarray(arrays["words"])
-        vocabulary.dtype_ = vocabulary.words_.dtype
-        vocabulary.dimension_ = vocabulary.words_.shape[1]
-        vocabulary.bandwidth_ = float(arrays["bandwidth"][0])
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.words_ = np.ascontiguousarray(arrays["words"])
+        self.dtype_ = self.words_.dtype
+        self.dimension_ = self.words_.shape[1]
+        self.bandwidth_ = float(arrays["bandwidth"][0])
         if "hnsw_graph" in arrays:
-            binary = vocabulary.dtype_ == np.uint8
+            binary = self.dtype_ == np.uint8
             deserialize = faiss.deserialize_index_binary if binary else faiss.deserialize_index
-            vocabulary._index = deserialize(np.ascontiguousarray(arrays["hnsw_graph"]))
-            vocabulary._index.hnsw.efSearch = HNSW_SEARCH_DEPTH
+            self._index = deserialize(np.ascontiguousarray(arrays["hnsw_graph"]))
+            self._index.hnsw.efSearch = HNSW_SEARCH_DEPTH
         else:
-            vocabulary._index = word_index(vocabulary.words_, vocabulary.index)
-        return vocabulary
+            self._index = word_index(self.words_, self.index)

@@ -23,6 +23,7 @@ from imagelearn.core.kmeans import (
     seed_from,
     single_threaded_blas,
 )
+from imagelearn.core.persistence import persistable
 
 #: Bytes of gathered child centres the tree descends through at once.
 TREE_CHUNK_BYTES = 64 * 2**20
@@ -59,6 +60,7 @@ def _gathered_squared(descriptors: np.ndarray, centers: np.ndarray) -> np.ndarra
     return np.maximum(distances, 0.0, out=distances)
 
 
+@persistable
 class VocabularyTree(Vocabulary):
     """Hierarchical k-means vocabulary (Nister & Stewenius, 2006).
 
@@ -98,8 +100,10 @@ class VocabularyTree(Vocabulary):
     bandwidth_ : float
         Mean squared distance of the training descriptors to their leaf.
     labels_ : ndarray of int64, shape (n_train,)
-        Leaf of each training descriptor, from the same descent as :meth:`assign`.
+        Leaf of each training descriptor, from the same descent as :meth:`assign` (not saved).
     """
+
+    bundle_kind = "vocabulary-tree"
 
     def __init__(
         self,
@@ -290,24 +294,21 @@ class VocabularyTree(Vocabulary):
                 words[rows], distances[rows] = nodes, node_distances
         return distances, words
 
-    def to_arrays(self) -> dict[str, np.ndarray]:
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         arrays = {"bandwidth": np.array([self.bandwidth_], dtype=np.float64)}
         for level in range(len(self.centers_)):
             arrays[f"level{level}.centers"] = self.centers_[level]
             arrays[f"level{level}.first_child"] = self.first_child_[level]
             arrays[f"level{level}.n_children"] = self.n_children_[level]
-        return arrays
+        return {}, arrays
 
-    @classmethod
-    def from_arrays(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> VocabularyTree:
-        tree = cls(**params)
-        levels = range(int(tree.depth))
-        tree.centers_ = [np.ascontiguousarray(arrays[f"level{level}.centers"]) for level in levels]
-        tree.first_child_ = [
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        levels = range(int(self.depth))
+        self.centers_ = [np.ascontiguousarray(arrays[f"level{level}.centers"]) for level in levels]
+        self.first_child_ = [
             arrays[f"level{level}.first_child"].astype(np.int64) for level in levels
         ]
-        tree.n_children_ = [arrays[f"level{level}.n_children"].astype(np.int64) for level in levels]
-        tree.dtype_ = tree.centers_[0].dtype
-        tree.dimension_ = tree.centers_[0].shape[1]
-        tree.bandwidth_ = float(arrays["bandwidth"][0])
-        return tree
+        self.n_children_ = [arrays[f"level{level}.n_children"].astype(np.int64) for level in levels]
+        self.dtype_ = self.centers_[0].dtype
+        self.dimension_ = self.centers_[0].shape[1]
+        self.bandwidth_ = float(arrays["bandwidth"][0])
