@@ -32,7 +32,6 @@ which do not rely on every detector releasing the GIL. Table: ``docs/execution.m
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -47,6 +46,7 @@ from imagelearn.core.progress import progress_bar
 from imagelearn.core.threads import (
     SINGLE_THREADED_ENVIRONMENT,
     native_threads,
+    resolve_n_jobs,
     single_threaded_worker,
 )
 
@@ -60,15 +60,6 @@ WORKER_KINDS: tuple[str, ...] = ("processes", "threads", "inline")
 WORKER_IDLE_TIMEOUT = 300
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_n_jobs(n_jobs: int | None) -> int:
-    """Workers for ``n_jobs``, scikit-learn's convention: None or 0 -> 1, -1 -> all cores,
-    -2 -> all but one."""
-    cores = os.cpu_count() or 1
-    if n_jobs is None or n_jobs == 0:
-        return 1
-    return max(1, cores + 1 + n_jobs) if n_jobs < 0 else n_jobs
 
 
 class Failed(NamedTuple):

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from imagelearn.core.kmeans import faiss_threads
+from imagelearn.core.threads import faiss_threads
 
 
 def check_descriptors(descriptors: Any, name: str = "descriptors") -> np.ndarray:

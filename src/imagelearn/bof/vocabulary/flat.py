@@ -21,11 +21,10 @@ from imagelearn.core.kmeans import (
     check_n_candidates,
     cluster_centers,
     exact_index,
-    faiss_threads,
     search,
     seed_from,
 )
-from imagelearn.core.parallel import resolve_n_jobs
+from imagelearn.core.threads import faiss_threads, resolve_n_jobs
 
 #: Neighbours per node of the HNSW graph used by ``KMeansVocabulary(index="hnsw")``.
 HNSW_NEIGHBORS = 32
