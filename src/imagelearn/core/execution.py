@@ -36,7 +36,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, Protocol, Self, TypeVar
 
 import numpy as np
 
@@ -108,6 +108,34 @@ class BatchResult(Generic[Out]):
         for index, value in zip(self.kept, self.values, strict=True):
             entries[index] = value
         return entries
+
+
+@dataclass
+class MatrixResult(BatchResult[np.ndarray]):
+    """A :class:`BatchResult` whose values are one array, a row per kept input.
+
+    Attributes
+    ----------
+    values : ndarray, shape (n_kept, d)
+        Also :attr:`vectors`.
+    kept, failures, failed, n_computed
+        As in :class:`BatchResult`.
+    """
+
+    @property
+    def vectors(self) -> np.ndarray:
+        return self.values
+
+    @classmethod
+    def stack(cls, result: BatchResult, width: int, dtype: Any = np.float32) -> Self:
+        """``result`` with its values stacked (:meth:`BatchResult.stacked`)."""
+        return cls(
+            result.stacked(width, dtype),
+            result.kept,
+            result.failures,
+            result.failed,
+            result.n_computed,
+        )
 
 
 class Cache(Protocol[In, Out]):
