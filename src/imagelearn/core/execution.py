@@ -1,11 +1,12 @@
 """One execution layer for bulk work over images.
 
 Every bulk operation over images (local features, colour statistics, collection checks, CNN
-embeddings, GeM descriptors, ONNX prediction) goes through :func:`map_images`: it looks each
-input up in an optional cache, splits the rest into batches, runs them on a backend, shows
-one progress bar counting the inputs done, and returns one :class:`BatchResult` carrying the
-values, the indices of the inputs that were kept and the ``(source, reason)`` of those that
-failed.
+embeddings, GeM descriptors, CNN and ONNX prediction, a classifier's training images,
+BoF-segmentation encoding) goes through :func:`map_images`: it looks each input up in an
+optional cache, splits the rest into batches, runs them on a backend, shows one progress bar
+counting the inputs done, and returns one :class:`BatchResult` carrying the values, the
+indices of the inputs that were kept and the ``(source, reason)`` of those that failed
+(:class:`MatrixResult` when the values are one matrix).
 
 Where the work runs is the backend's business (:class:`Backend`, chosen by name with
 ``engine=``; :func:`register_backend` adds one, e.g. Ray): capability code hands over a
