@@ -14,6 +14,7 @@ from sklearn.exceptions import NotFittedError
 from conftest import data_path
 from imagelearn.classify import DeepImageClassifier
 from imagelearn.core.bundle import MANIFEST_NAME, BundleError
+from imagelearn.core.execution import BatchResult
 from imagelearn.core.persistence import read_metadata
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -83,4 +84,23 @@ def test_clone_and_params_round_trip() -> None:
     assert twin is not model and twin.get_params() == model.get_params()
     assert twin.set_params(random_state=4, device="cpu").get_params() == (
         model.get_params() | {"random_state": 4, "device": "cpu"}
+    )
+
+
+def test_unreadable_images_are_reported_through_the_batch_result(photos, tmp_path) -> None:
+    paths, labels = photos
+    corrupt = data_path("bad_inputs", "mixed_images", "ukbench09268_corrupt.jpg")
+    model = DeepImageClassifier(**SMALL, mode="scratch", device="cpu", cache_dir="").fit(
+        [*paths, corrupt], [*labels, 0]
+    )
+    assert [path for path, _ in model.skipped_] == [str(corrupt)]
+    missing = tmp_path / "missing.jpg"
+    prediction = model.predict_images([paths[0], corrupt, paths[9], missing])
+    assert isinstance(prediction, BatchResult)
+    np.testing.assert_array_equal(prediction.kept, [0, 2])
+    np.testing.assert_array_equal(prediction.failed, [1, 3])
+    assert [path for path, _ in prediction.failures] == [str(corrupt), str(missing)]
+    assert prediction.probabilities is prediction.values
+    np.testing.assert_allclose(
+        prediction.probabilities, model.predict_proba([paths[0], paths[9]]), rtol=1e-6
     )

@@ -14,11 +14,14 @@ from imagelearn.cluster import (
     ClusterResult,
     EvaluateResult,
     ImageClusterer,
+    describe_images,
     evaluate_run,
     fit_run,
     near_duplicate_groups,
 )
+from imagelearn.cluster.descriptors import map_descriptors
 from imagelearn.core.errors import ParameterError
+from imagelearn.core.execution import BatchResult
 from imagelearn.data import DatasetError
 from imagelearn.evaluation.clustering import clustering_agreement, purity
 
@@ -239,3 +242,19 @@ def test_cnn_embeddings_group_real_flowers_by_species(tmp_path):
     ).summary
     assert summary["n_images"] == 200
     assert summary["nmi"] >= FLOWERS_CNN_NMI_FLOOR
+
+
+@pytest.mark.parametrize("kind", ["color", "bof"])
+def test_descriptors_report_unreadable_files_by_index(tmp_path, kind):
+    photos = sorted(data_path("flowers5", "daisy").glob("*.jpg"))[:4]
+    corrupt = data_path("bad_inputs", "mixed_images", "ukbench09268_corrupt.jpg")
+    paths = [photos[0], corrupt, *photos[1:], tmp_path / "missing.jpg"]
+    result = map_descriptors(paths, kind, n_jobs=1)
+    assert isinstance(result, BatchResult)
+    np.testing.assert_array_equal(result.kept, [0, 2, 3, 4])
+    np.testing.assert_array_equal(result.failed, [1, 5])
+    assert [path for path, _ in result.failures] == [str(corrupt), str(tmp_path / "missing.jpg")]
+    assert result.vectors.shape[0] == 4 and np.isfinite(result.vectors).all()
+    vectors, skipped = describe_images(paths, kind, n_jobs=1)  # the old face
+    np.testing.assert_array_equal(vectors, result.vectors)
+    assert skipped == result.failures

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import data_path
+from imagelearn.core.cache import cache_root
 from imagelearn.retrieval import (
     Index,
     IndexParams,
@@ -56,6 +57,16 @@ def test_global_index_follows_add_and_remove(global_index):
     remove_images(directory, [paths[22]])
     matches = Index.open(directory).search(paths[22], top=24, mode="global", verify=False).matches
     assert paths[22] not in [m.path for m in matches] and len(matches) == 23
+
+
+def test_a_global_query_writes_nothing_into_the_embedding_cache(global_index):
+    directory, paths = global_index
+    cache = cache_root("embeddings")
+    before = sorted(cache.rglob("*"))
+    index = Index.open(directory)
+    for query in (paths[3], paths[23]):  # an indexed image and one it has not seen
+        assert index.search(query, top=3, mode="global", verify=False).matches
+    assert sorted(cache.rglob("*")) == before
 
 
 def test_global_mode_needs_global_descriptors(tmp_path):

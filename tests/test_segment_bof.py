@@ -16,6 +16,7 @@ from imagelearn.core.errors import ParameterError
 from imagelearn.core.persistence import read_metadata
 from imagelearn.segment.bof_segmentation import (
     BofSegmenter,
+    _Encoder,
     iou_report,
     superpixel_adjacency,
     superpixel_majority,
@@ -304,3 +305,32 @@ def test_bof_runs_train_predict_evaluate_from_python(tmp_path, composites):
     with pytest.raises(ParameterError, match="one file per image") as raised:
         bof_evaluate_run(trained.out, test_images, masks(test_images)[:1])
     assert raised.value.parameter == "masks"
+
+
+# ---------------------------------------------------------------- encoding cache
+
+
+def test_a_cache_hit_skips_encoding_and_gives_the_same_vectors(tmp_path, monkeypatch):
+    pairs = [_stripes_and_noise(seed) for seed in range(3)]
+    images, masks = [i for i, _ in pairs], [m for _, m in pairs]
+    params = dict(n_words=8, color_words=4, superpixel_size=8, n_jobs=1)
+    model = BofSegmenter(**params, cache_dir=tmp_path / "cache").fit(images, masks)
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 3  # one entry per image
+    uncached = BofSegmenter(**params, cache_dir="").fit(images, masks)
+
+    def no_encoding(self, image):
+        raise AssertionError("encoded although cached")
+
+    monkeypatch.setattr(_Encoder, "__call__", no_encoding)
+    again = BofSegmenter(**params, cache_dir=tmp_path / "cache").fit(images, masks)
+    for fitted in (again, uncached):
+        for ours, theirs in zip(fitted.vocabularies_, model.vocabularies_, strict=True):
+            np.testing.assert_array_equal(ours.words_, theirs.words_)
+    segments, vectors = again.superpixel_features(images[1])
+    expected_segments, expected_vectors = model.superpixel_features(images[1])
+    np.testing.assert_array_equal(segments, expected_segments)
+    np.testing.assert_array_equal(vectors, expected_vectors)
+    with pytest.raises(AssertionError, match="encoded although cached"):  # other settings miss
+        again.set_params(superpixel_size=9).superpixel_features(images[1])
+    with pytest.raises(AssertionError, match="encoded although cached"):  # so does no cache
+        again.set_params(superpixel_size=8, cache_dir="").superpixel_features(images[1])

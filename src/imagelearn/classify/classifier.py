@@ -14,10 +14,9 @@ the loading machine's, set with ``set_params`` after loading.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -41,12 +40,10 @@ from imagelearn.classify.runtime import configure_torch, single_thread
 from imagelearn.classify.training import EpochLoop, cosine_schedule
 from imagelearn.classify.weights import build_backbone, state_dict_fingerprint
 from imagelearn.core.errors import ParameterError
-from imagelearn.core.images import ImageReadError
+from imagelearn.core.execution import MatrixResult, map_images
 from imagelearn.core.persistence import PersistentEstimator
-from imagelearn.core.progress import progress
+from imagelearn.core.threads import thread_count
 from imagelearn.data.dataset import DatasetError
-
-log = logging.getLogger(__name__)
 
 MODES = ("features", "finetune", "scratch")
 #: Epochs when none are given: the head on cached embeddings is cheap, full networks are not.
@@ -60,20 +57,23 @@ MIN_HEAD_STEPS_PER_EPOCH = 20
 
 
 @dataclass
-class Prediction:
-    """Class probabilities of the readable images of a list.
+class Prediction(MatrixResult):
+    """Class probabilities of the readable images of a list: a
+    :class:`~imagelearn.core.execution.BatchResult` whose values are one matrix.
 
     Attributes
     ----------
-    probabilities : ndarray of float32, shape (n_kept, n_classes)
+    values : ndarray of float32, shape (n_kept, n_classes)
+        Also :attr:`probabilities`.
     kept : ndarray of int64, shape (n_kept,)
         Indices into the input list.
     failures : list of (path, reason)
+        The unreadable images, in input order (``failed``: their indices).
     """
 
-    probabilities: np.ndarray
-    kept: np.ndarray
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    @property
+    def probabilities(self) -> np.ndarray:
+        return self.values
 
 
 def balanced_class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -377,18 +377,18 @@ class DeepImageClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
     def _prepare_all(
         self, images: Sequence[ImageSource], description: str
     ) -> tuple[list[torch.Tensor], np.ndarray]:
-        """Decode and resize every image once (uint8, kept in memory); indices of the readable ones."""
-        prepared, kept = [], []
-        for index, source in enumerate(progress(images, description, total=len(images))):
-            try:
-                prepared.append(self.preprocessing_.load(source))
-                kept.append(index)
-            except ImageReadError as error:
-                if self.strict:
-                    raise
-                log.warning("skipping unreadable image %s", error)
-                self.skipped_.append((error.path, error.reason))
-        return prepared, np.asarray(kept, dtype=np.int64)
+        """Decode and resize every image once (uint8, kept in memory), on threads (decoding and
+        resizing release the GIL); the tensors and indices of the readable images."""
+        result = map_images(
+            self.preprocessing_.load,
+            images,
+            n_jobs=thread_count(),
+            workers="threads",
+            strict=self.strict,
+            description=description,
+        )
+        self.skipped_ += result.failures
+        return result.values, result.kept
 
     def _fit_network(
         self, network: ClassifierNet, images, labels, validation, loss
@@ -461,7 +461,8 @@ class DeepImageClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
     def predict_images(
         self, images: Sequence[ImageSource], strict: bool | None = None
     ) -> Prediction:
-        """Class probabilities of the readable images; unreadable ones are reported, not fatal.
+        """Class probabilities of the readable images; unreadable ones are reported (``kept``,
+        ``failures``), not fatal.
 
         ``strict`` (default: the ``strict`` parameter) raises on the first unreadable image.
         Frozen-backbone models (``features``) read their embeddings from the cache. The
@@ -479,7 +480,9 @@ class DeepImageClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
         with torch.inference_mode():
             logits = network.head.eval()(torch.from_numpy(result.vectors).to(device))
             probabilities = torch.softmax(logits, dim=1).cpu().numpy()
-        return Prediction(probabilities, result.kept, result.failures)
+        return Prediction(
+            probabilities, result.kept, result.failures, result.failed, result.n_computed
+        )
 
     def predict_proba(self, images: Sequence[ImageSource]) -> np.ndarray:
         """Class probabilities, shape ``(n_images, n_classes)``; raises on unreadable images."""

@@ -21,7 +21,7 @@ from imagelearn.classify.backbones import DEFAULT_BACKBONE, Backbone
 from imagelearn.classify.preprocess import ImageSource, Preprocessing, content_key
 from imagelearn.core.bundle import atomic_write_bytes
 from imagelearn.core.cache import cache_root
-from imagelearn.core.execution import BatchResult, Failed, map_images
+from imagelearn.core.execution import Failed, MatrixResult, map_images
 from imagelearn.core.images import ImageReadError
 
 Pooling = Literal["avg", "gem"]
@@ -39,8 +39,8 @@ def gem_pool(feature_map: torch.Tensor, p: float = 3.0, eps: float = 1e-6) -> to
 
 
 @dataclass
-class EmbeddingResult(BatchResult[np.ndarray]):
-    """A :class:`~imagelearn.core.execution.BatchResult` whose values are one matrix.
+class EmbeddingResult(MatrixResult):
+    """A :class:`~imagelearn.core.execution.MatrixResult` of embeddings.
 
     Attributes
     ----------
@@ -49,10 +49,6 @@ class EmbeddingResult(BatchResult[np.ndarray]):
     kept, failures, failed, n_computed
         As in :class:`~imagelearn.core.execution.BatchResult`.
     """
-
-    @property
-    def vectors(self) -> np.ndarray:
-        return self.values
 
 
 @dataclass(frozen=True)
@@ -141,9 +137,7 @@ def embed_images(
         )
     finally:
         network.train(was_training)
-    return EmbeddingResult(
-        result.stacked(dimension), result.kept, result.failures, result.failed, result.n_computed
-    )
+    return EmbeddingResult.stack(result, dimension)
 
 
 def model_key(backbone: Backbone, preprocessing: Preprocessing, pooling: Pooling) -> str:

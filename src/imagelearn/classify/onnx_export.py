@@ -164,4 +164,4 @@ class OnnxClassifier:
             strict=strict,
             description="predicting",
         )
-        return Prediction(result.stacked(len(self.class_names_)), result.kept, result.failures)
+        return Prediction.stack(result, len(self.class_names_))

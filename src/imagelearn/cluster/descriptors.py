@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 from skimage.feature import local_binary_pattern
 
-from imagelearn.core.execution import map_images
+from imagelearn.core.errors import ParameterError
+from imagelearn.core.execution import MatrixResult, map_images
 from imagelearn.core.images import load_image
 
 ImageList = Sequence[str | os.PathLike]
@@ -47,32 +48,29 @@ def _color_texture_vector(path: str | os.PathLike, max_side: int) -> np.ndarray:
 
 def color_descriptors(
     paths: ImageList, n_jobs: int | None = -1, max_side: int = 256
-) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """Colour/texture vectors (n_readable, 276) and the unreadable files."""
+) -> MatrixResult:
+    """Colour/texture vectors (n_readable, 276) of the readable files, and the unreadable ones."""
     result = map_images(
         partial(_color_texture_vector, max_side=max_side),
         list(paths),
         n_jobs=n_jobs,
         description="colour/texture",
     )
-    return result.stacked(COLOR_DIMENSION), result.failures
+    return MatrixResult.stack(result, COLOR_DIMENSION)
 
 
-def bof_descriptors(
-    paths: ImageList, n_jobs: int | None = -1, n_words: int = 500
-) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """Bag-of-Features histograms (dense RootSIFT words + Lab colour words, Hellinger-normalised)."""
+def bof_descriptors(paths: ImageList, n_jobs: int | None = -1, n_words: int = 500) -> MatrixResult:
+    """Bag-of-Features histograms (dense RootSIFT words + Lab colour words, Hellinger-normalised)
+    of the images readable by both detectors."""
     from imagelearn.bof import BagOfFeatures
     from imagelearn.features import make_detector
     from imagelearn.features.extract import map_features
 
     blocks = []
-    readable = np.ones(len(paths), dtype=bool)
-    skipped: dict[str, str] = {}
+    failures: dict[int, tuple[str, str]] = {}
     for detector_name, words in (("dense_rootsift", n_words), ("dense_lab", 64)):
         result = map_features(list(paths), make_detector(detector_name), n_jobs=n_jobs)
-        skipped.update(result.failures)
-        readable[result.failed] = False
+        failures.update(zip(result.failed.tolist(), result.failures, strict=True))
         bof = BagOfFeatures(
             detector=detector_name,
             n_words=words,
@@ -83,37 +81,57 @@ def bof_descriptors(
         histograms = np.zeros((len(paths), words), np.float32)
         histograms[result.kept] = bof.fit_features(result.values).transform_features(result.values)
         blocks.append(histograms)
-    return np.hstack(blocks)[readable], list(skipped.items())
+    failed = np.asarray(sorted(failures), dtype=np.int64)
+    kept = np.setdiff1d(np.arange(len(paths)), failed)
+    return MatrixResult(
+        np.hstack(blocks)[kept], kept, [failures[index] for index in failed.tolist()], failed
+    )
 
 
 def cnn_descriptors(
     paths: ImageList, n_jobs: int = -1, backbone: str = "mobilenet_v2"
-) -> tuple[np.ndarray, list[tuple[str, str]]]:
+) -> MatrixResult:
     """ImageNet CNN embeddings (global average pooling; cached on disk by imagelearn.classify)."""
     from imagelearn.classify import build_backbone
     from imagelearn.classify.embeddings import compute_embeddings
 
-    result = compute_embeddings(build_backbone(backbone, "imagenet"), list(paths))
-    return result.vectors, result.failures
+    return compute_embeddings(build_backbone(backbone, "imagenet"), list(paths))
 
 
-DESCRIPTORS: dict[str, Callable[..., tuple[np.ndarray, list[tuple[str, str]]]]] = {
+#: One :class:`~imagelearn.core.execution.MatrixResult` per kind: the vectors of the readable
+#: images, their indices (``kept``) and the unreadable files with reasons (``failures``).
+DESCRIPTORS: dict[str, Callable[..., MatrixResult]] = {
     "cnn": cnn_descriptors,
     "bof": bof_descriptors,
     "color": color_descriptors,
 }
 
 
-def describe_images(
-    paths: ImageList, kind: str = "cnn", n_jobs: int = -1
-) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """One vector per readable image.
+def map_descriptors(paths: ImageList, kind: str = "cnn", n_jobs: int = -1) -> MatrixResult:
+    """One vector per readable image, as a :class:`~imagelearn.core.execution.MatrixResult`.
 
     Returns
     -------
-    vectors : ndarray (n_readable, d) float32, in the order of the readable paths
-    skipped : list of (path, reason) for unreadable files
+    MatrixResult
+        ``values`` (n_readable, d) float32, in the order of the readable paths; ``kept`` their
+        indices into ``paths``; ``failures`` (path, reason) of the unreadable files.
+
+    Raises
+    ------
+    ParameterError
+        An unknown ``kind``.
     """
     if kind not in DESCRIPTORS:
-        raise ValueError(f"unknown descriptor {kind!r}; choose from {sorted(DESCRIPTORS)}")
+        raise ParameterError(
+            "kind", f"unknown descriptor {kind!r}; choose from {sorted(DESCRIPTORS)}"
+        )
     return DESCRIPTORS[kind](paths, n_jobs=n_jobs)
+
+
+def describe_images(
+    paths: ImageList, kind: str = "cnn", n_jobs: int = -1
+) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """:func:`map_descriptors` as ``(vectors (n_readable, d) float32, [(path, reason)] of the
+    unreadable files)``."""
+    result = map_descriptors(paths, kind, n_jobs)
+    return result.vectors, result.failures

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import logging
 import os
 import shutil
 from collections import defaultdict
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from imagelearn.cluster.algorithms import ImageClusterer
-from imagelearn.cluster.descriptors import describe_images
+from imagelearn.cluster.descriptors import map_descriptors
 from imagelearn.cluster.duplicates import near_duplicate_groups
 from imagelearn.cluster.report import embedding_map, html_report, montage, silhouette_plot
 from imagelearn.core.bundle import atomic_write_json, atomic_write_text
@@ -24,8 +23,6 @@ from imagelearn.core.errors import ParameterError
 from imagelearn.core.tables import rows_to_csv
 from imagelearn.data import DatasetError, load_dataset
 from imagelearn.evaluation.clustering import clustering_agreement
-
-log = logging.getLogger(__name__)
 
 ORGANIZE = (None, "link", "move")
 
@@ -143,7 +140,7 @@ def fit_run(
     out : path
         The run directory.
     descriptor : {"cnn", "bof", "color"}
-        The vector describing each image (see :func:`describe_images`).
+        The vector describing each image (see :func:`~imagelearn.cluster.descriptors.map_descriptors`).
     clusterer : ImageClusterer, optional
         Unfitted (default: ``ImageClusterer()``).
     evaluate : bool
@@ -174,13 +171,10 @@ def fit_run(
             f"{source}: the images are unlabelled; evaluating the clusters needs class "
             "sub-folders (or a CSV with labels)",
         )
-    vectors, skipped = describe_images(dataset.paths, descriptor, n_jobs)
-    unreadable = {path for path, _ in skipped}
-    kept = [i for i, path in enumerate(dataset.paths) if str(path) not in unreadable]
-    paths = [dataset.paths[i] for i in kept]
-    for path, reason in skipped:
-        log.warning("skipped %s: %s", path, reason)
-    model = (clusterer or ImageClusterer()).fit(vectors)
+    described = map_descriptors(dataset.paths, descriptor, n_jobs)  # logs each failure
+    paths = [dataset.paths[i] for i in described.kept]
+    skipped = described.failures
+    model = (clusterer or ImageClusterer()).fit(described.vectors)
     rows = [
         {"path": str(path), "cluster": int(label), "distance": float(distance)}
         for path, label, distance in zip(paths, model.labels_, model.distances_, strict=True)
@@ -216,7 +210,9 @@ def fit_run(
     atomic_write_json(out / "duplicates.json", duplicates)
     summary["near_duplicate_groups"] = len(duplicates["near"])
     if evaluate:
-        summary.update(_write_agreement(out, dataset.labels[kept], model.labels_, summary))
+        summary.update(
+            _write_agreement(out, dataset.labels[described.kept], model.labels_, summary)
+        )
     atomic_write_json(out / "summary.json", summary)
     html_report(
         out, {k: v for k, v in summary.items() if not isinstance(v, list | dict)}, sizes, images

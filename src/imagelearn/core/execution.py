@@ -1,11 +1,12 @@
 """One execution layer for bulk work over images.
 
 Every bulk operation over images (local features, colour statistics, collection checks, CNN
-embeddings, GeM descriptors, ONNX prediction) goes through :func:`map_images`: it looks each
-input up in an optional cache, splits the rest into batches, runs them on a backend, shows
-one progress bar counting the inputs done, and returns one :class:`BatchResult` carrying the
-values, the indices of the inputs that were kept and the ``(source, reason)`` of those that
-failed.
+embeddings, GeM descriptors, CNN and ONNX prediction, a classifier's training images,
+BoF-segmentation encoding) goes through :func:`map_images`: it looks each input up in an
+optional cache, splits the rest into batches, runs them on a backend, shows one progress bar
+counting the inputs done, and returns one :class:`BatchResult` carrying the values, the
+indices of the inputs that were kept and the ``(source, reason)`` of those that failed
+(:class:`MatrixResult` when the values are one matrix).
 
 Where the work runs is the backend's business (:class:`Backend`, chosen by name with
 ``engine=``; :func:`register_backend` adds one, e.g. Ray): capability code hands over a
@@ -32,12 +33,11 @@ which do not rely on every detector releasing the GIL. Table: ``docs/execution.m
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, Protocol, Self, TypeVar
 
 import numpy as np
 
@@ -47,6 +47,7 @@ from imagelearn.core.progress import progress_bar
 from imagelearn.core.threads import (
     SINGLE_THREADED_ENVIRONMENT,
     native_threads,
+    resolve_n_jobs,
     single_threaded_worker,
 )
 
@@ -60,15 +61,6 @@ WORKER_KINDS: tuple[str, ...] = ("processes", "threads", "inline")
 WORKER_IDLE_TIMEOUT = 300
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_n_jobs(n_jobs: int | None) -> int:
-    """Workers for ``n_jobs``, scikit-learn's convention: None or 0 -> 1, -1 -> all cores,
-    -2 -> all but one."""
-    cores = os.cpu_count() or 1
-    if n_jobs is None or n_jobs == 0:
-        return 1
-    return max(1, cores + 1 + n_jobs) if n_jobs < 0 else n_jobs
 
 
 class Failed(NamedTuple):
@@ -117,6 +109,34 @@ class BatchResult(Generic[Out]):
         for index, value in zip(self.kept, self.values, strict=True):
             entries[index] = value
         return entries
+
+
+@dataclass
+class MatrixResult(BatchResult[np.ndarray]):
+    """A :class:`BatchResult` whose values are one array, a row per kept input.
+
+    Attributes
+    ----------
+    values : ndarray, shape (n_kept, d)
+        Also :attr:`vectors`.
+    kept, failures, failed, n_computed
+        As in :class:`BatchResult`.
+    """
+
+    @property
+    def vectors(self) -> np.ndarray:
+        return self.values
+
+    @classmethod
+    def stack(cls, result: BatchResult, width: int, dtype: Any = np.float32) -> Self:
+        """``result`` with its values stacked (:meth:`BatchResult.stacked`)."""
+        return cls(
+            result.stacked(width, dtype),
+            result.kept,
+            result.failures,
+            result.failed,
+            result.n_computed,
+        )
 
 
 class Cache(Protocol[In, Out]):

@@ -23,10 +23,7 @@ it (scikit-learn's ``tol``).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,10 +31,10 @@ import faiss
 import numpy as np
 import scipy.sparse
 from sklearn.utils import check_random_state
-from threadpoolctl import ThreadpoolController
 
 from imagelearn.core.errors import ParameterError
-from imagelearn.core.execution import resolve_n_jobs
+from imagelearn.core.execution import thread_map
+from imagelearn.core.threads import faiss_threads, resolve_n_jobs, single_threaded_blas
 
 #: Rows searched at once when assigning (bounds the distance buffers' memory).
 ASSIGN_CHUNK_ROWS = 65_536
@@ -66,28 +63,6 @@ EXACT_GRAPH_MAX_CENTERS = 8192
 GRAPH_REFRESH_HOPS = 8
 #: Centres refreshed at once (bounds the gathered candidate centres' memory).
 GRAPH_REFRESH_CHUNK = 512
-
-
-@contextmanager
-def faiss_threads(n_jobs: int | None) -> Iterator[None]:
-    """Run FAISS with ``n_jobs`` threads (scikit-learn's convention), restoring the count after."""
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(resolve_n_jobs(n_jobs))
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(previous)
-
-
-@functools.cache
-def _threadpools() -> ThreadpoolController:
-    """The loaded thread pools, inspected once (inspection costs ~1 ms; limiting then doesn't)."""
-    return ThreadpoolController()
-
-
-def single_threaded_blas() -> Any:
-    """A context limiting BLAS to one thread: products of a few rows are too small for threads."""
-    return _threadpools().limit(limits=1, user_api="blas")
 
 
 def check_init(init: str) -> None:
@@ -290,7 +265,8 @@ def assign_among_candidates(
     """Nearest centre of each row among ``candidates[labels[row]]`` (which holds ``labels[row]``).
 
     Rows are grouped by their current centre, so each group costs one (rows, m) matrix product;
-    ``n_threads`` threads share the groups (the products release the GIL).
+    ``n_threads`` threads of the shared pool (:func:`~imagelearn.core.execution.thread_map`)
+    share the groups (the products release the GIL).
 
     Parameters
     ----------
@@ -326,11 +302,7 @@ def assign_among_candidates(
     # contiguous runs of groups holding about the same number of rows, one per thread
     splits = np.searchsorted(ends[occupied], np.arange(1, n_threads) * len(order) / n_threads)
     with single_threaded_blas():
-        if n_threads > 1:
-            with ThreadPoolExecutor(n_threads) as pool:
-                list(pool.map(assign_groups, np.split(occupied, splits)))
-        else:
-            assign_groups(occupied)
+        list(thread_map(assign_groups, np.split(occupied, splits), n_threads))
     distances += np.einsum("nd,nd->n", grouped, grouped)
     labels, squared_distances = np.empty_like(nearest), np.empty_like(distances)
     labels[order], squared_distances[order] = nearest, np.maximum(distances, 0.0)

@@ -6,9 +6,14 @@
   and PyTorch each bring one).
 - :func:`thread_count` is the number of native threads one process uses by default:
   ``$IMAGELEARN_THREADS`` when set, else the cores this process may run on.
-- :func:`native_threads` limits every native pool to ``n`` threads for a block of code and
-  restores them after; :func:`single_threaded_worker` makes a worker process single-threaded
+- :func:`native_threads` limits native pools (all of them, or those named) to ``n`` threads
+  for a block of code and restores them after; :func:`faiss_threads` and
+  :func:`single_threaded_blas` are its two common uses, :func:`cap_torch_threads` caps PyTorch at
+  :func:`thread_count`; :func:`single_threaded_worker` makes a worker process single-threaded
   natively for its whole life (the workers already share the cores between them).
+- :func:`resolve_n_jobs` turns ``n_jobs`` into a count, with scikit-learn's convention.
+
+Nothing else in the package sets a native thread count.
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Collection, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any, Literal
 
 #: Environment variable for the native threads of one process (PyTorch, ONNX Runtime, FAISS).
 THREADS_VARIABLE = "IMAGELEARN_THREADS"
@@ -39,6 +44,15 @@ def thread_count() -> int:
     return int(requested) if requested.isdigit() and int(requested) > 0 else available_cores()
 
 
+def resolve_n_jobs(n_jobs: int | None) -> int:
+    """Workers (or threads) for ``n_jobs``, scikit-learn's convention: None or 0 -> 1, -1 -> all
+    cores, -2 -> all but one."""
+    cores = os.cpu_count() or 1
+    if n_jobs is None or n_jobs == 0:
+        return 1
+    return max(1, cores + 1 + n_jobs) if n_jobs < 0 else n_jobs
+
+
 #: Environment of worker processes: every native pool single-threaded from the first import.
 SINGLE_THREADED_ENVIRONMENT = {
     name: "1"
@@ -54,37 +68,86 @@ SINGLE_THREADED_ENVIRONMENT = {
 }
 
 
-@functools.cache
+#: Native thread pools :func:`native_threads` limits: BLAS and OpenMP libraries (every loaded
+#: one, through threadpoolctl; FAISS's OpenMP among them), FAISS's OpenMP alone, OpenCV's pool
+#: and PyTorch's intra-op threads.
+Pool = Literal["blas", "openmp", "faiss", "opencv", "torch"]
+POOLS: tuple[Pool, ...] = ("blas", "openmp", "opencv", "torch")
+#: Modules whose loading can bring a new BLAS or OpenMP library into the process.
+_NATIVE_MODULES = ("numpy", "scipy", "sklearn", "cv2", "faiss", "torch", "onnxruntime")
+
+
 def _threadpools() -> Any:
-    """The loaded BLAS/OpenMP pools, inspected once (inspection costs about a millisecond)."""
+    """The loaded BLAS/OpenMP libraries, inspected again only after one of
+    :data:`_NATIVE_MODULES` was imported (inspection costs about a millisecond)."""
+    return _inspected_threadpools(tuple(name in sys.modules for name in _NATIVE_MODULES))
+
+
+@functools.cache
+def _inspected_threadpools(loaded: tuple[bool, ...]) -> Any:
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
 
 
 @contextmanager
-def native_threads(n_threads: int) -> Iterator[None]:
-    """Run the block with every native pool limited to ``n_threads``, restoring them after.
+def native_threads(n_threads: int, pools: Collection[Pool] = POOLS) -> Iterator[None]:
+    """Run the block with the native ``pools`` limited to ``n_threads``, restoring them after.
 
-    Covers BLAS and OpenMP (through threadpoolctl, which includes FAISS's OpenMP), OpenCV and,
-    when it is loaded, PyTorch. Modules that are not loaded are not imported.
+    Parameters
+    ----------
+    n_threads : int
+        Threads per pool (at least 1).
+    pools : collection of {"blas", "openmp", "faiss", "opencv", "torch"}
+        Default: every BLAS and OpenMP library (threadpoolctl, which includes FAISS's OpenMP),
+        OpenCV and, when it is loaded, PyTorch. ``"faiss"`` is FAISS's OpenMP alone (set
+        directly: a thousandth of the cost of a threadpoolctl limit). Modules that are not
+        loaded are not imported.
     """
-    import cv2
-
     n_threads = max(1, int(n_threads))
-    previous_cv2 = cv2.getNumThreads()
-    torch = sys.modules.get("torch")
-    previous_torch = torch.get_num_threads() if torch is not None else None
-    cv2.setNumThreads(n_threads)
-    if torch is not None:
-        torch.set_num_threads(n_threads)
-    try:
-        with _threadpools().limit(limits=n_threads):
-            yield
-    finally:
-        cv2.setNumThreads(previous_cv2)
+    with ExitStack() as stack:
+        if "faiss" in pools and "faiss" in sys.modules:
+            faiss = sys.modules["faiss"]
+            previous_faiss = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(n_threads)
+            stack.callback(faiss.omp_set_num_threads, previous_faiss)
+        if "opencv" in pools:
+            import cv2
+
+            previous_cv2 = cv2.getNumThreads()
+            cv2.setNumThreads(n_threads)
+            stack.callback(cv2.setNumThreads, previous_cv2)
+        torch = sys.modules.get("torch") if "torch" in pools else None
         if torch is not None:
-            torch.set_num_threads(previous_torch)
+            previous_torch = torch.get_num_threads()
+            torch.set_num_threads(n_threads)
+            stack.callback(torch.set_num_threads, previous_torch)
+        apis = [api for api in ("blas", "openmp") if api in pools]
+        if apis:
+            user_api = apis[0] if len(apis) == 1 else None
+            stack.enter_context(_threadpools().limit(limits=n_threads, user_api=user_api))
+        yield
+
+
+def faiss_threads(n_jobs: int | None) -> Any:
+    """A context running FAISS on ``n_jobs`` threads (:func:`resolve_n_jobs`), restored after."""
+    return native_threads(resolve_n_jobs(n_jobs), ("faiss",))
+
+
+def single_threaded_blas() -> Any:
+    """A context limiting BLAS to one thread: products of a few rows are too small for threads
+    (FAISS keeps its OpenMP threads)."""
+    return native_threads(1, ("blas",))
+
+
+def cap_torch_threads() -> int:
+    """Cap PyTorch at :func:`thread_count` threads for the rest of the process (never raising
+    a lower count a user set); returns the count it runs on."""
+    import torch
+
+    if torch.get_num_threads() > thread_count():
+        torch.set_num_threads(thread_count())
+    return torch.get_num_threads()
 
 
 @functools.cache

@@ -25,6 +25,7 @@ from imagelearn.core.errors import ParameterError
 from imagelearn.features import extract_features
 from imagelearn.features.base import LocalFeatures
 from imagelearn.retrieval.catalogue import Catalogue
+from imagelearn.retrieval.global_descriptors import GeMDescriptor
 from imagelearn.retrieval.inverted_file import bag_of_words, score_postings
 from imagelearn.retrieval.snapshot import Snapshot
 from imagelearn.retrieval.storage import (
@@ -132,6 +133,10 @@ class Index:
             self._global = read_faiss_index(directory / content["global"]["file"])
             if hasattr(self._global, "nprobe"):
                 self._global.nprobe = 16
+        # a query is described once, so its descriptor never goes into the embedding cache
+        self._query_descriptor = GeMDescriptor(
+            **{**snapshot.global_descriptor.get_params(), "cache_dir": ""}
+        )
         self._catalogue = Catalogue(directory)
         self._detector = self.params.make_detector()
 
@@ -242,7 +247,7 @@ class Index:
         if roi is not None:
             x, y, width, height = roi
             image = image[y : y + height, x : x + width]
-        descriptor = self._snapshot.global_descriptor.transform([image])
+        descriptor = self._query_descriptor.transform([image])
         if self._snapshot.whitening is not None:
             descriptor = self._snapshot.whitening.transform(descriptor)
         fetch = min(self._global.ntotal, depth + int(self._removed.sum()))

@@ -14,8 +14,14 @@ class ``class_names[k - 1]``; a background class is a class like any other.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -27,8 +33,10 @@ from sklearn.utils.validation import check_is_fitted
 from imagelearn.bof.encoding import normalize_histograms
 from imagelearn.bof.estimator import sample_descriptors
 from imagelearn.bof.vocabulary import KMeansVocabulary
+from imagelearn.core.bundle import atomic_write_bytes
+from imagelearn.core.cache import cache_root
+from imagelearn.core.execution import map_images
 from imagelearn.core.persistence import PersistentEstimator, encode_params
-from imagelearn.core.progress import progress
 from imagelearn.evaluation.segmentation import accuracy_report
 from imagelearn.features import LocalFeatures, make_detector
 from imagelearn.features.detectors import Detector
@@ -37,6 +45,8 @@ from imagelearn.segment.models import Predictor, classifier_kind
 
 #: Detector keyword arguments the Lab colour channel shares with the texture detector.
 _SHARED_GRID_PARAMS = ("step", "sizes")
+#: Bump when the meaning of a cached encoding changes without a parameter changing.
+ENCODING_CACHE_VERSION = 1
 
 
 # ---------------------------------------------------------------- superpixel helpers
@@ -176,6 +186,141 @@ class _Encoded:
     features: list[LocalFeatures]
 
 
+@dataclass(frozen=True)
+class _RawEncoding:
+    """What the encoding cache stores of one image: superpixels and the detectors' raw
+    features (:meth:`~imagelearn.features.Detector.detect_raw`), at the working scale."""
+
+    segments: np.ndarray
+    features: tuple[LocalFeatures, ...]
+
+
+@dataclass(frozen=True)
+class _Encoder:
+    """Encodes one image for :func:`~imagelearn.core.execution.map_images` (picklable: the
+    detectors and superpixel settings, not the estimator)."""
+
+    detectors: tuple[Detector, ...]
+    superpixel_size: float
+    compactness: float
+    max_side: int | None
+
+    def working(self, image: np.ndarray) -> np.ndarray:
+        """``image`` with its longer side brought down to ``max_side`` (area interpolation)."""
+        longest = max(image.shape[:2])
+        if self.max_side is None or longest <= self.max_side:
+            return image
+        scale = self.max_side / longest
+        size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+    def __call__(self, image: np.ndarray) -> _RawEncoding:
+        working = self.working(_as_image(image))
+        segments = superpixels(working, self.superpixel_size, self.compactness)
+        return _RawEncoding(
+            segments, tuple(detector.detect_raw(working) for detector in self.detectors)
+        )
+
+    def finish(self, raw: _RawEncoding) -> _Encoded:
+        """The superpixel adjacency and the detectors' final descriptors (not cached)."""
+        return _Encoded(
+            raw.segments,
+            superpixel_adjacency(raw.segments),
+            [
+                detector.normalise_descriptors(features)
+                for detector, features in zip(self.detectors, raw.features, strict=True)
+            ],
+        )
+
+    def recipe(self) -> str:
+        """Everything an encoding depends on besides the image, as JSON (part of the cache key)."""
+        from skimage import __version__ as skimage_version
+
+        return json.dumps(
+            {
+                "cache_version": ENCODING_CACHE_VERSION,
+                "opencv": cv2.__version__,
+                "skimage": skimage_version,
+                "detectors": [[d.name, d.get_params()] for d in self.detectors],
+                "superpixel_size": float(self.superpixel_size),
+                "compactness": float(self.compactness),
+                "max_side": self.max_side,
+            },
+            sort_keys=True,
+            default=lambda value: value.item() if isinstance(value, np.generic) else str(value),
+        )
+
+
+@dataclass(frozen=True)
+class EncodingCache:
+    """BoF-segmentation encodings on disk (a :class:`~imagelearn.core.execution.Cache`):
+    ``<folder>/<key[:2]>/<key>.npz``, keyed by the SHA-256 of the encoder's recipe and the
+    image's shape and pixels. SIFT's integer raw values are stored in one byte each."""
+
+    folder: Path
+    recipe: str
+
+    def key(self, image: np.ndarray) -> str:
+        image = np.ascontiguousarray(image)
+        digest = hashlib.sha256(self.recipe.encode("utf-8"))
+        digest.update(f"{image.dtype}{image.shape}".encode())
+        digest.update(image.data)
+        return digest.hexdigest()
+
+    def _path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}.npz"
+
+    def get(self, key: str) -> _RawEncoding | None:
+        """The cached encoding; None when absent or unreadable (it is then computed again)."""
+        try:
+            with np.load(self._path(key), allow_pickle=False) as stored:
+                n_channels = int(stored["n_channels"][0])
+                return _RawEncoding(
+                    stored["segments"].astype(np.int64),
+                    tuple(_unpacked_features(stored, f"channel{c}.") for c in range(n_channels)),
+                )
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            return None
+
+    def put(self, key: str, raw: _RawEncoding) -> None:
+        arrays = {
+            "segments": raw.segments.astype(np.int32),
+            "n_channels": np.array([len(raw.features)], dtype=np.int64),
+        }
+        for channel, features in enumerate(raw.features):
+            arrays |= _packed_features(features, f"channel{channel}.")
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(self._path(key), buffer.getvalue())
+
+
+def _packed_features(features: LocalFeatures, prefix: str) -> dict[str, np.ndarray]:
+    """Arrays of ``features``; float descriptors that are all integers in 0..255 in one byte."""
+    descriptors = features.descriptors
+    packed = (
+        descriptors.dtype == np.float32
+        and np.all((descriptors >= 0) & (descriptors <= 255))
+        and np.array_equal(descriptors, np.rint(descriptors))
+    )
+    return {
+        f"{prefix}keypoints": features.keypoints,
+        f"{prefix}descriptors": descriptors.astype(np.uint8) if packed else descriptors,
+        f"{prefix}float_descriptors": np.array([packed]),
+        f"{prefix}image_shape": np.asarray(features.image_shape, dtype=np.int64),
+    }
+
+
+def _unpacked_features(stored: Any, prefix: str) -> LocalFeatures:
+    descriptors = stored[f"{prefix}descriptors"]
+    if stored[f"{prefix}float_descriptors"][0]:
+        descriptors = descriptors.astype(np.float32)
+    return LocalFeatures(
+        stored[f"{prefix}keypoints"],
+        descriptors,
+        tuple(int(v) for v in stored[f"{prefix}image_shape"]),
+    )
+
+
 # ---------------------------------------------------------------- estimator
 
 
@@ -214,7 +359,12 @@ class BofSegmenter(PersistentEstimator, BaseEstimator):
         Descriptors drawn over all training images to build each vocabulary.
     random_state : int
     n_jobs : int or None
-        Threads for FAISS and the forest (-1: all cores).
+        Threads encoding the images, for FAISS and for the forest (-1: all cores).
+    cache_dir : path or None
+        Where the encodings (superpixels and raw local features) of images are cached
+        (:class:`EncodingCache`), so a second run over the same images skips SLIC and the
+        detectors. None: ``$IMAGELEARN_CACHE/segmentation`` (else
+        ``~/.cache/imagelearn/segmentation``); ``""``: no cache. A runtime setting: not saved.
 
     Attributes
     ----------
@@ -257,6 +407,7 @@ class BofSegmenter(PersistentEstimator, BaseEstimator):
         sample_size: int = 100_000,
         random_state: int = 0,
         n_jobs: int | None = -1,
+        cache_dir: str | os.PathLike | None = None,
     ) -> None:
         self.detector = detector
         self.detector_params = detector_params
@@ -273,6 +424,7 @@ class BofSegmenter(PersistentEstimator, BaseEstimator):
         self.sample_size = sample_size
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.cache_dir = cache_dir
 
     # ------------------------------------------------------------ features
 
@@ -286,22 +438,27 @@ class BofSegmenter(PersistentEstimator, BaseEstimator):
             detectors.append(make_detector("dense_lab", **shared))
         return detectors
 
-    def _working(self, image: np.ndarray) -> np.ndarray:
-        longest = max(image.shape[:2])
-        if self.max_side is None or longest <= self.max_side:
-            return image
-        scale = self.max_side / longest
-        size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-    def _encode_image(self, image: np.ndarray) -> _Encoded:
-        working = self._working(_as_image(image))
-        segments = superpixels(working, self.superpixel_size, self.compactness)
-        return _Encoded(
-            segments,
-            superpixel_adjacency(segments),
-            [detector.detect(working) for detector in self.detectors_],
+    def _encode_images(self, images: Sequence[np.ndarray], description: str) -> list[_Encoded]:
+        """Superpixels, adjacency and local features of every image, through the execution
+        layer and the encoding cache, on ``n_jobs`` threads (SLIC and OpenCV release the GIL;
+        worker processes were slower on Dubai tiles: they pickle megabytes per encoding)."""
+        encoder = _Encoder(
+            tuple(self.detectors_), self.superpixel_size, self.compactness, self.max_side
         )
+        if self.cache_dir is None:
+            folder = cache_root("segmentation")
+        else:
+            folder = Path(self.cache_dir) if str(self.cache_dir) else None
+        return map_images(
+            encoder,
+            images,
+            n_jobs=self.n_jobs,
+            workers="threads",
+            cache=EncodingCache(folder, encoder.recipe()) if folder is not None else None,
+            finish=encoder.finish,
+            strict=True,
+            description=description,
+        ).values
 
     def _superpixel_vectors(self, encoded: _Encoded) -> np.ndarray:
         """Vectors (n_superpixels, n_features_): per channel the own histogram, then context."""
@@ -340,7 +497,7 @@ class BofSegmenter(PersistentEstimator, BaseEstimator):
             Before :meth:`fit` (or :meth:`load`).
         """
         check_is_fitted(self, "arrays_")
-        encoded = self._encode_image(image)
+        (encoded,) = self._encode_images([image], "superpixels and local features")
         return (
             _resize_nearest(encoded.segments, image.shape[:2]),
             self._superpixel_vectors(encoded),
@@ -396,9 +553,7 @@ class BofSegmenter(PersistentEstimator, BaseEstimator):
         names += [f"class{label}" for label in range(len(names) + 1, highest + 1)]
         self.class_names_ = names
         self.detectors_ = self._detectors()
-        encoded = [
-            self._encode_image(image) for image in progress(images, "local features of images")
-        ]
+        encoded = self._encode_images(images, "local features of images")
         self.vocabularies_ = []
         for channel, n_words in enumerate([self.n_words, self.color_words][: len(self.detectors_)]):
             sample = sample_descriptors(
@@ -520,7 +675,7 @@ def _with_prefix(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.nda
 def iou_report(
     references: Sequence[np.ndarray], predictions: Sequence[np.ndarray], class_names: Sequence[str]
 ) -> dict:
-    """:func:`~imagelearn.segment.metrics.accuracy_report` over several maps plus ``mean_iou``.
+    """:func:`~imagelearn.evaluation.segmentation.accuracy_report` over several maps plus ``mean_iou``.
 
     Parameters
     ----------

@@ -8,8 +8,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from imagelearn.core.kmeans import faiss_threads
 from imagelearn.core.persistence import PersistentEstimator
+from imagelearn.core.threads import faiss_threads
 
 
 def check_descriptors(descriptors: Any, name: str = "descriptors") -> np.ndarray:

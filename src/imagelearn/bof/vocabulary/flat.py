@@ -15,18 +15,17 @@ import numpy as np
 
 from imagelearn.bof.vocabulary.base import Vocabulary, check_descriptors
 from imagelearn.core.errors import ParameterError
-from imagelearn.core.execution import resolve_n_jobs
 from imagelearn.core.kmeans import (
     N_CANDIDATES,
     check_init,
     check_n_candidates,
     cluster_centers,
     exact_index,
-    faiss_threads,
     search,
     seed_from,
 )
 from imagelearn.core.persistence import persistable
+from imagelearn.core.threads import faiss_threads, resolve_n_jobs
 
 #: Neighbours per node of the HNSW graph used by ``KMeansVocabulary(index="hnsw")``.
 HNSW_NEIGHBORS = 32

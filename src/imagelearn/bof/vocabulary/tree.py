@@ -15,15 +15,9 @@ from sklearn.utils import check_random_state
 
 from imagelearn.bof.vocabulary.base import Vocabulary, check_descriptors
 from imagelearn.core.errors import ParameterError
-from imagelearn.core.kmeans import (
-    check_init,
-    chunks,
-    cluster_centers,
-    faiss_threads,
-    seed_from,
-    single_threaded_blas,
-)
+from imagelearn.core.kmeans import check_init, chunks, cluster_centers, seed_from
 from imagelearn.core.persistence import persistable
+from imagelearn.core.threads import faiss_threads, single_threaded_blas
 
 #: Bytes of gathered child centres the tree descends through at once.
 TREE_CHUNK_BYTES = 64 * 2**20
