@@ -68,8 +68,7 @@ def color_vectors() -> np.ndarray:
     paths = [
         path for kind in ("daisy", "sunflower") for path in sorted((root / kind).glob("*.jpg"))[:4]
     ]
-    vectors, _ = color_descriptors(paths, n_jobs=1)
-    return vectors
+    return color_descriptors(paths, n_jobs=1).values
 
 
 @cache
