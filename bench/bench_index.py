@@ -120,7 +120,7 @@ def variants(scratch: Path) -> dict:
     )
     pairs = viewpoint_pairs(find_images(DATA / "multiview" / "pairs"))
     truth = make_variant_benchmark(
-        originals, scratch / "variants", 5, distractors, pairs, seed=0, max_side=640
+        originals, scratch / "variants", 5, distractors, pairs, random_state=0, max_side=640
     )
     params = IndexParams(
         max_keypoints=1000,

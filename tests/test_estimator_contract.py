@@ -153,7 +153,7 @@ CASES: dict[str, Case] = {
         lambda: estimator_class("BofSegmenter")(
             detector_params={"step": 8, "sizes": (8,)},
             n_words=16,
-            color_words=8,
+            color_n_words=8,
             sample_size=5000,
             max_side=128,
             classifier_params={"n_estimators": 10},

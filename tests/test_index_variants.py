@@ -33,7 +33,9 @@ def benchmark(tmp_path_factory) -> tuple[Path, Path]:
     )
     pairs = viewpoint_pairs(find_images(data_path("multiview", "pairs")))
     folder = tmp_path_factory.mktemp("variants")
-    truth = make_variant_benchmark(originals, folder, 4, distractors, pairs, seed=0, max_side=512)
+    truth = make_variant_benchmark(
+        originals, folder, 4, distractors, pairs, random_state=0, max_side=512
+    )
     params = IndexParams(
         max_keypoints=800,
         max_side=640,
@@ -46,8 +48,8 @@ def benchmark(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_the_benchmark_is_rebuilt_identically(tmp_path):
     originals = [str(p) for p in find_images(data_path("hymenoptera", "val"))[:2]]
-    first = make_variant_benchmark(originals, tmp_path / "a", 2, seed=3)
-    second = make_variant_benchmark(originals, tmp_path / "b", 2, seed=3)
+    first = make_variant_benchmark(originals, tmp_path / "a", 2, random_state=3)
+    second = make_variant_benchmark(originals, tmp_path / "b", 2, random_state=3)
     assert (first.parent / "database" / "0001_v1.jpg").read_bytes() == (
         second.parent / "database" / "0001_v1.jpg"
     ).read_bytes()

@@ -30,7 +30,7 @@ from imagelearn.segment.runs import bof_evaluate_run, bof_predict_run, bof_train
 #: Small, fast settings shared by the real-data tests.
 FAST = {
     "n_words": 64,
-    "color_words": 16,
+    "color_n_words": 16,
     "sample_size": 20_000,
     "classifier_params": {"class_weight": "balanced"},
 }
@@ -163,13 +163,13 @@ def test_image_with_one_superpixel(composite_model, composites):
 def test_mask_of_the_wrong_size_is_refused():
     image, mask = _stripes_and_noise(0)
     with pytest.raises(ValueError, match=r"mask 0 has shape \(64, 60\)"):
-        BofSegmenter(n_words=4, color_words=0).fit([image], [mask[:, :60]])
+        BofSegmenter(n_words=4, color_n_words=0).fit([image], [mask[:, :60]])
 
 
 def test_class_absent_from_training_is_never_predicted():
     pairs = [_stripes_and_noise(seed) for seed in range(2)]
     names = ["stripes", "noise", "water"]
-    model = BofSegmenter(n_words=8, color_words=0, superpixel_size=8).fit(
+    model = BofSegmenter(n_words=8, color_n_words=0, superpixel_size=8).fit(
         [i for i, _ in pairs], [m for _, m in pairs], names
     )
     np.testing.assert_array_equal(model.classes_, [1, 2])
@@ -184,7 +184,7 @@ def test_class_absent_from_training_is_never_predicted():
 def test_one_class_only_is_refused():
     image, _ = _stripes_and_noise(0)
     with pytest.raises(ValueError, match="at least two classes"):
-        BofSegmenter(n_words=4, color_words=0).fit([image], [np.ones((64, 64), dtype=np.int32)])
+        BofSegmenter(n_words=4, color_n_words=0).fit([image], [np.ones((64, 64), dtype=np.int32)])
 
 
 def test_unfitted_model_says_so():
@@ -198,7 +198,7 @@ def test_unfitted_model_says_so():
 @pytest.fixture(scope="module")
 def stripes_model():
     pairs = [_stripes_and_noise(seed) for seed in range(2)]
-    model = BofSegmenter(n_words=8, color_words=4, superpixel_size=8, n_jobs=2)
+    model = BofSegmenter(n_words=8, color_n_words=4, superpixel_size=8, n_jobs=2)
     return model.fit([i for i, _ in pairs], [m for _, m in pairs], ["stripes", "noise"])
 
 
@@ -272,7 +272,7 @@ def test_cli_train_and_predict_write_iou(tmp_path, composites):
     model = tmp_path / "model"
     assert main(["segment", "bof", "train", *map(str, train_images), "--masks",
                  *masks(train_images), "--classes", ",".join(names), "--n-words", "16",
-                 "--color-words", "8", "--out", str(model)]) == 0  # fmt: skip
+                 "--color-n-words", "8", "--out", str(model)]) == 0  # fmt: skip
     out = tmp_path / "maps"
     assert main(["segment", "bof", "predict", str(model), *map(str, test_images), "--masks",
                  *masks(test_images), "--out", str(out)]) == 0  # fmt: skip
@@ -290,7 +290,7 @@ def test_bof_runs_train_predict_evaluate_from_python(tmp_path, composites):
         return [path.parent.parent / "masks" / path.name for path in paths]
 
     trained = bof_train_run(train_images, masks(train_images), tmp_path / "model", classes=names,
-                            n_words=16, color_words=8, n_estimators=20, n_jobs=1)  # fmt: skip
+                            n_words=16, color_n_words=8, n_estimators=20, n_jobs=1)  # fmt: skip
     assert trained.out == tmp_path / "model" and trained.metrics is None
     assert set(trained.n_samples_per_class) <= set(names) and trained.classifier == "random_forest"
     assert BofSegmenter.load(trained.out).classifier_params == {"n_estimators": 20}
@@ -313,7 +313,7 @@ def test_bof_runs_train_predict_evaluate_from_python(tmp_path, composites):
 def test_a_cache_hit_skips_encoding_and_gives_the_same_vectors(tmp_path, monkeypatch):
     pairs = [_stripes_and_noise(seed) for seed in range(3)]
     images, masks = [i for i, _ in pairs], [m for _, m in pairs]
-    params = dict(n_words=8, color_words=4, superpixel_size=8, n_jobs=1)
+    params = dict(n_words=8, color_n_words=4, superpixel_size=8, n_jobs=1)
     model = BofSegmenter(**params, cache_dir=tmp_path / "cache").fit(images, masks)
     assert len(list((tmp_path / "cache").rglob("*.npz"))) == 3  # one entry per image
     uncached = BofSegmenter(**params, cache_dir="").fit(images, masks)

@@ -186,7 +186,8 @@ def _register_bof(verbs: argparse._SubParsersAction) -> None:
     _add_classes(train, "masks")
     train.add_argument("--n-words", type=int, default=200, help="texture words")
     add_alias(train, "--words", "n_words", type=int)
-    train.add_argument("--color-words", type=int, default=32, help="Lab colour words (0: none)")
+    train.add_argument("--color-n-words", type=int, default=32, help="Lab color words (0: none)")
+    add_alias(train, "--color-words", "color_n_words", type=int)
     train.add_argument(
         "--superpixel-size", type=float, default=16, help="SLIC superpixel side in pixels"
     )
@@ -370,7 +371,7 @@ def run_bof_train(arguments: argparse.Namespace) -> int:
             arguments,
             "classes",
             "n_words",
-            "color_words",
+            "color_n_words",
             "superpixel_size",
             "compactness",
             "neighbor_context",

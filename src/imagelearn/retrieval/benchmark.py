@@ -4,7 +4,7 @@ Each original becomes a query; ``n_variants`` altered copies of it go into the d
 distractors: a perspective warp with rotation and scale 0.25-1, a crop or an occlusion of
 30-50 % of the area, brightness, contrast and gamma changes, blur, and JPEG quality 30-75.
 Real viewpoint pairs (first image the query, second the positive) can be added. Everything
-depends on ``seed`` only, so anyone can rebuild the same benchmark.
+depends on ``random_state`` only, so anyone can rebuild the same benchmark.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def make_variant_benchmark(
     n_variants: int = 5,
     distractors: Sequence[str | os.PathLike] = (),
     pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]] = (),
-    seed: int = 0,
+    random_state: int = 0,
     max_side: int = 640,
 ) -> Path:
     """Write a variant benchmark into ``directory``; returns its ground-truth JSON file.
@@ -130,7 +130,7 @@ def make_variant_benchmark(
         Other images indexed beside the variants (referenced in place, not copied).
     pairs : sequence of (query, positive) paths
         Real viewpoint pairs: the first is a query, the second its only positive.
-    seed : int
+    random_state : int
     max_side : int
         Longer side of queries and variants' source, pixels.
 
@@ -142,7 +142,7 @@ def make_variant_benchmark(
     directory = Path(directory).resolve()
     (directory / "queries").mkdir(parents=True, exist_ok=True)
     (directory / "database").mkdir(exist_ok=True)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     truths, database = [], []
     for number, original in enumerate(progress(originals, "variants")):
         image = load_image(original, "RGB", max_side=max_side)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from imagelearn.bof.vocabulary import HNSW_MIN_WORDS, VOCABULARIES, Vocabulary
+from imagelearn.bof.vocabulary import HNSW_MIN_WORDS, Vocabulary, make_vocabulary, vocabulary_class
 from imagelearn.core.errors import ParameterError
 from imagelearn.features import make_detector
 from imagelearn.features.detectors import Detector
@@ -22,31 +20,10 @@ DEFAULT_VOCABULARY_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 
-def word_index(n_words: int) -> str:
+def flat_index_kind(n_words: int) -> str:
     """How a flat vocabulary of ``n_words`` words is searched: ``"hnsw"`` from
     :data:`~imagelearn.bof.vocabulary.HNSW_MIN_WORDS` words on, else exact (``"flat"``)."""
     return "hnsw" if n_words >= HNSW_MIN_WORDS else "flat"
-
-
-def vocabulary_class(vocabulary: str) -> type[Vocabulary]:
-    """The vocabulary class registered as ``vocabulary`` ("tree" or "kmeans").
-
-    Raises
-    ------
-    ParameterError
-        Unknown kind (``parameter="vocabulary"``); the message lists the registered ones.
-    """
-    try:
-        return VOCABULARIES[vocabulary]
-    except KeyError:
-        raise ParameterError(
-            "vocabulary",
-            f"unknown vocabulary {vocabulary!r}; choose one of: {', '.join(VOCABULARIES)}",
-        ) from None
-
-
-def _constructor_parameters(cls: type) -> list[str]:
-    return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
 
 
 @dataclass(frozen=True)
@@ -108,21 +85,8 @@ class IndexParams:
                 "detector",
                 f"unknown detector {self.detector!r}; choose one of: {', '.join(DETECTORS)}",
             )
-        accepted = _constructor_parameters(vocabulary_class(self.vocabulary))
-        if self.vocabulary_params is None:
-            return
-        if not isinstance(self.vocabulary_params, Mapping):
-            raise ParameterError(
-                "vocabulary_params",
-                f"vocabulary_params must be a dict or None; got {self.vocabulary_params!r}",
-            )
-        unknown = sorted(set(self.vocabulary_params) - set(accepted))
-        if unknown:
-            raise ParameterError(
-                "vocabulary_params",
-                f"vocabulary {self.vocabulary!r} has no parameter {', '.join(unknown)}; "
-                f"its parameters: {', '.join(accepted)}",
-            )
+        vocabulary_class(self.vocabulary)  # an unknown kind names "vocabulary"
+        make_vocabulary(self.vocabulary, self.resolved_vocabulary_params)  # and its keys
 
     @property
     def resolved_vocabulary_params(self) -> dict[str, Any]:
@@ -138,7 +102,7 @@ class IndexParams:
 
     def make_vocabulary(self) -> Vocabulary:
         """An unfitted vocabulary of the chosen kind and parameters."""
-        return vocabulary_class(self.vocabulary)(**self.resolved_vocabulary_params)
+        return make_vocabulary(self.vocabulary, self.resolved_vocabulary_params)
 
     def make_detector(self) -> Detector:
         return make_detector(

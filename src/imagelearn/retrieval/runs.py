@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from imagelearn.bof.vocabulary import vocabulary_class
 from imagelearn.core.errors import ParameterError
 from imagelearn.data import find_images
 from imagelearn.retrieval.benchmark import make_variant_benchmark, viewpoint_pairs
@@ -27,12 +28,7 @@ from imagelearn.retrieval.evaluation import (
     ukbench_ground_truth,
 )
 from imagelearn.retrieval.index import Index, SearchResult
-from imagelearn.retrieval.params import (
-    DEFAULT_VOCABULARY_PARAMS,
-    IndexParams,
-    vocabulary_class,
-    word_index,
-)
+from imagelearn.retrieval.params import DEFAULT_VOCABULARY_PARAMS, IndexParams, flat_index_kind
 from imagelearn.retrieval.writer import AddReport, add_images, build_index, remove_images
 
 #: The shape options of each vocabulary kind that :func:`build_run` takes.
@@ -145,7 +141,7 @@ def vocabulary_params(vocabulary: str, **options: int | None) -> dict[str, Any]:
             )
     params = {**DEFAULT_VOCABULARY_PARAMS[vocabulary], **given}
     if vocabulary == "kmeans":
-        params["index"] = word_index(int(params["n_words"]))
+        params["index"] = flat_index_kind(int(params["n_words"]))
     return params
 
 
@@ -333,7 +329,7 @@ def benchmark_run(
         chosen = [chosen[row] for row in sorted(rows)]
     viewpoints = viewpoint_pairs(image_paths([pairs])) if pairs is not None else []
     ground_truth = make_variant_benchmark(
-        chosen, out, n_variants, image_paths(distractors), viewpoints, seed=random_state
+        chosen, out, n_variants, image_paths(distractors), viewpoints, random_state=random_state
     )
     return BenchmarkResult(
         ground_truth, ground_truth.parent / "database.txt", len(chosen), len(viewpoints)

@@ -12,10 +12,10 @@ from typing import Any
 
 from safetensors.numpy import load_file
 
-from imagelearn.bof.vocabulary import Vocabulary
+from imagelearn.bof.vocabulary import Vocabulary, vocabulary_class
 from imagelearn.core.bundle import BundleError
 from imagelearn.retrieval.global_descriptors import PCAWhitening
-from imagelearn.retrieval.params import IndexParams, vocabulary_class
+from imagelearn.retrieval.params import IndexParams
 from imagelearn.retrieval.storage import VOCABULARY_NAME
 
 #: Prefix of the vocabulary's arrays in ``vocabulary.safetensors``.

@@ -339,7 +339,7 @@ class BofSegmenter(PersistentEstimator, BaseEstimator):
         ``sizes`` also set the colour channel's grid.
     n_words : int
         Words of the texture vocabulary.
-    color_words : int
+    color_n_words : int
         Words of a ``dense_lab`` colour vocabulary added beside it; 0 for none.
     superpixel_size : float
         Approximate side of a SLIC superpixel in working pixels.
@@ -369,7 +369,7 @@ class BofSegmenter(PersistentEstimator, BaseEstimator):
     Attributes
     ----------
     vocabularies_ : list of KMeansVocabulary
-        Texture vocabulary, then the colour one when ``color_words > 0``.
+        Texture vocabulary, then the colour one when ``color_n_words > 0``.
     classes_ : int64 ndarray, shape (K,)
         Labels seen in training (1..255).
     class_names_ : list of str
@@ -378,7 +378,7 @@ class BofSegmenter(PersistentEstimator, BaseEstimator):
     n_features_ : int
         Length of a superpixel's vector.
     detectors_ : list of Detector
-        Texture detector, then the colour one when ``color_words > 0``.
+        Texture detector, then the colour one when ``color_n_words > 0``.
     arrays_ : dict of str to ndarray
         The trained classifier as plain arrays (see :mod:`imagelearn.segment.models`).
 
@@ -395,7 +395,7 @@ class BofSegmenter(PersistentEstimator, BaseEstimator):
         detector: str = "dense_rootsift",
         detector_params: dict | None = None,
         n_words: int = 200,
-        color_words: int = 32,
+        color_n_words: int = 32,
         superpixel_size: float = 16,
         compactness: float = 10.0,
         neighbor_context: bool = True,
@@ -412,7 +412,7 @@ class BofSegmenter(PersistentEstimator, BaseEstimator):
         self.detector = detector
         self.detector_params = detector_params
         self.n_words = n_words
-        self.color_words = color_words
+        self.color_n_words = color_n_words
         self.superpixel_size = superpixel_size
         self.compactness = compactness
         self.neighbor_context = neighbor_context
@@ -433,7 +433,7 @@ class BofSegmenter(PersistentEstimator, BaseEstimator):
             {"step": 4, "sizes": (8, 16)} if self.detector_params is None else self.detector_params
         )
         detectors = [make_detector(self.detector, **params)]
-        if self.color_words:
+        if self.color_n_words:
             shared = {key: params[key] for key in _SHARED_GRID_PARAMS if key in params}
             detectors.append(make_detector("dense_lab", **shared))
         return detectors
@@ -555,7 +555,9 @@ class BofSegmenter(PersistentEstimator, BaseEstimator):
         self.detectors_ = self._detectors()
         encoded = self._encode_images(images, "local features of images")
         self.vocabularies_ = []
-        for channel, n_words in enumerate([self.n_words, self.color_words][: len(self.detectors_)]):
+        for channel, n_words in enumerate(
+            [self.n_words, self.color_n_words][: len(self.detectors_)]
+        ):
             sample = sample_descriptors(
                 [item.features[channel] for item in encoded], self.sample_size, self.random_state
             )

@@ -530,7 +530,7 @@ def bof_train_run(
     *,
     classes: Sequence[str] | None = None,
     n_words: int = 200,
-    color_words: int = 32,
+    color_n_words: int = 32,
     superpixel_size: float = 16,
     compactness: float = 10.0,
     neighbor_context: bool = True,
@@ -553,7 +553,7 @@ def bof_train_run(
         Model bundle directory to write.
     classes : sequence of str, optional
         Class names in label order; ``"name=#RRGGBB"`` reads colour-coded masks.
-    n_words, color_words : int
+    n_words, color_n_words : int
         Words of the texture vocabulary and of the Lab colour one (0: none).
     superpixel_size, compactness : float
         SLIC superpixel side in working pixels, and its compactness.
@@ -573,7 +573,7 @@ def bof_train_run(
     rasters, labelled, colors = _labelled_rasters(images, masks, classes, max_pixels, "masks")
     model = BofSegmenter(
         n_words=n_words,
-        color_words=color_words,
+        color_n_words=color_n_words,
         superpixel_size=superpixel_size,
         compactness=compactness,
         neighbor_context=neighbor_context,
