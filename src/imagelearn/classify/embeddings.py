@@ -20,7 +20,7 @@ import torch
 from imagelearn.classify.backbones import DEFAULT_BACKBONE, Backbone
 from imagelearn.classify.preprocess import ImageSource, Preprocessing, content_key
 from imagelearn.core.bundle import atomic_write_bytes
-from imagelearn.core.cache import cache_root
+from imagelearn.core.cache import CacheBudget, cache_root, mark_used
 from imagelearn.core.execution import Failed, MatrixResult, map_images
 from imagelearn.core.images import ImageReadError
 
@@ -53,19 +53,36 @@ class EmbeddingResult(MatrixResult):
 
 @dataclass(frozen=True)
 class EmbeddingCache:
-    """One raw float32 file per embedding: ``<folder>/<content hash>.f32``."""
+    """One raw float32 file per embedding: ``<folder>/<content hash>.f32``.
+
+    Reading an entry marks it used; writes are reported to ``budget`` (None: the size cap of
+    ``folder``'s cache home, if it lies in one, see :class:`~imagelearn.core.cache.CacheBudget`).
+    """
 
     folder: Path
+    budget: CacheBudget | None = None
+
+    def __post_init__(self) -> None:
+        if self.budget is None:
+            object.__setattr__(self, "budget", CacheBudget.of(self.folder))
 
     def key(self, source: ImageSource) -> str:
         return content_key(source)
 
     def get(self, key: str) -> np.ndarray | None:
         path = self.folder / f"{key}.f32"
-        return np.fromfile(path, dtype=np.float32) if path.is_file() else None
+        try:
+            vector = np.fromfile(path, dtype=np.float32)
+        except OSError:  # absent, or evicted meanwhile
+            return None
+        mark_used(path)
+        return vector
 
     def put(self, key: str, vector: np.ndarray) -> None:
-        atomic_write_bytes(self.folder / f"{key}.f32", vector.astype(np.float32).tobytes())
+        data = vector.astype(np.float32).tobytes()
+        atomic_write_bytes(self.folder / f"{key}.f32", data)
+        if self.budget is not None:
+            self.budget.record(len(data))
 
 
 @dataclass(frozen=True)

@@ -19,25 +19,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_check(arguments: argparse.Namespace) -> int:
-    from pathlib import Path
+    from imagelearn.data.check import check_run
 
-    from imagelearn.data import check_collection
-    from imagelearn.data.collection import SPLIT_NAMES
-
-    source = Path(arguments.source)
-    splits = (
-        [source / name for name in SPLIT_NAMES if (source / name).is_dir()]
-        if source.is_dir()
-        else []
-    )
-    reports = {str(split.name): check_collection(split, arguments.n_jobs) for split in splits} or {
-        str(source): check_collection(source, arguments.n_jobs)
-    }
+    result = check_run(arguments.source, arguments.n_jobs)
     if arguments.format == "json":
-        print(json_text({name: report.as_dict() for name, report in reports.items()}), end="")
+        print(
+            json_text({name: report.as_dict() for name, report in result.reports.items()}), end=""
+        )
     else:
-        for name, report in reports.items():
-            if len(reports) > 1:
+        for name, report in result.reports.items():
+            if len(result.reports) > 1:
                 print(f"== {name}")
             print(report.format())
-    return 0 if any(report.n_usable > 0 for report in reports.values()) else 1
+        print(f"cache: {result.cache.summary()}")
+    return 0 if result.n_usable > 0 else 1

@@ -19,7 +19,17 @@ from imagelearn.cli.arguments import Parser
 from imagelearn.core.errors import ImagelearnError, ParameterError
 
 #: Capability modules under imagelearn.cli, in the order ``--help`` lists them.
-CAPABILITIES = ("data", "bof", "classify", "transfer", "index", "track", "cluster", "segment")
+CAPABILITIES = (
+    "data",
+    "bof",
+    "classify",
+    "transfer",
+    "index",
+    "track",
+    "cluster",
+    "segment",
+    "cache",
+)
 
 #: Errors a user can cause and fix: printed as one line, exit status 2.
 USER_ERRORS = (ImagelearnError, FileNotFoundError, ValueError)

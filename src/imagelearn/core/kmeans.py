@@ -34,6 +34,7 @@ from sklearn.utils import check_random_state
 
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.execution import thread_map
+from imagelearn.core.progress import Counter
 from imagelearn.core.threads import faiss_threads, resolve_n_jobs, single_threaded_blas
 
 #: Rows searched at once when assigning (bounds the distance buffers' memory).
@@ -346,6 +347,7 @@ def kmeans_centers(
     n_candidates: int | None = N_CANDIDATES,
     n_threads: int = 1,
     shift_tol: float = 0.0,
+    counter: Counter | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Lloyd k-means on float32 rows from ``initial`` (k, d) centres.
 
@@ -366,6 +368,8 @@ def kmeans_centers(
         Threads of the candidate search (FAISS's own come from :func:`faiss_threads`).
     shift_tol : float
         In squared-distance units.
+    counter : Counter, optional
+        Advanced by ``n`` rows at every iteration (a progress bar).
 
     Returns the centres (k, d) float32, the rows' labels at the last assignment (n,) int64 and
     their mean squared distance to their centre there.
@@ -400,19 +404,22 @@ def kmeans_centers(
         n_known = n_rows if candidate_search else 0
         shift = float(np.square(updated - centers, dtype=np.float64).sum())
         centers = updated
+        if counter is not None:
+            counter.update(n_rows)
         if not refreshed_graph and shift <= shift_tol:
             break
     return centers, labels, mean_distance
 
 
 def kmajority_centers(
-    points: np.ndarray, initial: np.ndarray, n_iter: int
+    points: np.ndarray, initial: np.ndarray, n_iter: int, counter: Counter | None = None
 ) -> tuple[np.ndarray, float]:
     """k-majority clustering of packed binary rows under the Hamming distance.
 
     Each iteration assigns rows to the nearest centre and sets each centre's bits to its
     members' majority (ties give 0). An empty cluster is re-seeded with the row farthest from
     its centre. Stops before ``n_iter`` iterations when the centres no longer change.
+    ``counter`` (a progress bar) is advanced by ``n`` rows at every iteration.
 
     Returns
     -------
@@ -437,6 +444,8 @@ def kmajority_centers(
         if n_empty:
             farthest = np.argsort(distances, kind="stable")[::-1][:n_empty]
             updated[~occupied] = points[farthest]
+        if counter is not None:
+            counter.update(len(points))
         if np.array_equal(updated, centers):
             break
         centers = updated
@@ -458,6 +467,13 @@ def nested_sample_sizes(n_rows: int, n_clusters: int) -> list[int]:
     return sizes
 
 
+def lloyd_rows(n_rows: int, n_clusters: int, n_iter: int, coarse_to_fine: bool = True) -> int:
+    """Rows :func:`cluster_centers` assigns in all its iterations, at most (fewer when it
+    stops early): the total of its progress ``counter``."""
+    sizes = nested_sample_sizes(n_rows, n_clusters) if coarse_to_fine else []
+    return NESTED_STAGE_ITER * sum(sizes) + n_iter * n_rows
+
+
 def cluster_centers(
     points: np.ndarray,
     n_clusters: int,
@@ -468,6 +484,7 @@ def cluster_centers(
     n_candidates: int | None = N_CANDIDATES,
     n_threads: int = 1,
     shift_tol: float = 0.0,
+    counter: Counter | None = None,
 ) -> tuple[np.ndarray, float]:
     """k-means for float32 rows, k-majority for packed binary (uint8) rows.
 
@@ -476,7 +493,8 @@ def cluster_centers(
     before the ``n_iter`` iterations on all rows. Float rows keep their labels from stage to
     stage, so only the rows new to a stage are compared with every centre (see
     :func:`kmeans_centers` for ``n_candidates`` and ``shift_tol``, which binary rows ignore:
-    k-majority stops when its centres no longer change).
+    k-majority stops when its centres no longer change). ``counter`` (a progress bar) is
+    advanced by the rows of every iteration, :func:`lloyd_rows` in all.
 
     Returns the centres and the rows' mean squared (Hamming) distance to them at the last
     assignment.
@@ -488,15 +506,22 @@ def cluster_centers(
         points = np.take(points, order, axis=0)
     if points.dtype == np.uint8:
         for size in sizes:
-            centers, _ = kmajority_centers(points[:size], centers, NESTED_STAGE_ITER)
-        return kmajority_centers(points, centers, n_iter)
+            centers, _ = kmajority_centers(points[:size], centers, NESTED_STAGE_ITER, counter)
+        return kmajority_centers(points, centers, n_iter, counter)
     labels = None
     for size in sizes:
         centers, labels, _ = kmeans_centers(
-            points[:size], centers, NESTED_STAGE_ITER, labels, n_candidates, n_threads, shift_tol
+            points[:size],
+            centers,
+            NESTED_STAGE_ITER,
+            labels,
+            n_candidates,
+            n_threads,
+            shift_tol,
+            counter,
         )
     centers, _, mean_distance = kmeans_centers(
-        points, centers, n_iter, labels, n_candidates, n_threads, shift_tol
+        points, centers, n_iter, labels, n_candidates, n_threads, shift_tol, counter
     )
     return centers, mean_distance
 

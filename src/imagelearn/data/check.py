@@ -1,4 +1,5 @@
-"""``imagelearn data check``: what is in a collection, and what is wrong with it."""
+"""``imagelearn data check``: what is in a collection, what is wrong with it, and how much the
+caches on this machine hold."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from imagelearn.core.cache import CacheInfo, cache_info
 from imagelearn.core.execution import map_images
 from imagelearn.core.images import ImageReadError, load_image
-from imagelearn.data.collection import load_dataset
+from imagelearn.data.collection import SPLIT_NAMES, load_dataset
 from imagelearn.data.dataset import ImageDataset
 
 #: Ratio of the largest to the smallest class above which a collection is called imbalanced.
@@ -146,3 +148,37 @@ def check_collection(
     if report.n_usable == 0:
         report.warnings.append("no usable images")
     return report
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What ``imagelearn data check`` found.
+
+    Attributes
+    ----------
+    reports : dict of str to CollectionReport
+        One per split folder (``train``, ``val``, ``test``) when ``source`` has them, else one
+        named by ``source``.
+    cache : CacheInfo
+        Where the caches are and what they hold (:func:`imagelearn.core.cache.cache_info`).
+    """
+
+    reports: dict[str, CollectionReport]
+    cache: CacheInfo
+
+    @property
+    def n_usable(self) -> int:
+        return sum(report.n_usable for report in self.reports.values())
+
+
+def check_run(
+    source: str | os.PathLike, n_jobs: int | None = -1, engine: str = "local"
+) -> CheckResult:
+    """Check every split folder of ``source`` (or ``source`` itself, when it has none) with
+    :func:`check_collection`, and measure the caches."""
+    source = Path(source)
+    splits = [source / name for name in SPLIT_NAMES if (source / name).is_dir()]
+    reports = {split.name: check_collection(split, n_jobs, engine) for split in splits} or {
+        str(source): check_collection(source, n_jobs, engine)
+    }
+    return CheckResult(reports, cache_info())

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from imagelearn.core.bundle import atomic_write_bytes
-from imagelearn.core.cache import cache_root
+from imagelearn.core.cache import CacheBudget, cache_root, mark_used
 from imagelearn.core.execution import Backend, BatchResult, map_images
 from imagelearn.core.images import load_image
 from imagelearn.features.base import LocalFeatures
@@ -72,13 +72,14 @@ def _entry_path(cache_dir: Path, detector: Detector, key: str) -> Path:
 
 
 def _read_entry(path: Path) -> LocalFeatures | None:
-    """The cached raw features at ``path``; None when absent or unreadable (then recomputed)."""
+    """The cached raw features at ``path``, marked as used; None when absent or unreadable
+    (then recomputed)."""
     try:
         with np.load(path, allow_pickle=False) as stored:
             descriptors = stored["descriptors"]
             if "float_descriptors" in stored:
                 descriptors = descriptors.astype(np.float32)
-            return LocalFeatures(
+            features = LocalFeatures(
                 stored["keypoints"], descriptors, tuple(int(v) for v in stored["image_shape"])
             )
     except FileNotFoundError:
@@ -86,10 +87,13 @@ def _read_entry(path: Path) -> LocalFeatures | None:
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         logger.debug("ignoring unreadable cache entry %s (%s)", path, error)
         return None
+    mark_used(path)
+    return features
 
 
-def _write_entry(path: Path, features: LocalFeatures) -> None:
-    """Save raw features; float descriptors that are all integers in 0..255 go in one byte."""
+def _write_entry(path: Path, features: LocalFeatures) -> int:
+    """Save raw features; float descriptors that are all integers in 0..255 go in one byte.
+    Returns the bytes written."""
     arrays = {
         "keypoints": features.keypoints,
         "descriptors": features.descriptors,
@@ -106,6 +110,7 @@ def _write_entry(path: Path, features: LocalFeatures) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
+    return buffer.tell()
 
 
 def oriented_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -121,11 +126,18 @@ def oriented_size(path: str | os.PathLike) -> tuple[int, int]:
 class FeatureCache:
     """The feature cache of one detector in ``directory`` (a :class:`~imagelearn.core.execution.Cache`).
 
-    Values are the detector's raw features; arrays are not cached.
+    Values are the detector's raw features; arrays are not cached. Reading an entry marks it
+    used; writes are reported to ``budget``, the size cap of the cache home (None: that of
+    ``directory``'s cache home, if it lies in one, see :class:`~imagelearn.core.cache.CacheBudget`).
     """
 
     directory: Path
     detector: Detector
+    budget: CacheBudget | None = None
+
+    def __post_init__(self) -> None:
+        if self.budget is None:
+            object.__setattr__(self, "budget", CacheBudget.of(self.directory))
 
     def key(self, source: ImageSource) -> str | None:
         return None if isinstance(source, np.ndarray) else cache_key(source, self.detector)
@@ -134,7 +146,9 @@ class FeatureCache:
         return _read_entry(_entry_path(self.directory, self.detector, key))
 
     def put(self, key: str, features: LocalFeatures) -> None:
-        _write_entry(_entry_path(self.directory, self.detector, key), features)
+        n_bytes = _write_entry(_entry_path(self.directory, self.detector, key), features)
+        if self.budget is not None:
+            self.budget.record(n_bytes)
 
 
 def detect_raw_features(source: ImageSource, detector: Detector) -> LocalFeatures:

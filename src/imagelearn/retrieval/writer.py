@@ -25,8 +25,10 @@ import faiss
 import numpy as np
 from safetensors.numpy import save_file
 
+from imagelearn.bof.vocabulary import Vocabulary
 from imagelearn.core.bundle import BundleError
-from imagelearn.core.progress import progress
+from imagelearn.core.kmeans import chunks
+from imagelearn.core.progress import progress, progress_bar
 from imagelearn.features import extract_features
 from imagelearn.features.base import LocalFeatures
 from imagelearn.retrieval.catalogue import Catalogue, ImageRecord, now
@@ -53,6 +55,8 @@ from imagelearn.retrieval.storage import (
 MAX_SEGMENTS = 16
 #: Whitening is learned only on collections with at least this many images.
 MIN_IMAGES_FOR_WHITENING = 256
+#: Descriptors assigned to words at once: one step of the progress bar.
+ASSIGN_ROWS = 2**16
 
 
 @dataclass
@@ -212,11 +216,7 @@ class IndexWriter:
         """Quantise the features of a batch and lay them out as a segment."""
         counts = np.array([len(f) for f in features], dtype=np.int64)
         offsets = np.concatenate(([0], np.cumsum(counts)))
-        words = np.zeros(0, np.int64)
-        if offsets[-1]:
-            words = self.snapshot.vocabulary.assign(
-                np.concatenate([f.descriptors for f in features if len(f)])
-            )
+        words = assign_words(self.snapshot.vocabulary, features, "assigning words")
         bags = [
             bag_of_words(words[offsets[i] : offsets[i + 1]], self.snapshot.idf)
             for i in range(len(features))
@@ -298,6 +298,26 @@ class IndexWriter:
         self._commit(complete=True)
 
 
+def assign_words(
+    vocabulary: Vocabulary, features: Sequence[LocalFeatures], description: str
+) -> np.ndarray:
+    """Word of every descriptor of ``features``, image after image: (n_descriptors,) int64.
+
+    Assigned :data:`ASSIGN_ROWS` descriptors at a time, counted by a progress bar (a batch of
+    an index build holds hundreds of thousands).
+    """
+    described = [f.descriptors for f in features if len(f)]
+    if not described:
+        return np.zeros(0, np.int64)
+    descriptors = np.concatenate(described)
+    with progress_bar(description, len(descriptors), " descriptors", unit_scale=True) as bar:
+        words = []
+        for rows in chunks(len(descriptors), ASSIGN_ROWS):
+            words.append(vocabulary.assign(descriptors[rows]))
+            bar.update(rows.stop - rows.start)
+    return np.concatenate(words)
+
+
 def _training_sample(
     paths: Sequence[str], params: IndexParams, n_jobs: int | None, cache_dir: Any
 ) -> tuple[list[str], list[LocalFeatures]]:
@@ -337,7 +357,7 @@ def _create(
     )
     vocabulary = params.make_vocabulary().fit(descriptors)
     word_lists = np.split(
-        vocabulary.assign(np.concatenate([f.descriptors for f in sample])),
+        assign_words(vocabulary, sample, "assigning words (training)"),
         np.cumsum([len(f) for f in sample])[:-1],
     )
     arrays = {

@@ -34,7 +34,7 @@ from imagelearn.bof.encoding import normalize_histograms
 from imagelearn.bof.estimator import sample_descriptors
 from imagelearn.bof.vocabulary import KMeansVocabulary
 from imagelearn.core.bundle import atomic_write_bytes
-from imagelearn.core.cache import cache_root
+from imagelearn.core.cache import CacheBudget, cache_root, mark_used
 from imagelearn.core.execution import map_images
 from imagelearn.core.persistence import PersistentEstimator, encode_params
 from imagelearn.evaluation.segmentation import accuracy_report
@@ -255,10 +255,19 @@ class _Encoder:
 class EncodingCache:
     """BoF-segmentation encodings on disk (a :class:`~imagelearn.core.execution.Cache`):
     ``<folder>/<key[:2]>/<key>.npz``, keyed by the SHA-256 of the encoder's recipe and the
-    image's shape and pixels. SIFT's integer raw values are stored in one byte each."""
+    image's shape and pixels. SIFT's integer raw values are stored in one byte each.
+
+    Reading an entry marks it used; writes are reported to ``budget`` (None: the size cap of
+    ``folder``'s cache home, if it lies in one, see :class:`~imagelearn.core.cache.CacheBudget`).
+    """
 
     folder: Path
     recipe: str
+    budget: CacheBudget | None = None
+
+    def __post_init__(self) -> None:
+        if self.budget is None:
+            object.__setattr__(self, "budget", CacheBudget.of(self.folder))
 
     def key(self, image: np.ndarray) -> str:
         image = np.ascontiguousarray(image)
@@ -272,15 +281,18 @@ class EncodingCache:
 
     def get(self, key: str) -> _RawEncoding | None:
         """The cached encoding; None when absent or unreadable (it is then computed again)."""
+        path = self._path(key)
         try:
-            with np.load(self._path(key), allow_pickle=False) as stored:
+            with np.load(path, allow_pickle=False) as stored:
                 n_channels = int(stored["n_channels"][0])
-                return _RawEncoding(
+                encoding = _RawEncoding(
                     stored["segments"].astype(np.int64),
                     tuple(_unpacked_features(stored, f"channel{c}.") for c in range(n_channels)),
                 )
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             return None
+        mark_used(path)
+        return encoding
 
     def put(self, key: str, raw: _RawEncoding) -> None:
         arrays = {
@@ -292,6 +304,8 @@ class EncodingCache:
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         atomic_write_bytes(self._path(key), buffer.getvalue())
+        if self.budget is not None:
+            self.budget.record(buffer.tell())
 
 
 def _packed_features(features: LocalFeatures, prefix: str) -> dict[str, np.ndarray]:

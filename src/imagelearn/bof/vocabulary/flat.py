@@ -21,10 +21,12 @@ from imagelearn.core.kmeans import (
     check_n_candidates,
     cluster_centers,
     exact_index,
+    lloyd_rows,
     search,
     seed_from,
 )
 from imagelearn.core.persistence import persistable
+from imagelearn.core.progress import progress_bar
 from imagelearn.core.threads import faiss_threads, resolve_n_jobs
 
 #: Neighbours per node of the HNSW graph used by ``KMeansVocabulary(index="hnsw")``.
@@ -129,16 +131,24 @@ class KMeansVocabulary(Vocabulary):
                 "n_words",
                 f"{self.n_words} words need at least as many descriptors; got {len(descriptors)}",
             )
-        with faiss_threads(self.n_jobs):
+        n_words, n_iter = int(self.n_words), int(self.n_iter)
+        bar = progress_bar(
+            "vocabulary (k-means)",
+            lloyd_rows(len(descriptors), n_words, n_iter, bool(self.coarse_to_fine)),
+            unit=" descriptors",
+            unit_scale=True,
+        )
+        with faiss_threads(self.n_jobs), bar:
             self.words_, self.bandwidth_ = cluster_centers(
                 descriptors,
-                int(self.n_words),
-                int(self.n_iter),
+                n_words,
+                n_iter,
                 self.init,
                 seed_from(self.random_state),
                 bool(self.coarse_to_fine),
                 None if self.n_candidates is None else int(self.n_candidates),
                 resolve_n_jobs(self.n_jobs),
+                counter=bar,
             )
             self._index = word_index(self.words_, self.index)
         self.dtype_, self.dimension_ = descriptors.dtype, descriptors.shape[1]

@@ -17,6 +17,7 @@ from imagelearn.bof.vocabulary.base import Vocabulary, check_descriptors
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.kmeans import check_init, chunks, cluster_centers, seed_from
 from imagelearn.core.persistence import persistable
+from imagelearn.core.progress import progress_bar
 from imagelearn.core.threads import faiss_threads, single_threaded_blas
 
 #: Bytes of gathered child centres the tree descends through at once.
@@ -138,7 +139,11 @@ class VocabularyTree(Vocabulary):
         self.centers_, self.first_child_, self.n_children_ = [], [], []
         node_of_row = np.zeros(len(descriptors), dtype=np.int64)
         parent_centers = [self._mean_center(descriptors)]
-        with faiss_threads(self.n_jobs), single_threaded_blas():
+        # every level clusters each descriptor once, in one node: the bar counts them
+        bar = progress_bar(
+            "vocabulary (tree)", depth * len(descriptors), " descriptors", unit_scale=True
+        )
+        with faiss_threads(self.n_jobs), single_threaded_blas(), bar:
             for level in range(depth):
                 order = np.argsort(node_of_row, kind="stable")
                 bounds = np.searchsorted(node_of_row[order], np.arange(len(parent_centers) + 1))
@@ -159,6 +164,7 @@ class VocabularyTree(Vocabulary):
                     else:
                         children.append(center[None])
                     n_children.append(len(children[-1]))
+                    bar.update(len(members))
                 self.n_children_.append(np.asarray(n_children, dtype=np.int64))
                 self.first_child_.append(
                     np.concatenate(([0], np.cumsum(n_children)[:-1])).astype(np.int64)
