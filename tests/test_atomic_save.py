@@ -115,13 +115,16 @@ def test_a_save_killed_at_any_step_leaves_a_complete_model(tmp_path, point, expe
 
 def test_without_renameat2_the_old_model_is_kept_until_the_new_one_is_in(tmp_path) -> None:
     """The portable path's one window: between its two renames the old model is complete
-    under ``.NAME.old-*``, and the next save deletes it."""
+    under ``.NAME.old-*``, and the next save puts it back before replacing it."""
     destination = tmp_path / "model"
     OLD.save(destination)
     assert save_in_child("after rename 1", destination) == KILLED
     assert not destination.exists()
     (retired,) = destination.parent.glob(".model.old-*")
     assert which_model(retired) == "old"
+    (staged,) = destination.parent.glob(".model.staging-*")
+    assert bundle.clean_leftovers(destination) == [staged]  # the old model is put back
+    assert which_model(destination) == "old" and siblings(destination) == []
     NEW.save(destination)
     assert which_model(destination) == "new" and siblings(destination) == []
 
@@ -175,7 +178,7 @@ def test_only_our_own_dead_leftovers_are_deleted(tmp_path) -> None:
     stale = [f".model.staging-{dead_pid}-abc", f".model.old-{dead_pid}-abc", ".model.old-42"]
     for name in kept + stale:
         (tmp_path / name).mkdir()
-    removed = bundle.remove_leftovers(destination)
+    removed = bundle.clean_leftovers(destination)
     assert sorted(p.name for p in removed) == sorted(stale)
     assert siblings(destination) == sorted(kept)
     assert which_model(destination) == "old"

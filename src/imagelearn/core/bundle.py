@@ -172,28 +172,32 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def remove_leftovers(destination: Path) -> list[Path]:
-    """Delete what crashed saves to ``destination`` left beside it; returns what was deleted.
+def clean_leftovers(destination: Path) -> list[Path]:
+    """Tidy what crashed saves to ``destination`` left beside it; returns what was deleted.
 
+    When ``destination`` is missing because a save on the portable path was killed between its
+    two renames, the old bundle it had moved to ``.NAME.old-PID-*`` is renamed back first.
     Only siblings named by this module's own pattern (``.NAME.staging-PID-*``,
-    ``.NAME.old-PID-*``) are touched, never ``destination`` itself, and never the staging
-    directory of a save still running (its process id is alive).
+    ``.NAME.old-PID-*``) are touched, never ``destination`` itself, and never those of a save
+    still running (its process id is alive).
     """
     parent = destination.parent
     if not parent.is_dir():
         return []
-    pattern = re.compile(rf"\.{re.escape(destination.name)}\.(?:staging|old)-(?:(\d+)-)?.+")
-    removed = []
-    for sibling in parent.iterdir():
+    pattern = re.compile(rf"\.{re.escape(destination.name)}\.(staging|old)-(?:(\d+)-)?.+")
+    stale = []
+    for sibling in sorted(parent.iterdir()):
         match = pattern.fullmatch(sibling.name)
         if match is None or sibling.name == destination.name:
             continue
-        pid = match.group(1)
-        if pid is not None and _process_alive(int(pid)):
+        if match.group(2) is not None and _process_alive(int(match.group(2))):
+            continue
+        if match.group(1) == "old" and not os.path.lexists(destination):
+            os.replace(sibling, destination)
             continue
         _remove(sibling)
-        removed.append(sibling)
-    return removed
+        stale.append(sibling)
+    return stale
 
 
 def replace_directory(staging: Path, destination: Path) -> None:
@@ -206,10 +210,11 @@ def replace_directory(staging: Path, destination: Path) -> None:
     exchange is unavailable (not Linux, a kernel before 3.15, a filesystem without it) the
     old bundle is renamed to ``.NAME.old-PID-*`` first and deleted only once the new one is
     in place: a crash between those two renames leaves no bundle at ``destination`` but the
-    old one, complete, under that name. Leftovers of earlier crashed saves are deleted first.
+    old one, complete, under that name, where the next save (:func:`clean_leftovers`) finds
+    it and puts it back. Leftovers of earlier crashed saves are deleted first.
     """
     destination.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(destination)
+    clean_leftovers(destination)
     if not os.path.lexists(destination):
         os.replace(staging, destination)
     elif _exchange(staging, destination):

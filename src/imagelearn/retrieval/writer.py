@@ -27,7 +27,7 @@ from safetensors.numpy import save_file
 
 from imagelearn.core.bundle import (
     BundleError,
-    remove_leftovers,
+    clean_leftovers,
     replace_directory,
     staging_directory,
 )
@@ -439,7 +439,7 @@ def build_index(
         raise ValueError("no images to index")
     params = params or IndexParams()
     known_global: dict[str, np.ndarray] = {}
-    remove_leftovers(directory)
+    clean_leftovers(directory)
     with WriteLock(directory):
         if (directory / "manifest.json").exists():
             content = read_index_manifest(directory)
