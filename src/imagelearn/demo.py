@@ -24,7 +24,7 @@ def run_bof(data: Path, out: Path) -> None:
     gray, color = DEFAULT_CHANNELS
     # the default model with vocabularies sized for 85 training images
     model = BofClassifier(channels=[{**gray, "n_words": 300}, {**color, "n_words": 64}])
-    result = train_run(data, out / "bof", model, test_size=0.3, random_state=0)
+    result = train_run(data, out / "bof", model, test_size=0.3, random_state=0, overwrite=True)
     print(
         f"Bag of Features on {data.name}: held-out accuracy {result.accuracy:.3f} "
         f"({result.n_images} test images, {time.perf_counter() - start:.0f} s)"
@@ -40,7 +40,7 @@ def run_transfer(data: Path, out: Path) -> None:
 
     start = time.perf_counter()
     report = compare_transfer(
-        data, fractions=(0.25, 1.0), epochs=3, image_size=96, out=out / "transfer"
+        data, fractions=(0.25, 1.0), epochs=3, image_size=96, out=out / "transfer", overwrite=True
     )
     print(f"\nTransfer learning, measured on {data.name} ({time.perf_counter() - start:.0f} s):")
     print(report.table())

@@ -21,6 +21,7 @@ import numpy as np
 from imagelearn.bof.recognition import DEFAULT_CHANNELS, BofClassifier
 from imagelearn.core.bundle import atomic_write_json, atomic_write_text
 from imagelearn.core.errors import ParameterError
+from imagelearn.core.outputs import check_output_directory
 from imagelearn.core.plotting import pyplot, save_figure
 from imagelearn.core.tables import rows_to_csv
 from imagelearn.data import ImageDataset, load_dataset, load_splits
@@ -209,6 +210,7 @@ def train_run(
     test_size: float = 0.3,
     random_state: int = 0,
     strict: bool = False,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Fit ``model`` on the training part of ``source``, save it to ``out`` and evaluate on the held-out part.
 
@@ -225,13 +227,16 @@ def train_run(
         Seed of the split.
     strict : bool
         Unreadable images raise instead of being skipped (and reported in the metrics).
+    overwrite : bool
+        Replace a finished run at ``out``; without it, one there raises
+        :class:`~imagelearn.core.errors.OutputExistsError`.
 
     Returns
     -------
     TrainResult
         ``metrics`` as written to ``out/metrics.json`` (``accuracy`` = held-out accuracy).
     """
-    out = Path(out)
+    out = check_output_directory(out, overwrite)
     model = BofClassifier(random_state=random_state) if model is None else model
     train, held_out, how = load_splits(source, test_size=test_size, random_state=random_state)
     log.info(
@@ -323,13 +328,15 @@ def sweep_vocabulary(
     C: float = 1.0,
     n_jobs: int = -1,
     cache_dir: str | os.PathLike | bool | None = None,
+    overwrite: bool = False,
 ) -> SweepResult:
     """Measure what the vocabulary size buys: accuracy and costs for each size in ``n_words``.
 
     Features are extracted once; for each size the first channel's ``n_words`` is set to it.
     ``kernel``, ``C``, ``n_jobs``, ``cache_dir`` and ``random_state`` (also the seed of the
     split) are the :class:`BofClassifier`'s. Writes ``sweep.csv``, ``sweep.json`` and
-    ``sweep.png`` into ``out``.
+    ``sweep.png`` into ``out``; a finished sweep there (its ``sweep.json``) is replaced only
+    with ``overwrite`` (else :class:`~imagelearn.core.errors.OutputExistsError`).
     """
     if channels[0].get("vocabulary", "kmeans") != "kmeans":
         raise ParameterError(
@@ -337,7 +344,7 @@ def sweep_vocabulary(
             "a sweep varies n_words, the size of a flat k-means vocabulary; a vocabulary "
             "tree's size is branching ** depth",
         )
-    out = Path(out)
+    out = check_output_directory(out, overwrite, "sweep.json")
     train, held_out, how = load_splits(source, test_size=test_size, random_state=random_state)
     classifier_params = {
         "kernel": kernel,

@@ -26,6 +26,7 @@ from imagelearn.classify.training import history_csv, plot_curves
 from imagelearn.classify.transfer import TransferReport, compare_transfer
 from imagelearn.classify.weights import offline_candidates
 from imagelearn.core.errors import ParameterError
+from imagelearn.core.outputs import check_output_directory
 from imagelearn.data import ImageDataset, load_dataset, load_splits
 from imagelearn.data.collection import SPLIT_NAMES
 from imagelearn.data.inputs import expand_image_inputs
@@ -216,6 +217,7 @@ def train_run(
     model: DeepImageClassifier | None = None,
     test_size: float = 0.3,
     random_state: int = 0,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Fit ``model`` on the training part of ``source``, save it with its learning curves to ``out``
     and evaluate it on the held-out part.
@@ -233,13 +235,18 @@ def train_run(
         Fitted in place; None: ``DeepImageClassifier(random_state=random_state, checkpoint_dir=out)``.
     random_state : int
         Seed of the split.
+    overwrite : bool
+        Replace a finished run at ``out``; without it, one there raises
+        :class:`~imagelearn.core.errors.OutputExistsError`. An unfinished run there (killed
+        before saving its model) is continued by a ``model`` with ``resume=True`` and
+        ``checkpoint_dir=out``, else trained afresh.
 
     Returns
     -------
     TrainResult
         ``metrics`` as written to ``out/metrics.json`` (``accuracy`` = held-out accuracy).
     """
-    out = Path(out)
+    out = check_output_directory(out, overwrite)
     if model is None:
         model = DeepImageClassifier(random_state=random_state, checkpoint_dir=out)
     train, validation, test, how = _held_out_splits(source, test_size, random_state)

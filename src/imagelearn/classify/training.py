@@ -95,9 +95,12 @@ class EpochLoop:
         random_state : int
             Epoch ``e`` runs with PyTorch seeded by ``random_state + e``.
         checkpoint : Path, optional
-            Written after every epoch (model, optimizer, scheduler, history).
+            Written atomically after every epoch: model, optimizer and scheduler states, the
+            history, the best epoch's weights and the early-stopping count. Random state needs
+            no saving: every epoch reseeds it.
         resume : bool
-            Continue from ``checkpoint``; its ``fingerprint`` (the run's settings) must match.
+            Continue from ``checkpoint`` (a run killed at any point, even mid-epoch, loses
+            only the epoch in progress); its ``fingerprint`` (the run's settings) must match.
         """
         state = self._resume(checkpoint, fingerprint) if resume and checkpoint else None
         history: list[dict[str, Any]] = state["history"] if state else []

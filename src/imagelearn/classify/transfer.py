@@ -29,6 +29,7 @@ from imagelearn.classify.backbones import DEFAULT_BACKBONE
 from imagelearn.classify.classifier import MODES, DeepImageClassifier
 from imagelearn.core.bundle import atomic_write_bytes, atomic_write_json
 from imagelearn.core.errors import ParameterError
+from imagelearn.core.outputs import check_output_directory
 from imagelearn.data.collection import load_splits
 from imagelearn.data.dataset import ImageDataset
 
@@ -130,6 +131,7 @@ def compare_transfer(
     random_state: int = 0,
     out: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> TransferReport:
     """Train every mode at every training-set fraction on one split; summarise and plot.
 
@@ -150,11 +152,16 @@ def compare_transfer(
         Receives ``transfer.json`` and ``transfer.png``.
     cache_dir : path or None
         Embedding cache (None: the default, ``""``: none).
+    overwrite : bool
+        Replace a finished comparison in ``out`` (its ``transfer.json``); without it, one
+        there raises :class:`~imagelearn.core.errors.OutputExistsError` before any training.
 
     Returns
     -------
     TransferReport
     """
+    if out is not None:
+        out = check_output_directory(out, overwrite, "transfer.json")
     unknown = [mode for mode in modes if mode not in MODES]
     if unknown or not modes:
         raise ParameterError("modes", f"modes must be some of {MODES}, got {list(modes)}")
@@ -192,7 +199,6 @@ def compare_transfer(
     report = TransferReport(arms, how, len(held_out))
     if out is None:
         return report
-    out = Path(out)
     atomic_write_json(out / "transfer.json", report.as_dict())
     return replace(
         report,

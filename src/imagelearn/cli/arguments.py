@@ -72,6 +72,13 @@ def add_output_dir(
     parser.add_argument("--out", default=default, required=required, help=help)
 
 
+def add_overwrite(parser: argparse.ArgumentParser, what: str = "run") -> None:
+    """``--overwrite``: replace a finished run at ``--out`` (refused without it)."""
+    parser.add_argument(
+        "--overwrite", action="store_true", help=f"replace a finished {what} at --out"
+    )
+
+
 def add_split_options(parser: argparse.ArgumentParser) -> None:
     """``--test-size`` and ``--seed`` of the held-out split."""
     parser.add_argument(

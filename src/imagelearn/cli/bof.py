@@ -10,6 +10,7 @@ from imagelearn.cli.arguments import (
     add_evaluation_arguments,
     add_n_jobs,
     add_output_dir,
+    add_overwrite,
     add_prediction_arguments,
     add_source,
     add_split_options,
@@ -118,6 +119,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_source(train, "data")
     add_output_dir(train, "run directory (model, metrics, plots)", required=True)
+    add_overwrite(train, "model")
     _add_model_options(train)
     train.set_defaults(handler=run_train)
 
@@ -144,6 +146,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_alias(sweep, "--words", "n_words", type=_int_list)
     add_output_dir(sweep, "directory for sweep.csv, sweep.json and sweep.png", required=True)
+    add_overwrite(sweep, "sweep")
     _add_channel_options(sweep, pyramid=[1])
     _add_common(sweep)
     sweep.set_defaults(handler=run_sweep)
@@ -183,6 +186,7 @@ def run_train(arguments: argparse.Namespace) -> int:
         test_size=arguments.test_size,
         random_state=arguments.random_state,
         strict=arguments.strict,
+        overwrite=arguments.overwrite,
     )
     _print_summary(result)
     return 0
@@ -240,6 +244,7 @@ def run_sweep(arguments: argparse.Namespace) -> int:
         kernel=arguments.kernel,
         n_jobs=arguments.n_jobs,
         cache_dir=_cache_dir(arguments),
+        overwrite=arguments.overwrite,
     )
     print(f"{'words':>7} {'accuracy':>9} {'build s':>8} {'ms/img':>7} {'MB':>7}")
     for row in result.rows:

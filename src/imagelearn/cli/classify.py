@@ -11,6 +11,7 @@ from imagelearn.cli.arguments import (
     add_cache_dir,
     add_evaluation_arguments,
     add_output_dir,
+    add_overwrite,
     add_prediction_arguments,
     add_source,
     add_split_options,
@@ -44,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run directory: model, metrics, plots (default: %(default)s)",
         default="runs/classify",
     )
+    add_overwrite(train)
     train.add_argument(
         "--mode",
         choices=MODES,
@@ -92,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_alias(train, "--no-class-weights", "class_weight", action="store_const", const="none")
     add_split_options(train)
     train.add_argument(
-        "--resume", action="store_true", help="continue the run checkpointed in --out"
+        "--resume", action="store_true", help="continue the unfinished run checkpointed in --out"
     )
     _common(train)
     train.set_defaults(handler=run_train)
@@ -197,6 +199,7 @@ def run_train(arguments: argparse.Namespace) -> int:
         model,
         test_size=arguments.test_size,
         random_state=arguments.random_state,
+        overwrite=arguments.overwrite,
     )
     print(
         f"{_accuracy(result, 'held-out images')}; {len(result.skipped)} unreadable skipped; "

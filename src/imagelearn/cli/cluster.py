@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from imagelearn.cli.arguments import add_alias, add_n_jobs, add_output_dir, add_random_state
+from imagelearn.cli.arguments import (
+    add_alias,
+    add_n_jobs,
+    add_output_dir,
+    add_overwrite,
+    add_random_state,
+)
 from imagelearn.cli.verbs import add_verbs_with_default
 
 
@@ -41,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "images", help="a folder of images (class sub-folders are used only by --evaluate)"
     )
     add_output_dir(fit, "run directory (default %(default)s)", default="runs/clusters")
+    add_overwrite(fit)
     fit.add_argument(
         "--descriptor",
         default="cnn",
@@ -128,6 +135,7 @@ def run_fit(arguments: argparse.Namespace) -> int:
         organize=arguments.organize,
         duplicate_threshold=arguments.duplicate_threshold,
         n_jobs=arguments.n_jobs,
+        overwrite=arguments.overwrite,
     )
     summary = result.summary
     print(

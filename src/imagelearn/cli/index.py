@@ -14,6 +14,7 @@ from imagelearn.cli.arguments import (
     add_format,
     add_n_jobs,
     add_output_dir,
+    add_overwrite,
     add_random_state,
     add_verbs,
     print_mapping,
@@ -97,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also index GeM CNN descriptors (global and hybrid search)",
     )
     add_alias(build, "--global", "global_descriptor", action="store_true")
-    build.add_argument("--overwrite", action="store_true", help="replace a finished index at --out")
+    add_overwrite(build, "index")
     add_n_jobs(build)
     build.set_defaults(handler=run_build)
 
@@ -157,33 +158,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_build(arguments: argparse.Namespace) -> int:
-    from imagelearn.core.errors import ParameterError
-    from imagelearn.retrieval import IndexExistsError
     from imagelearn.retrieval.runs import build_run
 
-    try:
-        result = build_run(
-            arguments.images,
-            arguments.out,
-            vocabulary=arguments.vocabulary,
-            branching=arguments.branching,
-            depth=arguments.depth,
-            beam_width=arguments.beam_width,
-            n_words=arguments.n_words,
-            overwrite=arguments.overwrite,
-            n_jobs=arguments.n_jobs,
-            detector=arguments.detector,
-            max_keypoints=arguments.max_keypoints,
-            max_side=arguments.max_side,
-            train_images=arguments.train_images,
-            global_descriptor=arguments.global_descriptor,
-        )
-    except IndexExistsError as error:
-        raise ParameterError(
-            "overwrite",
-            f"{error.directory}: an index is already there; add images with 'imagelearn index "
-            "add', or replace it",
-        ) from error
+    result = build_run(
+        arguments.images,
+        arguments.out,
+        vocabulary=arguments.vocabulary,
+        branching=arguments.branching,
+        depth=arguments.depth,
+        beam_width=arguments.beam_width,
+        n_words=arguments.n_words,
+        overwrite=arguments.overwrite,
+        n_jobs=arguments.n_jobs,
+        detector=arguments.detector,
+        max_keypoints=arguments.max_keypoints,
+        max_side=arguments.max_side,
+        train_images=arguments.train_images,
+        global_descriptor=arguments.global_descriptor,
+    )
     print(result.report.format())
     return 0 if result.report.added or result.report.duplicates else 1
 

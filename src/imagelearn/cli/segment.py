@@ -12,6 +12,7 @@ from imagelearn.cli.arguments import (
     add_alias,
     add_n_jobs,
     add_output_dir,
+    add_overwrite,
     add_random_state,
     add_verbs,
     comma_separated,
@@ -141,6 +142,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_random_state(train)
     add_n_jobs(train, THREADS)
     add_output_dir(train, "model directory to write", required=True)
+    add_overwrite(train, "model")
     _add_feature_options(train, "1,2,4,8", texture=True)
     _add_image_options(train)
     train.set_defaults(handler=run_train)
@@ -207,6 +209,7 @@ def _register_bof(verbs: argparse._SubParsersAction) -> None:
     add_random_state(train)
     add_n_jobs(train, THREADS)
     add_output_dir(train, "model directory to write", required=True)
+    add_overwrite(train, "model")
     train.set_defaults(handler=run_bof_train)
 
     predict = _add_verb(bof_verbs, "predict", "class maps (and IoU with --masks)")
@@ -292,6 +295,7 @@ def run_train(arguments: argparse.Namespace) -> int:
             "max_pixels",
             "random_state",
             "n_jobs",
+            "overwrite",
         ),
     )
     print(f"trained a {result.classifier} on {result.n_samples_per_class} labelled pixels")
@@ -381,6 +385,7 @@ def run_bof_train(arguments: argparse.Namespace) -> int:
             "max_pixels",
             "random_state",
             "n_jobs",
+            "overwrite",
         ),
     )
     print(f"trained a {result.classifier} on superpixels {result.n_samples_per_class}")

@@ -8,6 +8,7 @@ from imagelearn.cli.arguments import (
     add_backbone_options,
     add_cache_dir,
     add_output_dir,
+    add_overwrite,
     add_source,
     add_split_options,
     add_verbs,
@@ -28,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "folder for transfer.json and transfer.png (default: %(default)s)",
         default="runs/transfer",
     )
+    add_overwrite(compare, "comparison")
     compare.add_argument(
         "--fractions",
         type=comma_separated(float, "fractions like 0.1,0.5,1"),
@@ -66,6 +68,7 @@ def run_compare(arguments: argparse.Namespace) -> int:
         random_state=arguments.random_state,
         out=arguments.out,
         cache_dir=arguments.cache_dir,
+        overwrite=arguments.overwrite,
     )
     print(report.table())
     print(f"\n{report.json_path}\n{report.plot_path}")

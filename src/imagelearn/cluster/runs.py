@@ -20,6 +20,7 @@ from imagelearn.cluster.duplicates import near_duplicate_groups
 from imagelearn.cluster.report import embedding_map, html_report, montage, silhouette_plot
 from imagelearn.core.bundle import atomic_write_json, atomic_write_text
 from imagelearn.core.errors import ParameterError
+from imagelearn.core.outputs import check_output_directory
 from imagelearn.core.tables import rows_to_csv
 from imagelearn.data import DatasetError, load_dataset
 from imagelearn.evaluation.clustering import clustering_agreement
@@ -126,6 +127,7 @@ def fit_run(
     organize: str | None = None,
     duplicate_threshold: float = 0.95,
     n_jobs: int = -1,
+    overwrite: bool = False,
 ) -> ClusterResult:
     """Cluster the images under ``source`` and write the results into ``out``.
 
@@ -151,9 +153,13 @@ def fit_run(
         Cosine similarity above which images are near duplicates.
     n_jobs : int
         Parallel workers describing the images (-1: one per core).
+    overwrite : bool
+        Replace a finished run in ``out`` (its ``summary.json``).
 
     Raises
     ------
+    OutputExistsError
+        A finished run is in ``out`` and not ``overwrite``.
     DatasetError
         Fewer than 2 images.
     ParameterError
@@ -161,7 +167,7 @@ def fit_run(
     """
     if organize not in ORGANIZE:
         raise ParameterError("organize", f"must be one of {ORGANIZE}, got {organize!r}")
-    out = Path(out)
+    out = check_output_directory(out, overwrite, "summary.json")
     dataset = load_dataset(source)
     if len(dataset) < 2:
         raise DatasetError(f"{source}: found {len(dataset)} image(s); clustering needs at least 2")

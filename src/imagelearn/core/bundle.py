@@ -1,19 +1,25 @@
 """Saved models and indexes: a directory with a JSON manifest and safetensors arrays.
 
 Nothing here unpickles: opening a bundle from a stranger reads JSON and raw arrays only.
-Saving is atomic: the bundle is written into a temporary sibling directory and renamed into
-place, so a crash never leaves a half-written bundle, and a bundle already at the
-destination survives until the new one is complete.
+Saving is atomic: the bundle is written into a temporary sibling directory and swapped into
+place in one step (:func:`replace_directory`), so a crash at any point leaves either the old
+or the new bundle, complete, at the destination.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import json
 import os
 import platform
+import re
 import shutil
+import sys
 import tempfile
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -93,21 +99,141 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def replace_directory(staging: Path, destination: Path) -> None:
-    """Move a finished ``staging`` directory to ``destination``, replacing any old one last."""
+#: ``renameat2`` flag that swaps two existing paths in one step (Linux >= 3.15).
+_RENAME_EXCHANGE = 2
+#: ``renameat2``'s "relative to the working directory" descriptor.
+_AT_FDCWD = -100
+#: ``renameat2`` error numbers meaning "not here" (old kernel, other system, filesystem).
+_EXCHANGE_UNSUPPORTED = frozenset(
+    code
+    for code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", None))
+    if code is not None
+)
+
+
+@functools.cache
+def _renameat2() -> Callable[..., int] | None:
+    """libc's ``renameat2``, or None where the C library has none (non-Linux, old glibc)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
+    function.argtypes += [ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths atomically; False where the system or filesystem cannot.
+
+    Raises
+    ------
+    OSError
+        Any other failure of ``renameat2`` (permissions, a path gone).
+    """
+    function = _renameat2()
+    if function is None:
+        return False
+    first_name, second_name = os.fsencode(first), os.fsencode(second)
+    if function(_AT_FDCWD, first_name, _AT_FDCWD, second_name, _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in _EXCHANGE_UNSUPPORTED:
+        return False
+    raise OSError(code, os.strerror(code), str(first), None, str(second))
+
+
+def _remove(path: Path) -> None:
+    """Delete a directory tree, a file or a link; silently when it is already gone."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def staging_directory(destination: Path) -> Path:
+    """A new empty sibling of ``destination`` to write a bundle into before
+    :func:`replace_directory` moves it in; its name records this process's id."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    retired = None
-    if destination.exists():
-        retired = destination.with_name(f".{destination.name}.old-{os.getpid()}")
-        os.replace(destination, retired)
+    prefix = f".{destination.name}.staging-{os.getpid()}-"
+    return Path(tempfile.mkdtemp(dir=destination.parent, prefix=prefix))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def clean_leftovers(destination: Path) -> list[Path]:
+    """Tidy what crashed saves to ``destination`` left beside it; returns what was deleted.
+
+    When ``destination`` is missing because a save on the portable path was killed between its
+    two renames, the old bundle it had moved to ``.NAME.old-PID-*`` is renamed back first.
+    Only siblings named by this module's own pattern (``.NAME.staging-PID-*``,
+    ``.NAME.old-PID-*``) are touched, never ``destination`` itself, and never those of a save
+    still running (its process id is alive).
+    """
+    parent = destination.parent
+    if not parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.{re.escape(destination.name)}\.(staging|old)-(?:(\d+)-)?.+")
+    stale = []
+    for sibling in sorted(parent.iterdir()):
+        match = pattern.fullmatch(sibling.name)
+        if match is None or sibling.name == destination.name:
+            continue
+        if match.group(2) is not None and _process_alive(int(match.group(2))):
+            continue
+        if match.group(1) == "old" and not os.path.lexists(destination):
+            os.replace(sibling, destination)
+            continue
+        _remove(sibling)
+        stale.append(sibling)
+    return stale
+
+
+def replace_directory(staging: Path, destination: Path) -> None:
+    """Move a finished ``staging`` directory to ``destination``; at every instant one complete
+    bundle, the old or the new, is at ``destination``.
+
+    ``staging`` must be a sibling of ``destination`` (see :func:`staging_directory`). An
+    existing ``destination`` is swapped with ``staging`` in one ``renameat2(RENAME_EXCHANGE)``
+    and then deleted from the staging path; a new one is renamed into place. Where the
+    exchange is unavailable (not Linux, a kernel before 3.15, a filesystem without it) the
+    old bundle is renamed to ``.NAME.old-PID-*`` first and deleted only once the new one is
+    in place: a crash between those two renames leaves no bundle at ``destination`` but the
+    old one, complete, under that name, where the next save (:func:`clean_leftovers`) finds
+    it and puts it back. Leftovers of earlier crashed saves are deleted first.
+    """
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(destination)
+    if not os.path.lexists(destination):
+        os.replace(staging, destination)
+    elif _exchange(staging, destination):
+        _remove(staging)  # the old bundle, now under the staging name
+    else:
+        _replace_by_renames(staging, destination)
+
+
+def _replace_by_renames(staging: Path, destination: Path) -> None:
+    """The portable, non-atomic replacement: old away, new in, old deleted last."""
+    suffix = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    retired = destination.with_name(f".{destination.name}.old-{suffix}")
+    os.replace(destination, retired)
     try:
         os.replace(staging, destination)
     except BaseException:
-        if retired is not None:
-            os.replace(retired, destination)
+        os.replace(retired, destination)
         raise
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
+    _remove(retired)
 
 
 def save_bundle(
@@ -137,8 +263,7 @@ def save_bundle(
     pathlib.Path of the bundle.
     """
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.staging-"))
+    staging = staging_directory(directory)
     try:
         contiguous = {name: np.ascontiguousarray(array) for name, array in arrays.items()}
         save_file(contiguous, str(staging / ARRAYS_NAME))

@@ -8,6 +8,9 @@ and the CLI, whose flags carry the same names (``n_words`` -> ``--n-words``), ad
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 class ImagelearnError(Exception):
     """Base of the errors a user can cause and fix (bad input, bad settings, bad files)."""
@@ -27,3 +30,28 @@ class ParameterError(ImagelearnError, ValueError):
     def __init__(self, parameter: str, message: str) -> None:
         self.parameter = parameter
         super().__init__(message)
+
+
+class OutputExistsError(ParameterError, FileExistsError):
+    """A finished run (a saved model, an index, a report) is already where a run would write.
+
+    ``directory`` names it; write elsewhere, or pass ``overwrite=True`` to replace it
+    (``parameter`` is ``"overwrite"``, so the CLI names ``--overwrite``).
+
+    Parameters
+    ----------
+    directory : path-like
+    what : str
+        What is there, for the message (``"a saved model"``, ``"an index"``).
+    advice : str
+        What would work instead.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        what: str = "a finished run",
+        advice: str = "choose another output directory, or allow replacing it",
+    ) -> None:
+        self.directory = Path(directory)
+        super().__init__("overwrite", f"{directory}: {what} is already there; {advice}")

@@ -38,6 +38,7 @@ from imagelearn.core.bundle import (
     library_versions,
     read_manifest,
 )
+from imagelearn.core.errors import OutputExistsError
 from imagelearn.retrieval.catalogue import now
 from imagelearn.retrieval.inverted_file import Postings
 
@@ -64,18 +65,14 @@ class IndexBusyError(BundleError):
     """Another process is writing to the index."""
 
 
-class IndexExistsError(BundleError, FileExistsError):
+class IndexExistsError(OutputExistsError, BundleError):
     """A finished index is already in the directory a build was asked to write.
 
     ``directory`` names it; add images to it, or build with ``overwrite=True`` to replace it.
     """
 
     def __init__(self, directory: str | os.PathLike) -> None:
-        self.directory = Path(directory)
-        super().__init__(
-            f"{directory}: an index is already there; add images to it, "
-            "or build with overwrite=True to replace it"
-        )
+        super().__init__(directory, "an index", "add images to it, or allow replacing it")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,12 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from imagelearn.bof.vocabulary import Vocabulary
-from imagelearn.core.bundle import BundleError
+from imagelearn.core.bundle import (
+    BundleError,
+    clean_leftovers,
+    replace_directory,
+    staging_directory,
+)
 from imagelearn.core.kmeans import chunks
 from imagelearn.core.progress import progress, progress_bar
 from imagelearn.features import extract_features
@@ -427,7 +432,9 @@ def build_index(
         a finished index is refused unless ``overwrite``.
     params : IndexParams, optional
     overwrite : bool
-        Delete a finished index at ``directory`` first.
+        Replace a finished index at ``directory``: the new one is built in a sibling staging
+        directory and swapped in atomically (:func:`~imagelearn.core.bundle.replace_directory`),
+        so the old one stays whole and searchable until then, and a crash leaves it there.
     n_jobs : int or None
         Processes for feature extraction (-1: all cores).
     cache_dir : path-like, None or False
@@ -452,13 +459,14 @@ def build_index(
         raise ValueError("no images to index")
     params = params or IndexParams()
     known_global: dict[str, np.ndarray] = {}
+    clean_leftovers(directory)
     with WriteLock(directory):
         if (directory / "manifest.json").exists():
             content = read_index_manifest(directory)
             if content["complete"] and not overwrite:
                 raise IndexExistsError(directory)
             if content["complete"]:
-                _clear_directory(directory)
+                return _rebuild_beside(directory, paths, params, n_jobs, cache_dir)
         elif directory.exists():
             _clear_unfinished_creation(directory)
         if not (directory / "manifest.json").exists():
@@ -481,11 +489,21 @@ def _clear_unfinished_creation(directory: Path) -> None:
         path.unlink()
 
 
-def _clear_directory(directory: Path) -> None:
-    for entry in directory.iterdir():
-        if entry.name == ".lock":
-            continue
-        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+def _rebuild_beside(
+    directory: Path, paths: list[str], params: IndexParams, n_jobs: int | None, cache_dir: Any
+) -> AddReport:
+    """Build a new index in a staging sibling of ``directory``, then swap it in atomically.
+
+    Called under ``directory``'s write lock, so no writer changes the old index meanwhile.
+    """
+    staging = staging_directory(directory)
+    try:
+        report = build_index(paths, staging, params, n_jobs=n_jobs, cache_dir=cache_dir)
+        replace_directory(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return report
 
 
 def add_images(

@@ -24,6 +24,7 @@ import numpy as np
 from imagelearn.core.bundle import atomic_write_json
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.images import DEFAULT_MAX_PIXELS
+from imagelearn.core.outputs import check_output_directory
 from imagelearn.core.persistence import read_metadata
 from imagelearn.evaluation.segmentation import accuracy_report, cluster_agreement
 from imagelearn.segment.bof_segmentation import BofSegmenter, iou_report
@@ -355,6 +356,7 @@ def train_run(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     random_state: int = 0,
     n_jobs: int | None = -1,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train a :class:`PixelClassifier` from samples drawn inside ``images`` and save it to ``out``.
 
@@ -389,7 +391,11 @@ def train_run(
         Seed of the held-out split, the sample subsampling and the classifier.
     n_jobs : int or None
         Threads (-1: all cores).
+    overwrite : bool
+        Replace a model already saved at ``out``; without it, one there raises
+        :class:`~imagelearn.core.errors.OutputExistsError` before any training.
     """
+    check_output_directory(out, overwrite)
     params = _classifier_params(classifier, n_estimators, classifier_params)
     if test_samples is not None and test_size > 0:
         raise ParameterError("test_size", "give test_size or test_samples, not both")
@@ -541,6 +547,7 @@ def bof_train_run(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     random_state: int = 0,
     n_jobs: int | None = -1,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train a :class:`BofSegmenter` on images with dense label masks and save it to ``out``.
 
@@ -568,7 +575,11 @@ def bof_train_run(
     random_state : int
     n_jobs : int or None
         Threads (-1: all cores).
+    overwrite : bool
+        Replace a model already saved at ``out``; without it, one there raises
+        :class:`~imagelearn.core.errors.OutputExistsError` before any training.
     """
+    check_output_directory(out, overwrite)
     params = _classifier_params(classifier, n_estimators, classifier_params)
     rasters, labelled, colors = _labelled_rasters(images, masks, classes, max_pixels, "masks")
     model = BofSegmenter(
