@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -24,6 +26,7 @@ from safetensors.numpy import load_file, save_file
 
 import imagelearn
 from imagelearn.core.errors import ImagelearnError
+from imagelearn.core.schema import MEMBER_NAME_PATTERN, BundleHeader, validate
 
 MANIFEST_NAME = "manifest.json"
 ARRAYS_NAME = "arrays.safetensors"
@@ -163,30 +166,95 @@ def save_bundle(
     return directory
 
 
-def read_manifest(directory: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
-    """Read and check a bundle's manifest; returns the whole header (``content`` inside)."""
+def member_path(directory: str | os.PathLike, *names: str, what: str = "bundle") -> Path:
+    """The path of ``directory/NAME/...``, checked to stay inside ``directory``.
+
+    Every file name that comes from a manifest goes through here before anything is opened:
+    each of ``names`` must match :data:`~imagelearn.core.schema.MEMBER_NAME_PATTERN` (no
+    absolute path, no ``..``, no hidden or nested name), and the path, with its symbolic
+    links followed, must stay inside ``directory`` and be a regular file or folder when it
+    exists. Nothing is opened: links are read and the target is looked up, never read.
+
+    Parameters
+    ----------
+    directory : path-like
+        The bundle or index directory.
+    *names : str
+        Path components below it (``"segments", "g000001"``).
+    what : str
+        What ``directory`` holds, for the message (``"index"``).
+
+    Returns
+    -------
+    pathlib.Path
+        ``directory`` joined with ``names`` (not resolved; it may not exist).
+
+    Raises
+    ------
+    BundleError
+        ``"DIRECTORY: not a valid WHAT: ..."`` naming the offending name.
+    """
     directory = Path(directory)
-    manifest_path = directory / MANIFEST_NAME
+    for name in names:
+        if not isinstance(name, str) or not re.fullmatch(MEMBER_NAME_PATTERN, name):
+            raise BundleError(
+                f"{directory}: not a valid {what}: file name {name!r} is not a plain name "
+                "inside the directory"
+            )
+    path = directory.joinpath(*names)
+    try:
+        root = directory.resolve(strict=True)
+        target = path.resolve()
+    except (OSError, RuntimeError) as error:  # a link loop
+        raise BundleError(f"{directory}: not a valid {what}: {path} ({error})") from None
+    if not target.is_relative_to(root):
+        raise BundleError(
+            f"{directory}: not a valid {what}: {path} leads out of the directory (to {target})"
+        )
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return path
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise BundleError(f"{directory}: not a valid {what}: {path} is not a regular file")
+    return path
+
+
+def read_manifest(directory: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
+    """Read and check a bundle's manifest; returns the whole header (``content`` inside).
+
+    The header is checked against :class:`~imagelearn.core.schema.BundleHeader`; the
+    ``content`` is left to the schema of the ``kind``.
+
+    Raises
+    ------
+    BundleError
+        Not a directory, no manifest, not JSON, not an imagelearn manifest, a newer format,
+        a header of the wrong shape, or another ``kind``.
+    """
+    directory = Path(directory)
     if not directory.is_dir():
         raise BundleError(
             f"{directory}: not a directory (expected a saved imagelearn model or index)"
         )
+    manifest_path = member_path(directory, MANIFEST_NAME)
     try:
         header = json.loads(manifest_path.read_text(encoding="utf-8"))
     except FileNotFoundError as error:
         raise BundleError(f"{directory}: no {MANIFEST_NAME}; not an imagelearn bundle") from error
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise BundleError(f"{manifest_path}: corrupt manifest ({error})") from error
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise BundleError(f"{manifest_path}: not an imagelearn bundle manifest")
     version = header.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise BundleError(
             f"{directory}: bundle format version {version} is newer than this imagelearn reads "
             f"({FORMAT_VERSION}); upgrade imagelearn"
         )
-    if kind is not None and header.get("kind") != kind:
-        raise BundleError(f"{directory}: holds a {header.get('kind')!r}, expected a {kind!r}")
+    checked = validate(BundleHeader, header, directory, "bundle")
+    if kind is not None and checked.kind != kind:
+        raise BundleError(f"{directory}: holds a {checked.kind!r}, expected a {kind!r}")
     return header
 
 
@@ -203,10 +271,11 @@ def load_bundle(
     """
     directory = Path(directory)
     header = read_manifest(directory, kind)
+    arrays_path = member_path(directory, ARRAYS_NAME)
     try:
-        arrays = load_file(str(directory / ARRAYS_NAME))
+        arrays = load_file(str(arrays_path))
     except FileNotFoundError as error:
         raise BundleError(f"{directory}: {ARRAYS_NAME} is missing") from error
     except Exception as error:  # safetensors raises its own error types for corrupt headers
-        raise BundleError(f"{directory / ARRAYS_NAME}: corrupt array file ({error})") from error
+        raise BundleError(f"{arrays_path}: corrupt array file ({error})") from error
     return header["content"], arrays

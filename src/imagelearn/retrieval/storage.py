@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self
 
 import faiss
 import numpy as np
+from pydantic import Field, model_validator
 
 from imagelearn.core.bundle import (
     FORMAT_NAME,
@@ -36,8 +39,10 @@ from imagelearn.core.bundle import (
     BundleError,
     atomic_write_json,
     library_versions,
+    member_path,
     read_manifest,
 )
+from imagelearn.core.schema import Schema, validate
 from imagelearn.retrieval.catalogue import now
 from imagelearn.retrieval.inverted_file import Postings
 
@@ -47,6 +52,17 @@ INDEX_VERSION = 1
 SEGMENTS_DIR = "segments"
 VOCABULARY_NAME = "vocabulary.safetensors"
 LOCK_NAME = ".lock"
+#: Names the writer gives segments.
+SEGMENT_NAME = re.compile(r"^g[0-9]{6,12}$")
+
+#: Ids are stored as uint32.
+MAX_IMAGE_ID = 2**32 - 1
+#: The largest global descriptor the index accepts (GeM of the widest backbone is 2048).
+MAX_GLOBAL_DIMENSION = 65_536
+#: FAISS's four-character code of each index kind the writer makes.
+FAISS_FOURCC = {"IndexIDMap2": b"IxM2", "IndexIVFPQ": b"IwPQ"}
+#: Fourcc, dimension (int32), ntotal (int64), two unused int64, is_trained (bool), metric.
+_FAISS_HEADER = struct.Struct("<4siqqq?i")
 
 _SEGMENT_ARRAYS = (
     "ids",
@@ -76,6 +92,42 @@ class IndexExistsError(BundleError, FileExistsError):
             f"{directory}: an index is already there; add images to it, "
             "or build with overwrite=True to replace it"
         )
+
+
+class GlobalContent(Schema):
+    """The manifest's ``global`` entry: the FAISS file of the global descriptors."""
+
+    file: str = Field(pattern=r"^global-[0-9]{6,12}\.faiss$")
+    dimension: int = Field(ge=1, le=MAX_GLOBAL_DIMENSION)
+    kind: Literal["IndexIDMap2", "IndexIVFPQ"]
+
+
+class IndexContent(Schema):
+    """The content of an index manifest: the snapshot's files and counts.
+
+    ``params`` is checked by :class:`~imagelearn.retrieval.params.IndexParams` when the
+    snapshot is opened. Names follow the writer's patterns, so none can leave the directory.
+    """
+
+    index_version: int = Field(ge=1, le=INDEX_VERSION)
+    params: dict[str, Any]
+    segments: list[str] = Field(max_length=100_000)
+    next_id: int = Field(ge=0, le=MAX_IMAGE_ID + 1)
+    n_images: int = Field(ge=0)
+    generation: int = Field(ge=0)
+    complete: bool
+    removed: str | None = Field(default=None, pattern=r"^removed-[0-9]{6,12}\.npy$")
+    global_: GlobalContent | None = Field(default=None, alias="global")
+    n_words: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _counts_agree(self) -> Self:
+        for name in self.segments:
+            if not SEGMENT_NAME.match(name):
+                raise ValueError(f"segments: {name!r} is not a segment name")
+        if self.n_images > self.next_id:
+            raise ValueError(f"n_images {self.n_images} exceeds next_id {self.next_id}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -150,12 +202,12 @@ def read_segment(directory: Path, name: str) -> Segment:
     BundleError
         A corrupt array file.
     """
-    folder = directory / SEGMENTS_DIR / name
+    folder = member_path(directory, SEGMENTS_DIR, name, what="index")
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: segment named by the manifest is missing")
     arrays = {}
     for array_name in _SEGMENT_ARRAYS:
-        path = folder / f"{array_name}.npy"
+        path = member_path(directory, SEGMENTS_DIR, name, f"{array_name}.npy", what="index")
         try:
             arrays[array_name] = np.load(path, mmap_mode="r", allow_pickle=False)
         except FileNotFoundError:
@@ -183,7 +235,12 @@ def read_removed_ids(directory: Path, content: dict[str, Any]) -> np.ndarray:
         A writer replaced the snapshot and deleted the file meanwhile.
     """
     name = content.get("removed")
-    return read_array(directory / name) if name else np.zeros(0, np.uint32)
+    if not name:
+        return np.zeros(0, np.uint32)
+    removed = read_array(member_path(directory, name, what="index"))
+    if removed.ndim != 1 or removed.dtype.kind not in "ui":
+        raise BundleError(f"{directory / name}: not a list of image ids; the index is corrupt")
+    return removed
 
 
 def write_array(path: Path, array: np.ndarray) -> None:
@@ -209,8 +266,37 @@ def read_array(path: Path) -> np.ndarray:
         raise BundleError(f"{path}: corrupt array file ({error})") from error
 
 
-def read_faiss_index(path: Path) -> faiss.Index:
-    """A FAISS index file, read whole.
+def read_global_index(directory: Path, content: dict[str, Any]) -> faiss.Index:
+    """The FAISS index of the global descriptors that the manifest ``content`` names.
+
+    Raises
+    ------
+    FileNotFoundError
+        A writer replaced the snapshot and deleted the file meanwhile.
+    BundleError
+        A name leading out of the directory, or not the file the manifest describes.
+    """
+    described = GlobalContent.model_validate(content["global"])
+    path = member_path(directory, described.file, what="index")
+    return read_faiss_index(path, described, int(content["next_id"]))
+
+
+def read_faiss_index(
+    path: Path, expected: GlobalContent | None = None, count: int | None = None
+) -> faiss.Index:
+    """A FAISS index file, read whole, after its header was checked against the manifest.
+
+    FAISS parses the file in native code, so the header is read here first: the kind's
+    four-character code, the dimension and ``count`` vectors, and a file size that can hold
+    them (exactly, for the flat kind). Only then is the file handed to FAISS.
+
+    Parameters
+    ----------
+    path : Path
+    expected : GlobalContent, optional
+        The manifest's description of the file; None reads any FAISS file unchecked.
+    count : int, optional
+        Vectors the file must hold (the manifest's ``next_id``).
 
     Raises
     ------
@@ -218,13 +304,43 @@ def read_faiss_index(path: Path) -> faiss.Index:
         The file is gone (a writer replaced the snapshot): FAISS's own reader would raise a
         generic RuntimeError instead, which a reader could not tell from corruption.
     BundleError
-        Not a readable FAISS index.
+        Not a readable FAISS index, or not the one the manifest describes.
     """
     data = np.fromfile(path, dtype=np.uint8)
+    if expected is not None:
+        _check_faiss_header(path, data, expected, count)
     try:
         return faiss.deserialize_index(data)
     except RuntimeError as error:
         raise BundleError(f"{path}: corrupt FAISS index ({str(error)[:200]})") from error
+
+
+def _check_faiss_header(
+    path: Path, data: np.ndarray, expected: GlobalContent, count: int | None
+) -> None:
+    if len(data) < _FAISS_HEADER.size:
+        raise BundleError(f"{path}: corrupt FAISS index (truncated: {len(data)} bytes)")
+    fourcc, dimension, ntotal, _, _, _, _ = _FAISS_HEADER.unpack_from(data.tobytes()[:64])
+    problems = []
+    if fourcc != FAISS_FOURCC[expected.kind]:
+        problems.append(f"kind {fourcc!r} where the manifest says {expected.kind}")
+    if dimension != expected.dimension:
+        problems.append(f"dimension {dimension} where the manifest says {expected.dimension}")
+    if count is not None and ntotal != count:
+        problems.append(f"{ntotal} vectors where the manifest counts {count}")
+    if not problems:
+        size = len(data)
+        # IDMap2 over a flat index: two headers, the vectors (float32) and the ids (int64),
+        # each array after its uint64 length
+        flat_size = 2 * _FAISS_HEADER.size + 16 + ntotal * (4 * dimension + 8)
+        if expected.kind == "IndexIDMap2" and size != flat_size:
+            problems.append(f"{size} bytes where {ntotal} vectors take {flat_size}")
+        elif expected.kind == "IndexIVFPQ" and size < _FAISS_HEADER.size + ntotal * 8:
+            problems.append(f"{size} bytes, too few for {ntotal} vectors")
+    if problems:
+        raise BundleError(
+            f"{path}: not the FAISS index the manifest describes ({'; '.join(problems)})"
+        )
 
 
 def write_index_manifest(directory: Path, content: dict[str, Any]) -> None:
@@ -241,27 +357,23 @@ def write_index_manifest(directory: Path, content: dict[str, Any]) -> None:
 
 
 def read_index_manifest(directory: Path) -> dict[str, Any]:
-    """The manifest's content, checked for kind and version.
+    """The manifest's content, checked against :class:`IndexContent`.
+
+    Returns the checked content as the writer stores it (``global`` under its own name).
 
     Raises
     ------
     BundleError
-        Not an index, corrupt, or written by a newer imagelearn.
+        Not an index, corrupt, of the wrong shape, or written by a newer imagelearn.
     """
     content = read_manifest(directory, INDEX_KIND)["content"]
     version = content.get("index_version")
-    if not isinstance(version, int) or version > INDEX_VERSION:
+    if isinstance(version, int) and version > INDEX_VERSION:
         raise BundleError(
             f"{directory}: index format version {version} is newer than this imagelearn reads "
             f"({INDEX_VERSION}); upgrade imagelearn"
         )
-    required = ("params", "segments", "next_id", "n_images", "generation", "complete")
-    missing = [key for key in required if key not in content]
-    if missing:
-        raise BundleError(
-            f"{directory / MANIFEST_NAME}: corrupt index manifest (no {', '.join(missing)})"
-        )
-    return content
+    return validate(IndexContent, content, directory, "index").model_dump(by_alias=True)
 
 
 class WriteLock:
