@@ -16,7 +16,7 @@ imagelearn.core.bundle.BundleError: runs/model: not a valid bundle: format_versi
 from __future__ import annotations
 
 import os
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
@@ -30,6 +30,9 @@ KIND_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 CLASS_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"
 
 SchemaT = TypeVar("SchemaT", bound=BaseModel)
+
+#: The most classes a saved classifier may name (its arrays are checked against the count).
+MAX_CLASSES = 100_000
 
 #: Problems by pydantic error type, in the manifest's words.
 _PROBLEMS = {
@@ -62,8 +65,19 @@ class NoState(StateSchema):
     """The state of an estimator whose whole learned state is in its arrays."""
 
 
-#: ``(path, reason)`` pairs of the images a fit could not read.
-Skipped = list[tuple[str, str]]
+class Fixed:
+    """A fixed-length JSON list: ``Fixed[float, 3]`` is a list of exactly three numbers.
+
+    JSON has no tuples, and strict checking refuses a list where a tuple is declared.
+    """
+
+    def __class_getitem__(cls, item: tuple[Any, int]) -> Any:
+        kind, length = item
+        return Annotated[list[kind], Field(min_length=length, max_length=length)]
+
+
+#: ``[path, reason]`` pairs of the images a fit could not read.
+Skipped = list[Fixed[str, 2]]
 
 
 def _problem(error: Any) -> str:
@@ -162,9 +176,11 @@ class EstimatorContent(Schema):
 __all__ = [
     "CLASS_NAME_PATTERN",
     "KIND_PATTERN",
+    "MAX_CLASSES",
     "MEMBER_NAME_PATTERN",
     "BundleHeader",
     "EstimatorContent",
+    "Fixed",
     "NoState",
     "Schema",
     "Skipped",
