@@ -14,8 +14,10 @@ import platform
 import re
 import shutil
 import stat
+import struct
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -45,6 +47,82 @@ _RECORDED_LIBRARIES = (
 
 class BundleError(ImagelearnError, OSError):
     """A bundle directory is missing, corrupt, of another kind, or from a newer format."""
+
+
+@dataclass(frozen=True)
+class _FaissLayout:
+    """What the start of a serialized FAISS index of one kind looks like."""
+
+    fourcc: bytes
+    binary: bool
+    #: Bytes each vector takes at least, from the dimension (bits for binary indexes).
+    vector_bytes: Callable[[int], int]
+    #: Bytes besides the vectors when the size is exact (None: a lower bound only).
+    exact_overhead: int | None = None
+
+
+#: Float indexes: fourcc, dimension (int32), ntotal (int64), two unused int64, is_trained,
+#: metric (int32). Binary indexes: fourcc, dimension in bits, code size (int32), ntotal
+#: (int64), is_trained, metric.
+_FAISS_HEADER = struct.Struct("<4siqqq?i")
+_FAISS_BINARY_HEADER = struct.Struct("<4siiq?i")
+#: The FAISS index kinds a bundle may hold, by class name.
+FAISS_LAYOUTS = {
+    # an id map over a flat index: two headers, then vectors and ids, each after its length
+    "IndexIDMap2": _FaissLayout(b"IxM2", False, lambda d: 4 * d + 8, 2 * _FAISS_HEADER.size + 16),
+    "IndexIVFPQ": _FaissLayout(b"IwPQ", False, lambda d: 8),
+    "IndexHNSWFlat": _FaissLayout(b"IHNf", False, lambda d: 4 * d),
+    "IndexBinaryHNSW": _FaissLayout(b"IBHf", True, lambda d: d // 8),
+}
+
+
+def faiss_header_problems(
+    data: bytes | np.ndarray, kind: str, dimension: int, count: int
+) -> list[str]:
+    """What is wrong with a serialized FAISS index, checked before FAISS parses it.
+
+    FAISS reads the file in native code and allocates what its header claims, so the
+    header's kind, dimension and vector count, and a size that can hold the vectors, are
+    checked against what the bundle says first.
+
+    Parameters
+    ----------
+    data : bytes or ndarray of uint8
+        The whole serialized index.
+    kind : str
+        A key of :data:`FAISS_LAYOUTS` (``type(index).__name__``).
+    dimension : int
+        Vector dimension (bits for binary indexes).
+    count : int
+        Vectors the index must hold.
+
+    Returns
+    -------
+    list of str
+        The problems, in words; empty when the header agrees.
+    """
+    layout = FAISS_LAYOUTS[kind]
+    header = _FAISS_BINARY_HEADER if layout.binary else _FAISS_HEADER
+    if len(data) < header.size:
+        return [f"truncated ({len(data)} bytes)"]
+    fields = header.unpack(bytes(np.asarray(data, dtype=np.uint8)[: header.size]))
+    fourcc, stored_dimension = fields[0], fields[1]
+    ntotal = fields[3] if layout.binary else fields[2]
+    problems = []
+    if fourcc != layout.fourcc:
+        problems.append(f"kind {fourcc!r} where {kind} is expected")
+    if stored_dimension != dimension:
+        problems.append(f"dimension {stored_dimension} where {dimension} is expected")
+    if ntotal != count:
+        problems.append(f"{ntotal} vectors where {count} are expected")
+    if problems:
+        return problems
+    payload = count * layout.vector_bytes(dimension)
+    if layout.exact_overhead is not None and len(data) != payload + layout.exact_overhead:
+        return [f"{len(data)} bytes where {count} vectors take {payload + layout.exact_overhead}"]
+    if len(data) < header.size + payload:
+        return [f"{len(data)} bytes, too few for {count} vectors"]
+    return []
 
 
 def library_versions() -> dict[str, str]:

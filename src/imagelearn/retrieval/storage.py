@@ -22,7 +22,6 @@ import fcntl
 import os
 import re
 import shutil
-import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from imagelearn.core.bundle import (
     MANIFEST_NAME,
     BundleError,
     atomic_write_json,
+    faiss_header_problems,
     library_versions,
     member_path,
     read_manifest,
@@ -59,10 +59,6 @@ SEGMENT_NAME = re.compile(r"^g[0-9]{6,12}$")
 MAX_IMAGE_ID = 2**32 - 1
 #: The largest global descriptor the index accepts (GeM of the widest backbone is 2048).
 MAX_GLOBAL_DIMENSION = 65_536
-#: FAISS's four-character code of each index kind the writer makes.
-FAISS_FOURCC = {"IndexIDMap2": b"IxM2", "IndexIVFPQ": b"IwPQ"}
-#: Fourcc, dimension (int32), ntotal (int64), two unused int64, is_trained (bool), metric.
-_FAISS_HEADER = struct.Struct("<4siqqq?i")
 
 _SEGMENT_ARRAYS = (
     "ids",
@@ -282,7 +278,7 @@ def read_global_index(directory: Path, content: dict[str, Any]) -> faiss.Index:
 
 
 def read_faiss_index(
-    path: Path, expected: GlobalContent | None = None, count: int | None = None
+    path: Path, expected: GlobalContent | None = None, count: int = 0
 ) -> faiss.Index:
     """A FAISS index file, read whole, after its header was checked against the manifest.
 
@@ -295,8 +291,8 @@ def read_faiss_index(
     path : Path
     expected : GlobalContent, optional
         The manifest's description of the file; None reads any FAISS file unchecked.
-    count : int, optional
-        Vectors the file must hold (the manifest's ``next_id``).
+    count : int
+        Vectors the file must hold (the manifest's ``next_id``); used with ``expected``.
 
     Raises
     ------
@@ -308,39 +304,15 @@ def read_faiss_index(
     """
     data = np.fromfile(path, dtype=np.uint8)
     if expected is not None:
-        _check_faiss_header(path, data, expected, count)
+        problems = faiss_header_problems(data, expected.kind, expected.dimension, count)
+        if problems:
+            raise BundleError(
+                f"{path}: not the FAISS index the manifest describes ({'; '.join(problems)})"
+            )
     try:
         return faiss.deserialize_index(data)
     except RuntimeError as error:
         raise BundleError(f"{path}: corrupt FAISS index ({str(error)[:200]})") from error
-
-
-def _check_faiss_header(
-    path: Path, data: np.ndarray, expected: GlobalContent, count: int | None
-) -> None:
-    if len(data) < _FAISS_HEADER.size:
-        raise BundleError(f"{path}: corrupt FAISS index (truncated: {len(data)} bytes)")
-    fourcc, dimension, ntotal, _, _, _, _ = _FAISS_HEADER.unpack_from(data.tobytes()[:64])
-    problems = []
-    if fourcc != FAISS_FOURCC[expected.kind]:
-        problems.append(f"kind {fourcc!r} where the manifest says {expected.kind}")
-    if dimension != expected.dimension:
-        problems.append(f"dimension {dimension} where the manifest says {expected.dimension}")
-    if count is not None and ntotal != count:
-        problems.append(f"{ntotal} vectors where the manifest counts {count}")
-    if not problems:
-        size = len(data)
-        # IDMap2 over a flat index: two headers, the vectors (float32) and the ids (int64),
-        # each array after its uint64 length
-        flat_size = 2 * _FAISS_HEADER.size + 16 + ntotal * (4 * dimension + 8)
-        if expected.kind == "IndexIDMap2" and size != flat_size:
-            problems.append(f"{size} bytes where {ntotal} vectors take {flat_size}")
-        elif expected.kind == "IndexIVFPQ" and size < _FAISS_HEADER.size + ntotal * 8:
-            problems.append(f"{size} bytes, too few for {ntotal} vectors")
-    if problems:
-        raise BundleError(
-            f"{path}: not the FAISS index the manifest describes ({'; '.join(problems)})"
-        )
 
 
 def write_index_manifest(directory: Path, content: dict[str, Any]) -> None:
