@@ -49,8 +49,10 @@ def encode_value(value: Any) -> Any:
     """A parameter value as JSON: tuples as lists, paths as strings, estimators by name."""
     if isinstance(value, tuple | list):
         return [encode_value(item) for item in value]
-    if isinstance(value, Mapping):
-        return {str(key): encode_value(item) for key, item in value.items()}
+    if isinstance(value, Mapping):  # a component's parameters: its runtime settings stay out
+        return {
+            str(key): encode_value(item) for key, item in value.items() if key not in RUNTIME_PARAMS
+        }
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if isinstance(value, np.generic):
@@ -94,6 +96,18 @@ def decode_params(cls: type, params: Any, source: str | os.PathLike) -> dict[str
             f"{source}: not a valid saved {cls.__name__}: unknown parameter(s) "
             f"{', '.join(map(repr, unknown))}"
         )
+    for name, value in params.items():
+        try:
+            runtime = _runtime_setting(value, f"params.{name}")
+        except RecursionError:
+            raise BundleError(
+                f"{source}: not a valid saved model: params.{name} nests too deeply"
+            ) from None
+        if runtime:
+            raise BundleError(
+                f"{source}: not a valid saved {cls.__name__}: {runtime} is a runtime setting "
+                "of the loading machine; a saved model never sets it"
+            )
     decoded = {
         name: _decode_value(value, signature[name].default, source)
         for name, value in params.items()
@@ -133,6 +147,25 @@ def _parameter_adapters(cls: type) -> dict[str, TypeAdapter]:
         except (PydanticSchemaGenerationError, TypeError):
             continue
     return adapters
+
+
+def _runtime_setting(value: Any, location: str) -> str | None:
+    """Where a runtime setting hides in a parameter's value (a key of a nested mapping)."""
+    if isinstance(value, Mapping):
+        if "estimator" in value and set(value) == {"estimator", "params"}:
+            return None  # a nested estimator: checked by its own decode_params
+        for key, item in value.items():
+            if key in RUNTIME_PARAMS:
+                return f"{location}.{key}"
+            found = _runtime_setting(item, f"{location}.{key}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _runtime_setting(item, f"{location}[{index}]")
+            if found:
+                return found
+    return None
 
 
 def _decode_value(value: Any, default: Any, source: str | os.PathLike) -> Any:
@@ -201,7 +234,9 @@ class PersistentEstimator:
         model = cls(**decode_params(cls, content.params, directory))
         state = content.state
         if cls.state_schema is not None:
-            checked = validate(cls.state_schema, state, directory, f"saved {cls.__name__}")
+            checked = validate(
+                cls.state_schema, state, directory, f"saved {cls.__name__}", at="state"
+            )
             state = checked.model_dump()
         try:
             model._set_state(state, arrays)

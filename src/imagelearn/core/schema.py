@@ -99,18 +99,21 @@ def _location(error: Any) -> str:
     return parts
 
 
-def describe(error: ValidationError) -> str:
-    """One line: ``field.path: problem`` of the first errors, and how many more."""
+def describe(error: ValidationError, at: str = "") -> str:
+    """One line: ``field.path: problem`` of the first errors (below ``at``), and how many more."""
     errors = error.errors(include_url=False)
-    quoted = [
-        f"{_location(item)}: {_problem(item)}" if item["loc"] else _problem(item)
-        for item in errors[:_QUOTED_ERRORS]
-    ]
+    quoted = []
+    for item in errors[:_QUOTED_ERRORS]:
+        location = ".".join(part for part in (at, _location(item)) if part)
+        location = location.replace(".[", "[")
+        quoted.append(f"{location}: {_problem(item)}" if location else _problem(item))
     more = len(errors) - _QUOTED_ERRORS
     return "; ".join(quoted) + (f"; and {more} more" if more > 0 else "")
 
 
-def validate(schema: type[SchemaT], data: Any, source: str | os.PathLike, what: str) -> SchemaT:
+def validate(
+    schema: type[SchemaT], data: Any, source: str | os.PathLike, what: str, at: str = ""
+) -> SchemaT:
     """``data`` checked against ``schema``.
 
     Parameters
@@ -122,6 +125,8 @@ def validate(schema: type[SchemaT], data: Any, source: str | os.PathLike, what: 
         The bundle directory, named first in the message.
     what : str
         What the directory should hold (``"index"``, ``"saved BofClassifier"``).
+    at : str
+        Where ``data`` sits in the manifest (``"state"``), prefixed to each field's path.
 
     Raises
     ------
@@ -133,7 +138,7 @@ def validate(schema: type[SchemaT], data: Any, source: str | os.PathLike, what: 
     try:
         return schema.model_validate(data)
     except ValidationError as error:
-        raise BundleError(f"{source}: not a valid {what}: {describe(error)}") from None
+        raise BundleError(f"{source}: not a valid {what}: {describe(error, at)}") from None
 
 
 class BundleHeader(Schema):

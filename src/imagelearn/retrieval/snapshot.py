@@ -102,7 +102,7 @@ def _checked_params(directory: Path, params: dict[str, Any]) -> IndexParams:
     try:
         checked = _PARAMS_ADAPTER.validate_python(params)
     except ValidationError as error:
-        raise BundleError(f"{directory}: not a valid index: params: {describe(error)}") from None
+        raise BundleError(f"{directory}: not a valid index: {describe(error, 'params')}") from None
     vocabulary_params = checked.vocabulary_params
     if vocabulary_params is not None:
         decode_params(vocabulary_class(checked.vocabulary), vocabulary_params, directory)

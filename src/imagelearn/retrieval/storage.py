@@ -173,7 +173,7 @@ class Segment:
 
 def write_segment(directory: Path, segment: Segment) -> None:
     """Write ``segment`` to ``directory/segments/<name>/`` through a staging folder and a rename."""
-    parent = directory / SEGMENTS_DIR
+    parent = member_path(directory, SEGMENTS_DIR, what="index")
     parent.mkdir(exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{segment.name}.staging-"))
     try:
@@ -356,7 +356,15 @@ class WriteLock:
 
     def __enter__(self) -> WriteLock:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._stream = open(self.directory / LOCK_NAME, "a+")
+        try:  # never through a link: a planted .lock must not create or touch a file elsewhere
+            handle = os.open(
+                self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644
+            )
+        except OSError as error:
+            raise BundleError(
+                f"{self.directory}: not a valid index: {LOCK_NAME} is not a plain file ({error})"
+            ) from None
+        self._stream = os.fdopen(handle, "a+")
         try:
             fcntl.flock(self._stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -374,7 +382,7 @@ class WriteLock:
 def collect_garbage(directory: Path, content: dict[str, Any]) -> None:
     """Delete segments and files that the manifest does not name (left by replaced snapshots)."""
     named = set(content["segments"])
-    for folder in (directory / SEGMENTS_DIR).glob("*"):
+    for folder in member_path(directory, SEGMENTS_DIR, what="index").glob("*"):
         if folder.name not in named:
             shutil.rmtree(folder, ignore_errors=True)
     keep = {content.get("removed"), (content.get("global") or {}).get("file")}
