@@ -121,8 +121,8 @@ def decode_params(cls: type, params: Any, source: str | os.PathLike) -> dict[str
         except ValidationError:
             shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
             raise BundleError(
-                f"{source}: not a valid saved {cls.__name__}: params.{name}: {shown} is not "
-                f"a {signature[name].annotation}"
+                f"{source}: not a valid saved {cls.__name__}: params.{name}: {shown} does not "
+                f"match its type {signature[name].annotation}"
             ) from None
     return decoded
 

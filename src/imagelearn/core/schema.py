@@ -16,6 +16,7 @@ imagelearn.core.bundle.BundleError: runs/model: not a valid bundle: format_versi
 from __future__ import annotations
 
 import os
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -84,8 +85,8 @@ def _problem(error: Any) -> str:
     kind = error["type"]
     problem = _PROBLEMS.get(kind)
     if problem is None:
-        problem = str(error["msg"]).removeprefix("Value error, ")
-        problem = problem.replace("Input should", "should").replace("String should", "should")
+        problem = str(error["msg"]).removeprefix("Value error, ").replace(" after validation", "")
+        problem = re.sub(r"^[A-Z][a-z]+ should", "should", problem)
     if kind != "missing" and kind in _PROBLEMS:
         shown = repr(error.get("input"))
         problem += f" (got {shown if len(shown) <= 40 else shown[:37] + '...'})"

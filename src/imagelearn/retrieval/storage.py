@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 import faiss
 import numpy as np
@@ -53,7 +52,7 @@ SEGMENTS_DIR = "segments"
 VOCABULARY_NAME = "vocabulary.safetensors"
 LOCK_NAME = ".lock"
 #: Names the writer gives segments.
-SEGMENT_NAME = re.compile(r"^g[0-9]{6,12}$")
+SEGMENT_NAME_PATTERN = r"^g[0-9]{6,12}$"
 
 #: Ids are stored as uint32.
 MAX_IMAGE_ID = 2**32 - 1
@@ -107,7 +106,7 @@ class IndexContent(Schema):
 
     index_version: int = Field(ge=1, le=INDEX_VERSION)
     params: dict[str, Any]
-    segments: list[str] = Field(max_length=100_000)
+    segments: list[Annotated[str, Field(pattern=SEGMENT_NAME_PATTERN)]] = Field(max_length=100_000)
     next_id: int = Field(ge=0, le=MAX_IMAGE_ID + 1)
     n_images: int = Field(ge=0)
     generation: int = Field(ge=0)
@@ -118,9 +117,6 @@ class IndexContent(Schema):
 
     @model_validator(mode="after")
     def _counts_agree(self) -> Self:
-        for name in self.segments:
-            if not SEGMENT_NAME.match(name):
-                raise ValueError(f"segments: {name!r} is not a segment name")
         if self.n_images > self.next_id:
             raise ValueError(f"n_images {self.n_images} exceeds next_id {self.next_id}")
         return self
