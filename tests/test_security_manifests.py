@@ -25,6 +25,7 @@ import pytest
 
 from conftest import data_path
 from imagelearn.bof.recognition import BofClassifier
+from imagelearn.cli.main import main
 from imagelearn.core.bundle import ARRAYS_NAME, MANIFEST_NAME, BundleError, member_path
 from imagelearn.core.persistence import read_metadata
 from imagelearn.retrieval import Index, IndexParams, add_images, build_index, remove_images, storage
@@ -343,6 +344,13 @@ def test_a_hostile_index_manifest_is_refused_before_any_file_is_opened(
     assert one_line(error).startswith(f"{index}: ")
     assert_stays_inside(opened, index, outside)
     assert opened == [str(index / MANIFEST_NAME)] or field == "params"
+
+
+def test_the_cli_prints_one_line_for_a_hostile_index(index, capsys):
+    edit_manifest(index, lambda h: h["content"].update(n_images="many"))
+    assert main(["index", "info", str(index)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.endswith("n_images: not an integer (got 'many')") and len(error.splitlines()) == 1
 
 
 @pytest.mark.parametrize("target", ["segment", "array", "removed", "catalogue", "vocabulary"])

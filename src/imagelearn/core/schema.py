@@ -55,7 +55,7 @@ _QUOTED_ERRORS = 3
 class Schema(BaseModel):
     """Base of the manifest schemas: strict types, undeclared keys ignored, immutable."""
 
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
 
 class StateSchema(Schema):
