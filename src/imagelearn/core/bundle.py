@@ -4,6 +4,11 @@ Nothing here unpickles: opening a bundle from a stranger reads JSON and raw arra
 Saving is atomic: the bundle is written into a temporary sibling directory and renamed into
 place, so a crash never leaves a half-written bundle, and a bundle already at the
 destination survives until the new one is complete.
+
+Reading trusts nothing in the directory: every file name goes through :func:`member_path`
+(a plain name that stays inside, links included) before it is opened, the header is
+checked against :class:`~imagelearn.core.schema.BundleHeader`, and a FAISS file's header
+against what the bundle says (:func:`faiss_header_problems`) before FAISS parses it.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ safetensors arrays, written atomically, never pickled) holding
 Loading checks the manifest first (:mod:`imagelearn.core.schema`): the content's shape, each
 parameter's name and annotated type against the constructor's signature, and the state
 against the estimator's declared :attr:`PersistentEstimator.state_schema`; then it rebuilds
-the estimator from its parameters and hands the checked state back to ``_set_state``. Parameters that are estimators
-themselves are stored as ``{"estimator": NAME, "params": {...}}`` of a registered class.
+the estimator from its parameters and hands the checked state back to ``_set_state``.
+Parameters that are estimators themselves are stored as ``{"estimator": NAME, "params":
+{...}}`` of a registered class.
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def _parameter_adapters(cls: type) -> dict[str, TypeAdapter]:
 def _runtime_setting(value: Any, location: str) -> str | None:
     """Where a runtime setting hides in a parameter's value (a key of a nested mapping)."""
     if isinstance(value, Mapping):
-        if "estimator" in value and set(value) == {"estimator", "params"}:
+        if set(value) == {"estimator", "params"}:
             return None  # a nested estimator: checked by its own decode_params
         for key, item in value.items():
             if key in RUNTIME_PARAMS:

@@ -327,7 +327,7 @@ def _unpacked_features(stored: Any, prefix: str) -> LocalFeatures:
 
 
 class BofSegmenterState(StateSchema):
-    """The JSON state of a saved :class:`BofSegmenter` (vocabularies' and classifier's arrays aside)."""
+    """The JSON state of a saved :class:`BofSegmenter` (the arrays aside)."""
 
     vocabularies: list[dict[str, Any]] = Field(min_length=1, max_length=16)
     classes: list[int] = Field(min_length=2, max_length=MAX_CLASSES)
