@@ -175,7 +175,8 @@ def test_member_path_follows_links_only_inside(tmp_path):
     ("edit", "message"),
     [
         # the examples: a traceback each before
-        (lambda h: h.update(content={}), r"not a valid saved BofClassifier: estimator: missing"),
+        (lambda h: h.update(content={}), r"not a valid saved model: params: missing"),
+        (lambda h: h["content"].pop("estimator"), r"saved BofClassifier: estimator: missing"),
         (
             lambda h: h["content"]["state"].update(class_names=42),
             r"state\.class_names: not a list \(got 42\)",
@@ -210,6 +211,7 @@ def test_member_path_follows_links_only_inside(tmp_path):
     ],
     ids=[
         "empty-content",
+        "no-estimator",
         "class-names-42",
         "empty-state",
         "count-many",

@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import ConfigDict, PydanticSchemaGenerationError, TypeAdapter, ValidationError
 
 from imagelearn.core.bundle import BundleError, load_bundle, read_manifest, save_bundle
-from imagelearn.core.schema import EstimatorContent, StateSchema, validate
+from imagelearn.core.schema import EstimatorContent, StateSchema, describe, validate
 
 #: Parameters of the loading machine, never written into a manifest nor read from one.
 RUNTIME_PARAMS = frozenset({"n_jobs", "device", "cache_dir", "checkpoint_dir", "verbose"})
@@ -88,7 +88,8 @@ def decode_params(cls: type, params: Any, source: str | os.PathLike) -> dict[str
         or a value does not match its annotation.
     """
     if not isinstance(params, Mapping):
-        raise BundleError(f"{source}: not a valid saved model (parameters are not a mapping)")
+        problem = "missing" if params is None else f"not a mapping (got {type(params).__name__})"
+        raise BundleError(f"{source}: not a valid saved model: params: {problem}")
     signature = inspect.signature(cls.__init__).parameters
     accepted = {name for name in signature if name != "self"} - RUNTIME_PARAMS
     unknown = sorted(set(params) - accepted)
@@ -231,14 +232,18 @@ class PersistentEstimator:
     def load(cls, directory: str | os.PathLike) -> Self:
         """Read an estimator written by :meth:`save` (runtime settings: ``set_params`` after)."""
         raw_content, arrays = load_bundle(directory, cls.bundle_kind)
+        params = raw_content.get("params") if isinstance(raw_content, dict) else None
+        model = cls(**decode_params(cls, params, directory))  # first: names what changed
         content = validate(EstimatorContent, raw_content, directory, f"saved {cls.__name__}")
-        model = cls(**decode_params(cls, content.params, directory))
         state = content.state
         if cls.state_schema is not None:
-            checked = validate(
-                cls.state_schema, state, directory, f"saved {cls.__name__}", at="state"
-            )
-            state = checked.model_dump()
+            try:
+                state = cls.state_schema.model_validate(state).model_dump()
+            except ValidationError as error:
+                raise BundleError(
+                    f"{directory}: incomplete or corrupt {cls.bundle_kind} bundle "
+                    f"({describe(error, 'state')})"
+                ) from None
         try:
             model._set_state(state, arrays)
         except (KeyError, TypeError, ValueError, IndexError) as error:
