@@ -39,6 +39,7 @@ from imagelearn.core.execution import BatchResult
 from imagelearn.core.kmeans import ASSIGN_CHUNK_ROWS
 from imagelearn.core.persistence import PersistentEstimator
 from imagelearn.core.progress import progress
+from imagelearn.core.schema import Skipped, StateSchema
 from imagelearn.features import Detector, LocalFeatures, make_detector
 from imagelearn.features.extract import map_features
 
@@ -81,6 +82,12 @@ def sample_descriptors(
             if len(rows)
         ]
     )
+
+
+class BagOfFeaturesState(StateSchema):
+    """The JSON state of a saved :class:`BagOfFeatures` (its vocabulary and idf are arrays)."""
+
+    skipped: Skipped
 
 
 class BagOfFeatures(
@@ -146,6 +153,7 @@ class BagOfFeatures(
     """
 
     bundle_kind = "bag-of-features"
+    state_schema = BagOfFeaturesState
 
     def __init__(
         self,

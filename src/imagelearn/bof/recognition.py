@@ -14,17 +14,19 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
+from pydantic import Field, model_validator
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.kernel_approximation import AdditiveChi2Sampler
 from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
-from imagelearn.bof.estimator import BagOfFeatures
+from imagelearn.bof.estimator import BagOfFeatures, BagOfFeaturesState
 from imagelearn.core.bundle import BundleError
 from imagelearn.core.persistence import PersistentEstimator, decode_params, encode_params
+from imagelearn.core.schema import MAX_CLASSES, Skipped, StateSchema
 from imagelearn.features import LocalFeatures, extract_features, make_detector
 
 #: Two channels that work well on photos: gray multi-scale dense RootSIFT and local Lab color,
@@ -51,6 +53,29 @@ DEFAULT_CHANNELS: tuple[dict[str, Any], ...] = (
 KERNELS = ("chi2", "linear")
 
 ChannelFeatures = list[list[LocalFeatures | None]]  # [channel][image]
+
+
+#: Feature channels a saved BofClassifier may combine.
+MAX_CHANNELS = 16
+
+
+class BofClassifierState(StateSchema):
+    """The JSON state of a saved :class:`BofClassifier`: one entry per channel, the classes."""
+
+    channels: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_CHANNELS)
+    channel_states: list[BagOfFeaturesState]
+    class_names: list[str] = Field(min_length=2, max_length=MAX_CLASSES)
+    n_training_images: int = Field(ge=0)
+    skipped: Skipped
+    timings: dict[str, float]
+
+    @model_validator(mode="after")
+    def _one_state_per_channel(self) -> Self:
+        if len(self.channel_states) != len(self.channels):
+            raise ValueError(
+                f"{len(self.channel_states)} channel states for {len(self.channels)} channels"
+            )
+        return self
 
 
 class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
@@ -90,6 +115,7 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
     """
 
     bundle_kind = "bof-classifier"
+    state_schema = BofClassifierState
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
@@ -42,6 +43,7 @@ from imagelearn.classify.weights import build_backbone, state_dict_fingerprint
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.execution import MatrixResult, map_images
 from imagelearn.core.persistence import PersistentEstimator
+from imagelearn.core.schema import MAX_CLASSES, Fixed, Schema, Skipped, StateSchema
 from imagelearn.core.threads import thread_count
 from imagelearn.data.dataset import DatasetError
 
@@ -80,6 +82,27 @@ def balanced_class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
     """``n / (n_classes * count)`` per class (scikit-learn's "balanced"); 0 for absent classes."""
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     return np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
+
+
+class PreprocessingState(Schema):
+    """The saved :class:`~imagelearn.classify.preprocess.Preprocessing` (sides in pixels)."""
+
+    crop_size: int = Field(ge=1, le=4096)
+    resize_size: int = Field(ge=1, le=8192)
+    mean: Fixed[float, 3]
+    std: Fixed[float, 3]
+
+
+class DeepImageClassifierState(StateSchema):
+    """The JSON state of a saved :class:`DeepImageClassifier` (the weights are arrays)."""
+
+    backbone_name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    weights_id: str = Field(max_length=200)
+    class_names: list[str] = Field(min_length=2, max_length=MAX_CLASSES)
+    preprocessing: PreprocessingState
+    history: list[dict[str, Any]]
+    skipped: Skipped
+    example_images: list[str]
 
 
 class DeepImageClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
@@ -146,6 +169,7 @@ class DeepImageClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
     """
 
     bundle_kind = "cnn-classifier"
+    state_schema = DeepImageClassifierState
 
     def __init__(
         self,
@@ -522,6 +546,9 @@ class DeepImageClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
         backbone.preprocessing = self.preprocessing_
         self.class_names_ = list(state["class_names"])
         self.classes_ = np.arange(len(self.class_names_))
+        head = arrays.get("head.1.weight")
+        if head is None or len(head) != len(self.class_names_):
+            raise ValueError(f"no head weights for the {len(self.class_names_)} classes")
         network = ClassifierNet(backbone, len(self.class_names_))
         network.load_state_dict({name: torch.from_numpy(array) for name, array in arrays.items()})
         self.network_ = network.eval()

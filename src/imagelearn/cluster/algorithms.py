@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import HDBSCAN, AgglomerativeClustering
 from sklearn.decomposition import PCA
@@ -22,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from imagelearn.core import kmeans as engine
 from imagelearn.core.persistence import PersistentEstimator
+from imagelearn.core.schema import Fixed, StateSchema
 
 METHODS = ("kmeans", "agglomerative", "hdbscan")
 #: k-means of images: the best of ``KMEANS_N_INIT`` seedings, ``KMEANS_N_ITER`` iterations each.
@@ -86,6 +88,14 @@ def silhouette(
     )
 
 
+class ImageClustererState(StateSchema):
+    """The JSON state of a saved :class:`ImageClusterer`: the number of clusters found and,
+    when ``n_clusters`` was chosen by silhouette, the ``(k, score)`` curve."""
+
+    n_clusters: int = Field(ge=0)
+    silhouette_curve: list[Fixed[float, 2]] | None = None
+
+
 class ImageClusterer(PersistentEstimator, ClusterMixin, BaseEstimator):
     """Cluster image descriptors.
 
@@ -124,6 +134,7 @@ class ImageClusterer(PersistentEstimator, ClusterMixin, BaseEstimator):
     """
 
     bundle_kind = "image-clusterer"
+    state_schema = ImageClustererState
 
     def __init__(
         self,
@@ -287,7 +298,7 @@ class ImageClusterer(PersistentEstimator, ClusterMixin, BaseEstimator):
             if "pca_components" in arrays
             else (None, None)
         )
-        if "silhouette_curve" in state:
+        if state.get("silhouette_curve") is not None:
             self.silhouette_curve_ = {
                 int(k): float(value) for k, value in state["silhouette_curve"]
             }

@@ -4,6 +4,11 @@ Nothing here unpickles: opening a bundle from a stranger reads JSON and raw arra
 Saving is atomic: the bundle is written into a temporary sibling directory and swapped into
 place in one step (:func:`replace_directory`), so a crash at any point leaves either the old
 or the new bundle, complete, at the destination.
+
+Reading trusts nothing in the directory: every file name goes through :func:`member_path`
+(a plain name that stays inside, links included) before it is opened, the header is
+checked against :class:`~imagelearn.core.schema.BundleHeader`, and a FAISS file's header
+against what the bundle says (:func:`faiss_header_problems`) before FAISS parses it.
 """
 
 from __future__ import annotations
@@ -16,10 +21,13 @@ import os
 import platform
 import re
 import shutil
+import stat
+import struct
 import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -30,6 +38,7 @@ from safetensors.numpy import load_file, save_file
 
 import imagelearn
 from imagelearn.core.errors import ImagelearnError
+from imagelearn.core.schema import MEMBER_NAME_PATTERN, BundleHeader, validate
 
 MANIFEST_NAME = "manifest.json"
 ARRAYS_NAME = "arrays.safetensors"
@@ -48,6 +57,82 @@ _RECORDED_LIBRARIES = (
 
 class BundleError(ImagelearnError, OSError):
     """A bundle directory is missing, corrupt, of another kind, or from a newer format."""
+
+
+@dataclass(frozen=True)
+class _FaissLayout:
+    """What the start of a serialized FAISS index of one kind looks like."""
+
+    fourcc: bytes
+    binary: bool
+    #: Bytes each vector takes at least, from the dimension (bits for binary indexes).
+    vector_bytes: Callable[[int], int]
+    #: Bytes besides the vectors when the size is exact (None: a lower bound only).
+    exact_overhead: int | None = None
+
+
+#: Float indexes: fourcc, dimension (int32), ntotal (int64), two unused int64, is_trained,
+#: metric (int32). Binary indexes: fourcc, dimension in bits, code size (int32), ntotal
+#: (int64), is_trained, metric.
+_FAISS_HEADER = struct.Struct("<4siqqq?i")
+_FAISS_BINARY_HEADER = struct.Struct("<4siiq?i")
+#: The FAISS index kinds a bundle may hold, by class name.
+FAISS_LAYOUTS = {
+    # an id map over a flat index: two headers, then vectors and ids, each after its length
+    "IndexIDMap2": _FaissLayout(b"IxM2", False, lambda d: 4 * d + 8, 2 * _FAISS_HEADER.size + 16),
+    "IndexIVFPQ": _FaissLayout(b"IwPQ", False, lambda d: 8),
+    "IndexHNSWFlat": _FaissLayout(b"IHNf", False, lambda d: 4 * d),
+    "IndexBinaryHNSW": _FaissLayout(b"IBHf", True, lambda d: d // 8),
+}
+
+
+def faiss_header_problems(
+    data: bytes | np.ndarray, kind: str, dimension: int, count: int
+) -> list[str]:
+    """What is wrong with a serialized FAISS index, checked before FAISS parses it.
+
+    FAISS reads the file in native code and allocates what its header claims, so the
+    header's kind, dimension and vector count, and a size that can hold the vectors, are
+    checked against what the bundle says first.
+
+    Parameters
+    ----------
+    data : bytes or ndarray of uint8
+        The whole serialized index.
+    kind : str
+        A key of :data:`FAISS_LAYOUTS` (``type(index).__name__``).
+    dimension : int
+        Vector dimension (bits for binary indexes).
+    count : int
+        Vectors the index must hold.
+
+    Returns
+    -------
+    list of str
+        The problems, in words; empty when the header agrees.
+    """
+    layout = FAISS_LAYOUTS[kind]
+    header = _FAISS_BINARY_HEADER if layout.binary else _FAISS_HEADER
+    if len(data) < header.size:
+        return [f"truncated ({len(data)} bytes)"]
+    fields = header.unpack(bytes(np.asarray(data, dtype=np.uint8)[: header.size]))
+    fourcc, stored_dimension = fields[0], fields[1]
+    ntotal = fields[3] if layout.binary else fields[2]
+    problems = []
+    if fourcc != layout.fourcc:
+        problems.append(f"kind {fourcc!r} where {kind} is expected")
+    if stored_dimension != dimension:
+        problems.append(f"dimension {stored_dimension} where {dimension} is expected")
+    if ntotal != count:
+        problems.append(f"{ntotal} vectors where {count} are expected")
+    if problems:
+        return problems
+    payload = count * layout.vector_bytes(dimension)
+    if layout.exact_overhead is not None and len(data) != payload + layout.exact_overhead:
+        return [f"{len(data)} bytes where {count} vectors take {payload + layout.exact_overhead}"]
+    if len(data) < header.size + payload:
+        return [f"{len(data)} bytes, too few for {count} vectors"]
+    return []
 
 
 def library_versions() -> dict[str, str]:
@@ -288,30 +373,95 @@ def save_bundle(
     return directory
 
 
-def read_manifest(directory: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
-    """Read and check a bundle's manifest; returns the whole header (``content`` inside)."""
+def member_path(directory: str | os.PathLike, *names: str, what: str = "bundle") -> Path:
+    """The path of ``directory/NAME/...``, checked to stay inside ``directory``.
+
+    Every file name that comes from a manifest goes through here before anything is opened:
+    each of ``names`` must match :data:`~imagelearn.core.schema.MEMBER_NAME_PATTERN` (no
+    absolute path, no ``..``, no hidden or nested name), and the path, with its symbolic
+    links followed, must stay inside ``directory`` and be a regular file or folder when it
+    exists. Nothing is opened: links are read and the target is looked up, never read.
+
+    Parameters
+    ----------
+    directory : path-like
+        The bundle or index directory.
+    *names : str
+        Path components below it (``"segments", "g000001"``).
+    what : str
+        What ``directory`` holds, for the message (``"index"``).
+
+    Returns
+    -------
+    pathlib.Path
+        ``directory`` joined with ``names`` (not resolved; it may not exist).
+
+    Raises
+    ------
+    BundleError
+        ``"DIRECTORY: not a valid WHAT: ..."`` naming the offending name.
+    """
     directory = Path(directory)
-    manifest_path = directory / MANIFEST_NAME
+    for name in names:
+        if not isinstance(name, str) or not re.fullmatch(MEMBER_NAME_PATTERN, name):
+            raise BundleError(
+                f"{directory}: not a valid {what}: file name {name!r} is not a plain name "
+                "inside the directory"
+            )
+    path = directory.joinpath(*names)
+    try:
+        root = directory.resolve(strict=True)
+        target = path.resolve()
+    except (OSError, RuntimeError) as error:  # a link loop
+        raise BundleError(f"{directory}: not a valid {what}: {path} ({error})") from None
+    if not target.is_relative_to(root):
+        raise BundleError(
+            f"{directory}: not a valid {what}: {path} leads out of the directory (to {target})"
+        )
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return path
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise BundleError(f"{directory}: not a valid {what}: {path} is not a regular file")
+    return path
+
+
+def read_manifest(directory: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
+    """Read and check a bundle's manifest; returns the whole header (``content`` inside).
+
+    The header is checked against :class:`~imagelearn.core.schema.BundleHeader`; the
+    ``content`` is left to the schema of the ``kind``.
+
+    Raises
+    ------
+    BundleError
+        Not a directory, no manifest, not JSON, not an imagelearn manifest, a newer format,
+        a header of the wrong shape, or another ``kind``.
+    """
+    directory = Path(directory)
     if not directory.is_dir():
         raise BundleError(
             f"{directory}: not a directory (expected a saved imagelearn model or index)"
         )
+    manifest_path = member_path(directory, MANIFEST_NAME)
     try:
         header = json.loads(manifest_path.read_text(encoding="utf-8"))
     except FileNotFoundError as error:
         raise BundleError(f"{directory}: no {MANIFEST_NAME}; not an imagelearn bundle") from error
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise BundleError(f"{manifest_path}: corrupt manifest ({error})") from error
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise BundleError(f"{manifest_path}: not an imagelearn bundle manifest")
     version = header.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise BundleError(
             f"{directory}: bundle format version {version} is newer than this imagelearn reads "
             f"({FORMAT_VERSION}); upgrade imagelearn"
         )
-    if kind is not None and header.get("kind") != kind:
-        raise BundleError(f"{directory}: holds a {header.get('kind')!r}, expected a {kind!r}")
+    checked = validate(BundleHeader, header, directory, "bundle")
+    if kind is not None and checked.kind != kind:
+        raise BundleError(f"{directory}: holds a {checked.kind!r}, expected a {kind!r}")
     return header
 
 
@@ -328,10 +478,11 @@ def load_bundle(
     """
     directory = Path(directory)
     header = read_manifest(directory, kind)
+    arrays_path = member_path(directory, ARRAYS_NAME)
     try:
-        arrays = load_file(str(directory / ARRAYS_NAME))
+        arrays = load_file(str(arrays_path))
     except FileNotFoundError as error:
         raise BundleError(f"{directory}: {ARRAYS_NAME} is missing") from error
     except Exception as error:  # safetensors raises its own error types for corrupt headers
-        raise BundleError(f"{directory / ARRAYS_NAME}: corrupt array file ({error})") from error
+        raise BundleError(f"{arrays_path}: corrupt array file ({error})") from error
     return header["content"], arrays

@@ -13,9 +13,8 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
-from imagelearn.core.bundle import BundleError
+from imagelearn.core.bundle import BundleError, member_path
 
 CATALOGUE_NAME = "catalogue.sqlite"
 
@@ -59,7 +58,7 @@ class Catalogue:
     """The ``catalogue.sqlite`` of an index directory (WAL mode, so readers never block)."""
 
     def __init__(self, directory: str | os.PathLike, writable: bool = False) -> None:
-        path = Path(directory) / CATALOGUE_NAME
+        path = member_path(directory, CATALOGUE_NAME, what="index")
         try:
             if writable:
                 self._connection = sqlite3.connect(path, timeout=30)

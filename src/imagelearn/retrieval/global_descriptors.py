@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from imagelearn.core.images import load_image
 from imagelearn.core.persistence import PersistentEstimator
+from imagelearn.core.schema import NoState
 
 #: Collections up to this size use an exact FAISS index; larger ones IVF-PQ.
 EXACT_INDEX_LIMIT = 50_000
@@ -175,6 +176,7 @@ class PCAWhitening(PersistentEstimator, TransformerMixin, BaseEstimator):
     """
 
     bundle_kind = "pca-whitening"
+    state_schema = NoState
 
     def __init__(self, n_components: int = 256, shrinkage: float = 0.5) -> None:
         self.n_components = n_components

@@ -30,7 +30,7 @@ from imagelearn.retrieval.inverted_file import bag_of_words, score_postings
 from imagelearn.retrieval.snapshot import Snapshot
 from imagelearn.retrieval.storage import (
     Segment,
-    read_faiss_index,
+    read_global_index,
     read_index_manifest,
     read_removed_ids,
     read_segment,
@@ -120,6 +120,7 @@ class Index:
         self.segments = segments
         content = snapshot.content
         self.n_ids = int(content["next_id"])
+        _check_ids(directory, self.n_ids, segments, removed)
         self._removed = np.zeros(self.n_ids, dtype=bool)
         self._removed[removed[removed < self.n_ids].astype(np.int64)] = True
         self._segment_of = np.full(self.n_ids, -1, dtype=np.int32)
@@ -130,7 +131,7 @@ class Index:
             self._row_of[ids] = np.arange(len(ids))
         self._global = None
         if content.get("global"):
-            self._global = read_faiss_index(directory / content["global"]["file"])
+            self._global = read_global_index(directory, content)
             if hasattr(self._global, "nprobe"):
                 self._global.nprobe = 16
         # a query is described once, so its descriptor never goes into the embedding cache
@@ -425,6 +426,21 @@ class Index:
             average[words] += weights
         words = np.flatnonzero(average)
         return self._local_ranking(words, average[words] / np.linalg.norm(average[words]), depth)
+
+
+def _check_ids(directory: Path, n_ids: int, segments: list[Segment], removed: np.ndarray) -> None:
+    """Refuse ids beyond the manifest's ``next_id``, and a ``next_id`` beyond the ids stored.
+
+    Tables of ``next_id`` entries are allocated per open index, so a manifest claiming far
+    more ids than its files hold would make a small index allocate without bound.
+    """
+    stored = sum(len(segment.ids) for segment in segments) + len(removed)
+    largest = max((int(segment.ids.max()) for segment in segments if len(segment.ids)), default=-1)
+    if largest >= n_ids or n_ids > stored:
+        raise BundleError(
+            f"{directory}: not a valid index: next_id {n_ids} does not match the "
+            f"{stored} ids its files hold (largest {largest})"
+        )
 
 
 def _elapsed(started: float) -> float:

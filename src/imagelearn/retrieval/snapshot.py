@@ -10,10 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
 from safetensors.numpy import load_file
 
 from imagelearn.bof.vocabulary import Vocabulary, vocabulary_class
-from imagelearn.core.bundle import BundleError
+from imagelearn.core.bundle import BundleError, member_path
+from imagelearn.core.persistence import decode_params
+from imagelearn.core.schema import describe
 from imagelearn.retrieval.global_descriptors import PCAWhitening
 from imagelearn.retrieval.params import IndexParams
 from imagelearn.retrieval.storage import VOCABULARY_NAME
@@ -46,31 +49,64 @@ class Snapshot:
     Raises
     ------
     BundleError
-        ``vocabulary.safetensors`` is missing or corrupt.
+        Parameters that are not valid ``IndexParams``; ``vocabulary.safetensors`` missing,
+        corrupt, or not the vocabulary the parameters describe.
     """
 
     def __init__(self, directory: Path, content: dict[str, Any]) -> None:
         self.directory = directory
         self.content = content
-        self.params = IndexParams(**content["params"])
+        self.params = _checked_params(directory, content["params"])
+        vocabulary_path = member_path(directory, VOCABULARY_NAME, what="index")
         try:
-            arrays = load_file(str(directory / VOCABULARY_NAME))
+            arrays = load_file(str(vocabulary_path))
         except FileNotFoundError:
             raise BundleError(
                 f"{directory / VOCABULARY_NAME}: missing; the index is corrupt"
             ) from None
         except Exception as error:  # safetensors has its own error types for corrupt files
             raise BundleError(f"{directory / VOCABULARY_NAME}: corrupt ({error})") from error
-        self.vocabulary: Vocabulary = vocabulary_class(self.params.vocabulary).from_arrays(
-            {**self.params.resolved_vocabulary_params, "n_jobs": -1},
-            {
-                name[len(VOCABULARY_PREFIX) :]: array
-                for name, array in arrays.items()
-                if name.startswith(VOCABULARY_PREFIX)
-            },
-        )
-        self.idf = arrays["idf"]
-        self.whitening = (
-            PCAWhitening.from_arrays({}, arrays) if "whitening.projection" in arrays else None
-        )
+        try:
+            self.vocabulary: Vocabulary = vocabulary_class(self.params.vocabulary).from_arrays(
+                {**self.params.resolved_vocabulary_params, "n_jobs": -1},
+                {
+                    name[len(VOCABULARY_PREFIX) :]: array
+                    for name, array in arrays.items()
+                    if name.startswith(VOCABULARY_PREFIX)
+                },
+            )
+            self.idf = arrays["idf"]
+            self.whitening = (
+                PCAWhitening.from_arrays({}, arrays) if "whitening.projection" in arrays else None
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise BundleError(
+                f"{vocabulary_path}: incomplete or corrupt vocabulary ({error})"
+            ) from error
+        if len(self.idf) != self.vocabulary.n_words_:
+            raise BundleError(
+                f"{vocabulary_path}: {len(self.idf)} idf weights for "
+                f"{self.vocabulary.n_words_} words; the index is corrupt"
+            )
         self.global_descriptor = self.params.make_global()
+
+
+def _checked_params(directory: Path, params: dict[str, Any]) -> IndexParams:
+    """The manifest's ``params`` as :class:`IndexParams`, each field's type checked.
+
+    Raises
+    ------
+    BundleError
+        ``"DIRECTORY: not a valid index: params.FIELD: PROBLEM"``.
+    """
+    try:
+        checked = _PARAMS_ADAPTER.validate_python(params)
+    except ValidationError as error:
+        raise BundleError(f"{directory}: not a valid index: {describe(error, 'params')}") from None
+    vocabulary_params = checked.vocabulary_params
+    if vocabulary_params is not None:
+        decode_params(vocabulary_class(checked.vocabulary), vocabulary_params, directory)
+    return checked
+
+
+_PARAMS_ADAPTER = TypeAdapter(IndexParams)

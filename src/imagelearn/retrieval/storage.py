@@ -24,10 +24,11 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Self
 
 import faiss
 import numpy as np
+from pydantic import Field, model_validator
 
 from imagelearn.core.bundle import (
     FORMAT_NAME,
@@ -35,10 +36,13 @@ from imagelearn.core.bundle import (
     MANIFEST_NAME,
     BundleError,
     atomic_write_json,
+    faiss_header_problems,
     library_versions,
+    member_path,
     read_manifest,
 )
 from imagelearn.core.errors import OutputExistsError
+from imagelearn.core.schema import Schema, validate
 from imagelearn.retrieval.catalogue import now
 from imagelearn.retrieval.inverted_file import Postings
 
@@ -48,6 +52,13 @@ INDEX_VERSION = 1
 SEGMENTS_DIR = "segments"
 VOCABULARY_NAME = "vocabulary.safetensors"
 LOCK_NAME = ".lock"
+#: Names the writer gives segments.
+SEGMENT_NAME_PATTERN = r"^g[0-9]{6,12}$"
+
+#: Ids are stored as uint32.
+MAX_IMAGE_ID = 2**32 - 1
+#: The largest global descriptor the index accepts (GeM of the widest backbone is 2048).
+MAX_GLOBAL_DIMENSION = 65_536
 
 _SEGMENT_ARRAYS = (
     "ids",
@@ -73,6 +84,39 @@ class IndexExistsError(OutputExistsError, BundleError):
 
     def __init__(self, directory: str | os.PathLike) -> None:
         super().__init__(directory, "an index", "add images to it, or allow replacing it")
+
+
+class GlobalContent(Schema):
+    """The manifest's ``global`` entry: the FAISS file of the global descriptors."""
+
+    file: str = Field(pattern=r"^global-[0-9]{6,12}\.faiss$")
+    dimension: int = Field(ge=1, le=MAX_GLOBAL_DIMENSION)
+    kind: Literal["IndexIDMap2", "IndexIVFPQ"]
+
+
+class IndexContent(Schema):
+    """The content of an index manifest: the snapshot's files and counts.
+
+    ``params`` is checked by :class:`~imagelearn.retrieval.params.IndexParams` when the
+    snapshot is opened. Names follow the writer's patterns, so none can leave the directory.
+    """
+
+    index_version: int = Field(ge=1, le=INDEX_VERSION)
+    params: dict[str, Any]
+    segments: list[Annotated[str, Field(pattern=SEGMENT_NAME_PATTERN)]] = Field(max_length=100_000)
+    next_id: int = Field(ge=0, le=MAX_IMAGE_ID + 1)
+    n_images: int = Field(ge=0)
+    generation: int = Field(ge=0)
+    complete: bool
+    removed: str | None = Field(default=None, pattern=r"^removed-[0-9]{6,12}\.npy$")
+    global_: GlobalContent | None = Field(default=None, alias="global")
+    n_words: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _counts_agree(self) -> Self:
+        if self.n_images > self.next_id:
+            raise ValueError(f"n_images {self.n_images} exceeds next_id {self.next_id}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -122,7 +166,7 @@ class Segment:
 
 def write_segment(directory: Path, segment: Segment) -> None:
     """Write ``segment`` to ``directory/segments/<name>/`` through a staging folder and a rename."""
-    parent = directory / SEGMENTS_DIR
+    parent = member_path(directory, SEGMENTS_DIR, what="index")
     parent.mkdir(exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{segment.name}.staging-"))
     try:
@@ -147,12 +191,12 @@ def read_segment(directory: Path, name: str) -> Segment:
     BundleError
         A corrupt array file.
     """
-    folder = directory / SEGMENTS_DIR / name
+    folder = member_path(directory, SEGMENTS_DIR, name, what="index")
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: segment named by the manifest is missing")
     arrays = {}
     for array_name in _SEGMENT_ARRAYS:
-        path = folder / f"{array_name}.npy"
+        path = member_path(directory, SEGMENTS_DIR, name, f"{array_name}.npy", what="index")
         try:
             arrays[array_name] = np.load(path, mmap_mode="r", allow_pickle=False)
         except FileNotFoundError:
@@ -180,7 +224,12 @@ def read_removed_ids(directory: Path, content: dict[str, Any]) -> np.ndarray:
         A writer replaced the snapshot and deleted the file meanwhile.
     """
     name = content.get("removed")
-    return read_array(directory / name) if name else np.zeros(0, np.uint32)
+    if not name:
+        return np.zeros(0, np.uint32)
+    removed = read_array(member_path(directory, name, what="index"))
+    if removed.ndim != 1 or removed.dtype.kind not in "ui":
+        raise BundleError(f"{directory / name}: not a list of image ids; the index is corrupt")
+    return removed
 
 
 def write_array(path: Path, array: np.ndarray) -> None:
@@ -206,8 +255,37 @@ def read_array(path: Path) -> np.ndarray:
         raise BundleError(f"{path}: corrupt array file ({error})") from error
 
 
-def read_faiss_index(path: Path) -> faiss.Index:
-    """A FAISS index file, read whole.
+def read_global_index(directory: Path, content: dict[str, Any]) -> faiss.Index:
+    """The FAISS index of the global descriptors that the manifest ``content`` names.
+
+    Raises
+    ------
+    FileNotFoundError
+        A writer replaced the snapshot and deleted the file meanwhile.
+    BundleError
+        A name leading out of the directory, or not the file the manifest describes.
+    """
+    described = GlobalContent.model_validate(content["global"])
+    path = member_path(directory, described.file, what="index")
+    return read_faiss_index(path, described, int(content["next_id"]))
+
+
+def read_faiss_index(
+    path: Path, expected: GlobalContent | None = None, count: int = 0
+) -> faiss.Index:
+    """A FAISS index file, read whole, after its header was checked against the manifest.
+
+    FAISS parses the file in native code, so the header is read here first: the kind's
+    four-character code, the dimension and ``count`` vectors, and a file size that can hold
+    them (exactly, for the flat kind). Only then is the file handed to FAISS.
+
+    Parameters
+    ----------
+    path : Path
+    expected : GlobalContent, optional
+        The manifest's description of the file; None reads any FAISS file unchecked.
+    count : int
+        Vectors the file must hold (the manifest's ``next_id``); used with ``expected``.
 
     Raises
     ------
@@ -215,9 +293,15 @@ def read_faiss_index(path: Path) -> faiss.Index:
         The file is gone (a writer replaced the snapshot): FAISS's own reader would raise a
         generic RuntimeError instead, which a reader could not tell from corruption.
     BundleError
-        Not a readable FAISS index.
+        Not a readable FAISS index, or not the one the manifest describes.
     """
     data = np.fromfile(path, dtype=np.uint8)
+    if expected is not None:
+        problems = faiss_header_problems(data, expected.kind, expected.dimension, count)
+        if problems:
+            raise BundleError(
+                f"{path}: not the FAISS index the manifest describes ({'; '.join(problems)})"
+            )
     try:
         return faiss.deserialize_index(data)
     except RuntimeError as error:
@@ -238,27 +322,23 @@ def write_index_manifest(directory: Path, content: dict[str, Any]) -> None:
 
 
 def read_index_manifest(directory: Path) -> dict[str, Any]:
-    """The manifest's content, checked for kind and version.
+    """The manifest's content, checked against :class:`IndexContent`.
+
+    Returns the checked content as the writer stores it (``global`` under its own name).
 
     Raises
     ------
     BundleError
-        Not an index, corrupt, or written by a newer imagelearn.
+        Not an index, corrupt, of the wrong shape, or written by a newer imagelearn.
     """
     content = read_manifest(directory, INDEX_KIND)["content"]
     version = content.get("index_version")
-    if not isinstance(version, int) or version > INDEX_VERSION:
+    if isinstance(version, int) and version > INDEX_VERSION:
         raise BundleError(
             f"{directory}: index format version {version} is newer than this imagelearn reads "
             f"({INDEX_VERSION}); upgrade imagelearn"
         )
-    required = ("params", "segments", "next_id", "n_images", "generation", "complete")
-    missing = [key for key in required if key not in content]
-    if missing:
-        raise BundleError(
-            f"{directory / MANIFEST_NAME}: corrupt index manifest (no {', '.join(missing)})"
-        )
-    return content
+    return validate(IndexContent, content, directory, "index").model_dump(by_alias=True)
 
 
 class WriteLock:
@@ -269,7 +349,15 @@ class WriteLock:
 
     def __enter__(self) -> WriteLock:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._stream = open(self.directory / LOCK_NAME, "a+")
+        try:  # never through a link: a planted .lock must not create or touch a file elsewhere
+            handle = os.open(
+                self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644
+            )
+        except OSError as error:
+            raise BundleError(
+                f"{self.directory}: not a valid index: {LOCK_NAME} is not a plain file ({error})"
+            ) from None
+        self._stream = os.fdopen(handle, "a+")
         try:
             fcntl.flock(self._stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -287,7 +375,7 @@ class WriteLock:
 def collect_garbage(directory: Path, content: dict[str, Any]) -> None:
     """Delete segments and files that the manifest does not name (left by replaced snapshots)."""
     named = set(content["segments"])
-    for folder in (directory / SEGMENTS_DIR).glob("*"):
+    for folder in member_path(directory, SEGMENTS_DIR, what="index").glob("*"):
         if folder.name not in named:
             shutil.rmtree(folder, ignore_errors=True)
     keep = {content.get("removed"), (content.get("global") or {}).get("file")}

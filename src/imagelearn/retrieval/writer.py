@@ -47,7 +47,7 @@ from imagelearn.retrieval.storage import (
     Segment,
     WriteLock,
     collect_garbage,
-    read_faiss_index,
+    read_global_index,
     read_index_manifest,
     read_removed_ids,
     read_segment,
@@ -247,7 +247,7 @@ class IndexWriter:
         if self.snapshot.whitening is not None:
             descriptors = self.snapshot.whitening.transform(descriptors)
         current = self.content["global"]
-        index = read_faiss_index(self.directory / current["file"])
+        index = read_global_index(self.directory, self.content)
         index.add_with_ids(descriptors, ids.astype(np.int64))
         name = f"global-{self.content['generation'] + 1:06d}.faiss"
         temporary = self.directory / f".{name}.tmp"

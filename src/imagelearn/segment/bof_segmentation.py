@@ -26,6 +26,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from pydantic import Field
 from scipy import sparse
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
@@ -37,6 +38,7 @@ from imagelearn.core.bundle import atomic_write_bytes
 from imagelearn.core.cache import CacheBudget, cache_root, mark_used
 from imagelearn.core.execution import map_images
 from imagelearn.core.persistence import PersistentEstimator, encode_params
+from imagelearn.core.schema import StateSchema
 from imagelearn.evaluation.segmentation import accuracy_report
 from imagelearn.features import LocalFeatures, make_detector
 from imagelearn.features.detectors import Detector
@@ -338,6 +340,16 @@ def _unpacked_features(stored: Any, prefix: str) -> LocalFeatures:
 # ---------------------------------------------------------------- estimator
 
 
+class BofSegmenterState(StateSchema):
+    """The JSON state of a saved :class:`BofSegmenter` (the arrays aside)."""
+
+    vocabularies: list[dict[str, Any]] = Field(min_length=1, max_length=16)
+    classes: list[int] = Field(min_length=2, max_length=MAX_CLASSES)
+    class_names: list[str] = Field(min_length=2, max_length=MAX_CLASSES)
+    n_superpixels_per_class: dict[str, int]
+    n_features: int = Field(ge=1)
+
+
 class BofSegmenter(PersistentEstimator, BaseEstimator):
     """Per-pixel classes from Bag-of-Features histograms of SLIC superpixels.
 
@@ -403,6 +415,7 @@ class BofSegmenter(PersistentEstimator, BaseEstimator):
     """
 
     bundle_kind = "bof-segmenter"
+    state_schema = BofSegmenterState
 
     def __init__(
         self,

@@ -7,10 +7,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
 from imagelearn.core.persistence import PersistentEstimator
+from imagelearn.core.schema import StateSchema
 from imagelearn.segment.features import PixelFeatures
 from imagelearn.segment.models import Predictor, classifier_kind
 from imagelearn.segment.tiling import iter_tile_blocks, map_tiles
@@ -25,6 +27,15 @@ def _as_list(value: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
 
 def _bands(image: np.ndarray) -> int:
     return 1 if image.ndim == 2 else image.shape[2]
+
+
+class PixelClassifierState(StateSchema):
+    """The JSON state of a saved :class:`PixelClassifier` (the classifier's arrays aside)."""
+
+    classes: list[int] = Field(min_length=2, max_length=MAX_CLASSES)
+    class_names: list[str] = Field(min_length=2, max_length=MAX_CLASSES)
+    n_samples_per_class: dict[str, int]
+    n_bands: int = Field(ge=1, le=64)
 
 
 class PixelClassifier(PersistentEstimator, BaseEstimator):
@@ -71,6 +82,7 @@ class PixelClassifier(PersistentEstimator, BaseEstimator):
     """
 
     bundle_kind = "pixel-classifier"
+    state_schema = PixelClassifierState
 
     def __init__(
         self,

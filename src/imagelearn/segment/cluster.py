@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from imagelearn.core import kmeans as engine
 from imagelearn.core.persistence import PersistentEstimator
+from imagelearn.core.schema import NoState
 from imagelearn.segment.features import PixelFeatures
 from imagelearn.segment.tiling import iter_tile_blocks, map_tiles
 
@@ -139,6 +140,7 @@ class PixelClusterer(PersistentEstimator, BaseEstimator):
     """
 
     bundle_kind = "pixel-clusterer"
+    state_schema = NoState
 
     def __init__(
         self,

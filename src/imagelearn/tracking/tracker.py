@@ -15,15 +15,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
+from pydantic import Field
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from imagelearn.core.images import load_image
 from imagelearn.core.persistence import PersistentEstimator
+from imagelearn.core.schema import Fixed, StateSchema
 from imagelearn.evaluation.tracking import Box
 from imagelearn.features import make_detector
 from imagelearn.features.base import LocalFeatures
@@ -80,6 +82,12 @@ class _Track:
     last_found: TrackedFrame | None = None
 
 
+class ObjectTrackerState(StateSchema):
+    """The JSON state of a saved :class:`ObjectTracker`: the object's (width, height), pixels."""
+
+    object_size: Fixed[Annotated[int, Field(ge=1)], 2]
+
+
 class ObjectTracker(PersistentEstimator, BaseEstimator):
     """Recognise an object photo frame by frame.
 
@@ -128,6 +136,7 @@ class ObjectTracker(PersistentEstimator, BaseEstimator):
     """
 
     bundle_kind = "object-tracker"
+    state_schema = ObjectTrackerState
 
     def __init__(
         self,

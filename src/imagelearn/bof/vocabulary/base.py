@@ -9,6 +9,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from imagelearn.core.persistence import PersistentEstimator
+from imagelearn.core.schema import NoState
 from imagelearn.core.threads import faiss_threads
 
 
@@ -61,6 +62,8 @@ class Vocabulary(PersistentEstimator, BaseEstimator):
     Saved alone with :meth:`save` and read back with ``cls.load(directory)``; inside a larger
     bundle (a classifier, a retrieval index) through :meth:`to_arrays` and :meth:`from_arrays`.
     """
+
+    state_schema = NoState
 
     def _search(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(squared distances (n, k) float32, words (n, k) int64), nearest first."""

@@ -14,6 +14,7 @@ import faiss
 import numpy as np
 
 from imagelearn.bof.vocabulary.base import Vocabulary, check_descriptors
+from imagelearn.core.bundle import faiss_header_problems
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.kmeans import (
     N_CANDIDATES,
@@ -180,8 +181,20 @@ class KMeansVocabulary(Vocabulary):
         self.bandwidth_ = float(arrays["bandwidth"][0])
         if "hnsw_graph" in arrays:
             binary = self.dtype_ == np.uint8
+            graph = np.ascontiguousarray(arrays["hnsw_graph"], dtype=np.uint8)
+            problems = faiss_header_problems(
+                graph,
+                "IndexBinaryHNSW" if binary else "IndexHNSWFlat",
+                self.dimension_ * 8 if binary else self.dimension_,
+                len(self.words_),
+            )
+            if problems:
+                raise ValueError(f"hnsw_graph is not the words' graph ({'; '.join(problems)})")
             deserialize = faiss.deserialize_index_binary if binary else faiss.deserialize_index
-            self._index = deserialize(np.ascontiguousarray(arrays["hnsw_graph"]))
+            try:
+                self._index = deserialize(graph)
+            except RuntimeError as error:
+                raise ValueError(f"corrupt hnsw_graph ({str(error)[:200]})") from error
             self._index.hnsw.efSearch = HNSW_SEARCH_DEPTH
         else:
             self._index = word_index(self.words_, self.index)
