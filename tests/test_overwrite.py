@@ -159,7 +159,7 @@ RUNS: dict[str, tuple[str, Callable]] = {
             [f["em"][2]],
             out,
             n_words=8,
-            color_words=0,
+            color_n_words=0,
             n_estimators=5,
             n_jobs=1,
             overwrite=overwrite,
