@@ -211,7 +211,7 @@ def tracking() -> dict:
 
 def word_statistics(index: Index) -> tuple[np.ndarray, np.ndarray]:
     """Unique words per image and word probabilities by rank, from the real index."""
-    unique_counts, frequencies = [], np.zeros(index._state.vocabulary.n_words_, np.int64)
+    unique_counts, frequencies = [], np.zeros(index.vocabulary.n_words_, np.int64)
     for segment in index.segments:
         offsets = np.asarray(segment.keypoint_offsets)
         for row in range(len(segment.ids)):

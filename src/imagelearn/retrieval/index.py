@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from imagelearn.bof.vocabulary import Vocabulary
 from imagelearn.core.bundle import BundleError
 from imagelearn.core.errors import ParameterError
 from imagelearn.features import extract_features
@@ -161,6 +162,11 @@ class Index:
                 if attempt == OPEN_ATTEMPTS - 1:
                     raise BundleError(f"{directory}: index files are missing ({error})") from error
         raise AssertionError("unreachable")
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The fitted visual vocabulary the index assigns words with."""
+        return self._snapshot.vocabulary
 
     @property
     def n_images(self) -> int:
