@@ -242,6 +242,9 @@ def load_image(
             return _decode(image, mode, max_side, background)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             raise ImageReadError(path, f"a frame or tile with too many pixels ({error})") from error
+        except MemoryError as error:  # Pillow could not allocate this image (or one of its lines)
+            width, height = image.size
+            raise ImageReadError(path, f"{width}x{height} pixels do not fit in memory") from error
         except (OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
             raise ImageReadError(path, f"corrupt or truncated image ({error})") from error
 
