@@ -309,7 +309,7 @@ BUNDLE_READERS_UNFIXED = (
 )
 
 
-@pytest.mark.xfail(reason=BUNDLE_READERS_UNFIXED, strict=False)
+@pytest.mark.xfail(reason=BUNDLE_READERS_UNFIXED, strict=True)
 @settings(FUZZ, max_examples=max(1, N_EXAMPLES // 2))
 @given(data=st.data())
 def test_the_manifest_readers_keep_the_invariant(scratch, data):

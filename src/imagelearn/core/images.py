@@ -132,7 +132,33 @@ def open_image(
         raise ImageReadError(path, f"corrupt or truncated image ({error})") from error
     with image:
         check_pixel_limit(path, *image.size, max_pixels)
+        if image.format == "PNG":
+            _check_png_chunks(path)
         yield image
+
+
+def _check_png_chunks(path: Path) -> None:
+    """Refuse a PNG whose chunk lengths run past the end of the file.
+
+    Pillow skips the rest of the image data by reading it, so one forged length would
+    allocate up to 2 GB for a file of a hundred bytes.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as stream:
+        position = 8  # after the signature
+        while position + 12 <= size:
+            stream.seek(position)
+            length, kind = struct.unpack(">I4s", stream.read(8))
+            if position + 12 + length > size:
+                kind_name = kind.decode("latin-1")
+                raise ImageReadError(
+                    path,
+                    f"corrupt or truncated image (PNG chunk {kind_name!r} of {length} bytes "
+                    "runs past the end of the file)",
+                )
+            if kind == b"IEND":
+                return
+            position += 12 + length
 
 
 _MAGIC_PREFIXES = (
