@@ -1,8 +1,9 @@
 """Reading images from disk into predictable NumPy arrays.
 
-Every loader in imagelearn goes through :func:`load_image`, so every capability treats
-awkward files the same way: EXIF orientation applied, palette/CMYK/16-bit/alpha converted,
-a pixel limit against decompression bombs, and errors that name the file.
+Every loader in imagelearn goes through :func:`load_image` (or, to read a header or raw
+label values, :func:`open_image`), so every capability treats awkward files the same way:
+EXIF orientation applied, palette/CMYK/16-bit/alpha converted, one pixel limit against
+decompression bombs (:class:`ImageTooLargeError`), and errors that name the file.
 """
 
 from __future__ import annotations
@@ -87,9 +88,10 @@ def open_image(
 ) -> Iterator[Image.Image]:
     """Open an image file lazily with Pillow (its header only) after checking its pixel count.
 
-    This is the one pixel limit of the package: Pillow's own check (a warning at half
-    Pillow's limit, an error above it, each with its own message) is lifted while the header
-    is read, and ``max_pixels`` is applied instead.
+    This is the one pixel limit of the package: Pillow's own check (a warning above 89
+    million pixels, an error above twice that, each with its own message) is lifted while
+    the header is read (under a lock; Pillow's setting is process-wide), and ``max_pixels``
+    is applied instead.
 
     Parameters
     ----------
