@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import io
+import re
+import struct
+import zlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import data_path
-from imagelearn.core.images import ImageReadError, load_image
+from imagelearn.cli.main import main
+from imagelearn.core.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageReadError,
+    ImageTooLargeError,
+    load_image,
+)
 from imagelearn.data import find_images
+from imagelearn.segment import raster
+from imagelearn.segment.raster import read_raster
 
 
 def test_rgba_is_composited_on_white(make_image):
@@ -83,3 +97,101 @@ def test_every_shared_bad_input_reads_or_fails_by_name():
             failures[path.name] = str(error)
     assert list(failures) == ["ukbench09268_corrupt.jpg"]
     assert "ukbench09268_corrupt.jpg" in failures["ukbench09268_corrupt.jpg"]
+
+
+def _forged_png(path: Path, width: int, height: int) -> Path:
+    """A real 1x1 PNG whose header (IHDR, with a valid CRC) claims ``width x height``."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    assert data[12:16] == b"IHDR"
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+@pytest.fixture(scope="module")
+def huge_png(tmp_path_factory) -> Path:
+    """A real, fully decodable 30,000 x 30,000 bilevel PNG of zeros (about 110 KB).
+
+    Written row by row, so making it costs neither the 900 MB Pillow would hold nor seconds.
+    """
+    side = 30_000
+    compressor = zlib.compressobj(9)
+    row = bytes(1 + side // 8)  # filter type 0, then 1 bit per pixel
+    pixels = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit grayscale
+    path = tmp_path_factory.mktemp("bomb") / "bomb.png"
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", pixels)
+        + _chunk(b"IEND", b"")
+    )
+    return path
+
+
+def test_huge_and_forged_images_give_one_error_and_message_everywhere(huge_png, tmp_path):
+    forged = _forged_png(tmp_path / "forged.png", 30_000, 30_000)
+    expected = f"30000x30000 pixels exceeds the limit of {DEFAULT_MAX_PIXELS} (decompression bomb?)"
+    for path in (huge_png, forged):
+        for read in (load_image, read_raster):
+            with pytest.raises(ImageTooLargeError) as raised:
+                read(path)
+            assert str(raised.value) == f"{path}: {expected}"
+            assert raised.value.parameter == "max_pixels" and raised.value.path == str(path)
+        with pytest.raises(ImageTooLargeError, match="exceeds the limit of 100 "):
+            load_image(path, max_pixels=100)
+    assert ImageTooLargeError is raster.ImageTooLargeError, "the old import path still works"
+
+
+def test_a_limit_above_pillows_own_is_obeyed(tmp_path):
+    """Pillow refuses 2 x 89M pixels by itself; ``max_pixels`` is the one limit, so it decides."""
+    forged = _forged_png(tmp_path / "forged.png", 14_000, 14_000)
+    with pytest.raises(ImageReadError, match="corrupt or truncated") as raised:
+        load_image(forged, max_pixels=None)  # the header passes; the missing pixels do not
+    assert not isinstance(raised.value, ImageTooLargeError)
+    assert Image.MAX_IMAGE_PIXELS == 1024 * 1024 * 1024 // 4 // 3, "Pillow's limit is restored"
+
+
+def test_cli_refuses_the_bomb_with_one_line_naming_only_flags_the_command_has(
+    huge_png, tmp_path, capsys
+):
+    assert main(["segment", "cluster", str(huge_png), "--out", str(tmp_path / "c")]) == 2
+    assert capsys.readouterr().err == (
+        f"imagelearn: error: {huge_png}: 30000x30000 pixels exceeds the limit of "
+        f"{DEFAULT_MAX_PIXELS} (decompression bomb?) (--max-pixels)\n"
+    )
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    Image.new("RGB", (8, 8)).save(frames / "0.png")
+    assert main(["track", str(frames), "--query", str(huge_png)]) == 2
+    assert capsys.readouterr().err.endswith("(decompression bomb?)\n")  # track has no --max-pixels
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda path: path.mkdir(), "is a directory, not an image; give image files"),
+        (lambda path: path.touch(), "empty file"),
+        (
+            lambda path: path.symlink_to(path),
+            "cannot be opened (Too many levels of symbolic links)",
+        ),
+        (lambda path: path.write_bytes(b"not an image at all"), "not an image format"),
+    ],
+    ids=["directory", "empty", "symlink loop", "text"],
+)
+def test_what_is_not_an_image_file_is_named_for_what_it_is(tmp_path, make, reason):
+    path = tmp_path / "ünï cödé x.jpg"
+    make(path)
+    with pytest.raises(ImageReadError) as raised:
+        load_image(path)
+    assert str(raised.value) == f"{path}: {reason}" or reason in str(raised.value)
+    with pytest.raises(ImageReadError, match=re.escape(reason)):
+        read_raster(path)

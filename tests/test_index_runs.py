@@ -15,6 +15,7 @@ from imagelearn.bof.vocabulary import KMeansVocabulary, VocabularyTree
 from imagelearn.cli.main import build_parser, main
 from imagelearn.core.bundle import BundleError
 from imagelearn.core.errors import ParameterError
+from imagelearn.core.images import ImageReadError
 from imagelearn.retrieval import (
     DEFAULT_VOCABULARY_PARAMS,
     Index,
@@ -83,6 +84,21 @@ def test_search_run_ranks_the_query_first_and_plots(built, ukbench_paths, tmp_pa
     assert isinstance(result, SearchResult) and len(result.matches) == 4
     assert result.matches[0].path == ukbench_paths[9] and result.matches[0].inliers >= 10
     assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_query_that_is_no_image_file_is_named_for_what_it_is(built, tmp_path, capsys):
+    folder = tmp_path / "x.jpg"
+    folder.mkdir()
+    empty = tmp_path / "empty.jpg"
+    empty.touch()
+    loop = tmp_path / "loop.jpg"
+    loop.symlink_to(loop)
+    cases = {folder: "is a directory, not an image", empty: "empty file", loop: "symbolic links"}
+    for query, reason in cases.items():
+        with pytest.raises(ImageReadError, match=reason):
+            search_run(built, query, top=4)
+        assert main(["index", "search", str(built), str(query)]) == 2
+        assert f"{query}: " in capsys.readouterr().err
 
 
 def test_evaluate_run_scores_ground_truth(built, ukbench_paths, tmp_path):

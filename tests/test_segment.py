@@ -14,7 +14,7 @@ from sklearn.exceptions import NotFittedError
 from conftest import data_path
 from imagelearn.cli.main import build_parser, main, user_message
 from imagelearn.core.bundle import MANIFEST_NAME, BundleError
-from imagelearn.core.errors import ParameterError
+from imagelearn.core.errors import ImagelearnError, ParameterError
 from imagelearn.core.images import ImageReadError
 from imagelearn.core.persistence import read_metadata
 from imagelearn.segment import (
@@ -46,6 +46,7 @@ from imagelearn.segment.runs import (
     predict_run,
     train_run,
 )
+from imagelearn.segment.samples import SamplesError
 from imagelearn.segment.tiling import iter_tiles
 
 FAST_FOREST = {"n_estimators": 20}
@@ -363,6 +364,31 @@ def test_geojson_polygons_with_holes_and_points(tmp_path):
     assert samples.mask[5, 25] == 2 and samples.mask[10, 10] == 0 and samples.mask[4, 4] == 1
     with pytest.raises(ValueError, match="outside the 10x20 image"):
         read_samples(path, (20, 10))
+
+
+def test_sample_files_that_cannot_be_used_raise_the_packages_errors(tmp_path, make_image):
+    with pytest.raises(ImageReadError, match="sample file not found"):
+        read_samples(tmp_path / "nowhere.csv", (10, 10))
+    cases = {
+        "list.geojson": ('{"features": [[1, 2]]}', "feature 0 is not a GeoJSON Feature object"),
+        "nan.csv": ("x,y,class\nnan,2,water\n", "line 2: coordinates must be finite numbers"),
+        "huge.csv": ("x,y,class\n1,2,4000000000\n", "above the most classes, 65535"),
+        "ragged.geojson": (
+            '{"type": "Feature", "properties": {"class": "a"}, '
+            '"geometry": {"type": "Polygon", "coordinates": [[[1, 1], [2], [3, 3]]]}}',
+            "coordinates must be \\[x, y\\] number pairs",
+        ),
+    }
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(SamplesError, match=message) as raised:
+            read_samples(tmp_path / name, (10, 10))
+        assert isinstance(raised.value, ValueError) and isinstance(raised.value, ImagelearnError)
+    (tmp_path / "latin1.csv").write_bytes("x,y,class\n1,1,é\n".encode("latin-1"))
+    with pytest.raises(SamplesError, match="not UTF-8 text"):
+        read_samples(tmp_path / "latin1.csv", (10, 10))
+    with pytest.raises(SamplesError, match="labels must be whole numbers"):
+        read_samples(make_image("float.tif", np.full((10, 10), 1.5, np.float32)), (10, 10))
 
 
 def test_csv_points(tmp_path):

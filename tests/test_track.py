@@ -18,7 +18,14 @@ from imagelearn.core.bundle import MANIFEST_NAME, BundleError
 from imagelearn.core.images import load_image
 from imagelearn.core.persistence import read_metadata
 from imagelearn.evaluation.tracking import success_rate
-from imagelearn.tracking import ObjectTracker, TrackResult, read_frames, read_otb_boxes, video_run
+from imagelearn.tracking import (
+    ObjectTracker,
+    TrackResult,
+    VideoError,
+    read_frames,
+    read_otb_boxes,
+    video_run,
+)
 from imagelearn.tracking.synthetic import moving_object_video
 
 
@@ -182,3 +189,59 @@ def test_learning_the_appearance_keeps_the_otb_girl_longer():
         ).fit(photo)
         rates[adaptive] = success_rate([t.box for t in tracker.track(frames)], truth)
     assert rates[True] > rates[False] and rates[True] >= 0.38  # measured 0.353 and 0.407
+
+
+def test_an_empty_frame_folder_is_an_error_naming_it(tmp_path, capsys):
+    folder = tmp_path / "no frames"
+    folder.mkdir()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "object.png")
+    with pytest.raises(VideoError, match="no frames: a folder without image frames"):
+        video_run(folder, tmp_path / "object.png")
+    assert main(["track", str(folder), "--query", str(tmp_path / "object.png")]) == 2
+    assert f"{folder}: a folder without image frames" in capsys.readouterr().err
+
+
+def test_an_unreadable_frame_is_skipped_reported_and_counted_as_lost(tmp_path, capsys):
+    folder, photo, truths = _frames_folder(tmp_path, 5)
+    broken = folder / "0002.png"
+    broken.write_bytes(broken.read_bytes()[:200])  # truncated
+    boxes = [(*truth.min(axis=0), *(truth.max(axis=0) - truth.min(axis=0))) for truth in truths]
+    truth_file = tmp_path / "groundtruth_rect.txt"
+    truth_file.write_text("".join(f"{x + 1},{y + 1},{w},{h}\n" for x, y, w, h in boxes))
+    result = video_run(folder, photo, ObjectTracker(min_inliers=8), truth=truth_file)
+    assert [estimate.frame for estimate in result.frames] == [0, 1, 3, 4]
+    assert result.n_found == 4 and result.success_rate == pytest.approx(4 / 5)
+    assert len(result.skipped) == 1 and result.skipped[0][0] == str(broken)
+    assert "corrupt or truncated" in result.skipped[0][1]
+    assert main(["track", str(folder), "--query", str(photo)]) == 0
+    assert f"skipped: {broken}: corrupt or truncated" in capsys.readouterr().out
+    for frame in (folder / name for name in ("0000.png", "0001.png", "0003.png", "0004.png")):
+        frame.write_bytes(b"")
+    with pytest.raises(VideoError, match=r"no frame could be read \(5 unreadable"):
+        video_run(folder, photo)
+
+
+def test_a_truncated_video_is_tracked_up_to_where_it_breaks_without_decoder_noise(tmp_path, capfd):
+    import cv2
+
+    photo, frames, _ = _synthetic_video(12)
+    Image.fromarray(photo).save(tmp_path / "object.png")
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(
+        str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, frames[0].shape[1::-1]
+    )
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    assert len(list(read_frames(video))) == 12
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    capfd.readouterr()
+    assert main(["track", str(video), "--query", str(tmp_path / "object.png")]) == 0
+    out, err = capfd.readouterr()
+    n_read = int(out.split("frames: ")[1].split()[0])
+    assert 0 < n_read < 12
+    assert f"skipped: {video}: truncated or unreadable after frame {n_read - 1} of 12" in out
+    assert err == ""
+    video.write_bytes(video.read_bytes()[:100])
+    with pytest.raises(VideoError, match=r"not a video OpenCV can read|no frame could be decoded"):
+        video_run(video, tmp_path / "object.png")

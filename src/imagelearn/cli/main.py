@@ -35,9 +35,15 @@ CAPABILITIES = (
 USER_ERRORS = (ImagelearnError, FileNotFoundError, ValueError)
 
 
-def user_message(error: Exception) -> str:
-    """The one-line message for ``error``; a :class:`ParameterError` also names its flag."""
-    if isinstance(error, ParameterError):
+def user_message(error: Exception, arguments: argparse.Namespace | None = None) -> str:
+    """The one-line message for ``error``; a :class:`ParameterError` also names its flag.
+
+    With the command's parsed ``arguments``, the flag is named only when the command has it
+    (an image over ``max_pixels`` is a ``ParameterError``, but not every command sets it).
+    """
+    if isinstance(error, ParameterError) and (
+        arguments is None or hasattr(arguments, error.parameter)
+    ):
         return f"{error} (--{error.parameter.replace('_', '-')})"
     return str(error)
 
@@ -73,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(arguments.handler(arguments) or 0)
     except USER_ERRORS as error:
-        print(f"imagelearn: error: {user_message(error)}", file=sys.stderr)
+        print(f"imagelearn: error: {user_message(error, arguments)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

@@ -54,6 +54,8 @@ def run_video(arguments: argparse.Namespace) -> int:
         max_frames=arguments.max_frames,
         fps=arguments.fps,
     )
+    for source, reason in result.skipped:
+        print(f"skipped: {source}: {reason}")
     print(f"frames: {len(result.frames)}")
     print(f"found: {result.n_found} ({result.n_found / max(1, len(result.frames)):.1%})")
     if result.csv is not None:

@@ -1,21 +1,26 @@
 """Reading images from disk into predictable NumPy arrays.
 
-Every loader in imagelearn goes through :func:`load_image`, so every capability treats
-awkward files the same way: EXIF orientation applied, palette/CMYK/16-bit/alpha converted,
-a pixel limit against decompression bombs, and errors that name the file.
+Every loader in imagelearn goes through :func:`load_image` (or, to read a header or raw
+label values, :func:`open_image`), so every capability treats awkward files the same way:
+EXIF orientation applied, palette/CMYK/16-bit/alpha converted, one pixel limit against
+decompression bombs (:class:`ImageTooLargeError`), and errors that name the file.
 """
 
 from __future__ import annotations
 
 import os
+import struct
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from imagelearn.core.errors import ImagelearnError
+from imagelearn.core.errors import ImagelearnError, ParameterError
 
 #: Default limit on width x height; larger files are refused as possible decompression bombs.
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own default (2**29 / 3), stated explicitly here
@@ -47,6 +52,115 @@ class ImageReadError(ImagelearnError, OSError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+class ImageTooLargeError(ImageReadError, ParameterError):
+    """An image with more pixels than ``max_pixels`` allows (the guard against decompression bombs).
+
+    Both an :class:`ImageReadError` (``path``, ``reason``) and a :class:`ParameterError` whose
+    ``parameter`` is ``"max_pixels"``, the setting that lifts the limit.
+    """
+
+    def __init__(self, path: str | os.PathLike, width: int, height: int, max_pixels: int) -> None:
+        self.path = str(path)
+        self.reason = (
+            f"{width}x{height} pixels exceeds the limit of {max_pixels} (decompression bomb?)"
+        )
+        self.parameter = "max_pixels"
+        Exception.__init__(self, f"{self.path}: {self.reason}")
+
+
+def check_pixel_limit(
+    path: str | os.PathLike, width: int, height: int, max_pixels: int | None
+) -> None:
+    """Raise :class:`ImageTooLargeError` when ``width x height`` exceeds ``max_pixels`` (None: no limit)."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(path, width, height, max_pixels)
+
+
+#: Serializes the moments when Pillow's process-wide pixel limit is lifted (see :func:`open_image`).
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextmanager
+def open_image(
+    path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> Iterator[Image.Image]:
+    """Open an image file lazily with Pillow (its header only) after checking its pixel count.
+
+    This is the one pixel limit of the package: Pillow's own check (a warning above 89
+    million pixels, an error above twice that, each with its own message) is lifted while
+    the header is read (under a lock; Pillow's setting is process-wide), and ``max_pixels``
+    is applied instead.
+
+    Parameters
+    ----------
+    path : path-like
+    max_pixels : int or None
+        Refuse files whose width x height exceeds this. None: no limit.
+
+    Yields
+    ------
+    PIL.Image.Image, not yet decoded (call ``load()``), closed on leaving the block.
+
+    Raises
+    ------
+    ImageTooLargeError
+        More pixels than ``max_pixels``.
+    ImageReadError
+        Missing file, a directory, or not an image Pillow can identify; the message names it.
+    """
+    path = Path(path)
+    try:
+        with _PILLOW_LIMIT_LOCK:
+            pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                image = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = pillow_limit
+    except FileNotFoundError as error:
+        raise ImageReadError(path, "file not found") from error
+    except IsADirectoryError as error:
+        raise ImageReadError(path, "is a directory, not an image; give image files") from error
+    except Image.UnidentifiedImageError as error:
+        empty = path.stat().st_size == 0
+        reason = "empty file" if empty else "not an image format Pillow can identify"
+        raise ImageReadError(path, reason) from error
+    except OSError as error:
+        if error.errno is None:  # raised by a decoder, not by the file system
+            raise ImageReadError(path, f"corrupt or truncated image ({error})") from error
+        raise ImageReadError(path, f"cannot be opened ({error.strerror})") from error
+    except (ValueError, SyntaxError, EOFError, struct.error) as error:
+        raise ImageReadError(path, f"corrupt or truncated image ({error})") from error
+    with image:
+        check_pixel_limit(path, *image.size, max_pixels)
+        if image.format == "PNG":
+            _check_png_chunks(path)
+        yield image
+
+
+def _check_png_chunks(path: Path) -> None:
+    """Refuse a PNG whose chunk lengths run past the end of the file.
+
+    Pillow skips the rest of the image data by reading it, so one forged length would
+    allocate up to 2 GB for a file of a hundred bytes.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as stream:
+        position = 8  # after the signature
+        while position + 12 <= size:
+            stream.seek(position)
+            length, kind = struct.unpack(">I4s", stream.read(8))
+            if position + 12 + length > size:
+                kind_name = kind.decode("latin-1")
+                raise ImageReadError(
+                    path,
+                    f"corrupt or truncated image (PNG chunk {kind_name!r} of {length} bytes "
+                    "runs past the end of the file)",
+                )
+            if kind == b"IEND":
+                return
+            position += 12 + length
 
 
 _MAGIC_PREFIXES = (
@@ -145,40 +259,40 @@ def load_image(
 
     Raises
     ------
+    ImageTooLargeError
+        More pixels than ``max_pixels`` (an :class:`ImageReadError`).
     ImageReadError
-        Missing, truncated, corrupt, unsupported or too large file; the message names the file.
+        Missing, truncated, corrupt or unsupported file, or a directory; the message names it.
     """
     path = Path(path)
-    try:
-        with Image.open(path) as image:
+    with open_image(path, max_pixels=max_pixels) as image:
+        try:
+            return _decode(image, mode, max_side, background)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise ImageReadError(path, f"a frame or tile with too many pixels ({error})") from error
+        except MemoryError as error:  # Pillow could not allocate this image (or one of its lines)
             width, height = image.size
-            if max_pixels is not None and width * height > max_pixels:
-                raise ImageReadError(
-                    path,
-                    f"{width}x{height} pixels exceeds the limit of {max_pixels} (decompression bomb?)",
-                )
-            if max_side is not None and max(width, height) > max_side and image.format == "JPEG":
-                image.draft(image.mode, (max_side, max_side))
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image.load()
-            image = ImageOps.exif_transpose(image) or image
-            image = _normalise_mode(image, mode, background)
-            if max_side is not None and max(image.size) > max_side:
-                scale = max_side / max(image.size)
-                new_size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-                image = image.resize(new_size, Image.Resampling.BOX)
-            return np.array(image, dtype=np.uint8)
-    except ImageReadError:
-        raise
-    except FileNotFoundError as error:
-        raise ImageReadError(path, "file not found") from error
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageReadError(path, f"too many pixels (decompression bomb?): {error}") from error
-    except Image.UnidentifiedImageError as error:
-        raise ImageReadError(path, "not an image format Pillow can identify") from error
-    except (OSError, ValueError, SyntaxError) as error:
-        raise ImageReadError(path, f"corrupt or truncated image ({error})") from error
+            raise ImageReadError(path, f"{width}x{height} pixels do not fit in memory") from error
+        except (OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
+            raise ImageReadError(path, f"corrupt or truncated image ({error})") from error
+
+
+def _decode(
+    image: Image.Image, mode: ColorMode, max_side: int | None, background: tuple[int, int, int]
+) -> np.ndarray:
+    """The pixels of an opened image, oriented, converted to ``mode`` and downscaled."""
+    if max_side is not None and max(image.size) > max_side and image.format == "JPEG":
+        image.draft(image.mode, (max_side, max_side))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        image.load()
+    image = ImageOps.exif_transpose(image) or image
+    image = _normalise_mode(image, mode, background)
+    if max_side is not None and max(image.size) > max_side:
+        scale = max_side / max(image.size)
+        new_size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(new_size, Image.Resampling.BOX)
+    return np.array(image, dtype=np.uint8)
 
 
 # Truncated files must raise, not decode silently into grey.

@@ -20,7 +20,8 @@ import numpy as np
 
 from imagelearn.bof.vocabulary import vocabulary_class
 from imagelearn.core.errors import ParameterError
-from imagelearn.data import find_images
+from imagelearn.core.images import ImageReadError
+from imagelearn.data.inputs import expand_image_inputs
 from imagelearn.retrieval.benchmark import make_variant_benchmark, viewpoint_pairs
 from imagelearn.retrieval.evaluation import (
     evaluate_index,
@@ -109,8 +110,11 @@ class BenchmarkResult:
 
 
 def image_paths(sources: Sources) -> list[str]:
-    """Image files given, and those found (sorted) in the folders given, in the given order."""
-    return [str(path) for source in sources for path in find_images(source)]
+    """Image files given, and those found (sorted) in the folders given, in the given order.
+
+    A file given is kept even when it is missing or unreadable, so that the run reports it.
+    """
+    return [str(path) for path in expand_image_inputs(sources)]
 
 
 def vocabulary_params(vocabulary: str, **options: int | None) -> dict[str, Any]:
@@ -247,7 +251,17 @@ def search_run(
     **search_options
         Passed to :meth:`Index.search`: ``mode``, ``roi``, ``verify``, ``verify_top``,
         ``shortlist``, ``expand``, ``min_inliers``...
+
+    Raises
+    ------
+    ImageReadError
+        ``query`` is not a readable image file (a folder, say; :func:`evaluate_run` runs many
+        queries).
     """
+    if Path(query).is_dir():
+        raise ImageReadError(
+            query, "is a directory, not an image; search takes one image file (evaluate takes many)"
+        )
     result = Index.open(index).search(query, top=top, **search_options)
     if plot is not None:
         from imagelearn.retrieval.drawing import draw_matches

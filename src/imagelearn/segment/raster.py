@@ -16,32 +16,23 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from imagelearn.core.errors import ParameterError
-from imagelearn.core.images import DEFAULT_MAX_PIXELS, ImageReadError, load_image
+from imagelearn.core.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageReadError,
+    ImageTooLargeError,  # re-exported: its old home, kept for existing imports
+    check_pixel_limit,
+    load_image,
+    open_image,
+)
 
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 #: A leading axis at most this long, before a longer last axis, is read as bands-first.
 _MAX_BANDS_FIRST = 16
+#: The most bands of a TIFF read (hyperspectral images have a few hundred).
+MAX_BANDS = 1024
 
-
-class ImageTooLargeError(ImageReadError, ParameterError):
-    """An image with more pixels than ``max_pixels`` allows (the guard against decompression bombs).
-
-    Both an :class:`ImageReadError` (``path``, ``reason``) and a :class:`ParameterError` whose
-    ``parameter`` is ``"max_pixels"``, the setting that lifts the limit.
-    """
-
-    def __init__(self, path: str | os.PathLike, width: int, height: int, max_pixels: int) -> None:
-        self.path = str(path)
-        self.reason = f"{width}x{height} pixels exceeds the limit of {max_pixels}"
-        self.parameter = "max_pixels"
-        Exception.__init__(self, f"{self.path}: {self.reason}")
-
-
-def _check_size(path: Path, width: int, height: int, max_pixels: int | None) -> None:
-    if max_pixels is not None and width * height > max_pixels:
-        raise ImageTooLargeError(path, width, height, max_pixels)
+__all__ = ["TIFF_SUFFIXES", "ImageTooLargeError", "read_raster"]
 
 
 def _bands_axis_first(shape: tuple[int, ...]) -> bool:
@@ -68,17 +59,24 @@ def _read_tiff(path: Path, max_pixels: int | None) -> np.ndarray:
         if len(shape) not in (2, 3):
             raise ImageReadError(path, f"expected a 2-D or 3-D (bands) TIFF, found shape {shape}")
         height, width = shape[1:3] if _bands_axis_first(shape) else shape[:2]
-        _check_size(path, width, height, max_pixels)
+        check_pixel_limit(path, width, height, max_pixels)
+        bands = 1 if len(shape) == 2 else shape[0] if _bands_axis_first(shape) else shape[2]
+        if bands > MAX_BANDS:
+            raise ImageReadError(path, f"{bands} bands; at most {MAX_BANDS} are read")
         try:
             array = tifffile.memmap(path, mode="r")
         except ValueError:  # compressed or not contiguous: decode it whole
             array = tifffile.imread(path)
+        if array.ndim != len(shape):
+            raise ImageReadError(path, f"pages of shape {shape} but data of shape {array.shape}")
     except ImageReadError:
         raise
     except FileNotFoundError as error:
         raise ImageReadError(path, "file not found") from error
-    except (OSError, ValueError, tifffile.TiffFileError) as error:
-        raise ImageReadError(path, f"unreadable TIFF ({error})") from error
+    except IsADirectoryError as error:
+        raise ImageReadError(path, "is a directory, not an image; give image files") from error
+    except Exception as error:  # tifffile parses in Python and documents no error types
+        raise ImageReadError(path, f"unreadable TIFF ({type(error).__name__}: {error})") from error
     return _bands_last(array)
 
 
@@ -129,15 +127,11 @@ def read_raster(
 
 
 def _read_ordinary(path: Path, max_pixels: int | None, max_side: int | None) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
+    with open_image(path, max_pixels=max_pixels) as image:
+        try:
             gray = image.mode in _GRAY_MODES or (image.mode == "P" and _palette_is_gray(image))
-            width, height = image.size
-    except FileNotFoundError as error:
-        raise ImageReadError(path, "file not found") from error
-    except (OSError, ValueError) as error:
-        raise ImageReadError(path, f"not an image format Pillow can identify ({error})") from error
-    _check_size(path, width, height, max_pixels)
+        except (OSError, ValueError, SyntaxError, EOFError) as error:  # the palette is decoded
+            raise ImageReadError(path, f"corrupt or truncated image ({error})") from error
     array = load_image(path, "L" if gray else "RGB", max_pixels=max_pixels, max_side=max_side)
     return _bands_last(array)
 

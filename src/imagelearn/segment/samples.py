@@ -15,12 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from skimage.draw import line, polygon
 
-from imagelearn.core.errors import ParameterError
-from imagelearn.core.images import ImageReadError
+from imagelearn.core.errors import ImagelearnError, ParameterError
+from imagelearn.core.images import ImageReadError, open_image
 from imagelearn.segment.render import Color
+
+#: The most classes a sample file may name (the labels a 16-bit label image can hold).
+MAX_CLASSES = 65_535
+
+
+class SamplesError(ImagelearnError, ValueError):
+    """A sample file that cannot be used: malformed, of the wrong size, or with unknown classes."""
 
 
 @dataclass
@@ -110,36 +116,42 @@ def labels_from_colors(rgb: np.ndarray, colors: list[tuple[int, int, int] | None
 def _class_index(value: object, names: list[str], fixed: bool, where: str) -> int:
     """1-based class of a GeoJSON/CSV class value (a name, or a number 1..K)."""
     text = str(value).strip()
-    if text.isdigit():
+    if text.isdecimal():
         index = int(text)
         if index == 0:
-            raise ValueError(f"{where}: class 0 means unlabelled; classes are numbered from 1")
+            raise SamplesError(f"{where}: class 0 means unlabelled; classes are numbered from 1")
+        if index > MAX_CLASSES:
+            raise SamplesError(f"{where}: class {index} is above the most classes, {MAX_CLASSES}")
         while not fixed and len(names) < index:
             names.append(f"class{len(names) + 1}")
         if index > len(names):
-            raise ValueError(f"{where}: class {index} but only {len(names)} class names were given")
+            raise SamplesError(
+                f"{where}: class {index} but only {len(names)} class names were given"
+            )
         return index
     if text not in names:
         if fixed:
-            raise ValueError(f"{where}: class {text!r} is not one of the given classes {names}")
+            raise SamplesError(f"{where}: class {text!r} is not one of the given classes {names}")
+        if len(names) >= MAX_CLASSES:
+            raise SamplesError(f"{where}: more than {MAX_CLASSES} classes")
         names.append(text)
     return names.index(text) + 1
 
 
 def _read_label_image(path: Path, shape: tuple[int, int], colors: list | None) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
+    height, width = shape
+    with open_image(path, max_pixels=None) as image:  # its size is checked against the image's
+        if image.size != (width, height):
+            raise SamplesError(
+                f"{path}: sample image is {image.width}x{image.height} "
+                f"but the image is {width}x{height}"
+            )
+        mode = image.mode
+        try:
             image.load()
-            mode = image.mode
             array = np.asarray(image.convert("RGB") if colors is not None else image)
-    except FileNotFoundError as error:
-        raise ImageReadError(path, "file not found") from error
-    except (OSError, ValueError) as error:
-        raise ImageReadError(path, f"unreadable label image ({error})") from error
-    if array.shape[:2] != shape:
-        raise ValueError(
-            f"{path}: sample image is {array.shape[1]}x{array.shape[0]} but the image is {shape[1]}x{shape[0]}"
-        )
+        except (OSError, ValueError, SyntaxError, EOFError) as error:
+            raise ImageReadError(path, f"unreadable label image ({error})") from error
     if colors is not None:
         return labels_from_colors(array, colors)
     if array.ndim == 3:
@@ -150,62 +162,87 @@ def _read_label_image(path: Path, shape: tuple[int, int], colors: list | None) -
                 "or save it as a grayscale/palette PNG with values 0 (unlabelled) and 1..K",
             )
         array = array[..., 0]
+    if array.dtype.kind == "f" or int(array.min(initial=0)) < 0:
+        raise SamplesError(f"{path}: labels must be whole numbers, 0 (unlabelled) and 1..K")
     return array.astype(np.int32)
 
 
-def _check_inside(points: np.ndarray, shape: tuple[int, int], where: str) -> None:
+def _points(coordinates: object, shape: tuple[int, int], where: str) -> np.ndarray:
+    """GeoJSON positions or CSV x, y as a float64 ``(n, 2)`` array of x, y inside the image."""
+    try:
+        points = np.atleast_2d(np.asarray(coordinates, dtype=np.float64))
+    except (TypeError, ValueError) as error:
+        raise SamplesError(f"{where}: coordinates must be [x, y] number pairs ({error})") from error
+    if points.ndim != 2 or points.shape[0] == 0 or points.shape[1] < 2:
+        raise SamplesError(f"{where}: coordinates must be [x, y] number pairs")
+    points = points[:, :2]
+    if not np.all(np.isfinite(points)):
+        raise SamplesError(f"{where}: coordinates must be finite numbers")
     height, width = shape
     outside = (
         (points[:, 0] < 0) | (points[:, 0] > width) | (points[:, 1] < 0) | (points[:, 1] > height)
     )
     if np.any(outside):
         x, y = points[np.argmax(outside)]
-        raise ValueError(f"{where}: point ({x:g}, {y:g}) lies outside the {width}x{height} image")
+        raise SamplesError(f"{where}: point ({x:g}, {y:g}) lies outside the {width}x{height} image")
+    return points
+
+
+def _draw_points(mask: np.ndarray, points: np.ndarray, index: int) -> None:
+    """Label the pixels under ``points`` (x, y; a point on the far edge is in the last pixel)."""
+    columns = np.minimum(points[:, 0].astype(int), mask.shape[1] - 1)
+    rows = np.minimum(points[:, 1].astype(int), mask.shape[0] - 1)
+    mask[rows, columns] = index
+
+
+def _draw_polygons(mask: np.ndarray, polygons: list, index: int, where: str) -> None:
+    """Label the pixels inside each polygon (an outer ring, then holes) of ``polygons``."""
+    for rings in polygons:
+        if not isinstance(rings, list) or not rings:
+            raise SamplesError(f"{where}: a polygon must be a list of rings")
+        outer = _points(rings[0], mask.shape, where)
+        inside = np.zeros(mask.shape, dtype=bool)
+        inside[polygon(outer[:, 1], outer[:, 0], mask.shape)] = True
+        for hole in rings[1:]:
+            hole = _points(hole, mask.shape, where)
+            inside[polygon(hole[:, 1], hole[:, 0], mask.shape)] = False
+        mask[inside] = index
 
 
 def _read_geojson(path: Path, shape: tuple[int, int], names: list[str], fixed: bool) -> np.ndarray:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
+    except UnicodeDecodeError as error:
+        raise SamplesError(f"{path}: not UTF-8 text ({error})") from error
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise SamplesError(f"{path}: not valid JSON ({error})") from error
     features = document.get("features", [document]) if isinstance(document, dict) else None
     if not isinstance(features, list):
-        raise ValueError(f"{path}: expected a GeoJSON FeatureCollection")
+        raise SamplesError(f"{path}: expected a GeoJSON FeatureCollection")
     mask = np.zeros(shape, dtype=np.int32)
     for number, feature in enumerate(features):
         where = f"{path}: feature {number}"
+        if not isinstance(feature, dict):
+            raise SamplesError(f"{where} is not a GeoJSON Feature object")
         properties = feature.get("properties") or {}
-        if "class" not in properties:
-            raise ValueError(f"{where} has no 'class' property")
+        if not isinstance(properties, dict) or "class" not in properties:
+            raise SamplesError(f"{where} has no 'class' property")
         index = _class_index(properties["class"], names, fixed, where)
-        geometry = feature.get("geometry") or {}
-        kind, coordinates = geometry.get("type"), geometry.get("coordinates")
-        if kind == "Polygon":
-            rings = [coordinates]
-        elif kind == "MultiPolygon":
-            rings = coordinates
-        elif kind in ("Point", "MultiPoint"):
-            points = np.atleast_2d(np.asarray(coordinates, dtype=np.float64))
-            _check_inside(points, shape, where)
-            columns, rows = (
-                np.minimum(points[:, 0].astype(int), shape[1] - 1),
-                np.minimum(points[:, 1].astype(int), shape[0] - 1),
-            )
-            mask[rows, columns] = index
-            continue
+        geometry = feature.get("geometry")
+        kind, coordinates = (
+            (geometry.get("type"), geometry.get("coordinates"))
+            if isinstance(geometry, dict)
+            else (None, None)
+        )
+        if kind in ("Point", "MultiPoint"):
+            _draw_points(mask, _points(coordinates, shape, where), index)
+        elif kind in ("Polygon", "MultiPolygon") and isinstance(coordinates, list):
+            _draw_polygons(mask, [coordinates] if kind == "Polygon" else coordinates, index, where)
         else:
-            raise ValueError(
-                f"{where}: geometry {kind!r} is not a Polygon, MultiPolygon, Point or MultiPoint"
+            raise SamplesError(
+                f"{where}: geometry {kind!r} is not a Polygon, MultiPolygon, Point or MultiPoint "
+                "with coordinates"
             )
-        for rings_of_polygon in rings:
-            outer = np.asarray(rings_of_polygon[0], dtype=np.float64)
-            _check_inside(outer, shape, where)
-            inside = np.zeros(shape, dtype=bool)
-            inside[polygon(outer[:, 1], outer[:, 0], shape)] = True
-            for hole in rings_of_polygon[1:]:
-                hole = np.asarray(hole, dtype=np.float64)
-                inside[polygon(hole[:, 1], hole[:, 0], shape)] = False
-            mask[inside] = index
     return mask
 
 
@@ -213,23 +250,20 @@ def _read_csv(path: Path, shape: tuple[int, int], names: list[str], fixed: bool)
     mask = np.zeros(shape, dtype=np.int32)
     with open(path, newline="", encoding="utf-8-sig") as stream:
         reader = csv.DictReader(stream)
-        missing = {"x", "y", "class"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(
-                f"{path}: CSV samples need columns x,y,class; missing {sorted(missing)}"
-            )
-        for row in reader:
-            where = f"{path}: line {reader.line_num}"
-            try:
-                point = np.array([[float(row["x"]), float(row["y"])]])
-            except ValueError as error:
-                raise ValueError(f"{where}: x and y must be numbers ({error})") from error
-            _check_inside(point, shape, where)
-            column, row_index = (
-                min(int(point[0, 0]), shape[1] - 1),
-                min(int(point[0, 1]), shape[0] - 1),
-            )
-            mask[row_index, column] = _class_index(row["class"], names, fixed, where)
+        try:
+            missing = {"x", "y", "class"} - set(reader.fieldnames or [])
+            if missing:
+                raise SamplesError(
+                    f"{path}: CSV samples need columns x,y,class; missing {sorted(missing)}"
+                )
+            for row in reader:
+                where = f"{path}: line {reader.line_num}"
+                point = _points([[row["x"], row["y"]]], shape, where)
+                _draw_points(mask, point, _class_index(row["class"], names, fixed, where))
+        except UnicodeDecodeError as error:
+            raise SamplesError(f"{path}: not UTF-8 text ({error})") from error
+        except csv.Error as error:
+            raise SamplesError(f"{path}: line {reader.line_num}: not CSV ({error})") from error
     return mask
 
 
@@ -258,14 +292,17 @@ def read_samples(
 
     Raises
     ------
-    ValueError
-        Size mismatch, samples outside the image, unknown class, no labelled pixel.
+    SamplesError
+        Malformed file, size mismatch, samples outside the image, unknown class, more than
+        :data:`MAX_CLASSES` classes, no labelled pixel (a ``ValueError`` too).
+    ImageReadError
+        A missing sample file, or a label image that cannot be decoded.
     ParameterError
         ``class_colors``: a colour label image without class colours.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: sample file not found")
+        raise ImageReadError(path, "sample file not found")
     names = list(class_names or [])
     fixed = bool(class_names)
     suffix = path.suffix.lower()
@@ -277,12 +314,14 @@ def read_samples(
         mask = _read_label_image(path, shape, class_colors)
         highest = int(mask.max(initial=0))
         if fixed and highest > len(names):
-            raise ValueError(
+            raise SamplesError(
                 f"{path}: label {highest} but only {len(names)} class names were given"
             )
+        if highest > MAX_CLASSES:
+            raise SamplesError(f"{path}: label {highest} is above the most classes, {MAX_CLASSES}")
         names += [f"class{index}" for index in range(len(names) + 1, highest + 1)]
     if not np.any(mask):
-        raise ValueError(f"{path}: no labelled pixels (all 0 = unlabelled)")
+        raise SamplesError(f"{path}: no labelled pixels (all 0 = unlabelled)")
     return Samples(mask, names)
 
 

@@ -7,6 +7,8 @@
 from imagelearn.tracking.runs import TrackResult, video_run
 from imagelearn.tracking.tracker import ObjectTracker, TrackedFrame
 from imagelearn.tracking.video import (
+    Frames,
+    VideoError,
     annotate,
     read_frames,
     read_otb_boxes,
@@ -15,9 +17,11 @@ from imagelearn.tracking.video import (
 )
 
 __all__ = [
+    "Frames",
     "ObjectTracker",
     "TrackResult",
     "TrackedFrame",
+    "VideoError",
     "annotate",
     "read_frames",
     "read_otb_boxes",

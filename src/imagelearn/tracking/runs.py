@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from itertools import tee
@@ -9,11 +10,11 @@ from pathlib import Path
 
 from imagelearn.core.images import load_image
 from imagelearn.core.progress import progress
-from imagelearn.evaluation.tracking import success_rate
+from imagelearn.evaluation.tracking import Box, success_rate
 from imagelearn.tracking.tracker import ObjectTracker, TrackedFrame
 from imagelearn.tracking.video import (
+    Frames,
     annotate,
-    read_frames,
     read_otb_boxes,
     write_annotated,
     write_track_csv,
@@ -33,13 +34,18 @@ class TrackResult:
     out : Path or None
         The annotated video or GIF, when asked for.
     success_rate : float or None
-        OTB success rate (IoU > 0.5) against ``truth``, when given.
+        OTB success rate (IoU > 0.5) against ``truth``, when given; a skipped frame counts
+        as lost.
+    skipped : tuple of (str, str)
+        ``(source, reason)`` of the frames that could not be read: unreadable images of a
+        frame folder, or the end of a truncated video.
     """
 
     frames: tuple[TrackedFrame, ...]
     csv: Path | None = None
     out: Path | None = None
     success_rate: float | None = None
+    skipped: tuple[tuple[str, str], ...] = ()
 
     @property
     def n_found(self) -> int:
@@ -80,7 +86,13 @@ def video_run(
         Stop after this many frames.
     fps : float
         Frame rate of ``out``.
+
+    Raises
+    ------
+    VideoError
+        ``video`` is missing, not a video, an empty folder, or none of its frames can be read.
     """
+    frames = Frames(video, max_frames)
     truth_boxes = read_otb_boxes(truth) if truth is not None else None
     photo = load_image(query)
     if roi is not None:
@@ -88,8 +100,10 @@ def video_run(
         photo = photo[max(0, y) : y + height, max(0, x) : x + width]
     tracker = (tracker or ObjectTracker()).fit(photo)
     tracked, annotated = [], []
-    frames, searched = tee(progress(read_frames(video, max_frames), "frames", unit="frame"))
-    for frame, estimate in zip(frames, tracker.track(searched), strict=True):
+    numbered, searched = tee(progress(frames, "frames", unit="frame"))
+    estimates = tracker.track(frame for _, frame in searched)
+    for (number, frame), estimate in zip(numbered, estimates, strict=True):
+        estimate = dataclasses.replace(estimate, frame=number)  # its place, skipped frames counted
         tracked.append(estimate)
         if out is not None:
             annotated.append(annotate(frame, estimate))
@@ -98,6 +112,15 @@ def video_run(
         csv=write_track_csv(tracked, csv) if csv is not None else None,
         out=write_annotated(annotated, out, fps) if annotated else None,
         success_rate=(
-            success_rate([t.box for t in tracked], truth_boxes) if truth_boxes is not None else None
+            success_rate(_boxes_by_frame(tracked), truth_boxes) if truth_boxes is not None else None
         ),
+        skipped=tuple(frames.skipped),
     )
+
+
+def _boxes_by_frame(tracked: list[TrackedFrame]) -> list[Box | None]:
+    """The box of every frame position up to the last tracked one; None where a frame was skipped."""
+    boxes: list[Box | None] = [None] * (tracked[-1].frame + 1 if tracked else 0)
+    for estimate in tracked:
+        boxes[estimate.frame] = estimate.box
+    return boxes

@@ -10,52 +10,124 @@ import csv
 import io
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from imagelearn.core.bundle import atomic_write_text
-from imagelearn.core.images import load_image
+from imagelearn.core.errors import ImagelearnError
+from imagelearn.core.images import ImageReadError, load_image
 from imagelearn.tracking.tracker import TrackedFrame
+
+#: FFmpeg's log level "quiet" (``AV_LOG_QUIET``), unless the user set ``OPENCV_FFMPEG_LOGLEVEL``.
+_FFMPEG_QUIET = -8
+
+
+class VideoError(ImagelearnError, ValueError):
+    """A video file or frame folder with no frame that can be read; the message names it."""
+
+
+@dataclass
+class Frames:
+    """The frames of a video file, or of a folder of images in name order, read lazily.
+
+    Iterating yields ``(number, frame)``: the frame's position from 0 (in the video, or among
+    the folder's images) and its RGB uint8 array ``(H, W, 3)``. What cannot be read is not
+    fatal while at least one frame can: an unreadable image of a folder is skipped, and a
+    video whose decoding stops before its stated frame count ends there; both are listed in
+    ``skipped`` as ``(source, reason)``, as collections report their unreadable files.
+
+    Parameters
+    ----------
+    source : path-like
+        A video file OpenCV reads, or a folder of images.
+    max_frames : int, optional
+        Stop after this many frame positions.
+
+    Raises
+    ------
+    VideoError
+        ``source`` is missing or an empty folder; while iterating, not a video, or no frame
+        of it can be read.
+    """
+
+    source: str | os.PathLike
+    max_frames: int | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from imagelearn.data.collection import find_images
+
+        source = Path(self.source)
+        if source.is_dir():
+            self._folder_paths: list[Path] | None = find_images(source, recursive=False)
+            if not self._folder_paths:
+                raise VideoError(f"{source}: a folder without image frames")
+        elif source.exists():
+            self._folder_paths = None
+        else:
+            raise VideoError(f"{source}: no such video file or frame folder")
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        self.skipped.clear()
+        frames = self._folder_frames() if self._folder_paths is not None else self._video_frames()
+        n_read = 0
+        for number, frame in frames:
+            n_read += 1
+            yield number, frame
+        if n_read == 0 and self.skipped:
+            where, reason = self.skipped[0]
+            raise VideoError(
+                f"{self.source}: no frame could be read ({len(self.skipped)} unreadable, "
+                f"the first: {where}: {reason})"
+            )
+
+    def _folder_frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        for number, path in enumerate(self._folder_paths[: self.max_frames]):
+            try:
+                yield number, load_image(path, "RGB")
+            except ImageReadError as error:
+                self.skipped.append((error.path, error.reason))
+
+    def _video_frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        video = Path(self.source)
+        # FFmpeg's own messages about a broken stream are replaced by one of ours.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", str(_FFMPEG_QUIET))
+        capture = cv2.VideoCapture(str(video))
+        if not capture.isOpened():
+            raise VideoError(f"{video}: not a video OpenCV can read (unknown format or truncated)")
+        try:
+            stated = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            number, ok = 0, True
+            while self.max_frames is None or number < self.max_frames:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                yield number, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                number += 1
+        finally:
+            capture.release()
+        if number == 0 and (self.max_frames is None or self.max_frames > 0):
+            raise VideoError(f"{video}: no frame could be decoded")
+        if not ok and number < stated:
+            self.skipped.append(
+                (str(video), f"truncated or unreadable after frame {number - 1} of {stated}")
+            )
 
 
 def read_frames(source: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """RGB uint8 frames of a video file, or of a folder of images in name order.
 
+    Unreadable frames are skipped (see :class:`Frames`, which also reports them).
+
     Raises
     ------
-    FileNotFoundError
-        ``source`` does not exist.
-    ValueError
-        A file OpenCV cannot decode as video.
+    VideoError
+        ``source`` is missing, not a video, an empty folder, or no frame of it can be read.
     """
-    source = Path(source)
-    if not source.exists():
-        raise FileNotFoundError(f"{source}: no such video file or frame folder")
-    if source.is_dir():
-        from imagelearn.data.collection import find_images
-
-        for number, path in enumerate(find_images(source, recursive=False)):
-            if max_frames is not None and number >= max_frames:
-                return
-            yield load_image(path, "RGB")
-        return
-    capture = cv2.VideoCapture(str(source))
-    if not capture.isOpened():
-        raise ValueError(f"{source}: not a video OpenCV can read")
-    try:
-        number = 0
-        while max_frames is None or number < max_frames:
-            ok, frame = capture.read()
-            if not ok:
-                if number == 0:
-                    raise ValueError(f"{source}: no frame could be decoded")
-                return
-            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            number += 1
-    finally:
-        capture.release()
+    return (frame for _, frame in Frames(source, max_frames))
 
 
 def write_track_csv(tracked: Iterable[TrackedFrame], path: str | os.PathLike) -> Path:
