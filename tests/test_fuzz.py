@@ -302,14 +302,6 @@ def test_the_sample_readers_keep_the_invariant(scratch, data):
     keeps_the_invariant(_read_samples, _written(scratch, f"samples{suffix}", broken))
 
 
-#: Why the bundle readers still fail (their manifest schemas come from another branch).
-BUNDLE_READERS_UNFIXED = (
-    "core.bundle/persistence readers: a manifest without a content object raises KeyError "
-    "or AttributeError; the manifest schemas (branch i11-manifests) fix it"
-)
-
-
-@pytest.mark.xfail(reason=BUNDLE_READERS_UNFIXED, strict=True)
 @settings(FUZZ, max_examples=max(1, N_EXAMPLES // 2))
 @given(data=st.data())
 def test_the_manifest_readers_keep_the_invariant(scratch, data):
@@ -320,20 +312,11 @@ def test_the_manifest_readers_keep_the_invariant(scratch, data):
 
 # ---------------------------------------------------------------- the corpus
 
-#: Corpus files whose fix belongs to another part of the package, with the reason.
-EXPECTED_FAILURES: dict[str, str] = {
-    "ObjectTracker-no-content.json": BUNDLE_READERS_UNFIXED,  # KeyError in load_bundle
-    "KMeansVocabulary-content-is-a-list.json": BUNDLE_READERS_UNFIXED,  # AttributeError in load
-}
-
 
 def _corpus_cases() -> list[Any]:
     cases = []
     for path in sorted(CORPUS.glob("*/*")):
-        marks = []
-        if path.name in EXPECTED_FAILURES:
-            marks = [pytest.mark.xfail(reason=EXPECTED_FAILURES[path.name], strict=True)]
-        cases.append(pytest.param(path, id=f"{path.parent.name}/{path.name}", marks=marks))
+        cases.append(pytest.param(path, id=f"{path.parent.name}/{path.name}"))
     return cases
 
 
