@@ -84,9 +84,12 @@ def wait_for(paths: list[Path], child: subprocess.Popen, timeout: float) -> None
     """Poll until every path exists; fail if the child ends or the time runs out first."""
     deadline = time.monotonic() + timeout
     while not all(path.exists() for path in paths):
-        assert child.poll() is None, f"the training ended (status {child.returncode}) too early"
         assert time.monotonic() < deadline, f"no {paths} after {timeout} s"
-        time.sleep(0.05)  # polling interval, not a wait for the training
+        try:  # wait on the child between looks at the files: it must not end first
+            child.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            continue
+        raise AssertionError(f"the training ended (status {child.returncode}) too early")
 
 
 @pytest.mark.parametrize(
