@@ -26,6 +26,22 @@ def data_path(*parts: str) -> Path:
     return path
 
 
+def hymenoptera_csv(folder: Path, per_class: int) -> Path:
+    """A ``path,label`` CSV in ``folder`` of the first ``per_class`` hymenoptera training photos
+    of each class (ants, bees); skips the test when the real data is absent."""
+    import csv
+
+    root = data_path("hymenoptera", "train")
+    path = folder / "sample.csv"
+    with path.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["path", "label"])
+        for label in ("ants", "bees"):
+            for image in sorted((root / label).glob("*.jpg"))[:per_class]:
+                writer.writerow([str(image), label])
+    return path
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory) -> Path:
     """Feature and embedding caches in a per-run folder, so tests neither reuse nor fill ~/.cache."""

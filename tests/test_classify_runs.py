@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import data_path
+from conftest import data_path, hymenoptera_csv
 from imagelearn.classify import DeepImageClassifier, build_backbone
 from imagelearn.classify.runs import (
     compare_transfer,
@@ -35,15 +35,7 @@ SMALL = dict(
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory) -> Path:
     """A CSV of 12 hymenoptera training photos per class (ants, bees)."""
-    root = data_path("hymenoptera", "train")
-    path = tmp_path_factory.mktemp("sample") / "sample.csv"
-    with path.open("w", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["path", "label"])
-        for label in ("ants", "bees"):
-            for image in sorted((root / label).glob("*.jpg"))[:12]:
-                writer.writerow([str(image), label])
-    return path
+    return hymenoptera_csv(tmp_path_factory.mktemp("sample"), 12)
 
 
 @pytest.fixture(scope="module")

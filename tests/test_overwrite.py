@@ -3,7 +3,6 @@ without ``overwrite`` (a typed error, the first run left as it was) and replaced
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -17,7 +16,7 @@ import pytest
 from PIL import Image
 
 import imagelearn
-from conftest import data_path
+from conftest import data_path, hymenoptera_csv
 from imagelearn.bof.recognition import BofClassifier
 from imagelearn.bof.runs import sweep_vocabulary
 from imagelearn.bof.runs import train_run as bof_train
@@ -62,15 +61,7 @@ def photos(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def hymenoptera(tmp_path_factory) -> Path:
     """A CSV of 6 hymenoptera training photos per class."""
-    root = data_path("hymenoptera", "train")
-    path = tmp_path_factory.mktemp("sample") / "sample.csv"
-    with path.open("w", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["path", "label"])
-        for label in ("ants", "bees"):
-            for image in sorted((root / label).glob("*.jpg"))[:6]:
-                writer.writerow([str(image), label])
-    return path
+    return hymenoptera_csv(tmp_path_factory.mktemp("sample"), 6)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ the optimizer and scheduler states and the history, and every epoch reseeds its 
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -17,7 +16,7 @@ import pytest
 import torch
 
 import imagelearn
-from conftest import data_path
+from conftest import hymenoptera_csv
 from imagelearn.classify import DeepImageClassifier
 from imagelearn.cli.main import main
 
@@ -60,15 +59,7 @@ sys.exit(main(sys.argv[3:]))
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory) -> Path:
     """A CSV of 12 hymenoptera training photos per class (ants, bees)."""
-    root = data_path("hymenoptera", "train")
-    path = tmp_path_factory.mktemp("sample") / "sample.csv"
-    with path.open("w", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["path", "label"])
-        for label in ("ants", "bees"):
-            for image in sorted((root / label).glob("*.jpg"))[:12]:
-                writer.writerow([str(image), label])
-    return path
+    return hymenoptera_csv(tmp_path_factory.mktemp("sample"), 12)
 
 
 def train_command(sample: Path, out: Path) -> list[str]:
