@@ -99,18 +99,7 @@ def check_current_spelling(arguments: list[str]) -> None:
 def test_the_documents_show_commands():
     assert len(COMMANDS) >= 40, COMMANDS
     shown = {tuple(arguments_of(command)[:1]) for _, command in COMMANDS}
-    capabilities = {
-        "data",
-        "bof",
-        "classify",
-        "transfer",
-        "index",
-        "track",
-        "cluster",
-        "segment",
-        "cache",
-    }
-    assert {name for (name,) in shown} == capabilities
+    assert {name for (name,) in shown} == set(main.CAPABILITIES)
 
 
 @pytest.mark.parametrize(("where", "command"), COMMANDS, ids=[where for where, _ in COMMANDS])

@@ -22,10 +22,6 @@ from imagelearn.cli.arguments import (
 )
 
 
-def _add_verb(verbs: argparse._SubParsersAction, name: str, **options) -> argparse.ArgumentParser:
-    return verbs.add_parser(name, **options)
-
-
 def _add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mode",
@@ -57,7 +53,7 @@ def _search_options(arguments: argparse.Namespace) -> dict:
 def register(subparsers: argparse._SubParsersAction) -> None:
     verbs = add_verbs(subparsers, "index", help="find every image showing the same object")
 
-    build = _add_verb(verbs, "build", help="index a collection (resumes an interrupted build)")
+    build = verbs.add_parser("build", help="index a collection (resumes an interrupted build)")
     build.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
     add_output_dir(build, "index directory", required=True)
     build.add_argument("--detector", default="rootsift", help="local feature detector")
@@ -102,23 +98,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_n_jobs(build)
     build.set_defaults(handler=run_build)
 
-    add = _add_verb(verbs, "add", help="add images (content already indexed is skipped)")
+    add = verbs.add_parser("add", help="add images (content already indexed is skipped)")
     add.add_argument("index", help="index directory")
     add.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
     add_n_jobs(add)
     add.set_defaults(handler=run_add)
 
-    remove = _add_verb(verbs, "remove", help="remove images by path")
+    remove = verbs.add_parser("remove", help="remove images by path")
     remove.add_argument("index", help="index directory")
     remove.add_argument("paths", nargs="+", help="paths of indexed images")
     remove.set_defaults(handler=run_remove)
 
-    info = _add_verb(verbs, "info", help="counts, sizes and parameters")
+    info = verbs.add_parser("info", help="counts, sizes and parameters")
     info.add_argument("index", help="index directory")
     add_format(info)
     info.set_defaults(handler=run_info)
 
-    search = _add_verb(verbs, "search", help="rank the indexed images against a query image")
+    search = verbs.add_parser("search", help="rank the indexed images against a query image")
     search.add_argument("index", help="index directory")
     search.add_argument("query", help="query image file")
     search.add_argument("--roi", type=roi, help="x,y,w,h: only this part of the query (pixels)")
@@ -128,8 +124,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_search_options(search)
     search.set_defaults(handler=run_search)
 
-    evaluate = _add_verb(
-        verbs,
+    evaluate = verbs.add_parser(
         "evaluate",
         aliases=["eval"],
         help="mAP, mP@k, recall@k, N-S against ground truth",
@@ -143,7 +138,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_search_options(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
 
-    benchmark = _add_verb(verbs, "benchmark", help="write a variant benchmark from real photos")
+    benchmark = verbs.add_parser("benchmark", help="write a variant benchmark from real photos")
     benchmark.add_argument("originals", nargs="+", help="photos (files or folders) to alter")
     add_output_dir(benchmark, required=True)
     benchmark.add_argument("--n-variants", type=int, default=5, help="altered copies per photo")

@@ -31,10 +31,6 @@ def _none_if_not_positive(text: str) -> int | None:
     return None if value <= 0 else value
 
 
-def _add_verb(verbs: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
-    return verbs.add_parser(name, help=help)
-
-
 def _add_feature_options(parser: argparse.ArgumentParser, sigmas: str, texture: bool) -> None:
     parser.add_argument(
         "--sigmas",
@@ -104,7 +100,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         subparsers, "segment", help="classify every pixel of an image (land cover, microscopy)"
     )
 
-    cluster = _add_verb(verbs, "cluster", "unsupervised: k-means or ISODATA clusters of pixels")
+    cluster = verbs.add_parser(
+        "cluster", help="unsupervised: k-means or ISODATA clusters of pixels"
+    )
     cluster.add_argument("image", help="the image (JPEG, PNG, TIFF with any number of bands)")
     cluster.add_argument(
         "--n-clusters", type=int, default=5, help="number of clusters (ISODATA: the target)"
@@ -121,7 +119,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_pixel_size(cluster)
     cluster.set_defaults(handler=run_cluster)
 
-    train = _add_verb(verbs, "train", "supervised: learn from samples drawn inside the image(s)")
+    train = verbs.add_parser(
+        "train", help="supervised: learn from samples drawn inside the image(s)"
+    )
     train.add_argument("images", nargs="+", help="training image(s)")
     train.add_argument(
         "--samples",
@@ -147,7 +147,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_image_options(train)
     train.set_defaults(handler=run_train)
 
-    predict = _add_verb(verbs, "predict", "class map, overlay, areas (and accuracy) for images")
+    predict = verbs.add_parser(
+        "predict", help="class map, overlay, areas (and accuracy) for images"
+    )
     _add_model_and_images(predict, "segment train")
     predict.add_argument(
         "--samples",
@@ -160,7 +162,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_pixel_size(predict)
     predict.set_defaults(handler=run_predict)
 
-    evaluate = _add_verb(verbs, "evaluate", "accuracy report over the reference samples of images")
+    evaluate = verbs.add_parser(
+        "evaluate", help="accuracy report over the reference samples of images"
+    )
     _add_model_and_images(evaluate, "segment train")
     evaluate.add_argument(
         "--samples", nargs="+", required=True, help="reference samples, one per image"
@@ -180,7 +184,7 @@ def _register_bof(verbs: argparse._SubParsersAction) -> None:
         help="semantic segmentation: BoF histograms of superpixels (dense label masks)",
         dest="bof_verb",
     )
-    train = _add_verb(bof_verbs, "train", "learn from images with dense label masks")
+    train = bof_verbs.add_parser("train", help="learn from images with dense label masks")
     train.add_argument("images", nargs="+", help="training images")
     train.add_argument(
         "--masks", nargs="+", required=True, help="one label mask per image (0 = unlabelled)"
@@ -212,7 +216,7 @@ def _register_bof(verbs: argparse._SubParsersAction) -> None:
     add_overwrite(train, "model")
     train.set_defaults(handler=run_bof_train)
 
-    predict = _add_verb(bof_verbs, "predict", "class maps (and IoU with --masks)")
+    predict = bof_verbs.add_parser("predict", help="class maps (and IoU with --masks)")
     _add_model_and_images(predict, "segment bof train")
     predict.add_argument(
         "--masks", nargs="+", help="reference masks, one per image: writes metrics.json"
@@ -223,7 +227,7 @@ def _register_bof(verbs: argparse._SubParsersAction) -> None:
     _add_pixel_size(predict)
     predict.set_defaults(handler=run_bof_predict)
 
-    evaluate = _add_verb(bof_verbs, "evaluate", "IoU report against reference masks")
+    evaluate = bof_verbs.add_parser("evaluate", help="IoU report against reference masks")
     _add_model_and_images(evaluate, "segment bof train")
     evaluate.add_argument(
         "--masks", nargs="+", required=True, help="reference masks, one per image"
