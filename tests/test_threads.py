@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -15,6 +19,7 @@ from imagelearn.core.kmeans import assign_among_candidates, nearest_centers
 from imagelearn.core.threads import (
     faiss_threads,
     native_threads,
+    openblas_core_type,
     resolve_n_jobs,
     single_threaded_blas,
 )
@@ -86,3 +91,46 @@ def test_candidate_search_on_the_shared_pool_matches_one_thread(n_threads):
     found = assign_among_candidates(points, labels, centers, candidates, n_threads)
     np.testing.assert_array_equal(found[0], expected[0])
     np.testing.assert_allclose(found[1], expected[1], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("flags", "core_type"),
+    [
+        (
+            {
+                "sse4_2",
+                "avx",
+                "avx2",
+                "fma",
+                "avx512f",
+                "avx512cd",
+                "avx512bw",
+                "avx512dq",
+                "avx512vl",
+                "amx_tile",
+            },
+            "SkylakeX",
+        ),
+        ({"sse4_2", "avx", "avx2", "fma"}, "Haswell"),
+        ({"sse4_2", "avx"}, None),
+        (set(), None),
+    ],
+)
+def test_openblas_core_type_follows_the_instruction_sets(flags, core_type):
+    assert openblas_core_type(flags) == core_type
+
+
+@pytest.mark.skipif(openblas_core_type() is None, reason="CPU without AVX2: OpenBLAS decides")
+def test_faiss_blas_runs_kernels_this_cpu_supports_after_import_imagelearn():
+    """FAISS's bundled OpenBLAS 0.3.15 took this project's Xeons (Sapphire Rapids) for a
+    Prescott and ran SSE3 kernels: a 1000-word assignment was 5x slower (issue #16)."""
+    probe = (
+        "import json, imagelearn, faiss; from threadpoolctl import threadpool_info; "
+        "print(json.dumps([p['architecture'] for p in threadpool_info() if 'faiss' in p['filepath'] "
+        "and p['internal_api'] == 'openblas']))"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "OPENBLAS_CORETYPE"}
+    output = subprocess.run(
+        [sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True
+    ).stdout
+    assert json.loads(output) == [openblas_core_type()]

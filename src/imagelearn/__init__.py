@@ -9,8 +9,12 @@ through :mod:`imagelearn.core.execution`; native threads follow :mod:`imagelearn
 
 import os
 
+from imagelearn.core.threads import choose_openblas_kernels
+
 # Part of the thread policy of imagelearn.core.threads, set here because it must precede the
-# loading of OpenMP by FAISS or PyTorch: idle OpenMP threads sleep instead of spinning.
+# loading of OpenMP by FAISS or PyTorch, and of FAISS's OpenBLAS: idle OpenMP threads sleep
+# instead of spinning, and OpenBLAS runs the kernels this CPU supports.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+choose_openblas_kernels()
 
 __version__ = "0.1.0"

@@ -44,6 +44,49 @@ def thread_count() -> int:
     return int(requested) if requested.isdigit() and int(requested) > 0 else available_cores()
 
 
+#: OpenBLAS kernel families by the x86 instruction sets they need, best first.
+_OPENBLAS_CORE_TYPES = (
+    ("SkylakeX", {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}),
+    ("Haswell", {"avx2", "fma"}),
+)
+
+
+def openblas_core_type(cpu_flags: Collection[str] | None = None) -> str | None:
+    """The OpenBLAS kernel family (``OPENBLAS_CORETYPE``) for this CPU's instruction sets, or
+    None when OpenBLAS's own detection should stand (not x86, no AVX2, flags unknown).
+
+    Parameters
+    ----------
+    cpu_flags : collection of str, optional
+        The CPU's flags as ``/proc/cpuinfo`` lists them; default: read from there.
+    """
+    if cpu_flags is None:
+        cpu_flags = _cpu_flags()
+    for core_type, needed in _OPENBLAS_CORE_TYPES:
+        if needed <= set(cpu_flags):
+            return core_type
+    return None
+
+
+def choose_openblas_kernels() -> None:
+    """Set ``OPENBLAS_CORETYPE`` to :func:`openblas_core_type` unless the user set it (or it is
+    None); only OpenBLAS libraries loaded afterwards read it."""
+    if "OPENBLAS_CORETYPE" not in os.environ and (core_type := openblas_core_type()) is not None:
+        os.environ["OPENBLAS_CORETYPE"] = core_type
+
+
+def _cpu_flags() -> set[str]:
+    """The first CPU's flags from ``/proc/cpuinfo`` (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
 def resolve_n_jobs(n_jobs: int | None) -> int:
     """Workers (or threads) for ``n_jobs``, scikit-learn's convention: None or 0 -> 1, -1 -> all
     cores, -2 -> all but one."""
