@@ -9,6 +9,10 @@ model (MobileNetV2 + linear head trained on hymenoptera) and the same images:
 * ``features`` mode fit time with an empty embedding cache, then again with it filled;
 * training throughput (images/s) of ``finetune`` and ``scratch`` epochs at 128 px.
 
+Every time is repeated in interleaved rounds (``$BENCH_CLASSIFY_REPEATS``, default 5; the
+``features`` fits ``$BENCH_CLASSIFY_CACHE_REPEATS``, default 3) and reported as median
+(min-max); ``$BENCH_CLASSIFY_IMAGES`` trains on fewer images (a quick check).
+
 ``python -m bench.bench_classify figures [NAME ...]`` computes the longer accuracy figures of
 docs/classify.md (:data:`FIGURES`: hymenoptera, flowers5, brain_mri, fashion_mnist, transfer
 compare; default: those not yet in the file) into ``bench/results/classify_figures.json``.
@@ -20,29 +24,45 @@ import os
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from bench import data_root
+from bench.common import (
+    REPEATS,
+    Directories,
+    describe_machine,
+    format_spread,
+    interleaved,
+    machine,
+    rate_spread,
+    ratio_spread,
+    rounds,
+    setting,
+    spread,
+    write_results,
+)
 from imagelearn.core.bundle import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = data_root()
+BATCHES = (1, 32)
+TRAINING_MODES = ("finetune", "scratch")
+#: Normalised images each inference pass runs through the network.
+INFERENCE_IMAGES = 32
+#: Rounds of the ``features`` fits (each first fit computes every embedding: the longest figure).
+CACHE_REPEATS = 3
+#: Training images of hymenoptera used (default: all 245).
+IMAGES_VARIABLE = "BENCH_CLASSIFY_IMAGES"
 
 
-def best_rate(function, n_images: int, repeats: int = 3) -> float:
-    """Images per second of the fastest of ``repeats`` calls (the cores are shared)."""
-    best = np.inf
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - started)
-    return n_images / best
-
-
-def inference_rates(model, images: np.ndarray, onnx_path: Path) -> dict[str, float]:
-    """PyTorch eager and ONNX Runtime, batch 1 and 32, on normalised images ``(32, 3, S, S)``."""
+def inference_seconds(
+    model, images: np.ndarray, onnx_path: Path, repeats: int
+) -> dict[str, list[float]]:
+    """Seconds per pass over ``images`` ``(N, 3, S, S)`` (normalised) of PyTorch eager and ONNX
+    Runtime at batch 1 and 32, interleaved; keys ``pytorch_eager_batch1``, ``onnxruntime_batch1``..."""
     import torch
 
     from imagelearn.classify.network import Probabilities
@@ -51,9 +71,9 @@ def inference_rates(model, images: np.ndarray, onnx_path: Path) -> dict[str, flo
     network = Probabilities(model.network_).eval()
     session = OnnxClassifier(onnx_path)
     tensor = torch.from_numpy(images)
-    rates = {}
-    for batch in (1, 32):
-        chunks = [tensor[i : i + batch] for i in range(0, 32, batch)]
+    seconds = {}
+    for batch in BATCHES:
+        chunks = [tensor[i : i + batch] for i in range(0, len(tensor), batch)]
 
         def eager(chunks=chunks):
             with torch.inference_mode():
@@ -65,85 +85,138 @@ def inference_rates(model, images: np.ndarray, onnx_path: Path) -> dict[str, flo
                 session.run(chunk.numpy())
 
         eager(), onnx()  # warm-up
-        rates[f"pytorch_eager_batch{batch}"] = best_rate(eager, 32)
-        rates[f"onnxruntime_batch{batch}"] = best_rate(onnx, 32)
-    return rates
+        timings, _ = interleaved(
+            {f"pytorch_eager_batch{batch}": eager, f"onnxruntime_batch{batch}": onnx}, repeats
+        )
+        seconds |= timings
+    return seconds
+
+
+def cache_seconds(train, scratch: Path, repeats: int) -> tuple[dict[str, list[float]], object]:
+    """``features`` fit seconds with an empty embedding cache (``first``), then with it filled
+    (``second``), interleaved; and the first model fitted."""
+    from imagelearn.classify import DeepImageClassifier
+
+    caches = Directories(scratch)
+
+    def fit(cache_dir: Path):
+        model = DeepImageClassifier(cache_dir=cache_dir, patience=0, epochs=30)
+        return model.fit(train.paths, train.labels, class_names=train.class_names)
+
+    seconds, models = interleaved(
+        {"first": lambda: fit(caches.fresh()), "second": lambda: fit(caches.latest)}, repeats
+    )
+    return seconds, models["first"]
+
+
+def training_seconds(subset, class_names, cache_dir: Path, repeats: int) -> dict[str, list[float]]:
+    """Seconds of one ``finetune`` and one ``scratch`` epoch at 128 px (the phase alone), interleaved."""
+    from imagelearn.classify import DeepImageClassifier
+
+    def epoch(mode: str) -> float:
+        trainer = DeepImageClassifier(
+            mode=mode, epochs=1, head_epochs=1, image_size=128, patience=0, cache_dir=cache_dir
+        )
+        trainer.fit(subset.paths, subset.labels, class_names=class_names)
+        return next(row["seconds"] for row in trainer.history_ if row["phase"] == mode)
+
+    return rounds({mode: partial(epoch, mode) for mode in TRAINING_MODES}, repeats)
 
 
 def main() -> str:
     os.environ.setdefault("IMAGELEARN_QUIET", "1")
     import torch
 
-    from imagelearn.classify import DeepImageClassifier
     from imagelearn.classify.onnx_export import export_onnx
     from imagelearn.classify.runtime import configure_torch
     from imagelearn.data import load_splits
 
     configure_torch()
-    load_before = os.getloadavg()[0]
+    info = machine()
+    repeats = setting("BENCH_CLASSIFY_REPEATS", REPEATS)
+    cache_repeats = setting("BENCH_CLASSIFY_CACHE_REPEATS", CACHE_REPEATS)
     train, held_out, _ = load_splits(DATA / "hymenoptera")
-    results: dict = {"threads": torch.get_num_threads(), "n_train": len(train)}
+    n_train = min(len(train), setting(IMAGES_VARIABLE, len(train)))
+    train = train.subset(
+        np.linspace(0, len(train) - 1, n_train).round().astype(int)
+    )  # both classes
+    results: dict = {
+        "threads": torch.get_num_threads(),
+        "n_train": len(train),
+        "repeats": repeats,
+        "cache_repeats": cache_repeats,
+    }
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        timings = []
-        for run in ("first", "second"):
-            model = DeepImageClassifier(cache_dir=scratch / "cache", patience=0, epochs=30)
-            started = time.perf_counter()
-            model.fit(train.paths, train.labels, class_names=train.class_names)
-            timings.append(time.perf_counter() - started)
-            results[f"features_fit_seconds_{run}"] = timings[-1]
+        fits, model = cache_seconds(train, scratch / "caches", cache_repeats)
+        results["features_fit_seconds"] = {run: spread(values) for run, values in fits.items()}
         results["features_accuracy_224"] = float(model.score(held_out.paths, held_out.labels))
         export_onnx(model, scratch / "model.onnx", held_out.paths[:16])
         sample = torch.stack(
             [
                 model.preprocessing_.evaluate(model.preprocessing_.load(p))
-                for p in held_out.paths[:32]
+                for p in held_out.paths[:INFERENCE_IMAGES]
             ]
         )
-        results.update(inference_rates(model, sample.numpy(), scratch / "model.onnx"))
+        inference = inference_seconds(model, sample.numpy(), scratch / "model.onnx", repeats)
+        results["inference_images"] = len(sample)
+        results["inference_images_per_second"] = {
+            name: rate_spread(values, len(sample)) for name, values in inference.items()
+        }
         subset = train.subset(np.arange(0, len(train), 4))
-        for mode in ("finetune", "scratch"):
-            trainer = DeepImageClassifier(
-                mode=mode,
-                epochs=1,
-                head_epochs=1,
-                image_size=128,
-                patience=0,
-                cache_dir=scratch / "cache",
-            )
-            trainer.fit(subset.paths, subset.labels, class_names=train.class_names)
-            seconds = next(row["seconds"] for row in trainer.history_ if row["phase"] == mode)
-            results[f"{mode}_train_images_per_second_128"] = len(subset) / seconds
-    results["load_average_before_after"] = [load_before, os.getloadavg()[0]]
-    ratios = {
-        "onnx_vs_eager_batch1": results["onnxruntime_batch1"] / results["pytorch_eager_batch1"],
-        "onnx_vs_eager_batch32": results["onnxruntime_batch32"] / results["pytorch_eager_batch32"],
-        "features_first_vs_second_run": results["features_fit_seconds_first"]
-        / results["features_fit_seconds_second"],
-    }
-    results["ratios"] = ratios
-    atomic_write_json(RESULTS / "classify.json", results)
+        epochs = training_seconds(
+            subset, train.class_names, scratch / "caches" / "training", repeats
+        )
+        results["train_images_per_second_128"] = {
+            mode: rate_spread(values, len(subset)) for mode, values in epochs.items()
+        }
+    results["ratios"] = {
+        f"onnx_vs_eager_batch{batch}": ratio_spread(
+            inference[f"pytorch_eager_batch{batch}"], inference[f"onnxruntime_batch{batch}"]
+        )
+        for batch in BATCHES
+    } | {"features_first_vs_second_run": ratio_spread(fits["first"], fits["second"])}
+    return markdown(write_results(RESULTS / "classify.json", results, info))
+
+
+def markdown(results: dict) -> str:
+    """The README section of :func:`main`'s results: median (min-max) of every figure."""
+    rates, ratios = results["inference_images_per_second"], results["ratios"]
+    fits, training = results["features_fit_seconds"], results["train_images_per_second_128"]
+
+    def row(label: str, prefix: str) -> str:
+        cells = " | ".join(format_spread(rates[f"{prefix}_batch{b}"], digits=1) for b in BATCHES)
+        return f"| {label} | {cells} |"
+
+    ratio_cells = " | ".join(
+        f"**{format_spread(ratios[f'onnx_vs_eager_batch{b}'], 'x')}**" for b in BATCHES
+    )
     return "\n".join(
         [
             "## classify: MobileNetV2 inference, embedding cache, training speed",
             "",
-            f"CPU, {results['threads']} torch threads, load average {load_before:.1f} before the run. Network only (224 px), images/s:",
+            f"CPU, {results['threads']} torch threads; {describe_machine(results['machine'])}. "
+            f"Median (min-max) over {results['repeats']} interleaved rounds ({results['cache_repeats']} "
+            "for the `features` fits); ratios taken within each round. Network only (224 px, "
+            f"{results['inference_images']} images), images/s:",
             "",
-            "| | batch 1 | batch 32 |",
-            "|---|---:|---:|",
-            f"| PyTorch eager | {results['pytorch_eager_batch1']:.1f} | {results['pytorch_eager_batch32']:.1f} |",
-            f"| ONNX Runtime | {results['onnxruntime_batch1']:.1f} | {results['onnxruntime_batch32']:.1f} |",
-            f"| **ratio ONNX / eager** | **{ratios['onnx_vs_eager_batch1']:.2f}x** | **{ratios['onnx_vs_eager_batch32']:.2f}x** |",
+            "| | " + " | ".join(f"batch {b}" for b in BATCHES) + " |",
+            "|---|" + "---:|" * len(BATCHES),
+            row("PyTorch eager", "pytorch_eager"),
+            row("ONNX Runtime", "onnxruntime"),
+            f"| **ratio ONNX / eager** | {ratio_cells} |",
             "",
-            "| `features` fit, hymenoptera (245 images, 224 px, 30 head epochs) | seconds |",
+            f"| `features` fit, hymenoptera ({results['n_train']} images, 224 px, 30 head epochs) | seconds |",
             "|---|---:|",
-            f"| first run (embeddings computed) | {results['features_fit_seconds_first']:.1f} |",
-            f"| second run (embeddings from the cache) | {results['features_fit_seconds_second']:.2f} |",
-            f"| **ratio first / second** | **{ratios['features_first_vs_second_run']:.0f}x** |",
+            f"| first run (embeddings computed) | {format_spread(fits['first'], digits=1)} |",
+            f"| second run (embeddings from the cache) | {format_spread(fits['second'])} |",
+            f"| **ratio first / second** | **{format_spread(ratios['features_first_vs_second_run'], 'x', 0)}** |",
             "",
-            f"Training throughput at 128 px: finetune {results['finetune_train_images_per_second_128']:.1f} images/s, "
-            f"scratch {results['scratch_train_images_per_second_128']:.1f} images/s "
+            f"Training throughput at 128 px: finetune {format_spread(training['finetune'], digits=1)} images/s, "
+            f"scratch {format_spread(training['scratch'], digits=1)} images/s "
             f"(validation accuracy of the features model: {results['features_accuracy_224']:.3f}).",
+            "Goals: ONNX Runtime >= 1.5x eager, second `features` run >= 20x faster than the first "
+            "(the minimum over the rounds).",
         ]
     )
 

@@ -21,23 +21,42 @@ scikit-learn holds the condensed n x n distance matrix (n(n-1)/2 float64) twice 
 1%, at 10k and 30k); it is run only where that fits ``WARD_BUDGET_GIB`` and its need is
 computed, not run, elsewhere. Quality is
 NMI / ARI against the Fashion-MNIST classes (HDBSCAN noise counts as one cluster).
+
+Each imagelearn / alternative pair runs in interleaved rounds (a fresh process each):
+``REPEATS`` rounds (``$BENCH_REPEATS``, default 5) where they fit ``$BENCH_CLUSTER_PAIR_SECONDS``
+(default 60), else fewer, at least ``$BENCH_CLUSTER_MIN_REPEATS`` (default 1: the minutes-long
+pairs, no goal among them); times and peaks are median (min-max) over the rounds, quality
+comes from the first (it is deterministic). ``$BENCH_CLUSTER_SIZES`` (comma-separated) runs
+other sizes, e.g. ``2000,5000`` for a quick check.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
 import time
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 from bench import data_root
+from bench.common import (
+    REPEATS,
+    budgeted_rounds,
+    describe_machine,
+    finish_machine,
+    format_spread,
+    machine,
+    merge_rounds,
+    ratio_spread,
+    setting,
+    write_results,
+)
 from imagelearn.core.bundle import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cluster.json"
@@ -50,6 +69,13 @@ MIN_CLUSTER_SIZE = 100
 WARD_BUDGET_GIB = 8.0
 #: a run is not started when its time, extrapolated as n^2 from the previous size, exceeds this
 RUN_LIMIT_S = 420
+#: Seconds of rounds each imagelearn / alternative pair may take (``$BENCH_CLUSTER_PAIR_SECONDS``):
+#: fast pairs get ``REPEATS`` rounds, minutes-long ones fewer, never below ``MIN_REPEATS``.
+PAIR_BUDGET_S = 60
+MIN_REPEATS = 1
+IMPLEMENTATIONS = ("imagelearn", "alternative")
+#: The figures of a run that vary between rounds (the others, quality included, do not).
+MEASURES = ("seconds", "peak_rss_gib")
 SEED = 0
 GIB = 2**30
 ALGORITHMS = {
@@ -193,18 +219,30 @@ def ward_matrix_gib(n: int) -> float:
 # ---------------------------------------------------------------- report
 
 
-def _cell(run: dict, key: str, fmt: str) -> str:
+def _cell(run: dict, key: str, digits: int) -> str:
+    """The median (min-max) of a run's figure, its single value where it ran once."""
     if key not in run:
         return "-"
-    if key == "seconds" and run[key] < 10:
-        fmt = ".2f"
-    return format(run[key], fmt) + ("\u2020" if run.get("separate") else "")
+    figure = run[key]
+    if key == "seconds" and figure["median"] < 10:
+        digits = 2
+    text = (
+        f"{figure['median']:.{digits}f}"
+        if run["runs"] == 1
+        else format_spread(figure, digits=digits)
+    )
+    return text + ("\u2020" if run.get("separate") else "")
 
 
-def _ratio(alternative: dict, ours: dict, key: str) -> str:
-    if key in alternative and key in ours and ours[key] > 0:
-        return f"{alternative[key] / ours[key]:.2f}x"
-    return "-"
+def _ratio(row: dict, key: str) -> str:
+    ratio = row.get("ratios", {}).get(key)
+    if ratio is None:
+        return "-"
+    return f"{ratio['median']:.2f}x" if len(ratio["values"]) == 1 else format_spread(ratio, "x")
+
+
+def _quality(run: dict, key: str) -> str:
+    return f"{run[key]:.3f}" if key in run else "-"
 
 
 def _groups(run: dict) -> str:
@@ -216,7 +254,7 @@ def _groups(run: dict) -> str:
 
 def markdown(results: dict) -> str:
     facts = results["data"]
-    load = results["load_average_before"]
+    largest = results["sizes"][-1]
     lines = [
         "## Clustering 10k to 100k images: memory and time",
         "",
@@ -226,11 +264,16 @@ def markdown(results: dict) -> str:
         f"images plus {facts['flipped_copies']:,} horizontally flipped copies** of random ones. "
         "Each run is a fresh process; peak memory is its peak resident set size (`VmHWM`: "
         "interpreter, libraries and data included, about "
-        f"{results['baseline_rss_gib']:.2f} GiB before clustering). One run each, "
-        f"{os.cpu_count()} cores shared with other jobs (load average {load[0]:.1f} / "
-        f"{load[1]:.1f} / {load[2]:.1f} before the run). Speed-up and memory saving are the "
-        "alternative's figure divided by imagelearn's (above 1: imagelearn is faster / smaller). "
-        "Quality: NMI and ARI against the classes (HDBSCAN noise counts as one cluster). "
+        f"{results['baseline_rss_gib']:.2f} GiB before clustering). "
+        f"{describe_machine(results['machine'])}. Each pair runs in interleaved rounds "
+        f"(imagelearn, alternative, imagelearn, ...): {results['repeats']} rounds where a round "
+        f"takes under {results['pair_budget_s'] / results['repeats']:.0f} s, else as many as fit "
+        f"{results['pair_budget_s']:.0f} s (at least {results['min_repeats']}; the rounds column). "
+        "Times and peaks: median (min-max) over the rounds; speed-up and memory saving: the "
+        "alternative's figure divided by imagelearn's in the same round (above 1: imagelearn is "
+        "faster / smaller). "
+        "Quality (deterministic: from the first round): NMI and ARI against the classes "
+        "(HDBSCAN noise counts as one cluster). "
         "imagelearn L2-normalises the vectors before clustering; the alternatives get them as "
         "they are. scikit-learn's `KMeans` runs with its defaults (one k-means++ start, up to "
         "300 iterations), imagelearn's k-means keeps the best of 3 FAISS runs of 25 iterations. "
@@ -240,10 +283,10 @@ def markdown(results: dict) -> str:
         "takes the label of its nearest sampled image, because the exact spanning tree costs n^2 "
         "time (Prim's over all pairs, on one core: about 13 minutes at 100k).",
         "",
-        "| images | algorithm | imagelearn s | alternative s | speed-up "
+        "| images | algorithm | rounds | imagelearn s | alternative s | speed-up "
         "| imagelearn peak GiB | alternative peak GiB | memory saving "
         "| NMI imagelearn / alt. | ARI imagelearn / alt. | clusters imagelearn / alt. |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
     ]
     notes = []
     for row in results["runs"]:
@@ -252,36 +295,35 @@ def markdown(results: dict) -> str:
             if run.get("separate"):
                 notes.append(
                     f"\u2020 {row['n']:,} images, {name}: not run here ({run['skipped_here']}); "
-                    f"measured on {run['date']} by `{run['command']}` (load average "
-                    f"{run['load_average_before'][0]:.1f} before it)."
+                    f"measured once on {run['date']} by `{run['command']}` "
+                    f"({describe_machine(run['machine'])})."
                 )
             elif run.get("skipped") or run.get("failed"):
                 notes.append(f"{row['n']:,} images, {name}: {run.get('skipped') or run['failed']}.")
         lines.append(
             f"| {row['n']:,} | {row['algorithm_name']} vs {row['alternative_name']} "
-            f"| {_cell(ours, 'seconds', '.1f')} | {_cell(alternative, 'seconds', '.1f')} "
-            f"| {_ratio(alternative, ours, 'seconds')} "
-            f"| {_cell(ours, 'peak_rss_gib', '.2f')} | {_cell(alternative, 'peak_rss_gib', '.2f')} "
-            f"| {_ratio(alternative, ours, 'peak_rss_gib')} "
-            f"| {_cell(ours, 'nmi', '.3f')} / {_cell(alternative, 'nmi', '.3f')} "
-            f"| {_cell(ours, 'ari', '.3f')} / {_cell(alternative, 'ari', '.3f')} "
+            f"| {row['rounds']} "
+            f"| {_cell(ours, 'seconds', 1)} | {_cell(alternative, 'seconds', 1)} "
+            f"| {_ratio(row, 'seconds')} "
+            f"| {_cell(ours, 'peak_rss_gib', 2)} | {_cell(alternative, 'peak_rss_gib', 2)} "
+            f"| {_ratio(row, 'peak_rss_gib')} "
+            f"| {_quality(ours, 'nmi')} / {_quality(alternative, 'nmi')} "
+            f"| {_quality(ours, 'ari')} / {_quality(alternative, 'ari')} "
             f"| {_groups(ours)} / {_groups(alternative)} |"
         )
     lines += ["", *(f"- {note}" for note in notes)] if notes else []
     goal = results["goal"]
     verdict = "held" if goal["held"] else "NOT held"
     if goal["unmeasured"]:
-        verdict = (
-            f"not verified (no {SIZES[-1]:,}-image figure for {', '.join(goal['unmeasured'])})"
-        )
+        verdict = f"not verified (no {largest:,}-image figure for {', '.join(goal['unmeasured'])})"
     lines += [
         "",
         f"Goal (issue 5: 100k images cluster within 24 GiB, no n x n matrix): **{verdict}**: "
-        f"at {SIZES[-1]:,} images the largest imagelearn peak is {goal['largest_peak_gib']:.2f} GiB "
+        f"at {largest:,} images the largest imagelearn peak is {goal['largest_peak_gib']:.2f} GiB "
         f"({goal['largest_peak_method']}); scikit-learn's Ward would need "
-        f"{ward_matrix_gib(SIZES[-1]):.0f} GiB for its distance matrices alone. Slowest "
-        f"imagelearn method at {SIZES[-1]:,} images: {goal['slowest_method']} "
-        f"({goal['slowest_seconds']:.0f} s).",
+        f"{ward_matrix_gib(largest):.0f} GiB for its distance matrices alone. Slowest "
+        f"imagelearn method at {largest:,} images: {goal['slowest_method']} "
+        f"({goal['slowest_seconds']:.0f} s, median).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -321,20 +363,31 @@ def _stored() -> dict:
     return json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else {}
 
 
+def pair_ratios(row: dict) -> dict:
+    """Per-round ratios alternative / imagelearn of seconds and peak memory, where both ran."""
+    ours, alternative = row["imagelearn"], row["alternative"]
+    if "runs" not in ours or "runs" not in alternative or ours.get("separate"):
+        return {}
+    if alternative.get("separate"):
+        return {}
+    return {key: ratio_spread(alternative[key]["values"], ours[key]["values"]) for key in MEASURES}
+
+
 def separate_run(algorithm: str, n: int, implementation: str) -> dict:
     """One run too slow for ``main`` (e.g. HDBSCAN at 100k), stored in the results for ``main`` to show.
 
     ``python -m bench.bench_cluster --separate hdbscan 100000 imagelearn``.
     """
-    load_before = os.getloadavg()
+    info = machine()
     with tempfile.TemporaryDirectory() as scratch:
         in_fresh_process(_describe_child, scratch)
         print(f"-- {n:,} {algorithm} {implementation}", flush=True)
-        result = in_fresh_process(
-            _cluster_child, scratch, algorithm, implementation, n, timeout=3600
+        result = merge_rounds(
+            [in_fresh_process(_cluster_child, scratch, algorithm, implementation, n, timeout=3600)],
+            MEASURES,
         )
     result |= {
-        "load_average_before": [round(value, 1) for value in load_before],
+        "machine": finish_machine(info),
         "date": time.strftime("%Y-%m-%d"),
         "command": f"python -m bench.bench_cluster --separate {algorithm} {n} {implementation}",
     }
@@ -345,13 +398,23 @@ def separate_run(algorithm: str, n: int, implementation: str) -> dict:
 
 
 def main() -> str:
-    load_before = os.getloadavg()
-    separate = _stored().get("separate_runs", {})
+    info = machine()
+    pair_budget_s = setting("BENCH_CLUSTER_PAIR_SECONDS", PAIR_BUDGET_S)
+    min_repeats = setting("BENCH_CLUSTER_MIN_REPEATS", MIN_REPEATS)
+    sizes = [
+        int(n) for n in os.environ.get("BENCH_CLUSTER_SIZES", ",".join(map(str, SIZES))).split(",")
+    ]
+    # separate runs of the results' current format (one machine record each)
+    separate = {
+        key: run
+        for key, run in _stored().get("separate_runs", {}).items()
+        if "machine" in run and "runs" in run
+    }
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
         facts = in_fresh_process(_describe_child, scratch)  # keeps this process small
         previous: dict[tuple[str, str], tuple[int, float]] = {}
-        for n in SIZES:
+        for n in sizes:
             for algorithm, (algorithm_name, alternative_name) in ALGORITHMS.items():
                 row = {
                     "n": n,
@@ -359,30 +422,40 @@ def main() -> str:
                     "algorithm_name": algorithm_name,
                     "alternative_name": alternative_name,
                 }
-                for implementation in ("imagelearn", "alternative"):
+                print(f"-- {n:,} {algorithm}", flush=True)
+                measured = {}
+                for implementation in IMPLEMENTATIONS:
                     skip = _skip_reason(algorithm, implementation, n, previous)
-                    print(f"-- {n:,} {algorithm} {implementation}", flush=True)
                     if skip is None:
-                        result = in_fresh_process(
-                            _cluster_child, scratch, algorithm, implementation, n
+                        measured[implementation] = partial(
+                            in_fresh_process, _cluster_child, scratch, algorithm, implementation, n
                         )
-                        if "seconds" in result:
-                            previous[(implementation, algorithm)] = (n, result["seconds"])
                     elif f"{algorithm}/{n}/{implementation}" in separate:
-                        result = separate[f"{algorithm}/{n}/{implementation}"] | {
+                        row[implementation] = separate[f"{algorithm}/{n}/{implementation}"] | {
                             "separate": True,
                             "skipped_here": skip,
                         }
                     else:
-                        result = {
+                        row[implementation] = {
                             "skipped": skip if skip.startswith("not run") else f"not run: {skip}"
                         }
-                    print(f"   {result}", flush=True)
-                    row[implementation] = result
+                row["rounds"] = 0
+                if measured:
+                    rounds_run = budgeted_rounds(measured, pair_budget_s, min_repeats)
+                    row["rounds"] = len(next(iter(rounds_run.values())))
+                    row |= {
+                        name: merge_rounds(values, MEASURES) for name, values in rounds_run.items()
+                    }
+                for implementation in measured:
+                    if "seconds" in row[implementation]:
+                        median = row[implementation]["seconds"]["median"]
+                        previous[(implementation, algorithm)] = (n, median)
+                row["ratios"] = pair_ratios(row)
+                print(f"   {row}", flush=True)
                 runs.append(row)
-    largest = [row for row in runs if row["n"] == SIZES[-1]]
-    measured = [
-        (row["imagelearn"]["peak_rss_gib"], row["algorithm_name"])
+    largest = [row for row in runs if row["n"] == sizes[-1]]
+    measured_peaks = [
+        (row["imagelearn"]["peak_rss_gib"]["max"], row["algorithm_name"])
         for row in largest
         if "peak_rss_gib" in row["imagelearn"]
     ]
@@ -391,36 +464,37 @@ def main() -> str:
     ]
     slowest_seconds, slowest_method = max(
         (
-            (row["imagelearn"]["seconds"], row["algorithm_name"])
+            (row["imagelearn"]["seconds"]["median"], row["algorithm_name"])
             for row in largest
             if "seconds" in row["imagelearn"]
         ),
         default=(float("nan"), "-"),
     )
-    largest_peak, largest_method = max(measured) if measured else (float("nan"), "-")
+    largest_peak, largest_method = max(measured_peaks) if measured_peaks else (float("nan"), "-")
     results = {
         "data": facts,
-        "sizes": list(SIZES),
+        "sizes": sizes,
         "n_clusters": N_CLUSTERS,
         "min_cluster_size": MIN_CLUSTER_SIZE,
+        "repeats": REPEATS,
+        "pair_budget_s": pair_budget_s,
+        "min_repeats": min_repeats,
         "ward_budget_gib": WARD_BUDGET_GIB,
-        "ward_matrix_gib": {str(n): round(ward_matrix_gib(n), 2) for n in SIZES},
+        "ward_matrix_gib": {str(n): round(ward_matrix_gib(n), 2) for n in sizes},
         "ward_measured_above_baseline_gib": {
             str(row["n"]): round(
-                row["alternative"]["peak_rss_gib"] - row["alternative"]["baseline_rss_gib"], 2
+                row["alternative"]["peak_rss_gib"]["median"]
+                - row["alternative"]["baseline_rss_gib"],
+                2,
             )
             for row in runs
             if row["algorithm"] == "ward" and "peak_rss_gib" in row["alternative"]
         },
-        "cores": os.cpu_count(),
-        "load_average_before": [round(value, 1) for value in load_before],
-        "load_average_after": [round(value, 1) for value in os.getloadavg()],
-        "machine": platform.platform(),
         "baseline_rss_gib": min(row["imagelearn"].get("baseline_rss_gib", np.inf) for row in runs),
         "runs": runs,
         "separate_runs": separate,
         "goal": {
-            "held": bool(measured) and not unmeasured and largest_peak <= 24,
+            "held": bool(measured_peaks) and not unmeasured and largest_peak <= 24,
             "largest_peak_gib": largest_peak,
             "largest_peak_method": largest_method,
             "unmeasured": unmeasured,
@@ -428,8 +502,7 @@ def main() -> str:
             "slowest_seconds": slowest_seconds,
         },
     }
-    atomic_write_json(RESULTS, results)
-    return markdown(results)
+    return markdown(write_results(RESULTS, results, info))
 
 
 if __name__ == "__main__":

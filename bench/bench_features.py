@@ -2,29 +2,45 @@
 
 Run: ``python -m bench.run_all features`` (or ``python -m bench.bench_features``). Writes
 ``bench/results/features.json`` and returns a Markdown table of images per second and ratios
-to the OpenCV loop (``cv2.imread`` + ``SIFT.detectAndCompute``: what a user would write).
+to the OpenCV loop (``cv2.imread`` + ``SIFT.detectAndCompute``: what a user would write),
+each the median (min-max) of ``$BENCH_FEATURES_REPEATS`` interleaved rounds (default 5) over
+``$BENCH_FEATURES_IMAGES`` photos (default 100).
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from bench import data_root
-from imagelearn.core.bundle import atomic_write_json
+from bench.common import (
+    REPEATS,
+    Directories,
+    describe_machine,
+    format_spread,
+    interleaved,
+    machine,
+    rate_spread,
+    ratio_spread,
+    setting,
+    spreads,
+    write_results,
+)
 from imagelearn.data.collection import find_images
 from imagelearn.features import Detector, extract_features, make_detector
 
 RESULTS = Path(__file__).resolve().parent / "results" / "features.json"
 DATA = data_root()
-N_IMAGES = 200
+#: Images timed (the first of hymenoptera/train), unless ``$BENCH_FEATURES_IMAGES`` says otherwise.
+N_IMAGES = 100
+IMAGES_VARIABLE = "BENCH_FEATURES_IMAGES"
+BASELINE = "opencv loop (cv2.imread + SIFT, 1 process)"
+ONE_CORE = "opencv loop, one OpenCV thread (one core)"
+ALL_CORES = "extract_features all cores, no cache"
 
 
 def opencv_loop(paths: list[Path], threads: int | None = None) -> int:
@@ -55,78 +71,70 @@ def count_keypoints(paths: list[Path], detector: Detector, n_jobs: int, cache: P
     return sum(len(item) for item in features if item is not None)
 
 
-def main(repeats: int = 2) -> str:
+def main() -> str:
     os.environ.setdefault("IMAGELEARN_QUIET", "1")
-    paths = find_images(DATA / "hymenoptera" / "train")[:N_IMAGES]
-    load_before = os.getloadavg()[0]
+    paths = find_images(DATA / "hymenoptera" / "train")[: setting(IMAGES_VARIABLE, N_IMAGES)]
+    repeats = setting("BENCH_FEATURES_REPEATS", REPEATS)
+    info = machine()
     detector = make_detector("sift")
-    measured: dict[str, tuple[float, int]] = {}
     with tempfile.TemporaryDirectory() as scratch:
-        for repeat in range(repeats):  # interleaved, best of the repeats: the cores are shared
-            cache = Path(scratch) / f"cache-{repeat}"
-            runs = {
-                "opencv loop (cv2.imread + SIFT, 1 process)": partial(opencv_loop, paths),
-                "opencv loop, one OpenCV thread (one core)": partial(opencv_loop, paths, 1),
-                "extract_features n_jobs=1, no cache": partial(
-                    count_keypoints, paths, detector, 1, False
-                ),
-                "extract_features all cores, no cache": partial(
-                    count_keypoints, paths, detector, -1, False
-                ),
-                "extract_features all cores, cold cache (writes it)": partial(
-                    count_keypoints, paths, detector, -1, cache
-                ),
-                "extract_features warm cache": partial(count_keypoints, paths, detector, -1, cache),
-            }
-            for name, run in runs.items():
-                start = time.perf_counter()
-                keypoints = run()
-                seconds = time.perf_counter() - start
-                measured[name] = min(measured.get(name, (np.inf, 0)), (seconds, keypoints))
-    baseline_seconds = next(iter(measured.values()))[0]
+        caches = Directories(Path(scratch))
+        runs = {
+            BASELINE: partial(opencv_loop, paths),
+            ONE_CORE: partial(opencv_loop, paths, 1),
+            "extract_features n_jobs=1, no cache": partial(
+                count_keypoints, paths, detector, 1, False
+            ),
+            ALL_CORES: partial(count_keypoints, paths, detector, -1, False),
+            "extract_features all cores, cold cache (writes it)": lambda: count_keypoints(
+                paths, detector, -1, caches.fresh()
+            ),
+            "extract_features warm cache": lambda: count_keypoints(
+                paths, detector, -1, caches.latest
+            ),
+        }
+        seconds, keypoints = interleaved(runs, repeats)
     rows = {
         name: {
-            "seconds": round(seconds, 3),
-            "images_per_s": round(len(paths) / seconds, 2),
-            "speed_vs_opencv_loop": round(baseline_seconds / seconds, 2),
-            "keypoints": keypoints,
+            "seconds": figures["seconds"],
+            "images_per_s": rate_spread(seconds[name], len(paths)),
+            "speed_vs_opencv_loop": ratio_spread(seconds[BASELINE], seconds[name]),
+            "keypoints": keypoints[name],
         }
-        for name, (seconds, keypoints) in measured.items()
+        for name, figures in spreads(seconds, BASELINE).items()
     }
-    one_core = rows["opencv loop, one OpenCV thread (one core)"]["seconds"]
-    all_cores = rows["extract_features all cores, no cache"]["seconds"]
-    scaling = one_core / all_cores
-    atomic_write_json(
+    scaling = ratio_spread(seconds[ONE_CORE], seconds[ALL_CORES])
+    record = write_results(
         RESULTS,
         {
             "images": len(paths),
             "source": "hymenoptera/train (JPEG, about 500 x 375)",
             "repeats": repeats,
             "detector": detector.get_params() | {"name": detector.name},
-            "cores": os.cpu_count(),
-            "load_average_before": round(load_before, 1),
-            "machine": platform.platform(),
             "opencv": cv2.__version__,
             "runs": rows,
-            "scaling_all_cores_vs_one_core": round(scaling, 2),
+            "scaling_all_cores_vs_one_core": scaling,
         },
+        info,
     )
     lines = [
         "## Local features: extraction throughput",
         "",
-        f"SIFT on {len(paths)} hymenoptera photos, {os.cpu_count()} cores "
-        f"(load average {load_before:.1f} before the run: other work shares the cores).",
+        f"SIFT on {len(paths)} hymenoptera photos; {describe_machine(record['machine'])}. "
+        f"{repeats} rounds, the runs interleaved; median (min-max) over the rounds, the speed "
+        "ratio taken within each round.",
         "",
         "| run | images/s | speed vs OpenCV loop |",
         "|---|---:|---:|",
         *(
-            f"| {name} | {row['images_per_s']:.1f} | {row['speed_vs_opencv_loop']:.2f}x |"
+            f"| {name} | {format_spread(row['images_per_s'], digits=1)} "
+            f"| {format_spread(row['speed_vs_opencv_loop'], 'x')} |"
             for name, row in rows.items()
         ),
         "",
         f"Scaling with cores: `extract_features` on all {os.cpu_count()} cores is "
-        f"**{scaling:.2f}x** the one-core loop. OpenCV's default loop already runs parts of "
-        "SIFT on several threads, which is why the process pool gains less over it.",
+        f"**{format_spread(scaling, 'x')}** the one-core loop. OpenCV's default loop already "
+        "runs parts of SIFT on several threads, which is why the process pool gains less over it.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -5,7 +5,8 @@ Run: ``python -m bench.run_all index`` (or ``python -m bench.bench_index``). Wri
 runs only the scale part, at those sizes, and keeps the other parts of the last results.
 
 * UKBench (500 real images, 125 objects): N-S score per path (local, global, hybrid), with and
-  without spatial verification, with query expansion; latency per query.
+  without spatial verification, with query expansion; latency per query; the build time of
+  the index with and without the global descriptor.
 * The variant benchmark (real photos from hymenoptera + flowers5 distractors + the real
   multiview pairs): mAP and recall@10 with and without verification.
 * graf1 -> graf3: corner error (pixels) of the estimated homography against ``H1to3p``.
@@ -17,21 +18,47 @@ runs only the scale part, at those sizes, and keeps the other parts of the last 
   ``NearestNeighbors`` over 256-D global descriptors, FAISS IVF-PQ, and a dense tf-idf
   matrix product over the same entries (only where the dense matrix fits in 4 GiB; its top
   100 is checked against the inverted file's).
+
+Accuracy figures are computed once (they are deterministic); every time is repeated in
+interleaved rounds (``$BENCH_INDEX_REPEATS``, default 5; the UKBench builds
+``$BENCH_INDEX_BUILD_REPEATS``, default 3) and reported as median (min-max). For a quick
+check, ``$BENCH_INDEX_IMAGES`` takes the first UKBench photos only and ``$BENCH_INDEX_SIZES``
+sets the scale part's sizes.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import platform
 import tempfile
-import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from bench import data_root
+from bench.common import (
+    REPEATS,
+    Directories,
+    describe_machine,
+    finish_machine,
+    format_spread,
+    interleaved,
+    machine,
+    rate_spread,
+    ratio_spread,
+    rounds,
+    setting,
+    spread,
+    spreads,
+    timed,
+    write_results,
+)
 from imagelearn.core.bundle import atomic_write_json
 from imagelearn.core.images import load_image
 from imagelearn.data.collection import find_images
@@ -60,8 +87,15 @@ DATA = data_root()
 SCALE_WORDS = 100_000
 GLOBAL_DIMENSION = 256
 DENSE_BUDGET_BYTES = 4 * 2**30
+#: Queries per latency round (UKBench: spread evenly over its queries; scale: generated).
 N_LATENCY_QUERIES = 30
 TOP = 100
+INVERTED_FILE = "inverted file"
+DENSE = "dense tf-idf matrix product"
+#: Database sizes of the scale part (``$BENCH_INDEX_SIZES`` overrides; comma-separated).
+SCALE_SIZES = "10000,100000,1000000"
+#: Rounds of the UKBench builds (each a minute or so: fewer than the other figures' repeats).
+BUILD_REPEATS = 3
 #: Comma-separated database sizes: run only the scale part, at these sizes.
 SCALE_ONLY_VARIABLE = "BENCH_INDEX_SCALE"
 UKBENCH_PARAMS = IndexParams(
@@ -72,35 +106,129 @@ UKBENCH_PARAMS = IndexParams(
     train_descriptors_per_image=300,
     global_descriptor=True,
 )
+#: The builds whose cost is compared: the last is the default (the global descriptor included
+#: where the offline weights are present), which gives the accuracy figures.
+BUILD_VARIANTS = {
+    "local only": replace(UKBENCH_PARAMS, global_descriptor=False),
+    "local + global descriptor (default)": UKBENCH_PARAMS,
+}
+SEARCH_MODES = {
+    "local": {"mode": "local", "verify": False},
+    "local + verification": {"mode": "local", "verify": True, "verify_top": 20},
+    "local + verification + QE": {"mode": "local", "expand": True, "verify_top": 20},
+    "global": {"mode": "global", "verify": False},
+    "global + verification": {"mode": "global", "verify": True, "verify_top": 20},
+    "hybrid (global shortlist 20, verified)": {"mode": "hybrid", "shortlist": 20},
+}
 
 
 def ukbench_paths() -> list[str]:
-    return sorted(str(p) for p in (DATA / "ukbench").glob("ukbench*.jpg"))
+    """The UKBench photos, the first ``$BENCH_INDEX_IMAGES`` of them (default: all 500)."""
+    paths = sorted(str(p) for p in (DATA / "ukbench").glob("ukbench*.jpg"))
+    return paths[: setting("BENCH_INDEX_IMAGES", len(paths))]
 
 
-def ukbench(scratch: Path) -> tuple[dict, Index]:
-    paths = ukbench_paths()
-    started = time.perf_counter()
-    build_index(paths, scratch / "ukbench", UKBENCH_PARAMS, cache_dir=scratch / "cache")
-    build_seconds = time.perf_counter() - started
-    index = Index.open(scratch / "ukbench")
-    truths = ukbench_ground_truth(paths)
-    runs = {
-        "local": {"mode": "local", "verify": False},
-        "local + verification": {"mode": "local", "verify": True, "verify_top": 20},
-        "local + verification + QE": {"mode": "local", "expand": True, "verify_top": 20},
-        "global": {"mode": "global", "verify": False},
-        "global + verification": {"mode": "global", "verify": True, "verify_top": 20},
-        "hybrid (global shortlist 20, verified)": {"mode": "hybrid", "shortlist": 20},
+@contextmanager
+def environment(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` for the ``with`` block, then as it was."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = previous
+
+
+def build_costs(paths: list[str], scratch: Path, repeats: int) -> tuple[dict, Path]:
+    """Build time of each :data:`BUILD_VARIANTS` on ``paths``, interleaved, nothing cached.
+
+    Every build starts from empty feature and embedding caches (``$IMAGELEARN_CACHE`` points
+    to a fresh folder), so each pays its whole cost.
+
+    Returns
+    -------
+    costs : dict
+        Per variant: spreads of its seconds, seconds per image, and its per-round ratio to the
+        first variant's seconds (the cost of what it adds).
+    index_directory : Path
+        The first build of the last variant (the default), for the accuracy figures.
+    """
+    directories = Directories(scratch / "builds")
+
+    def build(params: IndexParams) -> Path:
+        directory = directories.fresh()
+        with environment("IMAGELEARN_CACHE", str(directory / "cache")):
+            build_index(paths, directory / "index", params, cache_dir=None)
+        return directory / "index"
+
+    seconds, built = interleaved(
+        {name: partial(build, params) for name, params in BUILD_VARIANTS.items()}, repeats
+    )
+    first = next(iter(BUILD_VARIANTS))
+    costs = {
+        name: figures | {"seconds_per_image": spread(value / len(paths) for value in seconds[name])}
+        for name, figures in spreads(seconds, first).items()
     }
-    scores = {}
-    for name, options in runs.items():
-        scores[name] = evaluate_index(index, truths, depth=10, **options)
-        print(f"ukbench {name}: N-S {scores[name]['N-S']:.3f}", flush=True)
-    info = index.info()
+    return costs, built[list(BUILD_VARIANTS)[-1]]
+
+
+def latency_spreads(
+    methods: dict[str, Callable[[], Any]], calls: int, repeats: int
+) -> dict[str, dict]:
+    """Per method: ``calls`` calls a round, ``repeats`` interleaved rounds; the spreads over the
+    rounds of each round's median and 95th-percentile milliseconds per call."""
+
+    def latencies(method: Callable[[], Any]) -> list[float]:
+        return [1000.0 * timed(method)[0] for _ in range(calls)]
+
+    measured = rounds(
+        {name: partial(latencies, method) for name, method in methods.items()}, repeats
+    )
     return {
-        "build_seconds_per_image": build_seconds / len(paths),
-        "info": info,
+        name: {
+            "median_ms": spread(np.median(run) for run in runs),
+            "p95_ms": spread(np.percentile(run, 95) for run in runs),
+        }
+        for name, runs in measured.items()
+    }
+
+
+def ukbench(scratch: Path, repeats: int) -> tuple[dict, Index]:
+    """N-S and mAP of every search mode over all UKBench queries (once: they are deterministic),
+    the latency of each mode on :data:`N_LATENCY_QUERIES` queries in interleaved rounds, and the
+    build cost of each :data:`BUILD_VARIANTS`."""
+    paths = ukbench_paths()
+    build_repeats = setting("BENCH_INDEX_BUILD_REPEATS", BUILD_REPEATS)
+    builds, directory = build_costs(paths, scratch, build_repeats)
+    index = Index.open(directory)
+    truths = ukbench_ground_truth(paths)
+    scores = {}
+    for name, options in SEARCH_MODES.items():
+        scores[name] = evaluate_index(index, truths, depth=10, **options)
+        for key in ("median_ms", "p95_ms"):  # one pass: the latency is measured below
+            del scores[name][key]
+        print(f"ukbench {name}: N-S {scores[name]['N-S']:.3f}", flush=True)
+    step = max(1, len(truths) // N_LATENCY_QUERIES)
+    queries = [truth.query for truth in truths[::step][:N_LATENCY_QUERIES]]
+    cursor = itertools.count()
+
+    def search(options: dict) -> None:
+        index.search(queries[next(cursor) % len(queries)], top=10, **options)
+
+    latency = latency_spreads(
+        {name: partial(search, options) for name, options in SEARCH_MODES.items()},
+        len(queries),
+        repeats,
+    )
+    return {
+        "builds": builds,
+        "build_repeats": build_repeats,
+        "latency_queries": len(queries),
+        "latency_ms": latency,
+        "info": index.info(),
         "scores": scores,
     }, index
 
@@ -173,7 +301,7 @@ def graf(scratch: Path) -> dict:
     }
 
 
-def tracking() -> dict:
+def tracking(repeats: int) -> dict:
     photo = load_image(DATA / "multiview" / "opencv" / "box.png")
     backgrounds = sorted((DATA / "flowers5" / "daisy").glob("*.jpg"))[:4]
     frames, truths = moving_object_video(photo, backgrounds, 40)
@@ -188,13 +316,13 @@ def tracking() -> dict:
     boxes = read_otb_boxes(girl / "groundtruth_rect.txt")
     girl_frames = list(read_frames(girl / "img"))
     x, y, width, height = boxes[0].astype(int)
-    started = time.perf_counter()
-    girl_track = list(
-        ObjectTracker(min_inliers=6)
-        .fit(girl_frames[0][y : y + height, x : x + width])
-        .track(girl_frames)
-    )
-    girl_fps = len(girl_frames) / (time.perf_counter() - started)
+
+    def track_girl() -> list:
+        tracker = ObjectTracker(min_inliers=6).fit(girl_frames[0][y : y + height, x : x + width])
+        return list(tracker.track(girl_frames))
+
+    seconds, tracks = interleaved({"otb_girl": track_girl}, repeats)
+    girl_track = tracks["otb_girl"]
     street = list(read_frames(DATA / "video" / "vtest.avi", max_frames=60))
     street_track = list(ObjectTracker().fit(street[0][300:576, 0:300]).track(street))
     return {
@@ -203,7 +331,7 @@ def tracking() -> dict:
         "synthetic_median_corner_error_px": float(np.median(errors)),
         "otb_girl_success_rate": success_rate([t.box for t in girl_track], boxes),
         "otb_girl_found": sum(t.corners is not None for t in girl_track),
-        "otb_girl_frames_per_second": girl_fps,
+        "otb_girl_frames_per_second": rate_spread(seconds["otb_girl"], len(girl_frames)),
         "vtest_frames": len(street),
         "vtest_found": sum(t.corners is not None for t in street_track),
     }
@@ -256,15 +384,6 @@ def synthetic_idf(document_frequency: np.ndarray, n_images: int) -> np.ndarray:
     return np.log(n_images / np.maximum(document_frequency, 1)).astype(np.float32)
 
 
-def timed(function, repeats: int) -> tuple[float, float]:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append((time.perf_counter() - started) * 1000.0)
-    return float(np.median(times)), float(np.percentile(times, 95))
-
-
 def ranked(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ``TOP`` best (ids, scores), by decreasing score."""
     best = np.argpartition(-scores, TOP)[:TOP]
@@ -273,17 +392,23 @@ def ranked(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def measure_size(
-    n_images: int, unique_counts: np.ndarray, probabilities: np.ndarray, verification_ms: float, rng
+    n_images: int,
+    unique_counts: np.ndarray,
+    probabilities: np.ndarray,
+    verification_ms: float,
+    rng,
+    repeats: int,
 ) -> dict:
-    """Memory, build time and latency of the inverted file and the alternatives at one size."""
+    """Memory, build time (one run) and query latency (``repeats`` interleaved rounds of
+    :data:`N_LATENCY_QUERIES` queries) of the inverted file and the alternatives at one size."""
     import faiss
     from sklearn.neighbors import NearestNeighbors
 
     from imagelearn.retrieval.global_descriptors import make_global_index
 
-    started = time.perf_counter()
-    postings = synthetic_postings(n_images, unique_counts, probabilities, rng)
-    build_ms = (time.perf_counter() - started) * 1000.0
+    build_seconds, postings = timed(
+        partial(synthetic_postings, n_images, unique_counts, probabilities, rng)
+    )
     query_length = int(np.median(unique_counts))
     idf = synthetic_idf(np.diff(postings.offsets), n_images)
     queries = [
@@ -291,56 +416,58 @@ def measure_size(
         for _ in range(N_LATENCY_QUERIES)
     ]
     weights = [idf[q] / np.linalg.norm(idf[q]) for q in queries]
-    cursor = iter(range(10**9))
+    cursor = itertools.count()
 
     def inverted_file_query() -> tuple[np.ndarray, np.ndarray]:
         i = next(cursor) % N_LATENCY_QUERIES
         return ranked(*score_postings([postings], queries[i], weights[i]))
 
     rankings = [inverted_file_query() for _ in range(N_LATENCY_QUERIES)]
-    median, p95 = timed(inverted_file_query, N_LATENCY_QUERIES)
-    entry = {
-        "inverted file": {
-            "bytes_per_image": (postings.nbytes + 12 * n_images) / n_images,
-            "build_ms_per_image": build_ms / n_images,
-            "median_ms": median,
-            "p95_ms": p95,
-            "median_ms_after_verification": median + verification_ms,
-        }
-    }
     descriptors = rng.normal(size=(n_images, GLOBAL_DIMENSION)).astype(np.float32)
     descriptors /= np.linalg.norm(descriptors, axis=1, keepdims=True)
     query_vector = descriptors[:1]
     flat = faiss.IndexFlatIP(GLOBAL_DIMENSION)
     flat.add(descriptors)
-    median, p95 = timed(lambda: flat.search(query_vector, TOP), N_LATENCY_QUERIES)
-    entry["FAISS Flat (global 256-D)"] = {
-        "bytes_per_image": 4 * GLOBAL_DIMENSION,
-        "median_ms": median,
-        "p95_ms": p95,
-    }
-    started = time.perf_counter()
-    ivfpq = make_global_index(
-        GLOBAL_DIMENSION, max(n_images, 50_001), descriptors[: min(n_images, 100_000)]
-    )
-    ivfpq.add(descriptors)
-    ivf_build = (time.perf_counter() - started) * 1000.0
-    median, p95 = timed(lambda: ivfpq.search(query_vector, TOP), N_LATENCY_QUERIES)
-    entry["FAISS IVF-PQ (global)"] = {
-        "bytes_per_image": ivfpq.code_size + 8,
-        "build_ms_per_image": ivf_build / n_images,
-        "median_ms": median,
-        "p95_ms": p95,
-    }
+
+    def build_ivfpq():
+        index = make_global_index(
+            GLOBAL_DIMENSION, max(n_images, 50_001), descriptors[: min(n_images, 100_000)]
+        )
+        index.add(descriptors)
+        return index
+
+    ivf_seconds, ivfpq = timed(build_ivfpq)
     neighbours = NearestNeighbors(n_neighbors=TOP, algorithm="brute").fit(descriptors)
-    median, p95 = timed(lambda: neighbours.kneighbors(query_vector), N_LATENCY_QUERIES)
-    entry["scikit-learn NearestNeighbors (global)"] = {
-        "bytes_per_image": 4 * GLOBAL_DIMENSION,
-        "median_ms": median,
-        "p95_ms": p95,
+    entry = {
+        INVERTED_FILE: {
+            "bytes_per_image": (postings.nbytes + 12 * n_images) / n_images,
+            "build_ms_per_image_one_run": 1000.0 * build_seconds / n_images,
+        },
+        "FAISS Flat (global 256-D)": {"bytes_per_image": 4 * GLOBAL_DIMENSION},
+        "FAISS IVF-PQ (global)": {
+            "bytes_per_image": ivfpq.code_size + 8,
+            "build_ms_per_image_one_run": 1000.0 * ivf_seconds / n_images,
+        },
+        "scikit-learn NearestNeighbors (global)": {"bytes_per_image": 4 * GLOBAL_DIMENSION},
     }
-    entry["dense tf-idf matrix product"] = dense_product(
-        postings, n_images, queries, weights, rankings
+    methods = {
+        INVERTED_FILE: inverted_file_query,
+        "FAISS Flat (global 256-D)": lambda: flat.search(query_vector, TOP),
+        "FAISS IVF-PQ (global)": lambda: ivfpq.search(query_vector, TOP),
+        "scikit-learn NearestNeighbors (global)": lambda: neighbours.kneighbors(query_vector),
+    }
+    dense, dense_query = dense_product(postings, n_images, queries, weights, rankings)
+    entry[DENSE] = dense
+    if dense_query is not None:
+        methods[DENSE] = dense_query
+    latency = latency_spreads(methods, N_LATENCY_QUERIES, repeats)
+    reference = latency[INVERTED_FILE]["median_ms"]["values"]
+    for name, figures in latency.items():
+        entry[name] |= figures | {
+            f"ratio_to_{INVERTED_FILE}": ratio_spread(figures["median_ms"]["values"], reference)
+        }
+    entry[INVERTED_FILE]["median_ms_after_verification"] = (
+        entry[INVERTED_FILE]["median_ms"]["median"] + verification_ms
     )
     return entry
 
@@ -351,17 +478,25 @@ def dense_product(
     queries: list[np.ndarray],
     weights: list[np.ndarray],
     rankings: list[tuple[np.ndarray, np.ndarray]],
-) -> dict:
+) -> tuple[dict, Callable[[], Any] | None]:
     """The plain alternative: a dense (images x words) float32 tf-idf matrix times the query.
 
-    Times the product plus the top-``TOP`` selection on the inverted file's entries and queries,
-    and checks that both score alike: the top ``TOP`` scores agree to 1e-5 (float32 sums in
-    another order), hence the same ranking up to ties. Where the matrix exceeds
-    ``DENSE_BUDGET_BYTES``, only the bytes it would need are reported.
+    Checks that it scores like the inverted file on the same entries and queries: the top
+    ``TOP`` scores agree to 1e-5 (float32 sums in another order), hence the same ranking up to
+    ties. Where the matrix exceeds ``DENSE_BUDGET_BYTES``, only the bytes it would need are
+    reported.
+
+    Returns
+    -------
+    entry : dict
+        Memory and agreement figures.
+    query : callable or None
+        One query (the product plus the top-``TOP`` selection, cycling over the queries), to
+        time; None where the matrix was not built.
     """
     entry: dict = {"bytes_per_image": 4 * SCALE_WORDS, "bytes_needed": 4 * SCALE_WORDS * n_images}
     if entry["bytes_needed"] > DENSE_BUDGET_BYTES:
-        return entry
+        return entry, None
     dense = np.zeros((n_images, SCALE_WORDS), np.float32)
     words = np.repeat(np.arange(SCALE_WORDS), np.diff(postings.offsets))
     dense[postings.images, words] = postings.weights
@@ -375,46 +510,74 @@ def dense_product(
     ]
     difference = max(float(np.abs(d[1] - r[1]).max()) for d, r in pairs)
     assert difference < 1e-5, f"dense product and inverted file score differently ({difference})"
-    cursor = iter(range(10**9))
-    median, p95 = timed(
-        lambda: ranked(every_id, dense @ vectors[next(cursor) % len(vectors)]), len(vectors)
-    )
+    cursor = itertools.count()
+
+    def query() -> tuple[np.ndarray, np.ndarray]:
+        return ranked(every_id, dense @ vectors[next(cursor) % len(vectors)])
+
     return {
         **entry,
-        "median_ms": median,
-        "p95_ms": p95,
         "max_top_score_difference": difference,
         "same_top_ids": float(np.mean([len(np.intersect1d(d[0], r[0])) for d, r in pairs])) / TOP,
         "same_order_queries": sum(bool(np.array_equal(d[0], r[0])) for d, r in pairs),
         "queries": len(pairs),
-    }
+    }, query
 
 
 def scale(
-    sizes: list[int], unique_counts: np.ndarray, probabilities: np.ndarray, verification_ms: float
+    sizes: list[int],
+    unique_counts: np.ndarray,
+    probabilities: np.ndarray,
+    verification_ms: float,
+    repeats: int,
 ) -> dict:
     rng = np.random.default_rng(0)
     results = {}
     for n_images in sizes:
         results[str(n_images)] = measure_size(
-            n_images, unique_counts, probabilities, verification_ms, rng
+            n_images, unique_counts, probabilities, verification_ms, rng, repeats
         )
-        median = results[str(n_images)]["inverted file"]["median_ms"]
-        print(f"scale {n_images}: inverted file median {median:.1f} ms", flush=True)
+        median = results[str(n_images)][INVERTED_FILE]["median_ms"]["median"]
+        print(f"scale {n_images}: inverted file median {median:.2f} ms", flush=True)
     return results
 
 
 def markdown(report: dict) -> str:
+    ukbench = report["ukbench"]
     lines = [
         "## index: instance retrieval (`bench_index`)",
         "",
-        "UKBench, 500 real images (N-S: best 4.0):",
+        f"{describe_machine(report['machine'])}. UKBench, {ukbench['info']['n_images']} real "
+        "images (N-S: best 4.0). N-S and mAP over every query; latency: median (min-max) over "
+        f"{report['repeats']} interleaved rounds of {ukbench['latency_queries']} queries, of each "
+        "round's median and 95th percentile:",
         "",
     ]
     lines += ["| path | N-S | mAP | median ms/query | p95 ms |", "|---|---|---|---|---|"]
-    for name, s in report["ukbench"]["scores"].items():
+    for name, s in ukbench["scores"].items():
+        latency = ukbench["latency_ms"][name]
         lines.append(
-            f"| {name} | {s['N-S']:.3f} | {s['mAP']:.3f} | {s['median_ms']:.0f} | {s['p95_ms']:.0f} |"
+            f"| {name} | {s['N-S']:.3f} | {s['mAP']:.3f} | {format_spread(latency['median_ms'], digits=0)} "
+            f"| {format_spread(latency['p95_ms'], digits=0)} |"
+        )
+    lines += [
+        "",
+        f"Build of the {ukbench['info']['n_images']} images ({ukbench['build_repeats']} "
+        "interleaved rounds, no feature or embedding cache):",
+        "",
+        "| index | seconds | ms per image | time / local-only time |",
+        "|---|---:|---:|---:|",
+    ]
+    first = next(iter(ukbench["builds"]))
+    for name, build in ukbench["builds"].items():
+        per_image = {
+            key: 1000 * value
+            for key, value in build["seconds_per_image"].items()
+            if key != "values"
+        }
+        lines.append(
+            f"| {name} | {format_spread(build['seconds'], digits=1)} | {format_spread(per_image, digits=0)} "
+            f"| {format_spread(build[f'ratio_to_{first}'], 'x')} |"
         )
     lines += [
         "",
@@ -430,7 +593,8 @@ def markdown(report: dict) -> str:
         f"graf1 -> graf3: {g['inliers']} inliers, max corner error {max(g['corner_error_px']):.2f} px.",
         f"Tracking: synthetic video {t['synthetic_found']}/{t['synthetic_frames']} frames found, median corner "
         f"error {t['synthetic_median_corner_error_px']:.2f} px; OTB Girl success rate (IoU > 0.5) "
-        f"{t['otb_girl_success_rate']:.3f} ({t['otb_girl_frames_per_second']:.1f} frames/s); vtest.avi "
+        f"{t['otb_girl_success_rate']:.3f} ({format_spread(t['otb_girl_frames_per_second'], digits=1)} "
+        f"frames/s over {report['repeats']} runs); vtest.avi "
         f"{t['vtest_found']}/{t['vtest_frames']} frames found.",
     ]
     return "\n".join(lines + scale_markdown(report)) + "\n"
@@ -442,27 +606,32 @@ def scale_markdown(report: dict) -> list[str]:
     lines = [
         "",
         f"Scale: {report['scale_source']}; not real images. Median query time (top {TOP}) as a "
-        "multiple of the inverted file's in the same run, memory per image in brackets:",
+        "multiple of the inverted file's in the same round, median (min-max) over "
+        f"{report['repeats']} interleaved rounds of {N_LATENCY_QUERIES} queries; memory per image "
+        "in brackets:",
         "",
         "| images | inverted file median / p95 ms | " + " | ".join(methods[1:]) + " |",
         "|---:|" + "---:|" * len(methods),
     ]
     notes = []
     for size, entry in report["scale"].items():
-        reference = entry["inverted file"]
+        reference = entry[INVERTED_FILE]
         cells = [
-            f"{reference['median_ms']:.2g} / {reference['p95_ms']:.2g} "
-            f"({byte_text(reference['bytes_per_image'])})"
+            f"{format_spread(reference['median_ms'], digits=3)} / "
+            f"{reference['p95_ms']['median']:.3g} ({byte_text(reference['bytes_per_image'])})"
         ]
         for method in methods[1:]:
             values = entry[method]
             if "median_ms" in values:
-                ratio = values["median_ms"] / reference["median_ms"]
-                cells.append(f"{ratio_text(ratio)} ({byte_text(values['bytes_per_image'])})")
+                ratio = values[f"ratio_to_{INVERTED_FILE}"]
+                cells.append(
+                    f"{ratio_text(ratio['median'])} ({ratio_text(ratio['min'])}-"
+                    f"{ratio_text(ratio['max'])}) ({byte_text(values['bytes_per_image'])})"
+                )
             else:
                 cells.append(f"needs {values['bytes_needed'] / 2**30:.0f} GiB")
         lines.append(f"| {count_text(int(size))} | " + " | ".join(cells) + " |")
-        dense = entry["dense tf-idf matrix product"]
+        dense = entry[DENSE]
         if "median_ms" in dense:
             notes.append(
                 f"at {count_text(int(size))}, the top-{TOP} scores differ by at most "
@@ -478,8 +647,8 @@ def scale_markdown(report: dict) -> list[str]:
     ]
     if "scale_rerun" in report:
         lines.append(
-            "The scale part was rerun alone (load "
-            f"{report['scale_rerun']['load_before']:.1f}); the rest is from the last full run."
+            "The scale part was rerun alone "
+            f"({describe_machine(report['scale_rerun'])}); the rest is from the last full run."
         )
     return lines
 
@@ -504,8 +673,11 @@ def byte_text(n: float) -> str:
 
 def verification_cost(ukbench_report: dict) -> float:
     """Median milliseconds that verification adds to a UKBench query."""
-    scores = ukbench_report["scores"]
-    return scores["local + verification"]["median_ms"] - scores["local"]["median_ms"]
+    latency = ukbench_report["latency_ms"]
+    return (
+        latency["local + verification"]["median_ms"]["median"]
+        - latency["local"]["median_ms"]["median"]
+    )
 
 
 def main() -> str:
@@ -518,16 +690,12 @@ def main() -> str:
     """
     os.environ.setdefault("IMAGELEARN_QUIET", "1")
     only_sizes = os.environ.get(SCALE_ONLY_VARIABLE)
-    machine = {
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "load_before": os.getloadavg()[0],
-    }
+    repeats = setting("BENCH_INDEX_REPEATS", REPEATS)
+    info = machine()
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         if only_sizes:
             report = json.loads(RESULTS.read_text(encoding="utf-8"))
-            report["scale_rerun"] = machine
             sizes = [int(size) for size in only_sizes.split(",")]
             build_index(
                 ukbench_paths(),
@@ -537,25 +705,30 @@ def main() -> str:
             )
             index = Index.open(scratch / "ukbench")
         else:
-            ukbench_report, index = ukbench(scratch)
+            ukbench_report, index = ukbench(scratch, repeats)
             report = {
-                "machine": machine,
+                "repeats": repeats,
                 "ukbench": ukbench_report,
                 "variants": variants(scratch),
                 "graf": graf(scratch),
-                "tracking": tracking(),
+                "tracking": tracking(repeats),
             }
-            sizes = [10_000, 100_000, 1_000_000]
+            sizes = [
+                int(size) for size in os.environ.get("BENCH_INDEX_SIZES", SCALE_SIZES).split(",")
+            ]
         unique_counts, probabilities = word_statistics(index)
         report["scale_source"] = (
             f"entries generated from the real UKBench statistics ({unique_counts.mean():.0f} "
             f"distinct words per image, word frequencies by rank stretched to {SCALE_WORDS} words)"
         )
         report["scale"] = scale(
-            sizes, unique_counts, probabilities, verification_cost(report["ukbench"])
+            sizes, unique_counts, probabilities, verification_cost(report["ukbench"]), repeats
         )
-    machine["load_after"] = os.getloadavg()[0]
-    atomic_write_json(RESULTS, report)
+    if only_sizes:
+        report["scale_rerun"] = finish_machine(info)
+        atomic_write_json(RESULTS, report)
+    else:
+        report = write_results(RESULTS, report, info)
     return markdown(report)
 
 

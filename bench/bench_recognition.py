@@ -6,19 +6,35 @@ RootSIFT, 1,000 words, 2-level pyramid, chi2 map, linear SVM: 0.52 there) beside
 default two-channel model (grey RootSIFT + Lab colour words: the reference scored 0.67 with
 64 Lab words); on hymenoptera (given train/val split) the default model. Writes
 ``bench/results/recognition.json``.
+
+Accuracy is deterministic and computed once. Each training takes minutes, so its time is one
+run by default; ``$BENCH_RECOGNITION_REPEATS`` runs that many interleaved rounds of the three
+trainings (median (min-max) of the minutes). ``$BENCH_RECOGNITION_IMAGES`` trains and tests on
+that many images per class only (a seeded 70/30 split of them: a quick check, not the figures).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 from bench import data_root
+from bench.common import (
+    Directories,
+    describe_machine,
+    format_spread,
+    machine,
+    merge_rounds,
+    rounds,
+    setting,
+    timed,
+    write_results,
+)
 from imagelearn.bof.recognition import DEFAULT_CHANNELS, BofClassifier
 from imagelearn.bof.runs import train_run
-from imagelearn.core.bundle import atomic_write_json
+from imagelearn.data.collection import find_images
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recognition.json"
 DATA = data_root()
@@ -26,76 +42,107 @@ REFERENCE = {
     "grey dense RootSIFT (reference script)": 0.52,
     "grey + 64 Lab colour words (reference script)": 0.67,
 }
+#: Training time is one run unless ``$BENCH_RECOGNITION_REPEATS`` says otherwise (minutes each).
+REPEATS = 1
+GREY_ONLY = [{**DEFAULT_CHANNELS[0], "n_words": 1000}]  # the reference script's size
+#: (data set, model name, channels, reference accuracy) per row of the table.
+ROWS = (
+    ("flowers5", "grey dense RootSIFT, 1,000 words", GREY_ONLY, 0.52),
+    ("flowers5", "default: grey + Lab colour words", list(DEFAULT_CHANNELS), 0.67),
+    ("hymenoptera", "default: grey + Lab colour words", list(DEFAULT_CHANNELS), None),
+)
 
 
-def run(name: str, data: Path, channels: list[dict], scratch: Path) -> dict:
-    start = time.perf_counter()
-    metrics = train_run(
-        data,
-        scratch / name.replace(" ", "_"),
-        BofClassifier(channels=channels),
-        test_size=0.3,
-        random_state=0,
-    ).metrics
+def run(name: str, data: Path, channels: list[dict], outputs: Directories) -> dict:
+    """Train and evaluate one model on ``data`` (a fresh output directory each call)."""
+    seconds, result = timed(
+        partial(
+            train_run,
+            data,
+            outputs.fresh(),
+            BofClassifier(channels=channels),
+            test_size=0.3,
+            random_state=0,
+        )
+    )
+    metrics = result.metrics
     return {
-        "data": data.name,
+        "data": Path(data).stem,
         "model": name,
         "accuracy": metrics["accuracy"],
         "macro_f1": metrics["macro_f1"],
         "n_train": metrics["n_train"],
         "n_test": metrics["n_images"],
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds,
     }
+
+
+def sample_collection(source: Path, per_class: int, out: Path) -> Path:
+    """A ``path,label`` CSV of the first ``per_class`` images of each class folder of ``source``."""
+    by_class: dict[str, list[Path]] = {}
+    for path in find_images(source):
+        by_class.setdefault(Path(path).parent.name, []).append(Path(path))
+    rows = ["path,label"]
+    for label, paths in sorted(by_class.items()):
+        rows += [f"{path},{label}" for path in paths[:per_class]]
+    out.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return out
 
 
 def main() -> str:
     os.environ.setdefault("IMAGELEARN_QUIET", "1")
-    grey_only = [{**DEFAULT_CHANNELS[0], "n_words": 1000}]  # the reference script's size
-    rows = []
+    info = machine()
+    repeats = setting("BENCH_RECOGNITION_REPEATS", REPEATS)
+    per_class = setting("BENCH_RECOGNITION_IMAGES", 0)
     with tempfile.TemporaryDirectory() as scratch:
-        rows.append(
-            run("grey dense RootSIFT, 1,000 words", DATA / "flowers5", grey_only, Path(scratch))
+        outputs = Directories(Path(scratch) / "runs")
+        sources = {
+            name: sample_collection(DATA / name, per_class, Path(scratch) / f"{name}.csv")
+            if per_class
+            else DATA / name
+            for name in {data for data, *_ in ROWS}
+        }
+        measured = rounds(
+            {
+                f"{data}/{model}": partial(run, model, sources[data], channels, outputs)
+                for data, model, channels, _ in ROWS
+            },
+            repeats,
         )
-        rows.append(
-            run(
-                "default: grey + Lab colour words",
-                DATA / "flowers5",
-                list(DEFAULT_CHANNELS),
-                Path(scratch),
-            )
-        )
-        rows.append(
-            run(
-                "default: grey + Lab colour words",
-                DATA / "hymenoptera",
-                list(DEFAULT_CHANNELS),
-                Path(scratch),
-            )
-        )
-    atomic_write_json(
+    rows = [merge_rounds(runs, ["seconds"]) for runs in measured.values()]
+    record = write_results(
         RESULTS,
         {
             "rows": rows,
             "reference": REFERENCE,
             "channels": DEFAULT_CHANNELS,
-            "load_average": os.getloadavg(),
+            "repeats": repeats,
+            "images_per_class": per_class or "all",
         },
+        info,
     )
+    minutes = "minutes" if repeats == 1 else f"minutes, median (min-max) of {repeats} rounds"
     lines = [
         "## Object recognition with BoF + SVM (`bench_recognition`)",
         "",
-        "| data | model | accuracy | reference | train / test images | minutes |",
+        f"{describe_machine(record['machine'])}. Accuracy on the held-out images (deterministic); "
+        + (
+            "training time of one run (minutes each; `BENCH_RECOGNITION_REPEATS` repeats it)."
+            if repeats == 1
+            else f"training time over {repeats} interleaved rounds."
+        ),
+        "",
+        f"| data | model | accuracy | reference | train / test images | {minutes} |",
         "|---|---|---:|---:|---:|---:|",
     ]
-    references = [
-        REFERENCE["grey dense RootSIFT (reference script)"],
-        REFERENCE["grey + 64 Lab colour words (reference script)"],
-        None,
-    ]
-    for row, reference in zip(rows, references, strict=True):
+    for row, (*_, reference) in zip(rows, ROWS, strict=True):
+        in_minutes = {key: value / 60 for key, value in row["seconds"].items() if key != "values"}
+        time_text = (
+            f"{in_minutes['median']:.1f}" if repeats == 1 else format_spread(in_minutes, digits=1)
+        )
         lines.append(
-            f"| {row['data']} | {row['model']} | {row['accuracy']:.3f} | {reference if reference else '-'} | "
-            f"{row['n_train']} / {row['n_test']} | {row['seconds'] / 60:.1f} |"
+            f"| {row['data']} | {row['model']} | {row['accuracy']:.3f} | {reference or '-'} | "
+            f"{row['n_train']} / {row['n_test']} | {time_text} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -15,27 +15,41 @@ Writes ``bench/results/segment.json`` and returns Markdown tables.
 
 Each measured run is a fresh process; peak memory is its anonymous resident memory
 (RssAnon, sampled every 20 ms: heap, not the page cache of memory-mapped files) and its
-``ru_maxrss``.
+``ru_maxrss``. Tiled and whole runs alternate in interleaved rounds, as many as fit
+``$BENCH_SEGMENT_PAIR_SECONDS`` per side (5 at most): median (min-max) over the rounds. The
+accuracy figures (2, 3) are deterministic and computed once. ``main``'s docstring lists the
+environment variables that shrink a run for a quick check.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 from bench import data_root
-from imagelearn.core.bundle import atomic_write_json
+from bench.common import (
+    REPEATS,
+    budgeted_rounds,
+    describe_machine,
+    format_spread,
+    machine,
+    merge_rounds,
+    rate_spread,
+    ratio_spread,
+    setting,
+    write_results,
+)
 from imagelearn.segment import (
     PixelClassifier,
     PixelClusterer,
@@ -59,6 +73,10 @@ DATA = data_root()
 MIB = 2**20
 TREES = 50
 SEED = 0
+#: Seconds of interleaved rounds per throughput side (``$BENCH_SEGMENT_PAIR_SECONDS``).
+PAIR_BUDGET_S = 90
+#: The figures of a prediction run that vary between rounds.
+MEASURES = ("seconds", "peak_anon_mib", "max_rss_mib")
 
 
 # ---------------------------------------------------------------- measuring in a fresh process
@@ -159,8 +177,15 @@ def write_mosaic(path: Path, size: int, sources: list[np.ndarray]) -> None:
 
 
 def throughput(
-    size: int, alternative_sizes: list[int], memory_budget_gib: float, tile_size: int, scratch: Path
+    size: int,
+    alternative_sizes: list[int],
+    memory_budget_gib: float,
+    tile_size: int,
+    scratch: Path,
+    budget_s: float,
 ) -> list[dict]:
+    """Tiled against whole-image prediction at each side, in interleaved rounds (a fresh
+    process each) as many as fit ``budget_s`` per side (:func:`bench.common.budgeted_rounds`)."""
     tiles, train, masks = dubai_training(512, 40)
     model = PixelClassifier(classifier_params={"n_estimators": TREES}, random_state=SEED).fit(
         [image for image, _ in train], masks, list(DUBAI_CLASSES)
@@ -185,28 +210,47 @@ def throughput(
         write_mosaic(image_path, side, sources)
         tiled_out = scratch / "tiled.npy"
         row = {"side": side, "megapixels": side * side / 1e6}
-        row["tiled"] = in_fresh_process(
-            predict_tiled, str(scratch / "model"), str(image_path), str(tiled_out), tile_size
-        )
+        methods = {
+            "tiled": partial(
+                in_fresh_process,
+                predict_tiled,
+                str(scratch / "model"),
+                str(image_path),
+                str(tiled_out),
+                tile_size,
+            )
+        }
         needed = None if bytes_per_pixel is None else bytes_per_pixel * side * side / 2**30
         if needed is not None and needed > memory_budget_gib:
             row["whole"] = {
                 "skipped": f"needs ~{needed:.0f} GiB (budget {memory_budget_gib:g} GiB)"
             }
         else:
-            row["whole"] = in_fresh_process(
+            methods["whole"] = partial(
+                in_fresh_process,
                 predict_whole,
                 str(scratch / "samples.npz"),
                 str(image_path),
                 str(scratch / "whole.npy"),
             )
-        if "seconds" in row["whole"]:
+        measured = budgeted_rounds(methods, budget_s)
+        row["rounds"] = len(measured["tiled"])
+        row |= {name: merge_rounds(runs, MEASURES) for name, runs in measured.items()}
+        if "seconds" in row["whole"] and "seconds" in row["tiled"]:
             whole = row["whole"]
             bytes_per_pixel = (
-                (whole["peak_anon_mib"] - whole["baseline_anon_mib"]) * MIB / (side * side)
+                (whole["peak_anon_mib"]["median"] - whole["baseline_anon_mib"])
+                * MIB
+                / (side * side)
             )
             same = np.load(scratch / "whole.npy") == np.load(tiled_out, mmap_mode="r")
             row["agreement"] = float(np.mean(same))
+            row["whole_over_tiled"] = {
+                key: ratio_spread(
+                    [run[key] for run in measured["whole"]], [run[key] for run in measured["tiled"]]
+                )
+                for key in ("seconds", "peak_anon_mib")
+            }
         row["whole_bytes_per_pixel"] = bytes_per_pixel
         rows.append(row)
         image_path.unlink()
@@ -243,7 +287,7 @@ def em_membranes(classifiers: tuple[str, ...]) -> list[dict]:
             settings.append(
                 (f"random_forest + {CNN_BACKBONE} features", "random_forest", CNN_BACKBONE)
             )
-        for setting, name, cnn in settings:
+        for label, name, cnn in settings:
             start = time.perf_counter()
             model = PixelClassifier(
                 features=PixelFeatures(cnn=cnn),
@@ -254,9 +298,9 @@ def em_membranes(classifiers: tuple[str, ...]) -> list[dict]:
             mapped = np.stack([model.predict(image) for image, _ in test])
             rows.append(
                 {
-                    "setting": setting,
+                    "setting": label,
                     "labelled_pixels": model.n_samples_per_class_,
-                    "seconds": time.perf_counter() - start,
+                    "fit_predict_seconds_one_run": time.perf_counter() - start,
                     **_em_scores(reference, mapped),
                 }
             )
@@ -342,24 +386,31 @@ def markdown(results: dict) -> str:
         "memory-mapped TIFF in, memory-mapped class map out); whole = features of the whole image + "
         "scikit-learn `RandomForestClassifier.predict` on the stack (same forest).",
         "",
-        "| image | tiled MP/s | whole MP/s | tiled peak MiB | whole peak MiB | memory ratio whole/tiled | same labels |",
-        "|---|---|---|---|---|---|---|",
+        f"Each side: interleaved rounds (tiled, whole, tiled, ...; a fresh process each), "
+        f"{REPEATS} where they fit {results['pair_budget_s']:.0f} s, else fewer (the rounds "
+        "column); median (min-max) over the rounds, ratios within each round.",
+        "",
+        "| image | rounds | tiled MP/s | whole MP/s | tiled peak MiB | whole peak MiB | memory ratio whole/tiled | same labels |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in results["throughput"]:
         tiled, whole = row["tiled"], row["whole"]
-        cells = [f"{row['side']}x{row['side']} ({row['megapixels']:.1f} MP)"]
+        megapixels = row["megapixels"]
+        cells = [f"{row['side']}x{row['side']} ({megapixels:.1f} MP)", str(row["rounds"])]
+        for run in (tiled, whole):
+            cells.append(
+                format_spread(rate_spread(run["seconds"]["values"], megapixels), digits=3)
+                if "seconds" in run
+                else run.get("failed", "-")
+            )
+        cells.append(format_spread(tiled["peak_anon_mib"], digits=0) if "seconds" in tiled else "-")
         cells.append(
-            f"{row['megapixels'] / tiled['seconds']:.3f}" if "seconds" in tiled else tiled["failed"]
-        )
-        cells.append(f"{row['megapixels'] / whole['seconds']:.3f}" if "seconds" in whole else "-")
-        cells.append(f"{tiled['peak_anon_mib']:.0f}" if "seconds" in tiled else "-")
-        cells.append(
-            f"{whole['peak_anon_mib']:.0f}"
+            format_spread(whole["peak_anon_mib"], digits=0)
             if "seconds" in whole
             else whole.get("skipped") or whole["failed"]
         )
-        ratio = "seconds" in whole and "seconds" in tiled
-        cells.append(f"{whole['peak_anon_mib'] / tiled['peak_anon_mib']:.1f}x" if ratio else "-")
+        ratios = row.get("whole_over_tiled")
+        cells.append(format_spread(ratios["peak_anon_mib"], "x", 1) if ratios else "-")
         cells.append(f"{100 * row['agreement']:.2f}%" if "agreement" in row else "-")
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
@@ -412,24 +463,44 @@ def markdown(results: dict) -> str:
             f"{scores['adjusted_rand']:.3f} | {scores['normalized_mutual_info']:.3f} |"
         )
     lines.append("")
-    lines.append(
-        f"Load average at start {results['load_average_start']:.1f} (shared machine: timings are noisy)."
-    )
+    lines.append(f"{describe_machine(results['machine'])}.")
     return "\n".join(lines) + "\n"
 
 
 def main(
-    size: int = 2048,
-    alternative_sizes: tuple[int, ...] = (512, 1024, 2048),
+    size: int | None = None,
+    alternative_sizes: tuple[int, ...] | None = None,
     memory_budget_gib: float = 6.0,
     tile_size: int = 1024,
-    em_classifiers: tuple[str, ...] = ("random_forest", "svm", "mlp"),
-    dubai_side: int = 512,
+    em_classifiers: tuple[str, ...] | None = None,
+    dubai_side: int | None = None,
+    budget_s: float | None = None,
 ) -> str:
+    """Run the three parts. Defaults from the environment (a quick check sets them small):
+
+    - ``alternative_sizes``: mosaic sides where the whole-image alternative runs too,
+      ``$BENCH_SEGMENT_SIDES`` (comma-separated, default 512,1024,2048); ``size``: the largest
+      mosaic side (default: their largest);
+    - ``em_classifiers``: ``$BENCH_SEGMENT_EM_CLASSIFIERS`` (default random_forest,svm,mlp);
+    - ``dubai_side``: longer side of the Dubai tiles, ``$BENCH_SEGMENT_DUBAI_SIDE`` (512);
+    - ``budget_s``: seconds of rounds per throughput side, ``$BENCH_SEGMENT_PAIR_SECONDS``
+      (:data:`PAIR_BUDGET_S`).
+    """
     os.environ.setdefault("IMAGELEARN_QUIET", "1")
+    info = machine()
+    if alternative_sizes is None:
+        sides = os.environ.get("BENCH_SEGMENT_SIDES", "512,1024,2048")
+        alternative_sizes = tuple(int(side) for side in sides.split(","))
+    size = max(alternative_sizes) if size is None else size
+    if em_classifiers is None:
+        names = os.environ.get("BENCH_SEGMENT_EM_CLASSIFIERS", "random_forest,svm,mlp")
+        em_classifiers = tuple(names.split(","))
+    dubai_side = setting("BENCH_SEGMENT_DUBAI_SIDE", 512) if dubai_side is None else dubai_side
+    if budget_s is None:
+        budget_s = setting("BENCH_SEGMENT_PAIR_SECONDS", PAIR_BUDGET_S)
     results = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "load_average_start": os.getloadavg()[0],
+        "pair_budget_s": budget_s,
+        "repeats": REPEATS,
         "tile_size": tile_size,
         "n_features": len(PixelFeatures().feature_names(np.zeros((1, 1, 3), np.uint8))),
         "trees": TREES,
@@ -437,20 +508,22 @@ def main(
     with tempfile.TemporaryDirectory(prefix="bench-segment-") as scratch:
         print("throughput", flush=True)
         results["throughput"] = throughput(
-            size, list(alternative_sizes), memory_budget_gib, tile_size, Path(scratch)
+            size, list(alternative_sizes), memory_budget_gib, tile_size, Path(scratch), budget_s
         )
     print("EM membranes", flush=True)
     results["em"] = em_membranes(em_classifiers)
     print("Dubai", flush=True)
     results["dubai"] = dubai(dubai_side)
-    atomic_write_json(RESULTS, results)
-    return markdown(results)
+    return markdown(write_results(RESULTS, results, info))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--size", type=int, default=3072, help="side of the largest mosaic (20000 for the big run)"
+        "--size",
+        type=int,
+        help="side of the largest mosaic (default: the largest of $BENCH_SEGMENT_SIDES; "
+        "20000 for the big run)",
     )
     parser.add_argument(
         "--memory-budget", type=float, default=6.0, help="GiB the whole-stack alternative may use"

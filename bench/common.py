@@ -20,6 +20,8 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 #: CPU flags worth recording (the SIMD families that FAISS, OpenBLAS and OpenCV dispatch on).
@@ -59,6 +61,51 @@ def timed(run: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
+def rounds(methods: dict[str, Callable[[], Any]], repeats: int = REPEATS) -> dict[str, list[Any]]:
+    """Call every method ``repeats`` times, in rounds that call each method once in turn.
+
+    For methods that measure themselves (a fresh process's seconds and peak memory, a training
+    phase's seconds): round ``i`` of every method ran back to back.
+
+    Returns
+    -------
+    dict of str to list
+        Per method, what each of its ``repeats`` calls returned, in round order.
+    """
+    values: dict[str, list[Any]] = {name: [] for name in methods}
+    for _ in range(repeats):
+        for name, run in methods.items():
+            values[name].append(run())
+    return values
+
+
+def budgeted_rounds(
+    methods: dict[str, Callable[[], Any]],
+    budget_s: float,
+    min_repeats: int = 1,
+    repeats: int = REPEATS,
+) -> dict[str, list[Any]]:
+    """:func:`rounds` for methods that take minutes: ``repeats`` rounds where the first round
+    took under ``budget_s / repeats`` seconds, else as many as fit ``budget_s`` (at least
+    ``min_repeats``); one round where a method's first call returned ``None`` or a dict without
+    ``"seconds"`` (it failed: repeating it would fail again).
+
+    Returns
+    -------
+    dict of str to list
+        Per method, what each call returned, in round order (as many calls as rounds run).
+    """
+    round_seconds, values = timed(partial(rounds, methods, 1))
+    failed = any(
+        value[0] is None or (isinstance(value[0], dict) and "seconds" not in value[0])
+        for value in values.values()
+    )
+    wanted = 1 if failed else max(min_repeats, min(repeats, int(budget_s / round_seconds)))
+    for name, more in rounds(methods, wanted - 1).items():
+        values[name] += more
+    return values
+
+
 def interleaved(
     methods: dict[str, Callable[[], Any]], repeats: int = REPEATS
 ) -> tuple[dict[str, list[float]], dict[str, Any]]:
@@ -72,14 +119,9 @@ def interleaved(
     results : dict of str to object
         Per method, what its first run returned.
     """
-    seconds: dict[str, list[float]] = {name: [] for name in methods}
-    results: dict[str, Any] = {}
-    for _ in range(repeats):
-        for name, run in methods.items():
-            elapsed, result = timed(run)
-            seconds[name].append(elapsed)
-            results.setdefault(name, result)
-    return seconds, results
+    measured = rounds({name: partial(timed, run) for name, run in methods.items()}, repeats)
+    seconds = {name: [elapsed for elapsed, _ in runs] for name, runs in measured.items()}
+    return seconds, {name: runs[0][1] for name, runs in measured.items()}
 
 
 def spread(values: Iterable[float], digits: int = 4) -> dict[str, Any]:
@@ -107,6 +149,77 @@ def format_spread(figure: dict[str, Any], unit: str = "", digits: int = 2) -> st
         f"{figure['median']:.{digits}f}{unit} "
         f"({figure['min']:.{digits}f}-{figure['max']:.{digits}f}{unit})"
     )
+
+
+def rate_spread(seconds: list[float], count: float) -> dict[str, Any]:
+    """The spread of ``count / seconds[i]`` (e.g. images per second of each repeat)."""
+    return spread(count / value for value in seconds)
+
+
+def spreads(seconds: dict[str, list[float]], reference: str) -> dict[str, dict[str, Any]]:
+    """Per method: the spread of its seconds and of its per-round ratio to ``reference``'s.
+
+    Returns
+    -------
+    dict of str to dict
+        ``{method: {"seconds": spread, "ratio_to_<reference>": ratio spread}}``: the ratio is
+        the method's seconds over the reference's in the same round (above 1: slower).
+    """
+    return {
+        name: {
+            "seconds": spread(values),
+            f"ratio_to_{reference}": ratio_spread(values, seconds[reference]),
+        }
+        for name, values in seconds.items()
+    }
+
+
+class Directories:
+    """Numbered directories under ``root``, for runs that need a fresh (empty) cache each time.
+
+    :meth:`fresh` names a new one; :attr:`latest` is the last one named (for the run that then
+    reads what the fresh run wrote).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.count = 0
+
+    def fresh(self) -> Path:
+        self.count += 1
+        return self.latest
+
+    @property
+    def latest(self) -> Path:
+        return self.root / f"run-{self.count}"
+
+
+def merge_rounds(runs: list[dict[str, Any]], keys: Iterable[str]) -> dict[str, Any]:
+    """One method's rounds (dicts of figures) as one record: the :func:`spread` of each of
+    ``keys`` over the rounds, every other figure (deterministic ones: accuracy, sizes) from the
+    first round, and ``"runs"``; a first round without ``"seconds"`` (failed, skipped) as it is.
+    """
+    first = runs[0]
+    if "seconds" not in first:
+        return first
+    return first | {"runs": len(runs)} | {key: spread(run[key] for run in runs) for key in keys}
+
+
+def setting(name: str, default: int) -> int:
+    """The integer environment variable ``name`` (a benchmark's size or repeats), else ``default``."""
+    return int(os.environ.get(name, default))
+
+
+def write_results(path: Path, results: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """Write ``results`` with the machine record ``info`` (finished now) to the JSON file ``path``.
+
+    Returns the record written (``results`` plus ``"machine"``).
+    """
+    from imagelearn.core.bundle import atomic_write_json
+
+    record = {**results, "machine": finish_machine(info)}
+    atomic_write_json(path, record)
+    return record
 
 
 def machine() -> dict[str, Any]:
