@@ -547,7 +547,7 @@ def markdown(report: dict) -> str:
     lines = [
         "## index: instance retrieval (`bench_index`)",
         "",
-        f"{describe_machine(report['machine'])}. UKBench, {ukbench['info']['n_images']} real "
+        f"{describe_machine(report['machine'])}. UKBench, {ukbench['info']['images']} real "
         "images (N-S: best 4.0). N-S and mAP over every query; latency: median (min-max) over "
         f"{report['repeats']} interleaved rounds of {ukbench['latency_queries']} queries, of each "
         "round's median and 95th percentile:",
@@ -562,7 +562,7 @@ def markdown(report: dict) -> str:
         )
     lines += [
         "",
-        f"Build of the {ukbench['info']['n_images']} images ({ukbench['build_repeats']} "
+        f"Build of the {ukbench['info']['images']} images ({ukbench['build_repeats']} "
         "interleaved rounds, no feature or embedding cache):",
         "",
         "| index | seconds | ms per image | time / local-only time |",
