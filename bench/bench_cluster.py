@@ -50,7 +50,7 @@ from bench.common import (
     budgeted_rounds,
     describe_machine,
     finish_machine,
-    format_spread,
+    format_rounds,
     machine,
     merge_rounds,
     ratio_spread,
@@ -226,19 +226,14 @@ def _cell(run: dict, key: str, digits: int) -> str:
     figure = run[key]
     if key == "seconds" and figure["median"] < 10:
         digits = 2
-    text = (
-        f"{figure['median']:.{digits}f}"
-        if run["runs"] == 1
-        else format_spread(figure, digits=digits)
-    )
-    return text + ("\u2020" if run.get("separate") else "")
+    return format_rounds(figure, digits=digits) + ("\u2020" if run.get("separate") else "")
 
 
 def _ratio(row: dict, key: str) -> str:
     ratio = row.get("ratios", {}).get(key)
     if ratio is None:
         return "-"
-    return f"{ratio['median']:.2f}x" if len(ratio["values"]) == 1 else format_spread(ratio, "x")
+    return format_rounds(ratio, "x")
 
 
 def _quality(run: dict, key: str) -> str:

@@ -570,11 +570,7 @@ def markdown(report: dict) -> str:
     ]
     first = next(iter(ukbench["builds"]))
     for name, build in ukbench["builds"].items():
-        per_image = {
-            key: 1000 * value
-            for key, value in build["seconds_per_image"].items()
-            if key != "values"
-        }
+        per_image = spread(1000 * value for value in build["seconds_per_image"]["values"])
         lines.append(
             f"| {name} | {format_spread(build['seconds'], digits=1)} | {format_spread(per_image, digits=0)} "
             f"| {format_spread(build[f'ratio_to_{first}'], 'x')} |"

@@ -24,11 +24,12 @@ from bench import data_root
 from bench.common import (
     Directories,
     describe_machine,
-    format_spread,
+    format_rounds,
     machine,
     merge_rounds,
     rounds,
     setting,
+    spread,
     timed,
     write_results,
 )
@@ -121,6 +122,12 @@ def main() -> str:
         },
         info,
     )
+    return markdown(record)
+
+
+def markdown(record: dict) -> str:
+    """The README section of :func:`main`'s results."""
+    repeats, rows = record["repeats"], record["rows"]
     minutes = "minutes" if repeats == 1 else f"minutes, median (min-max) of {repeats} rounds"
     lines = [
         "## Object recognition with BoF + SVM (`bench_recognition`)",
@@ -136,13 +143,10 @@ def main() -> str:
         "|---|---|---:|---:|---:|---:|",
     ]
     for row, (*_, reference) in zip(rows, ROWS, strict=True):
-        in_minutes = {key: value / 60 for key, value in row["seconds"].items() if key != "values"}
-        time_text = (
-            f"{in_minutes['median']:.1f}" if repeats == 1 else format_spread(in_minutes, digits=1)
-        )
+        in_minutes = spread(value / 60 for value in row["seconds"]["values"])
         lines.append(
             f"| {row['data']} | {row['model']} | {row['accuracy']:.3f} | {reference or '-'} | "
-            f"{row['n_train']} / {row['n_test']} | {time_text} |"
+            f"{row['n_train']} / {row['n_test']} | {format_rounds(in_minutes, digits=1)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -42,7 +42,7 @@ from bench.common import (
     REPEATS,
     budgeted_rounds,
     describe_machine,
-    format_spread,
+    format_rounds,
     machine,
     merge_rounds,
     rate_spread,
@@ -399,18 +399,18 @@ def markdown(results: dict) -> str:
         cells = [f"{row['side']}x{row['side']} ({megapixels:.1f} MP)", str(row["rounds"])]
         for run in (tiled, whole):
             cells.append(
-                format_spread(rate_spread(run["seconds"]["values"], megapixels), digits=3)
+                format_rounds(rate_spread(run["seconds"]["values"], megapixels), digits=3)
                 if "seconds" in run
                 else run.get("failed", "-")
             )
-        cells.append(format_spread(tiled["peak_anon_mib"], digits=0) if "seconds" in tiled else "-")
+        cells.append(format_rounds(tiled["peak_anon_mib"], digits=0) if "seconds" in tiled else "-")
         cells.append(
-            format_spread(whole["peak_anon_mib"], digits=0)
+            format_rounds(whole["peak_anon_mib"], digits=0)
             if "seconds" in whole
             else whole.get("skipped") or whole["failed"]
         )
         ratios = row.get("whole_over_tiled")
-        cells.append(format_spread(ratios["peak_anon_mib"], "x", 1) if ratios else "-")
+        cells.append(format_rounds(ratios["peak_anon_mib"], "x", 1) if ratios else "-")
         cells.append(f"{100 * row['agreement']:.2f}%" if "agreement" in row else "-")
         lines.append("| " + " | ".join(cells) + " |")
     lines += [

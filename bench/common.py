@@ -151,6 +151,13 @@ def format_spread(figure: dict[str, Any], unit: str = "", digits: int = 2) -> st
     )
 
 
+def format_rounds(figure: dict[str, Any], unit: str = "", digits: int = 2) -> str:
+    """:func:`format_spread`, or the value alone where ``figure`` holds one value (one round)."""
+    if len(figure["values"]) == 1:
+        return f"{figure['median']:.{digits}f}{unit}"
+    return format_spread(figure, unit, digits)
+
+
 def rate_spread(seconds: list[float], count: float) -> dict[str, Any]:
     """The spread of ``count / seconds[i]`` (e.g. images per second of each repeat)."""
     return spread(count / value for value in seconds)

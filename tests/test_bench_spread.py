@@ -64,6 +64,8 @@ def test_spreads_rates_and_the_table_text():
     rates = common.rate_spread([1.0, 2.0, 4.0], 8)
     assert (rates["min"], rates["median"], rates["max"]) == (2.0, 4.0, 8.0)
     assert common.format_spread(rates, " img/s", 1) == "4.0 img/s (2.0-8.0 img/s)"
+    assert common.format_rounds(rates, "x", 1) == "4.0x (2.0-8.0x)"
+    assert common.format_rounds(common.spread([3.0]), "x", 1) == "3.0x"  # one round: no range
 
 
 def test_directories_and_settings(tmp_path, monkeypatch):
