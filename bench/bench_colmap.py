@@ -391,7 +391,8 @@ def markdown(report: dict) -> str:
         f"imagelearn: `bench_index.UKBENCH_PARAMS` ({ours['vocabulary']}, "
         f"{ours['features_per_image']:.0f} features per image); its extraction was timed alone "
         "(`extract_features`), the rest of its build is the local build less that; the hybrid "
-        "row's build adds the global descriptor. Sizes: `${IMAGES_VARIABLE}`, `${WORDS_VARIABLE}`, "
+        "row's build adds the global descriptor. "
+        f"Sizes: `${IMAGES_VARIABLE}`, `${WORDS_VARIABLE}`, "
         f"`${FEATURES_VARIABLE}` (at most {settings['max_features']} features per image here)."
     )
     return "\n".join(lines) + "\n"
