@@ -64,7 +64,7 @@ class GeMDescriptor:
         Inference engine (:func:`imagelearn.classify.runtime.resolve_backend`): ``auto`` is
         ONNX Runtime on the CPU when installed, PyTorch on a GPU.
     device : str, optional
-        PyTorch device; default the GPU when there is one.
+        PyTorch device; default the GPU when there is one (the CPU with ``backend="onnx"``).
     """
 
     def __init__(
@@ -102,7 +102,7 @@ class GeMDescriptor:
             from imagelearn.classify.runtime import configure_torch
             from imagelearn.classify.weights import build_backbone
 
-            device = configure_torch(self.device)
+            device = configure_torch("cpu" if self.backend == "onnx" else self.device)
             self._backbone = build_backbone(self.backbone, "imagenet").eval().to(device)
         return self._backbone
 
