@@ -11,7 +11,7 @@ import torch
 from conftest import data_path
 from imagelearn.classify import DeepImageClassifier, build_backbone, embed, gem_pool, runtime
 from imagelearn.classify.embeddings import PooledBackbone, compute_embeddings, default_cache_dir
-from imagelearn.classify.runtime import export_key
+from imagelearn.classify.runtime import OnnxNetwork, export_key
 from imagelearn.cluster.descriptors import cnn_descriptors
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.images import ImageReadError
@@ -109,6 +109,14 @@ def test_the_onnx_export_is_kept_on_disk_and_not_redone(
     monkeypatch.setattr(runtime, "_sessions", {})  # a new process: only the disk copy is left
     again = compute_embeddings(small_backbone, images, cache_dir="", backend="onnx")
     assert again.n_computed == 5
+
+
+def test_auto_exports_a_new_network_only_for_enough_images(small_backbone, tmp_path) -> None:
+    network = PooledBackbone(small_backbone, "gem")
+    assert runtime.inference_engine("auto", network, 5, tmp_path) == "torch"
+    assert runtime.inference_engine("auto", network, runtime.EXPORT_MIN_IMAGES, None) == "onnx"
+    OnnxNetwork(network.eval(), tmp_path).export(export_key(network))  # written there
+    assert runtime.inference_engine("auto", network, 1, tmp_path) == "onnx"  # exported: reused
 
 
 def test_auto_backend_falls_back_to_pytorch_without_onnx_runtime(monkeypatch) -> None:

@@ -7,7 +7,7 @@ input size (:func:`embedding_key`), so ``cluster`` after ``classify train`` on t
 reads the embeddings back, and changing any of those computes afresh. Each embedding is one
 small raw float32 file: ``<cache_dir>/<embedding key>/<content hash>.f32``. The network runs on
 ONNX Runtime on the CPU when it is installed, else on PyTorch
-(:func:`~imagelearn.classify.runtime.resolve_backend`).
+(:func:`~imagelearn.classify.runtime.inference_engine`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 
 from imagelearn.classify.backbones import DEFAULT_BACKBONE, Backbone
 from imagelearn.classify.preprocess import ImageSource, Preprocessing, content_key
-from imagelearn.classify.runtime import InferenceBackend, OnnxNetwork, resolve_backend
+from imagelearn.classify.runtime import InferenceBackend, OnnxNetwork, inference_engine
 from imagelearn.core.bundle import atomic_write_bytes
 from imagelearn.core.cache import CacheBudget, cache_root, mark_used
 from imagelearn.core.execution import BatchResult, Failed, MatrixResult, map_images
@@ -175,7 +175,7 @@ def embed_images(
     image_size : str
         The input size as the cache key names it (see :func:`embedding_key`).
     backend : {"auto", "torch", "onnx"}
-        Inference engine (:func:`~imagelearn.classify.runtime.resolve_backend`); ONNX Runtime
+        Inference engine (:func:`~imagelearn.classify.runtime.inference_engine`); ONNX Runtime
         exports the network once (kept in :func:`default_cache_dir`'s ``networks`` folder).
     shape_of : callable, optional
         Source -> a cheap guess of its tensor shape: the sources then run sorted by it, so
@@ -183,8 +183,9 @@ def embed_images(
     """
     device = next(network.parameters()).device
     forward: Callable[[torch.Tensor], torch.Tensor] = network
-    if resolve_backend(backend, device) == "onnx":
-        forward = OnnxNetwork(network, default_cache_dir() / "networks")
+    exports = default_cache_dir() / "networks"
+    if inference_engine(backend, network, len(images), exports) == "onnx":
+        forward = OnnxNetwork(network, exports)
     order = None
     if shape_of is not None:
         order = np.asarray(sorted(range(len(images)), key=lambda i: shape_of(images[i])), np.int64)

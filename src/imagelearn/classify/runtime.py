@@ -4,7 +4,8 @@
 Inference over many images (embeddings, GeM descriptors) picks its engine with
 :func:`resolve_backend`: ONNX Runtime on the CPU when it is installed (3 to 5 times faster
 than PyTorch eager for MobileNetV2: it fuses batch normalisation into the convolutions), PyTorch
-on a GPU or when ONNX Runtime is absent. :class:`OnnxNetwork` exports a network once: the
+on a GPU or when ONNX Runtime is absent; :func:`inference_engine` also keeps PyTorch for a few
+images of a network not exported yet. :class:`OnnxNetwork` exports a network once: the
 export is kept in the process and on disk (``<embedding cache>/networks/<key>.onnx``), keyed by
 the network's structure, its weights and the PyTorch version.
 """
@@ -30,6 +31,7 @@ __all__ = [
     "INFERENCE_BACKENDS",
     "OnnxNetwork",
     "configure_torch",
+    "inference_engine",
     "onnx_session",
     "resolve_backend",
     "single_thread",
@@ -42,6 +44,9 @@ InferenceBackend = Literal["auto", "torch", "onnx"]
 INFERENCE_BACKENDS = ("auto", "torch", "onnx")
 #: ONNX operator set of the exports.
 ONNX_OPSET = 17
+#: Images from which ``auto`` exports a network that has no export yet (an export takes a few
+#: seconds, which a few images of a new network, such as a fine-tuned one, do not repay).
+EXPORT_MIN_IMAGES = 32
 #: ONNX Runtime sessions a process keeps, by export key.
 KEPT_SESSIONS = 4
 _sessions: dict[str, Any] = {}
@@ -89,6 +94,20 @@ def resolve_backend(backend: str, device: torch.device) -> Literal["torch", "onn
     if backend == "onnx" and device.type != "cpu":
         raise ParameterError("backend", f"onnx runs on the CPU; the network is on {device}")
     return backend
+
+
+def inference_engine(
+    backend: str, network: torch.nn.Module, n_images: int, export_folder: Path | None
+) -> Literal["torch", "onnx"]:
+    """The engine that runs ``network`` on ``n_images`` images (:func:`resolve_backend` on its
+    device); ``auto`` keeps PyTorch for fewer than :data:`EXPORT_MIN_IMAGES` images when
+    the network has no export yet, in the process or in ``export_folder``."""
+    engine = resolve_backend(backend, next(network.parameters()).device)
+    if engine == "onnx" and backend == "auto" and n_images < EXPORT_MIN_IMAGES:
+        key = export_key(network)
+        exported = export_folder is not None and (export_folder / f"{key}.onnx").is_file()
+        return "onnx" if key in _sessions or exported else "torch"
+    return engine
 
 
 def onnx_session(model: bytes | str) -> Any:
