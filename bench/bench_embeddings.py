@@ -75,6 +75,7 @@ def onnx_setup_seconds(describer, path: Path) -> dict[str, float]:
         try:
             for state in ("onnx_first_call_seconds_exporting", "onnx_first_call_seconds_exported"):
                 runtime._sessions.clear()  # what a new process starts with
+                runtime._runners.clear()
                 seconds[state] = round(timed(lambda: describer.transform([path]))[0], 3)
         finally:
             if previous is None:

@@ -76,3 +76,18 @@ def test_images_of_one_shape_after_the_resize_share_a_network_call():
     assert shapes == [(3, 3, 48, 64), (3, 3, 64, 48)]
     alone = np.vstack([descriptor.transform([array]) for array in arrays])
     np.testing.assert_allclose(together, alone, atol=1e-5)  # and in input order
+
+
+def test_a_kept_descriptor_reuses_its_onnx_session_query_after_query(images, monkeypatch):
+    """Describing one query after another costs no weight hashing or session look-up."""
+    from imagelearn.classify import runtime
+
+    descriptor = GeMDescriptor(max_side=64, cache_dir="", backend="onnx")
+    first = descriptor.transform(images[:1])
+
+    def refuse(network) -> str:
+        raise AssertionError("the weights were hashed again for a kept network")
+
+    monkeypatch.setattr(runtime, "export_key", refuse)
+    np.testing.assert_array_equal(descriptor.transform(images[:1]), first)
+    assert descriptor.transform(images[1:2]).shape == (1, 1280)

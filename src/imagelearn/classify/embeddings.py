@@ -23,7 +23,7 @@ import torch
 
 from imagelearn.classify.backbones import DEFAULT_BACKBONE, Backbone
 from imagelearn.classify.preprocess import ImageSource, Preprocessing, content_key
-from imagelearn.classify.runtime import InferenceBackend, OnnxNetwork, inference_engine
+from imagelearn.classify.runtime import InferenceBackend, network_runner
 from imagelearn.core.bundle import atomic_write_bytes
 from imagelearn.core.cache import CacheBudget, cache_root, mark_used
 from imagelearn.core.execution import BatchResult, Failed, MatrixResult, map_images
@@ -182,10 +182,7 @@ def embed_images(
         that a batch holds images of one shape (one network call); results keep input order.
     """
     device = next(network.parameters()).device
-    forward: Callable[[torch.Tensor], torch.Tensor] = network
-    exports = default_cache_dir() / "networks"
-    if inference_engine(backend, network, len(images), exports) == "onnx":
-        forward = OnnxNetwork(network, exports)
+    forward = network_runner(backend, network, len(images), default_cache_dir() / "networks")
     order = None
     if shape_of is not None:
         order = np.asarray(sorted(range(len(images)), key=lambda i: shape_of(images[i])), np.int64)

@@ -17,6 +17,8 @@ import importlib.util
 import io
 import logging
 import warnings
+import weakref
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +34,7 @@ __all__ = [
     "OnnxNetwork",
     "configure_torch",
     "inference_engine",
+    "network_runner",
     "onnx_session",
     "resolve_backend",
     "single_thread",
@@ -50,6 +53,8 @@ EXPORT_MIN_IMAGES = 32
 #: ONNX Runtime sessions a process keeps, by export key.
 KEPT_SESSIONS = 4
 _sessions: dict[str, Any] = {}
+_runners: weakref.WeakKeyDictionary[torch.nn.Module, OnnxNetwork] = weakref.WeakKeyDictionary()
+_small_on_torch: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
 
 
 def configure_torch(device: str | None = None) -> torch.device:
@@ -108,6 +113,32 @@ def inference_engine(
         exported = export_folder is not None and (export_folder / f"{key}.onnx").is_file()
         return "onnx" if key in _sessions or exported else "torch"
     return engine
+
+
+def network_runner(
+    backend: str, network: torch.nn.Module, n_images: int, export_folder: Path | None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What runs ``network`` on ``n_images`` images: ``network`` itself, or its
+    :class:`OnnxNetwork` (:func:`inference_engine`).
+
+    The :class:`OnnxNetwork` stays with the network object, so a network kept between calls
+    (a GeM descriptor describing one query after another) neither hashes its weights nor looks
+    up its session again: such a network's weights must not change once it ran on ONNX Runtime
+    (callers that train build a new wrapper per call).
+    """
+    if backend == "torch":
+        return network
+    runner = _runners.get(network)
+    if runner is not None:
+        return runner
+    if backend == "auto" and n_images < EXPORT_MIN_IMAGES and network in _small_on_torch:
+        return network  # decided before: not exported, too few images to export it
+    if inference_engine(backend, network, n_images, export_folder) == "torch":
+        if n_images < EXPORT_MIN_IMAGES and onnx_available():
+            _small_on_torch.add(network)
+        return network
+    runner = _runners[network] = OnnxNetwork(network, export_folder)
+    return runner
 
 
 def onnx_session(model: bytes | str) -> Any:

@@ -135,8 +135,10 @@ class GeMDescriptor:
             tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float() / 255
             return (_resize_longer_side(tensor, self.max_side) - mean) / std
 
+        if getattr(self, "_pooled", None) is None or self._pooled.p != self.p:
+            self._pooled = PooledBackbone(network, "gem", self.p)  # kept: its runner stays
         result = embed_images(
-            PooledBackbone(network, "gem", self.p),
+            self._pooled,
             prepare,
             images,
             resolve_cache_dir(self.cache_dir),
