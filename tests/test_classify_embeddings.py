@@ -9,8 +9,11 @@ import pytest
 import torch
 
 from conftest import data_path
-from imagelearn.classify import build_backbone, embed, gem_pool
-from imagelearn.classify.embeddings import compute_embeddings
+from imagelearn.classify import DeepImageClassifier, build_backbone, embed, gem_pool, runtime
+from imagelearn.classify.embeddings import PooledBackbone, compute_embeddings, default_cache_dir
+from imagelearn.classify.runtime import OnnxNetwork, export_key
+from imagelearn.cluster.descriptors import cnn_descriptors
+from imagelearn.core.errors import ParameterError
 from imagelearn.core.images import ImageReadError
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -84,3 +87,61 @@ def test_embed_accepts_arrays_and_gem_pooling(small_backbone, rng, tmp_path: Pat
     assert torch.all(
         gem_pool(feature_map, p=3.0) >= feature_map.mean(dim=(2, 3)) - 1e-6
     )  # power-mean inequality
+
+
+def test_onnx_runtime_and_pytorch_give_the_same_embeddings(small_backbone, images) -> None:
+    onnx = compute_embeddings(small_backbone, images, cache_dir="", backend="onnx")
+    eager = compute_embeddings(small_backbone, images, cache_dir="", backend="torch")
+    np.testing.assert_allclose(onnx.vectors, eager.vectors, rtol=1e-4, atol=1e-5)
+
+
+def test_the_onnx_export_is_kept_on_disk_and_not_redone(
+    small_backbone, images, monkeypatch
+) -> None:
+    compute_embeddings(small_backbone, images[:1], cache_dir="", backend="onnx")
+    key = export_key(PooledBackbone(small_backbone, "avg"))
+    assert (default_cache_dir() / "networks" / f"{key}.onnx").is_file()
+
+    def refuse(*args, **kwargs) -> None:
+        raise AssertionError("exported again although the export is cached")
+
+    monkeypatch.setattr(torch.onnx, "export", refuse)
+    monkeypatch.setattr(runtime, "_sessions", {})  # a new process: only the disk copy is left
+    again = compute_embeddings(small_backbone, images, cache_dir="", backend="onnx")
+    assert again.n_computed == 5
+
+
+def test_auto_exports_a_new_network_only_for_enough_images(small_backbone, tmp_path) -> None:
+    network = PooledBackbone(small_backbone, "gem")
+    assert runtime.inference_engine("auto", network, 5, tmp_path) == "torch"
+    assert runtime.inference_engine("auto", network, runtime.EXPORT_MIN_IMAGES, None) == "onnx"
+    OnnxNetwork(network.eval(), tmp_path).export(export_key(network))  # written there
+    assert runtime.inference_engine("auto", network, 1, tmp_path) == "onnx"  # exported: reused
+
+
+def test_auto_backend_falls_back_to_pytorch_without_onnx_runtime(monkeypatch) -> None:
+    cpu = torch.device("cpu")
+    assert runtime.resolve_backend("auto", torch.device("cuda")) == "torch"
+    monkeypatch.setattr(runtime, "onnx_available", lambda: False)
+    assert runtime.resolve_backend("auto", cpu) == "torch"
+    with pytest.raises(ParameterError, match="ONNX Runtime"):
+        runtime.resolve_backend("onnx", cpu)
+    with pytest.raises(ParameterError, match="tensorrt") as error:
+        runtime.resolve_backend("tensorrt", cpu)
+    assert error.value.parameter == "backend"
+
+
+def test_cluster_after_classify_train_reads_the_embeddings_back(tmp_path: Path) -> None:
+    """One cache key for the frozen features of classify and the cnn descriptors of cluster."""
+    sample = Path(__file__).resolve().parents[1] / "examples" / "flowers5_sample"
+    paths = sorted(sample.glob("daisy/*.jpg"))[:3] + sorted(sample.glob("rose/*.jpg"))[:3]
+    if len(paths) < 6:
+        pytest.skip("examples/flowers5_sample is missing")
+    classifier = DeepImageClassifier(mode="features", epochs=1, cache_dir=tmp_path)
+    classifier.fit(paths, [0, 0, 0, 1, 1, 1])
+    descriptors = cnn_descriptors(paths, cache_dir=tmp_path)
+    assert descriptors.n_computed == 0 and descriptors.vectors.shape == (6, 1280)
+    assert [folder.name for folder in tmp_path.iterdir()] == [
+        "mobilenet_v2-mobilenet_v2-b0353104.pth-last-avg-crop224-"
+        + classifier.preprocessing_.fingerprint()
+    ]

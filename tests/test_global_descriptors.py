@@ -48,3 +48,46 @@ def test_unreadable_images_raise_naming_the_file(images, tmp_path):
     broken.write_bytes(b"not an image")
     with pytest.raises(ImageReadError, match=r"broken\.jpg"):
         GeMDescriptor(max_side=64, cache_dir="").transform([images[0], broken])
+
+
+def test_onnx_runtime_and_pytorch_give_the_same_descriptors(images):
+    onnx = GeMDescriptor(max_side=128, cache_dir="", backend="onnx").transform(images)
+    eager = GeMDescriptor(max_side=128, cache_dir="", backend="torch").transform(images)
+    np.testing.assert_allclose(onnx, eager, atol=1e-5)
+
+
+def test_images_of_one_shape_after_the_resize_share_a_network_call():
+    """Landscape and portrait images in turn, three per batch: sorted by their resized shape,
+    they take one network call per shape instead of one per image."""
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (48, 64) if i % 2 else (64, 48), np.uint8) for i in range(6)]
+    arrays = [np.repeat(array[..., None], 3, axis=2) for array in arrays]
+    descriptor = GeMDescriptor(max_side=64, batch_size=3, cache_dir="", backend="torch")
+    network = descriptor._network()
+    shapes: list[tuple[int, ...]] = []
+    features = network.forward_features
+
+    def counted(batch: torch.Tensor) -> torch.Tensor:
+        shapes.append(tuple(batch.shape))
+        return features(batch)
+
+    network.forward_features = counted
+    together = descriptor.transform(arrays)
+    assert shapes == [(3, 3, 48, 64), (3, 3, 64, 48)]
+    alone = np.vstack([descriptor.transform([array]) for array in arrays])
+    np.testing.assert_allclose(together, alone, atol=1e-5)  # and in input order
+
+
+def test_a_kept_descriptor_reuses_its_onnx_session_query_after_query(images, monkeypatch):
+    """Describing one query after another costs no weight hashing or session look-up."""
+    from imagelearn.classify import runtime
+
+    descriptor = GeMDescriptor(max_side=64, cache_dir="", backend="onnx")
+    first = descriptor.transform(images[:1])
+
+    def refuse(network) -> str:
+        raise AssertionError("the weights were hashed again for a kept network")
+
+    monkeypatch.setattr(runtime, "export_key", refuse)
+    np.testing.assert_array_equal(descriptor.transform(images[:1]), first)
+    assert descriptor.transform(images[1:2]).shape == (1, 1280)

@@ -1,9 +1,13 @@
 """Global CNN embeddings of images, batched through the execution layer and cached on disk.
 
-The cache key of one embedding is the image content (SHA-256 of the file bytes), the backbone,
-its weights, the preprocessing and the pooling, so a second pass over the same images costs a
-file read per image, and changing any of those computes afresh. Each embedding is one small
-raw float32 file: ``<cache_dir>/<model key>/<content hash>.f32``.
+One path serves every global CNN vector: classification features, cluster descriptors and GeM
+retrieval descriptors (:func:`embed_images`). The cache key of one embedding is the image
+content (SHA-256 of the file bytes), the backbone, its weights, the layer, the pooling and the
+input size (:func:`embedding_key`), so ``cluster`` after ``classify train`` on the same images
+reads the embeddings back, and changing any of those computes afresh. Each embedding is one
+small raw float32 file: ``<cache_dir>/<embedding key>/<content hash>.f32``. The network runs on
+ONNX Runtime on the CPU when it is installed, else on PyTorch
+(:func:`~imagelearn.classify.runtime.inference_engine`).
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ import torch
 
 from imagelearn.classify.backbones import DEFAULT_BACKBONE, Backbone
 from imagelearn.classify.preprocess import ImageSource, Preprocessing, content_key
+from imagelearn.classify.runtime import InferenceBackend, network_runner
 from imagelearn.core.bundle import atomic_write_bytes
 from imagelearn.core.cache import CacheBudget, cache_root, mark_used
-from imagelearn.core.execution import Failed, MatrixResult, map_images
+from imagelearn.core.execution import BatchResult, Failed, MatrixResult, map_images
 from imagelearn.core.images import ImageReadError
 
 Pooling = Literal["avg", "gem"]
@@ -114,31 +119,75 @@ class NetworkBatch:
         return outcomes
 
 
+class PooledBackbone(torch.nn.Module):
+    """A backbone with its pooling: ``(n, 3, h, w)`` normalised images -> ``(n, d)``.
+
+    Parameters
+    ----------
+    backbone : Backbone
+    pooling : {"avg", "gem"}
+        The backbone's own pooling, or :func:`gem_pool` with exponent ``p`` over its last
+        feature map.
+    """
+
+    def __init__(self, backbone: Backbone, pooling: Pooling = "avg", p: float = 3.0) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.pooling = pooling
+        self.p = p
+
+    @property
+    def name(self) -> str:
+        """The pooling as the cache key names it: ``avg`` or ``gem<p>``."""
+        return "avg" if self.pooling == "avg" else f"gem{self.p:g}"
+
+    def extra_repr(self) -> str:
+        return f"pooling={self.name}"
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "avg":
+            return self.backbone(images)
+        return gem_pool(self.backbone.forward_features(images), self.p)
+
+
 def embed_images(
-    network: torch.nn.Module,
+    network: PooledBackbone,
     prepare: Callable[[ImageSource], torch.Tensor],
-    forward: Callable[[torch.Tensor], torch.Tensor],
     images: Sequence[ImageSource],
-    dimension: int,
-    cache_folder: Path | None,
+    cache_dir: Path | None,
+    image_size: str,
     batch_size: int = 32,
     strict: bool = False,
     description: str = "embedding",
+    backend: InferenceBackend = "auto",
+    shape_of: Callable[[ImageSource], tuple[int, ...]] | None = None,
 ) -> EmbeddingResult:
     """Embeddings of ``images`` in batches through the execution layer and the cache.
 
     Parameters
     ----------
-    network : torch.nn.Module
+    network : PooledBackbone
         Put in eval mode meanwhile (its mode is restored after); its device is used.
     prepare : callable
         Image source -> float32 tensor ``(3, h, w)``; raises :class:`ImageReadError`.
-    forward : callable
-        ``(n, 3, h, w)`` -> ``(n, dimension)``; images of one shape are run together.
-    cache_folder : Path or None
-        The :class:`EmbeddingCache` folder of this network and preprocessing; None: no cache.
+    cache_dir : Path or None
+        The cache's base folder (entries in :func:`embedding_key`'s folder); None: no cache.
+    image_size : str
+        The input size as the cache key names it (see :func:`embedding_key`).
+    backend : {"auto", "torch", "onnx"}
+        Inference engine (:func:`~imagelearn.classify.runtime.inference_engine`); ONNX Runtime
+        exports the network once (kept in :func:`default_cache_dir`'s ``networks`` folder).
+    shape_of : callable, optional
+        Source -> a cheap guess of its tensor shape: the sources then run sorted by it, so
+        that a batch holds images of one shape (one network call); results keep input order.
     """
     device = next(network.parameters()).device
+    forward = network_runner(backend, network, len(images), default_cache_dir() / "networks")
+    order = None
+    if shape_of is not None:
+        order = np.asarray(sorted(range(len(images)), key=lambda i: shape_of(images[i])), np.int64)
+        images = [images[index] for index in order]
+    folder = cache_dir / embedding_key(network, image_size) if cache_dir is not None else None
     was_training = network.training
     network.eval()
     try:
@@ -148,18 +197,36 @@ def embed_images(
             batched=True,
             batch_size=batch_size,
             workers="inline",
-            cache=EmbeddingCache(cache_folder) if cache_folder is not None else None,
+            cache=EmbeddingCache(folder) if folder is not None else None,
             strict=strict,
             description=description,
         )
     finally:
         network.train(was_training)
-    return EmbeddingResult.stack(result, dimension)
+    if order is not None:
+        result = _in_input_order(result, order)
+    return EmbeddingResult.stack(result, network.backbone.num_features)
 
 
-def model_key(backbone: Backbone, preprocessing: Preprocessing, pooling: Pooling) -> str:
-    """Folder name in the cache for one backbone, weights, preprocessing and pooling."""
-    return f"{backbone.name or type(backbone).__name__}-{backbone.weights_id}-{preprocessing.fingerprint()}-{pooling}"
+def _in_input_order(result: BatchResult, order: np.ndarray) -> BatchResult:
+    """``result`` of the sources ``order`` picked, back in the inputs' order."""
+    kept, failed = order[result.kept], order[result.failed]
+    by_kept, by_failed = np.argsort(kept, kind="stable"), np.argsort(failed, kind="stable")
+    return BatchResult(
+        [result.values[i] for i in by_kept],
+        kept[by_kept],
+        [result.failures[i] for i in by_failed],
+        failed[by_failed],
+        result.n_computed,
+    )
+
+
+def embedding_key(network: PooledBackbone, image_size: str) -> str:
+    """Folder name in the cache of one backbone, weights, layer, pooling and input size:
+    ``<backbone>-<weights>-<layer>-<pooling>-<image size>`` (the layer is the last feature map)."""
+    backbone = network.backbone
+    name = backbone.name or type(backbone).__name__
+    return f"{name}-{backbone.weights_id}-last-{network.name}-{image_size}"
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | None) -> Path | None:
@@ -177,6 +244,7 @@ def compute_embeddings(
     pooling: Pooling = "avg",
     cache_dir: str | os.PathLike | None = None,
     strict: bool = False,
+    backend: InferenceBackend = "auto",
 ) -> EmbeddingResult:
     """Embed ``images`` with ``backbone`` (eval mode, no gradients), reading and filling the cache.
 
@@ -191,22 +259,19 @@ def compute_embeddings(
     strict : bool
         Raise :class:`ImageReadError` on the first unreadable image instead of skipping it
         with a warning.
+    backend : {"auto", "torch", "onnx"}
+        Inference engine (:func:`~imagelearn.classify.runtime.resolve_backend`).
     """
     preprocessing = preprocessing or backbone.preprocessing
-    base = resolve_cache_dir(cache_dir)
-
-    def forward(batch: torch.Tensor) -> torch.Tensor:
-        return backbone(batch) if pooling == "avg" else gem_pool(backbone.forward_features(batch))
-
     return embed_images(
-        backbone,
+        PooledBackbone(backbone, pooling),
         lambda source: preprocessing.evaluate(preprocessing.load(source)),
-        forward,
         images,
-        backbone.num_features,
-        base / model_key(backbone, preprocessing, pooling) if base is not None else None,
+        resolve_cache_dir(cache_dir),
+        f"crop{preprocessing.crop_size}-{preprocessing.fingerprint()}",
         batch_size,
         strict,
+        backend=backend,
     )
 
 
@@ -218,6 +283,7 @@ def embed(
     image_size: int | None = None,
     pooling: Pooling = "avg",
     cache_dir: str | os.PathLike | None = None,
+    backend: InferenceBackend = "auto",
 ) -> np.ndarray:
     """Global embeddings of images, one row per image.
 
@@ -230,6 +296,8 @@ def embed(
         Network input side in pixels; default the weights' own crop size.
     pooling : {"avg", "gem"}
         Global average pooling (the class token for ViT) or GeM (p=3) over the last feature map.
+    backend : {"auto", "torch", "onnx"}
+        Inference engine (:func:`~imagelearn.classify.runtime.resolve_backend`).
 
     Returns
     -------
@@ -246,6 +314,13 @@ def embed(
         backbone = build_backbone(backbone, weights)
     preprocessing = backbone.preprocessing.with_crop_size(image_size)
     result = compute_embeddings(
-        backbone, images, preprocessing, batch_size, pooling, cache_dir, strict=True
+        backbone,
+        images,
+        preprocessing,
+        batch_size,
+        pooling,
+        cache_dir,
+        strict=True,
+        backend=backend,
     )
     return result.vectors

@@ -23,9 +23,9 @@ from imagelearn.classify.classifier import DeepImageClassifier, Prediction
 from imagelearn.classify.embeddings import NetworkBatch
 from imagelearn.classify.network import Probabilities
 from imagelearn.classify.preprocess import ImageSource, Preprocessing
+from imagelearn.classify.runtime import onnx_session
 from imagelearn.core.bundle import atomic_write_bytes
 from imagelearn.core.execution import map_images
-from imagelearn.core.threads import thread_count
 
 log = logging.getLogger(__name__)
 
@@ -128,18 +128,11 @@ class OnnxClassifier:
     """
 
     def __init__(self, model: str | os.PathLike | bytes, batch_size: int = 32) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = thread_count()
-        source = model if isinstance(model, bytes) else str(model)
         if not isinstance(model, bytes) and not Path(model).is_file():
             raise FileNotFoundError(
                 f"{model}: no such ONNX file (create it with `imagelearn classify export`)"
             )
-        self.session = onnxruntime.InferenceSession(
-            source, options, providers=["CPUExecutionProvider"]
-        )
+        self.session = onnx_session(model if isinstance(model, bytes) else str(model))
         metadata = json.loads(self.session.get_modelmeta().custom_metadata_map[METADATA_KEY])
         self.class_names_: list[str] = metadata["class_names"]
         self.preprocessing_ = Preprocessing.from_dict(metadata["preprocessing"])

@@ -89,13 +89,23 @@ def bof_descriptors(paths: ImageList, n_jobs: int | None = -1, n_words: int = 50
 
 
 def cnn_descriptors(
-    paths: ImageList, n_jobs: int = -1, backbone: str = "mobilenet_v2"
+    paths: ImageList,
+    n_jobs: int = -1,
+    backbone: str = "mobilenet_v2",
+    cache_dir: str | os.PathLike | None = None,
 ) -> MatrixResult:
-    """ImageNet CNN embeddings (global average pooling; cached on disk by imagelearn.classify)."""
+    """ImageNet CNN embeddings (global average pooling) through classify's embedding path: the
+    same cache entries as the frozen features of ``classify train`` with that backbone.
+
+    ``n_jobs`` is unused (the network parallelises inside its engine); ``cache_dir`` as in
+    :func:`imagelearn.classify.embeddings.compute_embeddings` (None: the default cache).
+    """
     from imagelearn.classify import build_backbone
     from imagelearn.classify.embeddings import compute_embeddings
+    from imagelearn.classify.runtime import configure_torch
 
-    return compute_embeddings(build_backbone(backbone, "imagenet"), list(paths))
+    network = build_backbone(backbone, "imagenet").to(configure_torch())
+    return compute_embeddings(network, list(paths), cache_dir=cache_dir)
 
 
 #: One :class:`~imagelearn.core.execution.MatrixResult` per kind: the vectors of the readable
@@ -107,8 +117,16 @@ DESCRIPTORS: dict[str, Callable[..., MatrixResult]] = {
 }
 
 
-def map_descriptors(paths: ImageList, kind: str = "cnn", n_jobs: int = -1) -> MatrixResult:
+def map_descriptors(
+    paths: ImageList,
+    kind: str = "cnn",
+    n_jobs: int = -1,
+    cache_dir: str | os.PathLike | None = None,
+) -> MatrixResult:
     """One vector per readable image, as a :class:`~imagelearn.core.execution.MatrixResult`.
+
+    ``cache_dir`` is the embedding cache of the ``cnn`` kind (None: the default cache,
+    ``""``: none); the other kinds are not cached.
 
     Returns
     -------
@@ -125,6 +143,8 @@ def map_descriptors(paths: ImageList, kind: str = "cnn", n_jobs: int = -1) -> Ma
         raise ParameterError(
             "kind", f"unknown descriptor {kind!r}; choose from {sorted(DESCRIPTORS)}"
         )
+    if kind == "cnn":
+        return cnn_descriptors(paths, n_jobs=n_jobs, cache_dir=cache_dir)
     return DESCRIPTORS[kind](paths, n_jobs=n_jobs)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+from PIL import Image
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -42,6 +43,10 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
 class GeMDescriptor:
     """GeM-pooled, L2-normalized CNN descriptors of whole images, batched and cached.
 
+    Images run sorted by their size after the resize, so that a network batch holds images of
+    one shape (no padding, which would change the descriptors); on the CPU the network runs on
+    ONNX Runtime when it is installed (see :func:`imagelearn.classify.embeddings.embed_images`).
+
     Parameters
     ----------
     backbone : str
@@ -54,7 +59,12 @@ class GeMDescriptor:
         Images per network batch (images of one shape run together).
     cache_dir : path-like, optional
         Embedding cache (:func:`imagelearn.classify.embeddings.default_cache_dir` by default;
-        ``""`` disables it); keyed by content, backbone, weights, ``max_side`` and ``p``.
+        ``""`` disables it); keyed by content, backbone, weights, layer, ``p`` and ``max_side``.
+    backend : {"auto", "torch", "onnx"}
+        Inference engine (:func:`imagelearn.classify.runtime.resolve_backend`): ``auto`` is
+        ONNX Runtime on the CPU when installed, PyTorch on a GPU.
+    device : str, optional
+        PyTorch device; default the GPU when there is one (the CPU with ``backend="onnx"``).
     """
 
     def __init__(
@@ -64,12 +74,16 @@ class GeMDescriptor:
         p: float = 3.0,
         batch_size: int = 16,
         cache_dir: str | os.PathLike | None = None,
+        backend: str = "auto",
+        device: str | None = None,
     ) -> None:
         self.backbone = backbone
         self.max_side = max_side
         self.p = p
         self.batch_size = batch_size
         self.cache_dir = cache_dir
+        self.backend = backend
+        self.device = device
 
     def get_params(self) -> dict[str, Any]:
         return {
@@ -78,13 +92,18 @@ class GeMDescriptor:
             "p": self.p,
             "batch_size": self.batch_size,
             "cache_dir": self.cache_dir,
+            "backend": self.backend,
+            "device": self.device,
         }
 
     def _network(self):
+        """The backbone with ImageNet weights, on its device (built once)."""
         if not hasattr(self, "_backbone"):
+            from imagelearn.classify.runtime import configure_torch
             from imagelearn.classify.weights import build_backbone
 
-            self._backbone = build_backbone(self.backbone, "imagenet").eval()
+            device = configure_torch("cpu" if self.backend == "onnx" else self.device)
+            self._backbone = build_backbone(self.backbone, "imagenet").eval().to(device)
         return self._backbone
 
     def transform(
@@ -101,7 +120,7 @@ class GeMDescriptor:
         """
         import torch
 
-        from imagelearn.classify.embeddings import embed_images, gem_pool, resolve_cache_dir
+        from imagelearn.classify.embeddings import PooledBackbone, embed_images, resolve_cache_dir
 
         network = self._network()
         mean = torch.tensor(network.preprocessing.mean).view(3, 1, 1)
@@ -116,40 +135,51 @@ class GeMDescriptor:
             tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float() / 255
             return (_resize_longer_side(tensor, self.max_side) - mean) / std
 
-        def forward(batch: torch.Tensor) -> torch.Tensor:
-            return gem_pool(network.forward_features(batch), self.p)
-
-        base = resolve_cache_dir(self.cache_dir)
-        folder = (
-            base / f"gem-{self.backbone}-{network.weights_id}-side{self.max_side}-p{self.p}"
-            if base is not None
-            else None
-        )
+        if getattr(self, "_pooled", None) is None or self._pooled.p != self.p:
+            self._pooled = PooledBackbone(network, "gem", self.p)  # kept: its runner stays
         result = embed_images(
-            network,
+            self._pooled,
             prepare,
-            forward,
             images,
-            network.num_features,
-            folder,
+            resolve_cache_dir(self.cache_dir),
+            f"side{self.max_side}",
             self.batch_size,
             strict=True,
             description=description,
+            backend=self.backend,
+            shape_of=self._resized_shape,
         )
         return l2_normalize(result.vectors)
+
+    def _resized_shape(self, image: str | os.PathLike | np.ndarray) -> tuple[int, int]:
+        """The (height, width) an image will have after the resize, from its header (a guess:
+        an unreadable file gives (0, 0), and an EXIF rotation is not applied)."""
+        if isinstance(image, np.ndarray):
+            height, width = image.shape[:2]
+        else:
+            try:
+                with Image.open(image) as opened:
+                    width, height = opened.size
+            except (OSError, ValueError):  # unreadable: its reading reports why
+                return (0, 0)
+        return _resized_size(height, width, self.max_side)
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
 
 
+def _resized_size(height: int, width: int, side: int) -> tuple[int, int]:
+    """(height, width) scaled so that the longer side is ``side`` (each at least 32 pixels)."""
+    scale = side / max(height, width, 1)
+    return max(32, round(height * scale)), max(32, round(width * scale))
+
+
 def _resize_longer_side(tensor: Any, side: int) -> Any:
     """Bilinear (antialiased) resize of a (3, H, W) tensor so that max(H, W) == side."""
     from torch.nn import functional
 
-    height, width = tensor.shape[1:]
-    scale = side / max(height, width)
-    size = (max(32, round(height * scale)), max(32, round(width * scale)))
+    size = _resized_size(*tensor.shape[1:], side)
     return functional.interpolate(
         tensor[None], size=size, mode="bilinear", antialias=True, align_corners=False
     )[0]
