@@ -623,6 +623,5 @@ __all__ = [
     "MODES",
     "Index",
     "Match",
-    "Query",
     "SearchResult",
 ]
