@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from imagelearn.retrieval import (
     IndexParams,
     SearchResult,
     build_index,
+    runs,
     save_ground_truth,
     ukbench_ground_truth,
 )
@@ -36,9 +38,17 @@ from imagelearn.retrieval.runs import (
     search_run,
     vocabulary_params,
 )
+from test_startup import DEEP, heavy_imports
 
-#: Small enough for the test budget: 24 UKBench images (6 objects), a 6 x 2 tree.
-SMALL = {"max_keypoints": 300, "max_side": 320, "train_images": 24, "n_jobs": 1}
+#: Small enough for the test budget: 24 UKBench images (6 objects), a 6 x 2 tree, local
+#: features only.
+SMALL = {
+    "max_keypoints": 300,
+    "max_side": 320,
+    "train_images": 24,
+    "global_descriptor": False,
+    "n_jobs": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +109,48 @@ def test_a_query_that_is_no_image_file_is_named_for_what_it_is(built, tmp_path, 
             search_run(built, query, top=4)
         assert main(["index", "search", str(built), str(query)]) == 2
         assert f"{query}: " in capsys.readouterr().err
+
+
+def test_a_local_search_in_a_fresh_process_loads_no_deep_learning_library(built, ukbench_paths):
+    code = "\n".join(
+        [
+            "import contextlib, io",
+            "from imagelearn.cli.main import main",
+            "with contextlib.redirect_stdout(io.StringIO()):",
+            f"    assert main(['index', 'search', {str(built)!r}, {ukbench_paths[3]!r}]) == 0",
+        ]
+    )
+    assert not heavy_imports(code) & set(DEEP)
+
+
+def test_without_weights_a_build_indexes_local_features_with_a_notice(
+    ukbench_paths, tmp_path, cache, monkeypatch, caplog
+):
+    monkeypatch.setattr(runs, "imagenet_weights_available", lambda backbone: False)
+    options = {**SMALL, "global_descriptor": None, "train_images": 8}
+    with caplog.at_level(logging.WARNING, logger="imagelearn"):
+        result = build_run(
+            ukbench_paths[:8], tmp_path / "index", branching=4, depth=2, cache_dir=cache, **options
+        )
+    assert not result.params.global_descriptor
+    notices = [record.getMessage() for record in caplog.records]
+    assert notices == [
+        "no ImageNet weights for 'mobilenet_v2' on this machine: indexing local features only "
+        "(global_descriptor=True downloads them)"
+    ]
+    found = Index.open(tmp_path / "index").search(ukbench_paths[5], top=2)
+    assert found.mode == "local" and found.matches[0].path == ukbench_paths[5]
+
+
+def test_build_and_search_default_to_the_best_available():
+    parser = build_parser()
+    build = parser.parse_args(["index", "build", "a.jpg", "--out", "o"])
+    assert build.global_descriptor is None  # build_run: when the weights are on the machine
+    opted_out = parser.parse_args(
+        ["index", "build", "a.jpg", "--out", "o", "--no-global-descriptor"]
+    )
+    assert opted_out.global_descriptor is False
+    assert parser.parse_args(["index", "search", "i", "q.jpg"]).mode is None  # hybrid or local
 
 
 def test_evaluate_run_scores_ground_truth(built, ukbench_paths, tmp_path):
@@ -230,6 +282,7 @@ def _verb_parsers() -> dict[str, argparse.ArgumentParser]:
         (["build", "a.jpg", "--out", "o", "--words", "300"], {"n_words": 300}),
         (["build", "a.jpg", "--out", "o", "--beam", "2"], {"beam_width": 2}),
         (["build", "a.jpg", "--out", "o", "--global"], {"global_descriptor": True}),
+        (["build", "a.jpg", "--out", "o", "--no-global"], {"global_descriptor": False}),
         (["build", "a.jpg", "--out", "o", "--jobs", "2"], {"n_jobs": 2}),
         (["info", "i", "--json"], {"format": "json"}),
         (["search", "i", "q.jpg", "--json"], {"format": "json"}),

@@ -32,6 +32,8 @@ from imagelearn.retrieval.inverted_file import (
 )
 from imagelearn.retrieval.storage import read_faiss_index
 from imagelearn.retrieval.verification import (
+    batched_pairs_by_words,
+    consistent_pairs,
     pairs_by_descriptors,
     pairs_by_words,
     plausible_homography,
@@ -108,6 +110,35 @@ def test_pairs_by_words_pair_shared_words_and_drop_bursts():
     assert pairs == [(0, 1), (0, 2), (2, 0)]
     query_rows, _ = pairs_by_words(np.array([1]), np.full(20, 1), max_pairs_per_word=9)
     assert len(query_rows) == 0
+
+
+def test_one_pass_over_many_images_pairs_and_checks_each_as_alone(rng):
+    query_words = rng.integers(0, 30, 80)
+    database_words = [rng.integers(0, 30, n) for n in (0, 50, 120, 7)]
+    images, query_rows, database_rows = batched_pairs_by_words(query_words, database_words)
+    assert set(images.tolist()) == {1, 2, 3} and len(images) > 100
+    n_pairs = len(images)
+    query_keypoints = np.c_[
+        rng.random((n_pairs, 2)),
+        rng.uniform(1, 20, (n_pairs, 1)),
+        rng.uniform(0, 360, (n_pairs, 1)),
+    ]
+    database_keypoints = np.c_[
+        rng.random((n_pairs, 2)),
+        rng.uniform(1, 20, (n_pairs, 1)),
+        rng.uniform(0, 360, (n_pairs, 1)),
+    ]
+    consistent = consistent_pairs(query_keypoints, database_keypoints, groups=images)
+    for image, words in enumerate(database_words):
+        alone = images == image
+        np.testing.assert_array_equal(
+            np.stack(pairs_by_words(query_words, words)),
+            np.stack([query_rows[alone], database_rows[alone]]),
+        )
+        np.testing.assert_array_equal(
+            consistent[alone],
+            consistent_pairs(query_keypoints[alone], database_keypoints[alone]),
+        )
 
 
 def test_verify_pairs_recovers_a_homography_among_outliers(rng):

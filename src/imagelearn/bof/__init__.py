@@ -5,21 +5,26 @@
 >>> histograms = bof.fit(train_paths).transform(test_paths)  # doctest: +SKIP
 """
 
-from imagelearn.bof.encoding import (
-    NORMALIZATIONS,
-    compute_idf,
-    encode_histograms,
-    normalize_histograms,
-    pyramid_cells,
-)
-from imagelearn.bof.estimator import BagOfFeatures, sample_descriptors
-from imagelearn.bof.vocabulary import (
-    VOCABULARIES,
-    KMeansVocabulary,
-    Vocabulary,
-    VocabularyTree,
-    make_vocabulary,
-)
+from typing import TYPE_CHECKING
+
+from imagelearn.core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from imagelearn.bof.encoding import (
+        NORMALIZATIONS,
+        compute_idf,
+        encode_histograms,
+        normalize_histograms,
+        pyramid_cells,
+    )
+    from imagelearn.bof.estimator import BagOfFeatures, sample_descriptors
+    from imagelearn.bof.vocabulary import (
+        VOCABULARIES,
+        KMeansVocabulary,
+        Vocabulary,
+        VocabularyTree,
+        make_vocabulary,
+    )
 
 __all__ = [
     "NORMALIZATIONS",
@@ -35,3 +40,5 @@ __all__ = [
     "pyramid_cells",
     "sample_descriptors",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

@@ -9,21 +9,27 @@
 * :mod:`~imagelearn.classify.runs`: one run function per ``imagelearn classify`` verb
   (``train_run``, ``predict_images``, ``evaluate_run``, ``export_run``, ``list_backbones``).
 
-PyTorch is imported with this package; the CLI imports it only when a command runs.
+Each name is imported on first use (PyTorch with the first that needs it), so importing the
+package itself is cheap.
 """
 
-from imagelearn.classify.backbones import (
-    BACKBONES,
-    DEFAULT_BACKBONE,
-    Backbone,
-    BackboneSpec,
-    register,
-)
-from imagelearn.classify.classifier import DeepImageClassifier, Prediction
-from imagelearn.classify.embeddings import embed, gem_pool
-from imagelearn.classify.preprocess import Preprocessing
-from imagelearn.classify.transfer import compare_transfer
-from imagelearn.classify.weights import build_backbone
+from typing import TYPE_CHECKING
+
+from imagelearn.core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from imagelearn.classify.backbones import (
+        BACKBONES,
+        DEFAULT_BACKBONE,
+        Backbone,
+        BackboneSpec,
+        register,
+    )
+    from imagelearn.classify.classifier import DeepImageClassifier, Prediction
+    from imagelearn.classify.embeddings import embed, gem_pool
+    from imagelearn.classify.preprocess import Preprocessing
+    from imagelearn.classify.transfer import compare_transfer
+    from imagelearn.classify.weights import build_backbone
 
 __all__ = [
     "BACKBONES",
@@ -39,3 +45,5 @@ __all__ = [
     "gem_pool",
     "register",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

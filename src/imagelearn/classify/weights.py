@@ -64,6 +64,19 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
     return loaded
 
 
+def local_imagenet_weights(spec: BackboneSpec) -> Path | None:
+    """The file of ``spec``'s ImageNet weights on this machine (hub cache, then an offline
+    package), or None: nothing is downloaded."""
+    enum = spec.weights_enum()
+    if enum is None and spec.weights_file is None:
+        return None
+    file_name = spec.weights_file or enum.url.rsplit("/", 1)[-1]
+    cached = hub_checkpoint_dir() / file_name
+    if cached.is_file():
+        return cached
+    return next((path for path in offline_candidates(spec) if path.name == file_name), None)
+
+
 def imagenet_state_dict(spec: BackboneSpec) -> tuple[StateDict, str]:
     """ImageNet weights of ``spec`` in its source library's key format, and their file name.
 
@@ -81,12 +94,10 @@ def imagenet_state_dict(spec: BackboneSpec) -> tuple[StateDict, str]:
             f"backbone {spec.name!r} has no ImageNet weights; use weights 'none' or a weight file",
         )
     file_name = spec.weights_file or enum.url.rsplit("/", 1)[-1]
-    cached = hub_checkpoint_dir() / file_name
-    candidates = [cached] if cached.is_file() else []
-    candidates += [path for path in offline_candidates(spec) if path.name == file_name]
-    if candidates:
-        log.debug("ImageNet weights for %s from %s", spec.name, candidates[0])
-        return read_state_dict(candidates[0]), file_name
+    found = local_imagenet_weights(spec)
+    if found is not None:
+        log.debug("ImageNet weights for %s from %s", spec.name, found)
+        return read_state_dict(found), file_name
     hints = "".join(
         f" or `{source.install_hint}`" for source in spec.offline if source.install_hint
     )

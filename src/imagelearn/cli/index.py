@@ -26,9 +26,9 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mode",
         choices=("local", "global", "hybrid"),
-        default="local",
         help="rank by local features, by global CNN descriptors, or both (global shortlist, "
-        "local verification)",
+        "local verification) (default: hybrid where the index holds global descriptors, "
+        "else local)",
     )
     parser.add_argument("--no-verify", action="store_true", help="skip spatial verification")
     parser.add_argument("--verify-top", type=int, default=50, help="candidates verified")
@@ -90,10 +90,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument(
         "--global-descriptor",
-        action="store_true",
-        help="also index GeM CNN descriptors (global and hybrid search)",
+        action=argparse.BooleanOptionalAction,
+        help="also index GeM CNN descriptors, for the global and hybrid search modes; "
+        "--global-descriptor fetches the weights if need be (default: when the backbone's "
+        "ImageNet weights are on this machine)",
     )
     add_alias(build, "--global", "global_descriptor", action="store_true")
+    add_alias(build, "--no-global", "global_descriptor", action="store_false")
     add_overwrite(build, "index")
     add_n_jobs(build)
     build.set_defaults(handler=run_build)

@@ -1,10 +1,15 @@
 """Grouping unlabelled images: descriptors, clustering algorithms, reports."""
 
-from imagelearn.cluster.algorithms import METHODS, ImageClusterer
-from imagelearn.cluster.descriptors import DESCRIPTORS, describe_images
-from imagelearn.cluster.duplicates import near_duplicate_groups
-from imagelearn.cluster.runs import ClusterResult, EvaluateResult, evaluate_run, fit_run
-from imagelearn.evaluation.clustering import clustering_agreement, purity
+from typing import TYPE_CHECKING
+
+from imagelearn.core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from imagelearn.cluster.algorithms import METHODS, ImageClusterer
+    from imagelearn.cluster.descriptors import DESCRIPTORS, describe_images
+    from imagelearn.cluster.duplicates import near_duplicate_groups
+    from imagelearn.cluster.runs import ClusterResult, EvaluateResult, evaluate_run, fit_run
+    from imagelearn.evaluation.clustering import clustering_agreement, purity
 
 __all__ = [
     "DESCRIPTORS",
@@ -19,3 +24,5 @@ __all__ = [
     "near_duplicate_groups",
     "purity",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

@@ -7,22 +7,27 @@ One module per kind of result: :mod:`~imagelearn.evaluation.classification` (lab
 :mod:`~imagelearn.evaluation.tracking` (boxes per frame).
 """
 
-from imagelearn.evaluation.classification import (
-    classification_metrics,
-    plot_confusion_matrix,
-    write_evaluation,
-)
-from imagelearn.evaluation.clustering import clustering_agreement, purity
-from imagelearn.evaluation.ranking import (
-    QueryTruth,
-    average_precision,
-    ns_score,
-    precision_at_k,
-    recall_at_k,
-    score_rankings,
-)
-from imagelearn.evaluation.segmentation import accuracy_report, class_areas, cluster_agreement
-from imagelearn.evaluation.tracking import box_iou, success_rate
+from typing import TYPE_CHECKING
+
+from imagelearn.core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from imagelearn.evaluation.classification import (
+        classification_metrics,
+        plot_confusion_matrix,
+        write_evaluation,
+    )
+    from imagelearn.evaluation.clustering import clustering_agreement, purity
+    from imagelearn.evaluation.ranking import (
+        QueryTruth,
+        average_precision,
+        ns_score,
+        precision_at_k,
+        recall_at_k,
+        score_rankings,
+    )
+    from imagelearn.evaluation.segmentation import accuracy_report, class_areas, cluster_agreement
+    from imagelearn.evaluation.tracking import box_iou, success_rate
 
 __all__ = [
     "QueryTruth",
@@ -42,3 +47,5 @@ __all__ = [
     "success_rate",
     "write_evaluation",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

@@ -8,11 +8,16 @@ Example::
     features, skipped = extract_features(paths, detector)  # all cores, cached on disk
 """
 
-from imagelearn.features.base import LocalFeatures
-from imagelearn.features.dense import DenseLab, DenseOpponentRootSIFT, DenseRootSIFT, DenseSIFT
-from imagelearn.features.detectors import AKAZE, ORB, SIFT, Detector, RootSIFT
-from imagelearn.features.extract import default_cache_dir, extract_features
-from imagelearn.features.registry import DETECTORS, make_detector
+from typing import TYPE_CHECKING
+
+from imagelearn.core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from imagelearn.features.base import LocalFeatures
+    from imagelearn.features.dense import DenseLab, DenseOpponentRootSIFT, DenseRootSIFT, DenseSIFT
+    from imagelearn.features.detectors import AKAZE, ORB, SIFT, Detector, RootSIFT
+    from imagelearn.features.extract import default_cache_dir, extract_features
+    from imagelearn.features.registry import DETECTORS, make_detector
 
 __all__ = [
     "AKAZE",
@@ -30,3 +35,5 @@ __all__ = [
     "extract_features",
     "make_detector",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

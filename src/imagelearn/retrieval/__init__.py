@@ -5,31 +5,36 @@
 >>> Index.open("photos.index").search("query.jpg", top=20)  # doctest: +SKIP
 """
 
-from imagelearn.evaluation.ranking import (
-    QueryTruth,
-    average_precision,
-    ns_score,
-    precision_at_k,
-    recall_at_k,
-    score_rankings,
-)
-from imagelearn.retrieval.evaluation import (
-    load_ground_truth,
-    save_ground_truth,
-    ukbench_ground_truth,
-)
-from imagelearn.retrieval.index import MODES, Index, Match, SearchResult
-from imagelearn.retrieval.params import DEFAULT_VOCABULARY_PARAMS, IndexParams
-from imagelearn.retrieval.snapshot import Snapshot
-from imagelearn.retrieval.storage import IndexBusyError, IndexExistsError
-from imagelearn.retrieval.verification import Verification
-from imagelearn.retrieval.writer import (
-    AddReport,
-    IndexWriter,
-    add_images,
-    build_index,
-    remove_images,
-)
+from typing import TYPE_CHECKING
+
+from imagelearn.core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from imagelearn.evaluation.ranking import (
+        QueryTruth,
+        average_precision,
+        ns_score,
+        precision_at_k,
+        recall_at_k,
+        score_rankings,
+    )
+    from imagelearn.retrieval.evaluation import (
+        load_ground_truth,
+        save_ground_truth,
+        ukbench_ground_truth,
+    )
+    from imagelearn.retrieval.index import MODES, Index, Match, SearchResult
+    from imagelearn.retrieval.params import DEFAULT_VOCABULARY_PARAMS, IndexParams
+    from imagelearn.retrieval.snapshot import Snapshot
+    from imagelearn.retrieval.storage import IndexBusyError, IndexExistsError
+    from imagelearn.retrieval.verification import Verification
+    from imagelearn.retrieval.writer import (
+        AddReport,
+        IndexWriter,
+        add_images,
+        build_index,
+        remove_images,
+    )
 
 __all__ = [
     "DEFAULT_VOCABULARY_PARAMS",
@@ -57,3 +62,5 @@ __all__ = [
     "score_rankings",
     "ukbench_ground_truth",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

@@ -4,10 +4,17 @@
 >>> Index.open("photos.index").search("query.jpg", top=20).as_dict()  # doctest: +SKIP
 
 ``mode="local"`` ranks by the tf-idf inverted file, ``"global"`` by the FAISS index of GeM
-descriptors, ``"hybrid"`` takes the global shortlist and lets local features verify it.
-Verification re-ranks the top ``verify_top`` candidates by RANSAC inliers (verified images
-first); average query expansion (Chum et al. 2007) then re-queries with the mean of the
-query's bag and the bags of the best verified images.
+descriptors, ``"hybrid"`` takes the global shortlist and lets local features verify it; the
+default is hybrid where the index holds global descriptors (the most accurate mode on
+UKBench, ``bench/README.md``), else local. Verification re-ranks the top ``verify_top``
+candidates by RANSAC inliers (verified images first); average query expansion (Chum et al.
+2007) then re-queries with the mean of the query's bag and the bags of the best verified
+images.
+
+A query is described once per search (:class:`Query`: its local features as visual words and
+its global descriptor), from an image by :meth:`Index.search` or from what the index stored
+by :meth:`Index.search_id`; the CNN of the global descriptor is loaded on the first query
+that needs it and kept by the :class:`Index`.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 
 from imagelearn.bof.vocabulary import Vocabulary
@@ -38,8 +46,8 @@ from imagelearn.retrieval.storage import (
 )
 from imagelearn.retrieval.verification import (
     Verification,
+    batched_pairs_by_words,
     consistent_pairs,
-    pairs_by_words,
     verify_pairs,
 )
 
@@ -87,12 +95,50 @@ class Match:
 
 
 @dataclass(frozen=True)
+class Query:
+    """A query as a search uses it, described once.
+
+    Attributes
+    ----------
+    name : str
+        The query's file path (an indexed image's, for :meth:`Index.search_id`), or
+        ``"<array>"``.
+    keypoints : ndarray of float32, shape (n_features, 4)
+        x, y, size (query pixels) and angle (degrees) of its local features; empty when the
+        search needs none.
+    words : ndarray of int64, shape (n_features,)
+        Visual word of each local feature.
+    descriptor : ndarray of float32, shape (1, d), or None
+        The global descriptor, whitened like the indexed ones; None when the search needs none.
+    """
+
+    name: str
+    keypoints: np.ndarray
+    words: np.ndarray
+    descriptor: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
 class SearchResult:
-    """Ranked matches of one query; ``timings`` in milliseconds per stage."""
+    """Ranked matches of one query.
+
+    Attributes
+    ----------
+    query : str
+    matches : list of Match
+        Best first.
+    timings : dict of str to float
+        Milliseconds per stage: ``features_ms`` (local features and their words),
+        ``descriptor_ms`` (the global descriptor), ``ranking_ms``, ``verification_ms`` (query
+        expansion included).
+    mode : str
+        The mode searched ("local", "global" or "hybrid"; the default resolved).
+    """
 
     query: str
     matches: list[Match]
     timings: dict[str, float] = field(default_factory=dict)
+    mode: str = "local"
 
     def as_dict(self) -> dict[str, Any]:
         """``{"query": ..., "results": [{"path", "score", "inliers", "homography"}, ...]}``."""
@@ -241,22 +287,8 @@ class Index:
         order = np.lexsort((ids, -scores))
         return ids[order], scores[order].astype(np.float64)
 
-    def _global_ranking(
-        self, source: ImageSource, roi, depth: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        if self._global is None:
-            raise ParameterError(
-                "mode", f"{self.directory}: built without global descriptors; use mode='local'"
-            )
-        from imagelearn.core.images import load_image
-
-        image = source if isinstance(source, np.ndarray) else load_image(source, "RGB")
-        if roi is not None:
-            x, y, width, height = roi
-            image = image[y : y + height, x : x + width]
-        descriptor = self._query_descriptor.transform([image])
-        if self._snapshot.whitening is not None:
-            descriptor = self._snapshot.whitening.transform(descriptor)
+    def _global_ranking(self, descriptor: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``depth`` live ids by global descriptor inner product, and their similarities."""
         fetch = min(self._global.ntotal, depth + int(self._removed.sum()))
         if fetch == 0:
             return np.zeros(0, np.int64), np.zeros(0)
@@ -264,29 +296,102 @@ class Index:
         keep = (ids[0] >= 0) & ~self._removed[np.clip(ids[0], 0, None)]
         return ids[0][keep][:depth], similarities[0][keep][:depth]
 
-    def _verify(
-        self,
-        query: LocalFeatures,
-        query_words: np.ndarray,
-        image_id: int,
-        threshold: float,
-        min_inliers: int,
-    ) -> Verification:
-        keypoints, words, size = self._image_features(image_id)
-        query_rows, database_rows = pairs_by_words(query_words, words)
-        consistent = consistent_pairs(query.keypoints[query_rows], keypoints[database_rows])
-        query_rows, database_rows = query_rows[consistent], database_rows[consistent]
-        pixels = max(2.0, threshold * float(size.max()))
-        return verify_pairs(
-            query.keypoints[query_rows, :2], keypoints[database_rows, :2], pixels, min_inliers
+    def _global_descriptor(self, source: ImageSource, roi) -> np.ndarray:
+        """The query's global descriptor, whitened like the indexed ones: (1, d) float32."""
+        if roi is not None:
+            from imagelearn.core.images import load_image
+
+            image = source if isinstance(source, np.ndarray) else load_image(source, "RGB")
+            x, y, width, height = roi
+            source = image[y : y + height, x : x + width]
+        descriptor = self._query_descriptor.transform([source])
+        if self._snapshot.whitening is not None:
+            descriptor = self._snapshot.whitening.transform(descriptor)
+        return descriptor
+
+    def _verify_candidates(
+        self, query: Query, ids: list[int], threshold: float, min_inliers: int
+    ) -> dict[int, Verification]:
+        """Verify each of ``ids`` against ``query``: pairs and weak consistency for all at once,
+        then a homography per image with enough consistent pairs."""
+        stored = [self._image_features(image_id) for image_id in ids]
+        images, query_rows, database_rows = batched_pairs_by_words(
+            query.words, [words for _, words, _ in stored]
         )
+        lengths = np.array([len(words) for _, words, _ in stored], dtype=np.int64)
+        keypoints = (
+            np.concatenate([points for points, _, _ in stored])
+            if stored
+            else np.zeros((0, 4), np.float32)
+        )
+        database_keypoints = keypoints[np.cumsum(lengths)[images] - lengths[images] + database_rows]
+        consistent = consistent_pairs(
+            query.keypoints[query_rows], database_keypoints, groups=images
+        )
+        images, query_rows = images[consistent], query_rows[consistent]
+        database_keypoints = database_keypoints[consistent]
+        bounds = np.searchsorted(images, np.arange(len(ids) + 1))
+        verified = {}
+        for position, image_id in enumerate(ids):
+            pairs = slice(bounds[position], bounds[position + 1])
+            pixels = max(2.0, threshold * float(stored[position][2].max()))
+            verified[image_id] = verify_pairs(
+                query.keypoints[query_rows[pairs], :2],
+                database_keypoints[pairs, :2],
+                pixels,
+                min_inliers,
+            )
+        return verified
+
+    def _describe_image(
+        self,
+        source: ImageSource,
+        roi: tuple[int, int, int, int] | None,
+        local: bool,
+        global_descriptor: bool,
+        timings: dict[str, float],
+    ) -> Query:
+        """An image's :class:`Query`: local features (and words), global descriptor, as asked."""
+        name = str(source) if not isinstance(source, np.ndarray) else "<array>"
+        started = time.perf_counter()
+        keypoints, words = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+        if local:
+            features = self.features(source, roi)
+            keypoints = features.keypoints
+            if len(features):
+                words = np.asarray(self.vocabulary.assign(features.descriptors), np.int64)
+        timings["features_ms"] = _elapsed(started)
+        started = time.perf_counter()
+        descriptor = self._global_descriptor(source, roi) if global_descriptor else None
+        timings["descriptor_ms"] = _elapsed(started)
+        return Query(name, keypoints, words, descriptor)
+
+    def _describe_stored(
+        self, image_id: int, global_descriptor: bool, timings: dict[str, float]
+    ) -> Query:
+        """An indexed image's :class:`Query` from what the index stored; nothing is extracted."""
+        if (
+            not (0 <= image_id < self.n_ids and self._segment_of[image_id] >= 0)
+            or (self._removed[image_id])
+        ):
+            raise ParameterError(
+                "image_id", f"{self.directory}: no indexed image has id {image_id}"
+            )
+        started = time.perf_counter()
+        keypoints, words, _ = self._image_features(image_id)
+        name = self._catalogue.records([image_id])[image_id].path
+        timings["features_ms"] = _elapsed(started)
+        started = time.perf_counter()
+        descriptor = stored_descriptor(self._global, image_id) if global_descriptor else None
+        timings["descriptor_ms"] = _elapsed(started)
+        return Query(name, keypoints, words.astype(np.int64), descriptor)
 
     def search(
         self,
         query: ImageSource,
         top: int = 20,
         *,
-        mode: str = "local",
+        mode: str | None = None,
         roi: tuple[int, int, int, int] | None = None,
         verify: bool = True,
         verify_top: int = 50,
@@ -304,7 +409,8 @@ class Index:
             An image file or a uint8 array.
         top : int
             Results returned.
-        mode : {"local", "global", "hybrid"}
+        mode : {"local", "global", "hybrid"} or None
+            None: ``"hybrid"`` where the index holds global descriptors, else ``"local"``.
         roi : (x, y, w, h) or None
             Only the query's features inside this rectangle (pixels) are used.
         verify : bool
@@ -333,65 +439,107 @@ class Index:
         ImageReadError
             The query file cannot be read.
         """
-        if mode not in MODES:
-            raise ParameterError("mode", f"unknown search mode {mode!r}; choose one of {MODES}")
+        mode = self._resolved_mode(mode)
+        timings: dict[str, float] = {}
+        described = self._describe_image(
+            query, roi, mode != "global" or verify or expand, mode != "local", timings
+        )
+        return self._search(
+            described,
+            top,
+            mode,
+            timings,
+            verify=verify,
+            verify_top=verify_top,
+            shortlist=shortlist,
+            expand=expand,
+            expand_top=expand_top,
+            min_inliers=min_inliers,
+            ransac_threshold=ransac_threshold,
+        )
+
+    def search_id(
+        self, image_id: int, top: int = 20, *, mode: str | None = None, **options: Any
+    ) -> SearchResult:
+        """Rank the indexed images by similarity to the indexed image ``image_id``.
+
+        The query is described from what the index stored (its keypoints and words, its
+        global descriptor), so nothing is extracted: the ranking is that of :meth:`search`
+        with the image's file, in the time of the ranking and verification alone.
+
+        Parameters
+        ----------
+        image_id : int
+            :attr:`Match.image_id` of an earlier result.
+        top : int
+            Results returned.
+        mode : {"local", "global", "hybrid"} or None
+            As in :meth:`search`.
+        **options
+            ``verify``, ``verify_top``, ``shortlist``, ``expand``, ``expand_top``,
+            ``min_inliers``, ``ransac_threshold``, as in :meth:`search`.
+
+        Returns
+        -------
+        SearchResult
+            ``query`` is the image's path.
+
+        Raises
+        ------
+        ParameterError
+            No image of this index has the id (or it was removed), an unknown mode, or global
+            mode on an index without global descriptors.
+        """
+        mode = self._resolved_mode(mode)
+        timings: dict[str, float] = {}
+        described = self._describe_stored(int(image_id), mode != "local", timings)
+        return self._search(described, top, mode, timings, **options)
+
+    def _search(
+        self,
+        query: Query,
+        top: int,
+        mode: str,
+        timings: dict[str, float],
+        *,
+        verify: bool = True,
+        verify_top: int = 50,
+        shortlist: int = 100,
+        expand: bool = False,
+        expand_top: int = 5,
+        min_inliers: int = 10,
+        ransac_threshold: float = 0.01,
+    ) -> SearchResult:
+        """Rank the indexed images against a described query (options as in :meth:`search`)."""
         top = max(1, int(top))
         verify = verify or expand
-        name = str(query) if not isinstance(query, np.ndarray) else "<array>"
-        timings: dict[str, float] = {}
-        started = time.perf_counter()
-        features = query_words = None
-        if mode != "global" or verify:
-            features = self.features(query, roi)
-            if len(features) == 0 and mode == "local":
-                raise ValueError(f"{name}: no local features found (blank, flat or tiny image?)")
-            query_words = (
-                self._snapshot.vocabulary.assign(features.descriptors)
-                if len(features)
-                else np.zeros(0, np.int64)
-            )
-        timings["features_ms"] = _elapsed(started)
+        if mode == "local" and len(query.words) == 0:
+            raise ValueError(f"{query.name}: no local features found (blank, flat or tiny image?)")
         started = time.perf_counter()
         depth = max(top, verify_top if verify else 0)
         if mode == "local":
-            bag = bag_of_words(query_words, self._snapshot.idf)
-            ids, scores = self._local_ranking(*bag, depth)
+            ids, scores = self._local_ranking(*bag_of_words(query.words, self._snapshot.idf), depth)
         else:
-            ids, scores = self._global_ranking(query, roi, shortlist if mode == "hybrid" else depth)
+            ids, scores = self._global_ranking(
+                query.descriptor, shortlist if mode == "hybrid" else depth
+            )
         timings["ranking_ms"] = _elapsed(started)
         started = time.perf_counter()
         verified: dict[int, Verification] = {}
-        if verify and features is not None and len(features):
+        if verify and len(query.words):
+            checks = (query, verified, ransac_threshold, min_inliers)
             n_verified = len(ids) if mode == "hybrid" else verify_top
-            ids, scores = self._verified_ranking(
-                ids,
-                scores,
-                n_verified,
-                features,
-                query_words,
-                verified,
-                ransac_threshold,
-                min_inliers,
-            )
+            ids, scores = self._verified_ranking(ids, scores, n_verified, *checks)
             if expand and mode != "global":
                 ids, scores = self._expanded_ranking(
                     ids,
-                    bag_of_words(query_words, self._snapshot.idf),
+                    bag_of_words(query.words, self._snapshot.idf),
                     verified,
                     expand_top,
                     depth,
                     min_inliers,
                 )
-                ids, scores = self._verified_ranking(
-                    ids,
-                    scores,
-                    verify_top,
-                    features,
-                    query_words,
-                    verified,
-                    ransac_threshold,
-                    min_inliers,
-                )
+                ids, scores = self._verified_ranking(ids, scores, verify_top, *checks)
         timings["verification_ms"] = _elapsed(started)
         ids, scores = ids[:top], scores[:top]
         records = self._catalogue.records(ids.tolist())
@@ -405,17 +553,24 @@ class Index:
             )
             for i, s in zip(ids, scores, strict=True)
         ]
-        return SearchResult(name, matches, timings)
+        return SearchResult(query.name, matches, timings, mode)
 
-    def _verified_ranking(
-        self, ids, scores, n_verified, features, query_words, verified, threshold, min_inliers
-    ):
+    def _resolved_mode(self, mode: str | None) -> str:
+        """``mode``, checked; None: hybrid where the index holds global descriptors, else local."""
+        if mode is None:
+            return "local" if self._global is None else "hybrid"
+        if mode not in MODES:
+            raise ParameterError("mode", f"unknown search mode {mode!r}; choose one of {MODES}")
+        if mode != "local" and self._global is None:
+            raise ParameterError(
+                "mode", f"{self.directory}: built without global descriptors; use mode='local'"
+            )
+        return mode
+
+    def _verified_ranking(self, ids, scores, n_verified, query, verified, threshold, min_inliers):
         """Verify the first ``n_verified`` ids (reusing ``verified``); verified ones first by inliers."""
-        for image_id in ids[:n_verified].tolist():
-            if image_id not in verified:
-                verified[image_id] = self._verify(
-                    features, query_words, image_id, threshold, min_inliers
-                )
+        pending = [i for i in ids[:n_verified].tolist() if i not in verified]
+        verified.update(self._verify_candidates(query, pending, threshold, min_inliers))
         inliers = np.array([verified[i].inliers if i in verified else 0 for i in ids.tolist()])
         order = np.lexsort((-scores, -inliers))
         return ids[order], scores[order]
@@ -432,6 +587,17 @@ class Index:
             average[words] += weights
         words = np.flatnonzero(average)
         return self._local_ranking(words, average[words] / np.linalg.norm(average[words]), depth)
+
+
+def stored_descriptor(global_index: faiss.Index, image_id: int) -> np.ndarray:
+    """The descriptor ``global_index`` holds for ``image_id`` (IVF-PQ codes decoded): (1, d).
+
+    An IVF index is given its map from ids to codes on the first call.
+    """
+    direct_map = getattr(global_index, "direct_map", None)  # IVF indexes only
+    if direct_map is not None and direct_map.type == faiss.DirectMap.NoMap:
+        global_index.set_direct_map_type(faiss.DirectMap.Hashtable)
+    return global_index.reconstruct(int(image_id)).reshape(1, -1)
 
 
 def _check_ids(directory: Path, n_ids: int, segments: list[Segment], removed: np.ndarray) -> None:

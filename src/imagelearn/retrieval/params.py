@@ -50,7 +50,9 @@ class IndexParams:
     train_descriptors_per_image : int
         Descriptors per training image (a seeded random subset).
     global_descriptor : bool
-        Also index GeM CNN descriptors (enables the global and hybrid search modes).
+        Also index GeM CNN descriptors (enables the global and hybrid search modes; hybrid is
+        then the default). :func:`~imagelearn.retrieval.runs.build_run` and ``imagelearn
+        index build`` turn it on when the backbone's ImageNet weights are on the machine.
     global_backbone : str
         Backbone of the global descriptors.
     global_max_side : int

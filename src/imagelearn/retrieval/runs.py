@@ -10,9 +10,11 @@ workflow and returns a small frozen result; none prints.
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,8 @@ from imagelearn.retrieval.evaluation import (
 from imagelearn.retrieval.index import Index, SearchResult
 from imagelearn.retrieval.params import DEFAULT_VOCABULARY_PARAMS, IndexParams, flat_index_kind
 from imagelearn.retrieval.writer import AddReport, add_images, build_index, remove_images
+
+log = logging.getLogger(__name__)
 
 #: The shape options of each vocabulary kind that :func:`build_run` takes.
 VOCABULARY_OPTIONS = {"tree": ("branching", "depth", "beam_width"), "kmeans": ("n_words",)}
@@ -149,6 +153,17 @@ def vocabulary_params(vocabulary: str, **options: int | None) -> dict[str, Any]:
     return params
 
 
+def imagenet_weights_available(backbone: str) -> bool:
+    """Whether the ImageNet weights of ``backbone`` are on this machine, PyTorch included;
+    nothing is downloaded."""
+    if importlib.util.find_spec("torchvision") is None:
+        return False
+    from imagelearn.classify.backbones import get_spec
+    from imagelearn.classify.weights import local_imagenet_weights
+
+    return local_imagenet_weights(get_spec(backbone)) is not None
+
+
 def build_run(
     images: Sources,
     out: str | os.PathLike,
@@ -158,6 +173,7 @@ def build_run(
     depth: int | None = None,
     beam_width: int | None = None,
     n_words: int | None = None,
+    global_descriptor: bool | None = None,
     overwrite: bool = False,
     n_jobs: int | None = -1,
     cache_dir: Any = None,
@@ -177,6 +193,11 @@ def build_run(
     n_words : int, optional
         Size of a flat k-means vocabulary (None: 100,000); searched through an HNSW graph
         from 50,000 words on.
+    global_descriptor : bool, optional
+        Also index GeM CNN descriptors, for the global and hybrid search modes (hybrid, the
+        most accurate, is then the default mode of :meth:`Index.search`). None: when the
+        backbone's ImageNet weights are on this machine, else local features only, with a
+        logged notice; True fetches the weights if need be.
     overwrite : bool
         Replace a finished index at ``out``.
     n_jobs : int or None
@@ -185,7 +206,7 @@ def build_run(
         Feature cache (see :func:`imagelearn.features.extract_features`).
     **params
         Other :class:`IndexParams` fields: ``detector``, ``max_keypoints``, ``max_side``,
-        ``train_images``, ``global_descriptor``...
+        ``train_images``, ``global_backbone``...
 
     Raises
     ------
@@ -201,6 +222,15 @@ def build_run(
         ),
         **params,
     )
+    if global_descriptor is None:
+        global_descriptor = imagenet_weights_available(index_params.global_backbone)
+        if not global_descriptor:
+            log.warning(
+                "no ImageNet weights for %r on this machine: indexing local features only "
+                "(global_descriptor=True downloads them)",
+                index_params.global_backbone,
+            )
+    index_params = replace(index_params, global_descriptor=global_descriptor)
     report = build_index(
         image_paths(images),
         out,

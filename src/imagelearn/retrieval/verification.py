@@ -9,6 +9,7 @@ keeps orientation and a plausible scale.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -65,22 +66,64 @@ def pairs_by_words(
     Returns
     -------
     query_rows, database_rows : ndarrays of int64, shape (n_pairs,)
+        Sorted by query row, then database row.
+    """
+    _, query_rows, database_rows = batched_pairs_by_words(
+        query_words, [database_words], max_pairs_per_word
+    )
+    return query_rows, database_rows
+
+
+def batched_pairs_by_words(
+    query_words: np.ndarray,
+    database_words: Sequence[np.ndarray],
+    max_pairs_per_word: int = MAX_PAIRS_PER_WORD,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`pairs_by_words` of one query against many database images, in one pass.
+
+    Parameters
+    ----------
+    query_words : int array, shape (n_query,)
+    database_words : sequence of int arrays
+        The words of each database image's features.
+    max_pairs_per_word : int
+
+    Returns
+    -------
+    images, query_rows, database_rows : ndarrays of int64, shape (n_pairs,)
+        The position in ``database_words`` of each pair's image, the query row and the row
+        within that image; sorted by image, then query row, then database row.
     """
     query_words = np.asarray(query_words, dtype=np.int64)
-    database_words = np.asarray(database_words, dtype=np.int64)
-    order = np.argsort(database_words, kind="stable")
-    sorted_words = database_words[order]
-    starts = np.searchsorted(sorted_words, query_words, side="left")
-    lengths = np.searchsorted(sorted_words, query_words, side="right") - starts
-    _, inverse, counts = np.unique(query_words, return_inverse=True, return_counts=True)
-    query_counts = counts[inverse]
-    keep = (lengths > 0) & (lengths * query_counts <= max_pairs_per_word)
-    starts, lengths = starts[keep], lengths[keep]
-    query_rows = np.repeat(np.flatnonzero(keep), lengths)
-    total = int(lengths.sum())
-    first_of_run = np.cumsum(lengths) - lengths
-    database_rows = order[np.repeat(starts - first_of_run, lengths) + np.arange(total)]
-    return query_rows, database_rows
+    query_order = np.argsort(query_words, kind="stable")
+    words, first, query_counts = np.unique(
+        query_words[query_order], return_index=True, return_counts=True
+    )
+    lengths = np.array([len(w) for w in database_words], dtype=np.int64)
+    flat_words = (
+        np.concatenate([np.asarray(w, dtype=np.int64) for w in database_words])
+        if len(database_words)
+        else np.zeros(0, np.int64)
+    )
+    images = np.repeat(np.arange(len(lengths)), lengths)
+    rows = np.arange(len(flat_words)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    slots = np.minimum(np.searchsorted(words, flat_words), max(0, len(words) - 1))
+    shared = words[slots] == flat_words if len(words) else np.zeros(len(flat_words), bool)
+    images, rows, slots = images[shared], rows[shared], slots[shared]
+    # features of one image with one word: how many, for the burst limit
+    _, group, database_counts = np.unique(
+        images * len(words) + slots, return_inverse=True, return_counts=True
+    )
+    keep = database_counts[group] * query_counts[slots] <= max_pairs_per_word
+    images, rows, slots = images[keep], rows[keep], slots[keep]
+    # each kept database feature pairs with every query feature of its word
+    per_feature = query_counts[slots]
+    pair_of = np.repeat(np.arange(len(rows)), per_feature)
+    within = np.arange(len(pair_of)) - np.repeat(np.cumsum(per_feature) - per_feature, per_feature)
+    query_rows = query_order[first[slots][pair_of] + within]
+    images, database_rows = images[pair_of], rows[pair_of]
+    order = np.lexsort((database_rows, query_rows, images))
+    return images[order], query_rows[order], database_rows[order]
 
 
 def pairs_by_descriptors(
@@ -110,6 +153,7 @@ def consistent_pairs(
     database_keypoints: np.ndarray,
     angle_bins: int = WGC_ANGLE_BINS,
     octave_bins: float = WGC_OCTAVE_BIN,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """Weak geometric consistency (Jegou et al. 2008) of tentative pairs.
 
@@ -125,6 +169,9 @@ def consistent_pairs(
         Bins over 360 degrees.
     octave_bins : float
         Width of a scale bin, octaves.
+    groups : int array, shape (n_pairs,), optional
+        The image pair of each pair (0, 1, ...): each group votes in its own histogram, as if
+        it were checked alone. None: one group.
 
     Returns
     -------
@@ -132,6 +179,7 @@ def consistent_pairs(
     """
     if len(query_keypoints) == 0:
         return np.zeros(0, dtype=bool)
+    groups = np.zeros(len(query_keypoints), np.int64) if groups is None else np.asarray(groups)
     rotation = np.mod(database_keypoints[:, 3] - query_keypoints[:, 3], 360.0)
     rotation_bin = np.floor(rotation * angle_bins / 360.0).astype(np.int64) % angle_bins
     log_scale = np.log2(
@@ -139,12 +187,14 @@ def consistent_pairs(
     )
     scale_bin = np.floor(log_scale / octave_bins).astype(np.int64)
     scale_bin -= scale_bin.min()
-    votes = np.zeros((angle_bins, int(scale_bin.max()) + 1), dtype=np.int64)
-    np.add.at(votes, (rotation_bin, scale_bin), 1)
-    peak_rotation, peak_scale = np.unravel_index(int(votes.argmax()), votes.shape)
-    rotation_distance = np.minimum(
-        np.abs(rotation_bin - peak_rotation), angle_bins - np.abs(rotation_bin - peak_rotation)
-    )
+    n_scales, n_groups = int(scale_bin.max()) + 1, int(groups.max()) + 1
+    votes = np.bincount(
+        (groups * angle_bins + rotation_bin) * n_scales + scale_bin,
+        minlength=n_groups * angle_bins * n_scales,
+    ).reshape(n_groups, angle_bins * n_scales)
+    peak_rotation, peak_scale = np.divmod(votes.argmax(axis=1)[groups], n_scales)
+    rotation_distance = np.abs(rotation_bin - peak_rotation)
+    rotation_distance = np.minimum(rotation_distance, angle_bins - rotation_distance)
     return (rotation_distance <= 1) & (np.abs(scale_bin - peak_scale) <= 1)
 
 

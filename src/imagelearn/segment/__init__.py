@@ -11,21 +11,26 @@
   train, predict, evaluate; ``bof_*`` for BoF segmentation), returning frozen results.
 """
 
-from imagelearn.evaluation.segmentation import accuracy_report, class_areas, cluster_agreement
-from imagelearn.segment.bof_segmentation import BofSegmenter, iou_report
-from imagelearn.segment.classifier import PixelClassifier
-from imagelearn.segment.cluster import METHODS, PixelClusterer
-from imagelearn.segment.features import COLOR_SPACES, TEXTURE_FILTERS, PixelFeatures
-from imagelearn.segment.models import CLASSIFIERS
-from imagelearn.segment.raster import ImageTooLargeError, read_raster
-from imagelearn.segment.render import write_results
-from imagelearn.segment.samples import (
-    Samples,
-    labels_from_colors,
-    read_samples,
-    simulate_scribbles,
-    split_holdout,
-)
+from typing import TYPE_CHECKING
+
+from imagelearn.core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from imagelearn.evaluation.segmentation import accuracy_report, class_areas, cluster_agreement
+    from imagelearn.segment.bof_segmentation import BofSegmenter, iou_report
+    from imagelearn.segment.classifier import PixelClassifier
+    from imagelearn.segment.cluster import METHODS, PixelClusterer
+    from imagelearn.segment.features import COLOR_SPACES, TEXTURE_FILTERS, PixelFeatures
+    from imagelearn.segment.models import CLASSIFIERS
+    from imagelearn.segment.raster import ImageTooLargeError, read_raster
+    from imagelearn.segment.render import write_results
+    from imagelearn.segment.samples import (
+        Samples,
+        labels_from_colors,
+        read_samples,
+        simulate_scribbles,
+        split_holdout,
+    )
 
 __all__ = [
     "CLASSIFIERS",
@@ -49,3 +54,5 @@ __all__ = [
     "split_holdout",
     "write_results",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)
