@@ -37,8 +37,9 @@ from imagelearn.core.execution import thread_map
 from imagelearn.core.progress import Counter
 from imagelearn.core.threads import faiss_threads, resolve_n_jobs, single_threaded_blas
 
-#: Rows searched at once when assigning (bounds the distance buffers' memory).
-ASSIGN_CHUNK_ROWS = 65_536
+#: Rows searched at once when assigning: bounds the buffers (16,384 128-D float32 rows are
+#: 8 MB) and keeps timings steadier on a busy machine than larger chunks.
+ASSIGN_CHUNK_ROWS = 16_384
 INIT_KINDS = ("auto", "k-means++", "random")
 #: ``init="auto"`` seeds with k-means++ up to this many clusters, at random beyond.
 KMEANSPP_MAX_CLUSTERS = 4096
@@ -64,6 +65,9 @@ EXACT_GRAPH_MAX_CENTERS = 8192
 GRAPH_REFRESH_HOPS = 8
 #: Centres refreshed at once (bounds the gathered candidate centres' memory).
 GRAPH_REFRESH_CHUNK = 512
+#: Centres whose nearest centres are searched at once (bounds the distance block: 32 MB for
+#: 8192 centres).
+NEIGHBOR_CHUNK_CENTERS = 1024
 #: Centres whose candidates' blocks the candidate search gathers at once (bounds their memory:
 #: 256 x 128 x 32 float32 is 4 MB).
 CANDIDATE_BLOCK_CENTERS = 256
@@ -221,8 +225,21 @@ def _with_own_center(neighbors: np.ndarray, own: np.ndarray) -> np.ndarray:
 
 
 def nearest_centers(centers: np.ndarray, n_neighbors: int) -> np.ndarray:
-    """(k, n_neighbors) int64: each float centre's nearest centres, itself included, exactly."""
-    _, neighbors = exact_index(centers).search(centers, n_neighbors)
+    """(k, n_neighbors) int64: each float centre's nearest centres, nearest first, itself
+    included, exactly.
+
+    One matrix product per ``NEIGHBOR_CHUNK_CENTERS`` centres, then a partial sort of each row
+    (1.5-10x faster than FAISS's heap search for k = 1000-256 and 32 neighbours).
+    """
+    norms = np.einsum("kd,kd->k", centers, centers)
+    scaled_t = np.ascontiguousarray(-2.0 * centers.T)
+    neighbors = np.empty((len(centers), n_neighbors), dtype=np.int64)
+    for rows in chunks(len(centers), NEIGHBOR_CHUNK_CENTERS):
+        squared = centers[rows] @ scaled_t  # squared distances less each row's own norm
+        squared += norms
+        nearest = np.argpartition(squared, n_neighbors - 1, axis=1)[:, :n_neighbors]
+        by_distance = np.argsort(np.take_along_axis(squared, nearest, axis=1), axis=1)
+        neighbors[rows] = np.take_along_axis(nearest, by_distance, axis=1)
     return _with_own_center(neighbors, np.arange(len(centers)))
 
 
