@@ -20,7 +20,7 @@ import cv2
 from threadpoolctl import threadpool_limits
 
 from bench import bench_bof
-from bench.common import REPEATS, describe_machine, finish_machine, machine
+from bench.common import REPEATS, describe_machine, finish_machine, format_spread, machine
 from imagelearn.core.errors import ParameterError
 
 #: Descriptors clustered and photos they are drawn from (the full benchmark: 100,000 of 300).
@@ -35,7 +35,8 @@ WORD_COUNTS = (256, 1000)
 
 
 def check(repeats: int = REPEATS) -> list[dict]:
-    """The goals of :func:`bench.bench_bof.goals`, measured at this module's sizes."""
+    """The goals of :func:`bench.bench_bof.goals`, measured at this module's sizes; prints
+    each method's seconds (median (min-max)) on the way."""
     if repeats < MIN_REPEATS:
         raise ParameterError("repeats", f"a goal needs >= {MIN_REPEATS} rounds; got {repeats}")
     chosen, descriptors = bench_bof.load_descriptors(N_IMAGES, N_DESCRIPTORS)
@@ -47,12 +48,20 @@ def check(repeats: int = REPEATS) -> list[dict]:
             vocabulary[str(k)] = bench_bof.vocabulary_rows(
                 k, descriptors, repeats, with_opencv=False
             )
+            print_seconds(vocabulary[str(k)])
         print("  encoding", flush=True)
         grey = [cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) for path in chosen]
         encoding = bench_bof.encoding_rows(
             grey[:-N_ENCODE_IMAGES], grey[-N_ENCODE_IMAGES:], repeats, with_tree=False
         )
+        print_seconds(encoding)
     return bench_bof.goals(vocabulary, encoding)
+
+
+def print_seconds(rows: dict[str, dict]) -> None:
+    for name, row in rows.items():
+        if "seconds" in row:
+            print(f"    {name}: {format_spread(row['seconds'])} s", flush=True)
 
 
 def main() -> int:
@@ -64,7 +73,8 @@ def main() -> int:
         flush=True,
     )
     figures = check()
-    print(f"\nMachine: {describe_machine(finish_machine(info))}\n")
+    kernels = sorted({str(pool["architecture"]) for pool in info["native_libraries"]} - {"None"})
+    print(f"\nMachine: {describe_machine(finish_machine(info))}; BLAS kernels {kernels}\n")
     print("\n".join(bench_bof.goal_table(figures)))
     missed = [figure["figure"] for figure in figures if figure["met"] is False]
     if missed:
