@@ -7,7 +7,7 @@ export IMAGELEARN_DATA ?= $(abspath ../shared/data)
 # OpenMP threads (FAISS, OpenBLAS) that spin while waiting slow everything down 5x on busy cores
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-check clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+# a few minutes: issue #16's BoF speed goals, >= 5 interleaved rounds, fails on a missed minimum
+bench-check: $(STAMP)
+	IMAGELEARN_QUIET=1 $(BIN)/python -m bench.check
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -3,6 +3,11 @@
 import os
 from pathlib import Path
 
+# first, before a benchmark imports FAISS or OpenCV: importing imagelearn sets OPENBLAS_CORETYPE,
+# which an OpenBLAS reads only when it loads (FAISS's bundled one took Sapphire Rapids for
+# Prescott and ran 5x slower kernels)
+import imagelearn  # noqa: F401
+
 
 def data_root() -> Path:
     """The shared real data, absolute: ``$IMAGELEARN_DATA``, else ``../shared/data`` beside the repository."""

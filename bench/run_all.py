@@ -19,6 +19,10 @@ INTRO = """# Benchmarks
 Run by hand with `make bench` (all) or `.venv/bin/python -m bench.run_all NAME` (one of:
 {names}). Each compares imagelearn, in the same run and on the same data, with what a user
 would pick instead, and reports ratios; raw figures are in `bench/results/NAME.json`.
+Before claiming a Bag-of-Features speed figure, run `make bench-check` (a few minutes): it
+reruns the BoF goals (vocabularies at MiniBatchKMeans's error for k=256 and k=1000, encoding
+against OpenCV's BOW extractor) over at least 5 interleaved rounds, prints min / median / max
+and fails when a goal's minimum is not met.
 Machine: the figures below were measured on the development machine (2 cores, 24 GiB, no GPU)
 unless a section says otherwise.
 """

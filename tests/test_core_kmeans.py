@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
+import imagelearn.core.kmeans as kmeans_module
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.kmeans import (
     assign,
@@ -116,6 +117,19 @@ def test_candidate_assignment_is_the_nearest_candidate_on_any_thread_count(rng):
     np.testing.assert_array_equal(
         assign_among_candidates(points, labels, centers, everything)[0], exact
     )
+
+
+def test_candidate_blocks_gathered_in_small_chunks_assign_the_same(rng, monkeypatch):
+    points = rng.standard_normal((500, 6)).astype(np.float32)
+    centers = rng.standard_normal((30, 6)).astype(np.float32)
+    labels = rng.integers(0, 20, len(points))  # centres 20-29 hold no row
+    candidates = nearest_centers(centers, 4)
+    whole = assign_among_candidates(points, labels, centers, candidates, n_threads=2)
+    monkeypatch.setattr(kmeans_module, "CANDIDATE_BLOCK_CENTERS", 3)
+    chunked = assign_among_candidates(points, labels, centers, candidates, n_threads=2)
+    np.testing.assert_array_equal(chunked[0], whole[0])
+    np.testing.assert_array_equal(chunked[1], whole[1])
+    assert (candidates[labels] == whole[0][:, None]).any(axis=1).all()
 
 
 def test_every_centre_leads_its_own_candidate_list_even_when_duplicated(rng):

@@ -37,8 +37,9 @@ from imagelearn.core.execution import thread_map
 from imagelearn.core.progress import Counter
 from imagelearn.core.threads import faiss_threads, resolve_n_jobs, single_threaded_blas
 
-#: Rows searched at once when assigning (bounds the distance buffers' memory).
-ASSIGN_CHUNK_ROWS = 65_536
+#: Rows searched at once when assigning: bounds the buffers (16,384 128-D float32 rows are
+#: 8 MB) and keeps timings steadier on a busy machine than larger chunks.
+ASSIGN_CHUNK_ROWS = 16_384
 INIT_KINDS = ("auto", "k-means++", "random")
 #: ``init="auto"`` seeds with k-means++ up to this many clusters, at random beyond.
 KMEANSPP_MAX_CLUSTERS = 4096
@@ -64,6 +65,12 @@ EXACT_GRAPH_MAX_CENTERS = 8192
 GRAPH_REFRESH_HOPS = 8
 #: Centres refreshed at once (bounds the gathered candidate centres' memory).
 GRAPH_REFRESH_CHUNK = 512
+#: Centres whose nearest centres are searched at once (bounds the distance block: 32 MB for
+#: 8192 centres).
+NEIGHBOR_CHUNK_CENTERS = 1024
+#: Centres whose candidates' blocks the candidate search gathers at once (bounds their memory:
+#: 256 x 128 x 32 float32 is 4 MB).
+CANDIDATE_BLOCK_CENTERS = 256
 
 
 def check_init(init: str) -> None:
@@ -154,24 +161,24 @@ def kmeanspp_seeds(
     if rows.dtype == np.uint8:
 
         def squared_distances(indices: np.ndarray) -> np.ndarray:
-            """(n_rows, len(indices)) Hamming distances to the rows ``indices``."""
+            """(len(indices), n_rows) Hamming distances to the rows ``indices``."""
             return np.stack(
-                [np.bitwise_count(rows ^ rows[i]).sum(axis=1, dtype=np.int64) for i in indices],
-                axis=1,
+                [np.bitwise_count(rows ^ rows[i]).sum(axis=1, dtype=np.int64) for i in indices]
             ).astype(np.float32)
     else:
         norms = np.einsum("nd,nd->n", rows, rows)
+        rows_t = np.ascontiguousarray(rows.T)  # a contiguous right operand: faster products
 
         def squared_distances(indices: np.ndarray) -> np.ndarray:
-            """(n_rows, len(indices)) squared Euclidean distances to the rows ``indices``."""
-            distances = rows @ (-2.0 * rows[indices].T)
-            distances += norms[:, None]
-            distances += norms[indices]
+            """(len(indices), n_rows) squared Euclidean distances to the rows ``indices``."""
+            distances = (-2.0 * rows[indices]) @ rows_t
+            distances += norms
+            distances += norms[indices, None]
             return np.maximum(distances, 0.0, out=distances)
 
     n_candidates = 2 + int(np.log(n_clusters))
     chosen = [int(rng.integers(n_rows))]
-    nearest = squared_distances(np.array(chosen))[:, 0]
+    nearest = squared_distances(np.array(chosen))[0]
     with single_threaded_blas():
         for _ in range(1, n_clusters):
             cumulative = np.cumsum(nearest, dtype=np.float64)
@@ -182,10 +189,10 @@ def kmeanspp_seeds(
                 cumulative, rng.random(n_candidates) * cumulative[-1], side="right"
             )
             candidates = np.minimum(draws, n_rows - 1)
-            updated = np.minimum(nearest[:, None], squared_distances(candidates))
-            best = int(updated.sum(axis=0, dtype=np.float64).argmin())
+            updated = np.minimum(nearest, squared_distances(candidates))
+            best = int(updated.sum(axis=1, dtype=np.float64).argmin())
             chosen.append(int(candidates[best]))
-            nearest = updated[:, best]
+            nearest = updated[best]
     return np.ascontiguousarray(rows[chosen])
 
 
@@ -218,8 +225,21 @@ def _with_own_center(neighbors: np.ndarray, own: np.ndarray) -> np.ndarray:
 
 
 def nearest_centers(centers: np.ndarray, n_neighbors: int) -> np.ndarray:
-    """(k, n_neighbors) int64: each float centre's nearest centres, itself included, exactly."""
-    _, neighbors = exact_index(centers).search(centers, n_neighbors)
+    """(k, n_neighbors) int64: each float centre's nearest centres, nearest first, itself
+    included, exactly.
+
+    One matrix product per ``NEIGHBOR_CHUNK_CENTERS`` centres, then a partial sort of each row
+    (1.5-10x faster than FAISS's heap search for k = 1000-256 and 32 neighbours).
+    """
+    norms = np.einsum("kd,kd->k", centers, centers)
+    scaled_t = np.ascontiguousarray(-2.0 * centers.T)
+    neighbors = np.empty((len(centers), n_neighbors), dtype=np.int64)
+    for rows in chunks(len(centers), NEIGHBOR_CHUNK_CENTERS):
+        squared = centers[rows] @ scaled_t  # squared distances less each row's own norm
+        squared += norms
+        nearest = np.argpartition(squared, n_neighbors - 1, axis=1)[:, :n_neighbors]
+        by_distance = np.argsort(np.take_along_axis(squared, nearest, axis=1), axis=1)
+        neighbors[rows] = np.take_along_axis(nearest, by_distance, axis=1)
     return _with_own_center(neighbors, np.arange(len(centers)))
 
 
@@ -265,9 +285,14 @@ def assign_among_candidates(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Nearest centre of each row among ``candidates[labels[row]]`` (which holds ``labels[row]``).
 
-    Rows are grouped by their current centre, so each group costs one (rows, m) matrix product;
-    ``n_threads`` threads of the shared pool (:func:`~imagelearn.core.execution.thread_map`)
-    share the groups (the products release the GIL).
+    Rows are grouped by their current centre, so each group costs one (rows, d) x (d, m) matrix
+    product against its candidates' (d, m) block, gathered contiguous
+    ``CANDIDATE_BLOCK_CENTERS`` centres at a time (a transposed view halves a small product's
+    speed). Each group's rows are gathered on their own (a small buffer that stays in cache,
+    not a sorted copy of every row); the products of all rows fill one (n, m) buffer, whose
+    row minima are then found at once. ``n_threads`` threads of the shared pool
+    (:func:`~imagelearn.core.execution.thread_map`) share the groups (the products release the
+    GIL).
 
     Parameters
     ----------
@@ -283,28 +308,29 @@ def assign_among_candidates(
     order = np.argsort(labels, kind="stable")
     counts = np.bincount(labels, minlength=len(centers))
     ends = np.cumsum(counts)
-    grouped = np.take(points, order, axis=0)
+    bounds = [0, *ends.tolist()]  # group of centre c: rows bounds[c] to bounds[c + 1]
     scaled = -2.0 * centers
-    center_norms = np.einsum("kd,kd->k", centers, centers)
-    nearest = np.empty(len(order), dtype=np.int64)
-    distances = np.empty(len(order), dtype=np.float32)
+    candidate_norms = np.einsum("kd,kd->k", centers, centers)[candidates]
+    products = np.empty((len(order), candidates.shape[1]), dtype=np.float32)
 
-    def assign_groups(group_centers: np.ndarray) -> None:
-        for center in group_centers:
-            group = slice(ends[center] - counts[center], ends[center])
-            choices = candidates[center]
-            squared = grouped[group] @ scaled[choices].T
-            squared += center_norms[choices]
-            best = squared.argmin(axis=1)
-            nearest[group] = choices[best]
-            distances[group] = squared[np.arange(len(best)), best]
+    def multiply_groups(group_centers: np.ndarray) -> None:
+        for first in range(0, len(group_centers), CANDIDATE_BLOCK_CENTERS):
+            block_centers = group_centers[first : first + CANDIDATE_BLOCK_CENTERS]
+            blocks = np.ascontiguousarray(scaled[candidates[block_centers]].transpose(0, 2, 1))
+            for block, center in zip(blocks, block_centers.tolist(), strict=True):
+                group = slice(bounds[center], bounds[center + 1])
+                np.matmul(points.take(order[group], axis=0), block, out=products[group])
+                products[group] += candidate_norms[center]
 
     occupied = np.flatnonzero(counts)
     # contiguous runs of groups holding about the same number of rows, one per thread
     splits = np.searchsorted(ends[occupied], np.arange(1, n_threads) * len(order) / n_threads)
     with single_threaded_blas():
-        list(thread_map(assign_groups, np.split(occupied, splits), n_threads))
-    distances += np.einsum("nd,nd->n", grouped, grouped)
+        list(thread_map(multiply_groups, np.split(occupied, splits), n_threads))
+    best = products.argmin(axis=1)
+    nearest = candidates[labels[order], best]
+    distances = np.take_along_axis(products, best[:, None], axis=1)[:, 0]
+    distances += np.einsum("nd,nd->n", points, points)[order]
     labels, squared_distances = np.empty_like(nearest), np.empty_like(distances)
     labels[order], squared_distances[order] = nearest, np.maximum(distances, 0.0)
     return labels, squared_distances
