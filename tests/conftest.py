@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# before any test module imports FAISS: imagelearn chooses the BLAS kernels FAISS loads with
+import imagelearn  # noqa: F401
+
 os.environ.setdefault("IMAGELEARN_QUIET", "1")
 
 DATA_ROOT = Path(

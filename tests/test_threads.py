@@ -134,3 +134,20 @@ def test_faiss_blas_runs_kernels_this_cpu_supports_after_import_imagelearn():
         [sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True
     ).stdout
     assert json.loads(output) == [openblas_core_type()]
+
+
+@pytest.mark.skipif(openblas_core_type() is None, reason="CPU without AVX2: OpenBLAS decides")
+def test_importing_faiss_first_with_fallback_kernels_warns_how_to_fix_it():
+    """Prescott kernels forced here stand for a CPU that FAISS's OpenBLAS does not know."""
+    environment = {key: value for key, value in os.environ.items() if key != "OPENBLAS_CORETYPE"}
+    # a stand-in for the unknown CPU: the variable is read at faiss's load, then removed
+    probe = (
+        "import os; os.environ['OPENBLAS_CORETYPE'] = 'Prescott'; import faiss; "
+        "del os.environ['OPENBLAS_CORETYPE']; import warnings; warnings.simplefilter('always'); "
+        "import imagelearn"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True
+    )
+    assert "import imagelearn first" in completed.stderr
+    assert f"OPENBLAS_CORETYPE={openblas_core_type()}" in completed.stderr

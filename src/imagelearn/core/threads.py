@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import warnings
 from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any, Literal
@@ -68,11 +69,35 @@ def openblas_core_type(cpu_flags: Collection[str] | None = None) -> str | None:
     return None
 
 
+#: OpenBLAS kernel families without AVX2: what its detection falls back to on CPUs it does
+#: not know.
+_OPENBLAS_FALLBACK_CORES = frozenset(
+    {"prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "sandybridge", "katmai"}
+)
+
+
 def choose_openblas_kernels() -> None:
     """Set ``OPENBLAS_CORETYPE`` to :func:`openblas_core_type` unless the user set it (or it is
-    None); only OpenBLAS libraries loaded afterwards read it."""
-    if "OPENBLAS_CORETYPE" not in os.environ and (core_type := openblas_core_type()) is not None:
-        os.environ["OPENBLAS_CORETYPE"] = core_type
+    None); only OpenBLAS libraries loaded afterwards read it, so when FAISS is already loaded
+    with fallback kernels, warn and say what to do."""
+    if "OPENBLAS_CORETYPE" in os.environ or (core_type := openblas_core_type()) is None:
+        return
+    os.environ["OPENBLAS_CORETYPE"] = core_type
+    if "faiss" in sys.modules:
+        slow = [
+            pool["architecture"]
+            for pool in _threadpools().info()
+            if pool.get("internal_api") == "openblas"
+            and str(pool.get("architecture", "")).lower() in _OPENBLAS_FALLBACK_CORES
+        ]
+        if slow:
+            warnings.warn(
+                f"faiss was imported before imagelearn and its OpenBLAS runs {slow[0]} kernels "
+                f"on this CPU (several times slower); import imagelearn first, or set "
+                f"OPENBLAS_CORETYPE={core_type} before starting Python",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
 
 def _cpu_flags() -> set[str]:
