@@ -152,7 +152,7 @@ def test_unreadable_images_are_skipped_and_reported_by_name(make_image, tmp_path
     assert [path for path, _ in result.failures] == [str(broken)]
     assert result.vectors.shape == (2, bof.n_features_out_) and result.vectors.any(axis=1).all()
     np.testing.assert_allclose(result.vectors, bof.transform([good[0], good[1]]), rtol=1e-6)
-    with pytest.raises(ImageReadError, match="broken.jpg"):
+    with pytest.raises(ImageReadError, match=r"broken\.jpg"):
         bof.transform([good[0], broken])
     assert vars(bof).keys() == before.keys()  # no state: the result names the unreadable files
     assert all(vars(bof)[name] is value for name, value in before.items())

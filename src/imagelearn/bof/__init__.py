@@ -12,7 +12,7 @@ from imagelearn.bof.encoding import (
     normalize_histograms,
     pyramid_cells,
 )
-from imagelearn.bof.estimator import BagOfFeatures, sample_descriptors
+from imagelearn.bof.estimator import BagOfFeatures, DescriptorSample, sample_descriptors
 from imagelearn.bof.vocabulary import (
     VOCABULARIES,
     KMeansVocabulary,
@@ -25,6 +25,7 @@ __all__ = [
     "NORMALIZATIONS",
     "VOCABULARIES",
     "BagOfFeatures",
+    "DescriptorSample",
     "KMeansVocabulary",
     "Vocabulary",
     "VocabularyTree",

@@ -6,9 +6,11 @@
 >>> model = make_pipeline(BagOfFeatures(n_words=500), AdditiveChi2Sampler(), LinearSVC())
 >>> model.fit(train_paths, train_labels).score(test_paths, test_labels)  # doctest: +SKIP
 
-Each ``fit`` / ``transform`` extracts local features once (in parallel, cached on disk by
-:func:`imagelearn.features.map_features`), then quantizes them against the vocabulary.
-``extract`` followed by ``transform_features`` also reports which images were unreadable.
+Images are streamed a batch at a time through :func:`imagelearn.features.map_features` (in
+parallel, cached on disk), so memory does not grow with their number beyond the histograms:
+``fit`` draws the vocabulary's descriptor sample in one pass (:class:`DescriptorSample`) and
+computes idf and histograms in a second. ``transform_images`` and ``fit_transform_images``
+return a :class:`~imagelearn.core.execution.MatrixResult` that names the unreadable images.
 """
 
 from __future__ import annotations
@@ -197,7 +199,8 @@ class BagOfFeatures(
     branching, depth : int
         Shape of the vocabulary tree.
     sample_size : int
-        Descriptors drawn at random (over all training images) to build the vocabulary.
+        Descriptors drawn uniformly at random over all training images, in one streaming pass,
+        to build the vocabulary (its memory: ``sample_size * d`` values, twice at most).
     n_iter : int
         k-means iterations (per node for the tree).
     assignment : {"hard", "soft"}
@@ -225,7 +228,7 @@ class BagOfFeatures(
     n_features_out_ : int
         ``vocabulary_.n_words_ * sum(g * g for g in pyramid)``.
     skipped_ : list of (path, reason)
-        Training images that could not be read (by ``fit`` / ``fit_transform``).
+        Training images that could not be read.
     """
 
     bundle_kind = "bag-of-features"

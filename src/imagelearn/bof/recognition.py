@@ -171,7 +171,9 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
     skipped_ : list of (path, reason)
         Training images that could not be read.
     timings_ : dict
-        Seconds spent in feature extraction, vocabulary building and encoding, SVM training.
+        Seconds, summed over the channels: ``extract_s`` (the first pass: features and the
+        vocabulary's descriptor sample), ``vocabulary_s`` (clustering), ``encode_s`` (the
+        second pass: features again, from the cache, words and histograms), ``svm_s``.
     """
 
     bundle_kind = "bof-classifier"
@@ -210,7 +212,9 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
     def extract(
         self, images: Sequence[str | os.PathLike | np.ndarray], strict: bool = False
     ) -> tuple[ChannelFeatures, list[tuple[str, str]]]:
-        """Local features of ``images`` for every channel, and the unreadable files.
+        """Local features of ``images`` for every channel, and the unreadable files, all in
+        memory (for :meth:`fit_features` and :meth:`predict_features`; :meth:`fit` and
+        :meth:`predict_images` stream).
 
         Returns
         -------
