@@ -12,7 +12,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from conftest import data_path
-from imagelearn.bof.recognition import BofClassifier
+from imagelearn.bof.recognition import DEFAULT_CHANNELS, DEFAULT_MAX_SIDE, BofClassifier
 from imagelearn.bof.runs import (
     evaluate_run,
     make_channels,
@@ -133,16 +133,22 @@ def test_evaluate_run_writes_into_the_run_by_default(trained_run, flowers_subset
 
 def test_make_channels_builds_the_default_model_and_the_sweep_channel():
     shared = {"pyramid": (1, 2), "assignment": "soft", "sample_size": 200_000}
+    dense = {"step": 4, "max_side": DEFAULT_MAX_SIDE}
     assert make_channels() == [
         {
             "detector": "dense_rootsift",
-            "detector_params": {"step": 4},
+            "detector_params": {"step": 4, "max_side": DEFAULT_MAX_SIDE},
             "n_words": 2000,
             "vocabulary": "kmeans",
             **shared,
         },
-        {"detector": "dense_lab", "detector_params": {"step": 4}, "n_words": 256, **shared},
+        {"detector": "dense_lab", "detector_params": dense, "n_words": 256, **shared},
     ]
+    assert [channel["detector_params"] for channel in DEFAULT_CHANNELS] == [dense, dense]
+    assert make_channels(max_side=None, color_n_words=0)[0]["detector_params"] == {
+        "step": 4,
+        "max_side": None,
+    }
     assert make_channels("sift", n_words=300, color_n_words=0, vocabulary="tree") == [
         {
             "detector": "sift",

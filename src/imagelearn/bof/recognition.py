@@ -36,17 +36,22 @@ from imagelearn.features import LocalFeatures, extract_features, make_detector
 #: both soft-assigned, on a 4-pixel grid. Measured on flowers5: the 4-pixel grid +4 points over
 #: 8 pixels; on a validation split of the training images (907 photos), soft color words +1.2
 #: points over hard ones and 2,000 gray words +1.1 over 1,000 (0.690 -> 0.701).
+#: Longer side, pixels, to which the default channels' dense detectors shrink a photo first
+#: (their ``max_side``): larger photos cost more in proportion to their area for no accuracy
+#: (measured on flowers5 and hymenoptera, docs/bof.md).
+DEFAULT_MAX_SIDE = 256
+
 DEFAULT_CHANNELS: tuple[dict[str, Any], ...] = (
     {
         "detector": "dense_rootsift",
-        "detector_params": {"step": 4},
+        "detector_params": {"step": 4, "max_side": DEFAULT_MAX_SIDE},
         "n_words": 2000,
         "assignment": "soft",
         "pyramid": (1, 2),
     },
     {
         "detector": "dense_lab",
-        "detector_params": {"step": 4},
+        "detector_params": {"step": 4, "max_side": DEFAULT_MAX_SIDE},
         "n_words": 256,
         "assignment": "soft",
         "pyramid": (1, 2),

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from imagelearn.bof.recognition import DEFAULT_CHANNELS, BofClassifier
+from imagelearn.bof.recognition import DEFAULT_CHANNELS, DEFAULT_MAX_SIDE, BofClassifier
 from imagelearn.core.bundle import atomic_write_json, atomic_write_text
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.outputs import check_output_directory
@@ -132,6 +132,7 @@ def make_channels(
     assignment: str | None = "soft",
     step: int | None = 4,
     sample_size: int | None = 200_000,
+    max_side: int | None = DEFAULT_MAX_SIDE,
 ) -> list[dict[str, Any]]:
     """The ``channels`` of a :class:`BofClassifier`: ``detector`` words, then Lab color words.
 
@@ -153,6 +154,9 @@ def make_channels(
     assignment : {"hard", "soft"} or None
     step : int or None
         Grid spacing of dense detectors, pixels.
+    max_side : int or None
+        Longer side, pixels, to which dense detectors shrink an image first; None: the
+        original size. Given only with ``step``.
     sample_size : int or None
         Descriptors sampled to build each vocabulary.
 
@@ -170,13 +174,14 @@ def make_channels(
             **shared,
         }
     ]
+    dense_params = {"step": step, "max_side": max_side}
     if step is not None:
-        channels[0]["detector_params"] = {"step": step} if detector.startswith("dense") else None
+        channels[0]["detector_params"] = dense_params if detector.startswith("dense") else None
     color_n_words = color["n_words"] if color_n_words is None else color_n_words
     if color_n_words > 0:
         channels.append({"detector": "dense_lab", "n_words": color_n_words, **shared})
         if step is not None:
-            channels[1]["detector_params"] = {"step": step}
+            channels[1]["detector_params"] = dense_params
     return channels
 
 
