@@ -88,6 +88,8 @@ class BofClassifierState(StateSchema):
 
 #: Rows of histograms kernel-mapped and scored at once (bounds the float64 kernel map's memory).
 SCORE_ROWS = 1024
+#: Sampling steps of the additive chi-squared kernel map (Vedaldi & Zisserman: 2 is enough).
+CHI2_SAMPLE_STEPS = 2
 
 
 @dataclass
@@ -336,12 +338,19 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
         return np.hstack(blocks).astype(np.float32, copy=False)
 
     def _kernel_map(self, histograms: np.ndarray) -> np.ndarray:
-        """The SVM's input: the additive chi-squared kernel map for ``kernel="chi2"``."""
-        if self.kernel == "chi2":
-            histograms = AdditiveChi2Sampler(sample_steps=2).fit_transform(
-                np.maximum(histograms, 0)
-            )
-        return histograms.astype(np.float32, copy=False)
+        """The SVM's input, float32: the additive chi-squared kernel map for ``kernel="chi2"``
+        (``CHI2_SAMPLE_STEPS * 2 - 1`` values per bin), computed :data:`SCORE_ROWS` rows at a
+        time so that no float64 copy of the whole map is made."""
+        if self.kernel != "chi2":
+            return histograms.astype(np.float32, copy=False)
+        sampler = AdditiveChi2Sampler(sample_steps=CHI2_SAMPLE_STEPS).fit(histograms[:1])
+        mapped = np.empty(
+            (len(histograms), histograms.shape[1] * (2 * CHI2_SAMPLE_STEPS - 1)), np.float32
+        )
+        for start in range(0, len(histograms), SCORE_ROWS):
+            rows = np.maximum(histograms[start : start + SCORE_ROWS], 0)
+            mapped[start : start + SCORE_ROWS] = sampler.transform(rows)
+        return mapped
 
     # ----------------------------------------------------------------------------- predicting
     def predict_images(
