@@ -67,8 +67,8 @@ class DescriptorSample:
     """A uniform random sample of at most ``size`` descriptor rows from a stream of images.
 
     Every row gets a random key and the ``size`` rows of smallest keys are kept (bottom-k
-    sampling, a reservoir), so memory stays at most twice the sample whatever the number of
-    images. The same seed and the same images in the same order give the same sample, however
+    sampling, a reservoir), so memory stays within three times the sample (while it
+    compacts), whatever the number of images. The same seed and the same images in the same order give the same sample, however
     they are batched. All rows, in order, when there are no more than ``size``.
 
     Parameters
@@ -200,7 +200,7 @@ class BagOfFeatures(
         Shape of the vocabulary tree.
     sample_size : int
         Descriptors drawn uniformly at random over all training images, in one streaming pass,
-        to build the vocabulary (its memory: ``sample_size * d`` values, twice at most).
+        to build the vocabulary (its memory: ``sample_size * d`` values, three times while compacting).
     n_iter : int
         k-means iterations (per node for the tree).
     assignment : {"hard", "soft"}
