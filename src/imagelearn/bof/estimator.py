@@ -200,7 +200,8 @@ class BagOfFeatures(
         Shape of the vocabulary tree.
     sample_size : int
         Descriptors drawn uniformly at random over all training images, in one streaming pass,
-        to build the vocabulary (its memory: ``sample_size * d`` values, three times while compacting).
+        to build the vocabulary (its memory: ``sample_size * d`` values, three times that
+        while the sample compacts).
     n_iter : int
         k-means iterations (per node for the tree).
     assignment : {"hard", "soft"}
