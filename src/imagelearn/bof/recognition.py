@@ -39,7 +39,7 @@ from imagelearn.features import LocalFeatures, extract_features, make_detector
 #: Longer side, pixels, to which the default channels' dense detectors shrink a photo first
 #: (their ``max_side``): larger photos cost more in proportion to their area for no accuracy
 #: (measured on flowers5 and hymenoptera, docs/bof.md).
-DEFAULT_MAX_SIDE = 256
+DEFAULT_MAX_SIDE = 384
 
 DEFAULT_CHANNELS: tuple[dict[str, Any], ...] = (
     {

@@ -93,7 +93,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="longer side, pixels, to which dense detectors shrink an image first "
-        "(0: the original size; default: the default model's, 256)",
+        "(0: the original size; default: the default model's, 384)",
     )
     parser.add_argument(
         "-C", type=float, default=1.0, dest="C", help="SVM regularization (default: %(default)s)"
