@@ -12,8 +12,10 @@ from sklearn.svm import LinearSVC
 
 from conftest import data_path
 from imagelearn.bof import VOCABULARIES, BagOfFeatures, VocabularyTree, sample_descriptors
+from imagelearn.bof.estimator import MIN_STREAM_IMAGES, DescriptorSample
 from imagelearn.core.bundle import ARRAYS_NAME, BundleError
 from imagelearn.core.errors import ParameterError
+from imagelearn.core.images import ImageReadError
 from imagelearn.features import LocalFeatures
 
 SMALL = {"n_words": 8, "branching": 2, "depth": 3, "n_iter": 10, "n_jobs": 1, "cache_dir": False}
@@ -135,7 +137,7 @@ def test_sample_descriptors_draws_across_images(rng):
     np.testing.assert_array_equal(sample_descriptors(features, 10_000), pool)
 
 
-def test_unreadable_images_are_skipped_with_zero_rows(make_image, tmp_path, rng):
+def test_unreadable_images_are_skipped_and_reported_by_name(make_image, tmp_path, rng):
     good = [
         make_image(f"texture{i}.png", rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
         for i in range(3)
@@ -145,11 +147,46 @@ def test_unreadable_images_are_skipped_with_zero_rows(make_image, tmp_path, rng)
     bof = BagOfFeatures(detector="dense_rootsift", **SMALL).fit([*good, broken])
     assert [path for path, _ in bof.skipped_] == [str(broken)]
     before = dict(vars(bof))
-    histograms = bof.transform([good[0], broken])
-    assert histograms[0].any() and not histograms[1].any()
-    assert vars(bof).keys() == before.keys()  # no state: extract names the unreadable files
+    result = bof.transform_images([good[0], broken, good[1]])
+    assert result.kept.tolist() == [0, 2] and result.failed.tolist() == [1]
+    assert [path for path, _ in result.failures] == [str(broken)]
+    assert result.vectors.shape == (2, bof.n_features_out_) and result.vectors.any(axis=1).all()
+    np.testing.assert_allclose(result.vectors, bof.transform([good[0], good[1]]), rtol=1e-6)
+    with pytest.raises(ImageReadError, match=r"broken\.jpg"):
+        bof.transform([good[0], broken])
+    assert vars(bof).keys() == before.keys()  # no state: the result names the unreadable files
     assert all(vars(bof)[name] is value for name, value in before.items())
     assert [path for path, _ in bof.extract([good[0], broken]).failures] == [str(broken)]
+
+
+def test_streamed_fit_matches_fitting_features_in_memory(make_image, rng):
+    """Streaming in batches of MIN_STREAM_IMAGES draws the same sample and idf as one batch."""
+    paths = [
+        make_image(f"stream{i}.png", rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+        for i in range(MIN_STREAM_IMAGES + 5)
+    ]
+    params = SMALL | {"vocabulary": "kmeans", "sample_size": 500}
+    params.pop("branching"), params.pop("depth")
+    streamed = BagOfFeatures(**params)
+    histograms = streamed.fit_transform_images(paths).vectors
+    in_memory = BagOfFeatures(**params).fit_features(streamed.extract(paths).values)
+    np.testing.assert_array_equal(streamed.vocabulary_.words_, in_memory.vocabulary_.words_)
+    np.testing.assert_allclose(streamed.idf_, in_memory.idf_, rtol=1e-6)
+    np.testing.assert_allclose(
+        histograms, in_memory.transform_features(streamed.extract(paths).values), rtol=1e-5
+    )
+
+
+def test_descriptor_sample_does_not_depend_on_batching(rng):
+    blocks = [rng.standard_normal((int(n), 4)).astype(np.float32) for n in rng.integers(0, 60, 40)]
+    one = DescriptorSample(100, random_state=3)
+    for block in blocks:
+        one.add(block)
+    merged = DescriptorSample(100, random_state=3)
+    merged.add(np.concatenate(blocks))
+    assert one.n_seen == merged.n_seen == sum(len(block) for block in blocks)
+    np.testing.assert_array_equal(one.rows(), merged.rows())
+    assert one.rows().shape == (100, 4)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from conftest import data_path
-from imagelearn.bof.recognition import BofClassifier
+from imagelearn.bof.recognition import DEFAULT_CHANNELS, DEFAULT_MAX_SIDE, BofClassifier
 from imagelearn.bof.runs import (
     evaluate_run,
     make_channels,
@@ -22,6 +22,7 @@ from imagelearn.bof.runs import (
 )
 from imagelearn.cli.main import main
 from imagelearn.core.bundle import BundleError
+from imagelearn.core.images import ImageReadError
 from imagelearn.core.persistence import read_metadata
 
 #: Held-out accuracy floor on the 250-photo flowers5 subset below (5 classes: chance is 0.20;
@@ -96,7 +97,7 @@ def test_saved_model_predicts_like_the_trained_one(trained_run, flowers_subset):
     held_out = [path for path, _ in split["held_out"][:10]]
     predictions = predict_images(out, held_out)
     features, _ = model.extract(held_out)
-    labels = model.labels_from_scores(model.decision_function_features(features))
+    labels = model.predict_features(features).labels
     assert [image.label for image in predictions.images] == [
         model.class_names_[label] for label in labels
     ]
@@ -132,16 +133,22 @@ def test_evaluate_run_writes_into_the_run_by_default(trained_run, flowers_subset
 
 def test_make_channels_builds_the_default_model_and_the_sweep_channel():
     shared = {"pyramid": (1, 2), "assignment": "soft", "sample_size": 200_000}
+    dense = {"step": 4, "max_side": DEFAULT_MAX_SIDE}
     assert make_channels() == [
         {
             "detector": "dense_rootsift",
-            "detector_params": {"step": 4},
+            "detector_params": {"step": 4, "max_side": DEFAULT_MAX_SIDE},
             "n_words": 2000,
             "vocabulary": "kmeans",
             **shared,
         },
-        {"detector": "dense_lab", "detector_params": {"step": 4}, "n_words": 256, **shared},
+        {"detector": "dense_lab", "detector_params": dense, "n_words": 256, **shared},
     ]
+    assert [channel["detector_params"] for channel in DEFAULT_CHANNELS] == [dense, dense]
+    assert make_channels(max_side=None, color_n_words=0)[0]["detector_params"] == {
+        "step": 4,
+        "max_side": None,
+    }
     assert make_channels("sift", n_words=300, color_n_words=0, vocabulary="tree") == [
         {
             "detector": "sift",
@@ -246,8 +253,16 @@ def test_prediction_sets_no_state_and_reports_unreadable_images(tiny_photos, tmp
     assert model.class_names_ == ["0", "1"]
     corrupt = data_path("bad_inputs", "mixed_images", "ukbench09268_corrupt.jpg")
     before = dict(vars(model))
-    assert model.predict([paths[0], corrupt]).tolist() == [0, -1]
-    assert np.isnan(model.decision_function([corrupt])).all()
+    prediction = model.predict_images([paths[0], corrupt, paths[-1]])
+    assert prediction.kept.tolist() == [0, 2] and prediction.failed.tolist() == [1]
+    assert [path for path, _ in prediction.failures] == [str(corrupt)]
+    assert prediction.labels[0] == 0
+    assert prediction.labels.tolist() == model.predict([paths[0], paths[-1]]).tolist()
+    np.testing.assert_allclose(
+        prediction.scores[:, 1], model.decision_function([paths[0], paths[-1]]), rtol=1e-6
+    )
+    with pytest.raises(ImageReadError, match="ukbench09268_corrupt"):
+        model.predict([paths[0], corrupt])
     _, skipped = model.extract([paths[0], corrupt])
     assert [path for path, _ in skipped] == [str(corrupt)]
     assert vars(model).keys() == before.keys()

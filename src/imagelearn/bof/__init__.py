@@ -17,7 +17,7 @@ if TYPE_CHECKING:
         normalize_histograms,
         pyramid_cells,
     )
-    from imagelearn.bof.estimator import BagOfFeatures, sample_descriptors
+    from imagelearn.bof.estimator import BagOfFeatures, DescriptorSample, sample_descriptors
     from imagelearn.bof.vocabulary import (
         VOCABULARIES,
         KMeansVocabulary,
@@ -30,6 +30,7 @@ __all__ = [
     "NORMALIZATIONS",
     "VOCABULARIES",
     "BagOfFeatures",
+    "DescriptorSample",
     "KMeansVocabulary",
     "Vocabulary",
     "VocabularyTree",

@@ -6,14 +6,17 @@
 >>> model = make_pipeline(BagOfFeatures(n_words=500), AdditiveChi2Sampler(), LinearSVC())
 >>> model.fit(train_paths, train_labels).score(test_paths, test_labels)  # doctest: +SKIP
 
-Each ``fit`` / ``transform`` extracts local features once (in parallel, cached on disk by
-:func:`imagelearn.features.map_features`), then quantizes them against the vocabulary.
-``extract`` followed by ``transform_features`` also reports which images were unreadable.
+Images are streamed a batch at a time through :func:`imagelearn.features.map_features` (in
+parallel, cached on disk), so memory does not grow with their number beyond the histograms:
+``fit`` draws the vocabulary's descriptor sample in one pass (:class:`DescriptorSample`) and
+computes idf and histograms in a second. ``transform_images`` and ``fit_transform_images``
+return a :class:`~imagelearn.core.execution.MatrixResult` that names the unreadable images.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +30,7 @@ from imagelearn.bof.encoding import (
     compute_idf,
     encode_histograms,
     n_pyramid_cells,
+    normalize_histograms,
 )
 from imagelearn.bof.vocabulary import (
     Vocabulary,
@@ -35,11 +39,12 @@ from imagelearn.bof.vocabulary import (
     vocabulary_class,
 )
 from imagelearn.core.errors import ParameterError
-from imagelearn.core.execution import BatchResult
+from imagelearn.core.execution import BatchResult, MatrixResult
 from imagelearn.core.kmeans import ASSIGN_CHUNK_ROWS
 from imagelearn.core.persistence import PersistentEstimator
 from imagelearn.core.progress import progress
 from imagelearn.core.schema import Skipped, StateSchema
+from imagelearn.core.threads import resolve_n_jobs
 from imagelearn.features import Detector, LocalFeatures, make_detector
 from imagelearn.features.extract import map_features
 
@@ -52,36 +57,109 @@ _VOCABULARY_PREFIX = "vocabulary."
 SHARED_VOCABULARY_PARAMS = ("n_words", "branching", "depth", "n_iter", "n_jobs", "random_state")
 
 
+#: Images whose features are held in memory at once while streaming, per worker.
+STREAM_IMAGES_PER_WORKER = 4
+#: The fewest images streamed at once.
+MIN_STREAM_IMAGES = 16
+
+
+class DescriptorSample:
+    """A uniform random sample of at most ``size`` descriptor rows from a stream of images.
+
+    Every row gets a random key and the ``size`` rows of smallest keys are kept (bottom-k
+    sampling, a reservoir), so memory stays within three times the sample (while it
+    compacts), whatever the number of images. The same seed and the same images in the same order give the same sample, however
+    they are batched. All rows, in order, when there are no more than ``size``.
+
+    Parameters
+    ----------
+    size : int
+        Rows kept at most.
+    random_state : int, RandomState or None
+        Seeds the keys.
+    """
+
+    def __init__(self, size: int, random_state: int | np.random.RandomState | None = 0) -> None:
+        self.size = int(size)
+        self.n_seen = 0
+        self._random = check_random_state(random_state)
+        self._rows: list[np.ndarray] = []
+        self._keys: list[np.ndarray] = []
+        self._order: list[np.ndarray] = []
+        self._n_pending = 0
+        self._threshold = np.inf
+
+    def add(self, descriptors: np.ndarray) -> None:
+        """Offer the rows of one image's ``descriptors`` (n, d)."""
+        keys = self._random.random_sample(len(descriptors))
+        order = np.arange(self.n_seen, self.n_seen + len(descriptors))
+        self.n_seen += len(descriptors)
+        chosen = keys < self._threshold
+        if not chosen.all():
+            descriptors, keys, order = descriptors[chosen], keys[chosen], order[chosen]
+        self._rows.append(descriptors)
+        self._keys.append(keys)
+        self._order.append(order)
+        self._n_pending += len(keys)
+        if self._n_pending > 2 * self.size:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Keep only the ``size`` rows of smallest keys."""
+        rows, keys, order = (
+            np.concatenate(parts) for parts in (self._rows, self._keys, self._order)
+        )
+        if len(keys) > self.size:
+            smallest = np.argpartition(keys, self.size - 1)[: self.size]
+            rows, keys, order = rows[smallest], keys[smallest], order[smallest]
+            self._threshold = float(keys.max())
+        self._rows, self._keys, self._order = [rows], [keys], [order]
+        self._n_pending = len(keys)
+
+    def rows(self) -> np.ndarray:
+        """The sample, in stream order: shape (min(size, n_seen), d)."""
+        if not self._rows:
+            raise ValueError("no descriptors were offered to the sample")
+        self._compact()
+        return self._rows[0][np.argsort(self._order[0], kind="stable")]
+
+
 def sample_descriptors(
     features: Sequence[LocalFeatures],
     sample_size: int,
     random_state: int | np.random.RandomState | None = 0,
 ) -> np.ndarray:
-    """A uniform random sample of ``sample_size`` descriptor rows over all images.
-
-    Without concatenating every descriptor first (a million 128-D rows is 0.5 GB). All rows,
-    in order, when there are no more than ``sample_size``.
+    """A uniform random sample of ``sample_size`` descriptor rows over all images
+    (:class:`DescriptorSample`); all rows, in order, when there are no more.
 
     Returns
     -------
     ndarray, shape (min(sample_size, n_total), d)
     """
-    counts = np.array([len(item) for item in features], dtype=np.int64)
-    total = int(counts.sum())
-    if total <= sample_size:
-        return np.concatenate([item.descriptors for item in features])
-    chosen = np.sort(
-        check_random_state(random_state).choice(total, size=sample_size, replace=False)
+    sample = DescriptorSample(sample_size, random_state)
+    for item in features:
+        sample.add(item.descriptors)
+    return sample.rows()
+
+
+def features_as_batch(features: Sequence[LocalFeatures | None]) -> BatchResult[LocalFeatures]:
+    """Features already extracted (one entry per image, None if unreadable) as one
+    :class:`~imagelearn.core.execution.BatchResult`: None entries are failed inputs."""
+    kept = [index for index, item in enumerate(features) if item is not None]
+    failed = [index for index, item in enumerate(features) if item is None]
+    return BatchResult(
+        [features[index] for index in kept],
+        np.asarray(kept, dtype=np.int64),
+        [(f"features {index}", "no features (unreadable image)") for index in failed],
+        np.asarray(failed, dtype=np.int64),
     )
-    offsets = np.concatenate(([0], np.cumsum(counts)))
-    per_image = np.split(chosen, np.searchsorted(chosen, offsets[1:-1]))
-    return np.concatenate(
-        [
-            item.descriptors[rows - offset]
-            for item, rows, offset in zip(features, per_image, offsets, strict=False)
-            if len(rows)
-        ]
-    )
+
+
+def _check_images(images: Any) -> None:
+    if isinstance(images, (str, bytes)) or not hasattr(images, "__len__"):
+        raise ValueError(
+            f"images must be a sequence of paths or arrays; got {type(images).__name__}"
+        )
 
 
 class BagOfFeaturesState(StateSchema):
@@ -121,7 +199,9 @@ class BagOfFeatures(
     branching, depth : int
         Shape of the vocabulary tree.
     sample_size : int
-        Descriptors drawn at random (over all training images) to build the vocabulary.
+        Descriptors drawn uniformly at random over all training images, in one streaming pass,
+        to build the vocabulary (its memory: ``sample_size * d`` values, three times that
+        while the sample compacts).
     n_iter : int
         k-means iterations (per node for the tree).
     assignment : {"hard", "soft"}
@@ -149,7 +229,7 @@ class BagOfFeatures(
     n_features_out_ : int
         ``vocabulary_.n_words_ * sum(g * g for g in pyramid)``.
     skipped_ : list of (path, reason)
-        Training images that could not be read (by ``fit`` / ``fit_transform``).
+        Training images that could not be read.
     """
 
     bundle_kind = "bag-of-features"
@@ -276,7 +356,8 @@ class BagOfFeatures(
     def extract(
         self, images: Sequence[Any], strict: bool = False, description: str = "features"
     ) -> BatchResult[LocalFeatures]:
-        """Local features of ``images`` (paths or uint8 arrays) with this model's detector.
+        """Local features of ``images`` (paths or uint8 arrays) with this model's detector,
+        all held in memory (:meth:`fit_transform_images` and :meth:`transform_images` stream).
 
         Returns
         -------
@@ -285,10 +366,7 @@ class BagOfFeatures(
             unreadable files with reasons (``failures``); ``per_input()`` gives the list
             that :meth:`fit_features` and :meth:`transform_features` take (None if unreadable).
         """
-        if isinstance(images, (str, bytes)) or not hasattr(images, "__len__"):
-            raise ValueError(
-                f"images must be a sequence of paths or arrays; got {type(images).__name__}"
-            )
+        _check_images(images)
         return map_features(
             images,
             self._make_detector(),
@@ -298,6 +376,26 @@ class BagOfFeatures(
             description=description,
         )
 
+    def _stream(
+        self, images: Sequence[Any], strict: bool, description: str
+    ) -> Iterator[BatchResult[LocalFeatures]]:
+        """The features of ``images`` a few at a time (indices into all of ``images``), so that
+        only one batch of descriptors is in memory; the disk cache makes a second pass cheap."""
+        _check_images(images)
+        size = max(MIN_STREAM_IMAGES, STREAM_IMAGES_PER_WORKER * resolve_n_jobs(self.n_jobs))
+        for start in range(0, len(images), size):
+            stop = min(start + size, len(images))
+            batch = self.extract(
+                images[start:stop], strict, f"{description} {start + 1}-{stop} of {len(images)}"
+            )
+            yield BatchResult(
+                batch.values,
+                batch.kept + start,
+                batch.failures,
+                batch.failed + start,
+                batch.n_computed,
+            )
+
     @property
     def _n_features_out(self) -> int:
         return self.n_features_out_
@@ -305,70 +403,170 @@ class BagOfFeatures(
     # ------------------------------------------------------------------------------ fitting
 
     def fit(self, images: Sequence[Any], y: Any = None) -> BagOfFeatures:
-        """Build the vocabulary (and idf) from ``images``: paths or uint8 arrays."""
-        extracted = self.extract(images, description="features (fit)")
-        self._fit(extracted.per_input(), encode=False)
-        self.skipped_ = extracted.failures
+        """Build the vocabulary (and idf) from ``images``: paths or uint8 arrays.
+
+        Images are streamed: the vocabulary is built from ``sample_size`` descriptors drawn in
+        one pass, and idf needs a second; unreadable images are left out and listed in
+        ``skipped_``.
+        """
+        self._fit_stream(lambda: self._stream(images, False, "features (fit)"), encode=False)
         return self
 
     def fit_transform(self, images: Sequence[Any], y: Any = None, **fit_params: Any) -> np.ndarray:
-        """``fit(images).transform(images)``, extracting features once."""
-        extracted = self.extract(images, description="features (fit)")
-        histograms = self._fit(extracted.per_input(), encode=True)
-        self.skipped_ = extracted.failures
+        """``fit(images).transform(images)``, streaming the images twice.
+
+        Raises
+        ------
+        ImageReadError
+            An unreadable image (:meth:`fit_transform_images` reports them instead).
+        """
+        return self.fit_transform_images(images, strict=True).values
+
+    def fit_transform_images(self, images: Sequence[Any], strict: bool = False) -> MatrixResult:
+        """Fit on ``images`` and return the histograms of the readable ones.
+
+        Returns
+        -------
+        MatrixResult
+            ``values`` of float32, shape (n_kept, n_features_out_), for the inputs at ``kept``;
+            the unreadable ones in ``failures`` (also ``skipped_``).
+        """
+        histograms, _, _ = self._fit_stream(
+            lambda: self._stream(images, strict, "features (fit)"), encode=True
+        )
         return histograms
 
     def fit_features(
         self, features: Sequence[LocalFeatures | None], y: Any = None
     ) -> BagOfFeatures:
         """Fit on features already extracted (None entries are ignored)."""
-        self._fit(features, encode=False)
+        self._fit_stream(lambda: iter([features_as_batch(features)]), encode=False)
         self.skipped_ = []
         return self
 
-    def _fit(self, features: Sequence[LocalFeatures | None], encode: bool) -> np.ndarray | None:
+    def _fit_stream(
+        self, batches: Callable[[], Iterator[BatchResult[LocalFeatures]]], encode: bool
+    ) -> tuple[MatrixResult | None, list[tuple[str, str]], dict[str, float]]:
+        """Fit from the batches that each call of ``batches()`` yields (one pass to sample the
+        vocabulary's descriptors, a second for idf or histograms).
+
+        Returns
+        -------
+        histograms : MatrixResult or None
+            Of the training images, when ``encode``.
+        failures : list of (source, reason)
+            The inputs without features (also ``skipped_``).
+        timings : dict
+            Seconds: ``extract_s`` (first pass: features and sample), ``vocabulary_s``,
+            ``encode_s`` (second pass: features again, words, histograms).
+        """
         self._check_params()
         vocabulary = self._make_vocabulary()
-        usable = [item for item in features if item is not None and len(item)]
-        if not usable:
+        start = time.perf_counter()
+        sample = DescriptorSample(int(self.sample_size), self.random_state)
+        failures: list[tuple[str, str]] = []
+        for batch in batches():
+            failures += batch.failures
+            for item in batch.values:
+                sample.add(item.descriptors)
+        if sample.n_seen == 0:
             raise ValueError(
                 "no local features to build a vocabulary: every image was unreadable or empty"
             )
-        sample = sample_descriptors(usable, int(self.sample_size), self.random_state)
-        self.vocabulary_ = vocabulary.fit(sample)
+        self.skipped_ = failures
+        timings = {"extract_s": time.perf_counter() - start}
+        start = time.perf_counter()
+        self.vocabulary_ = vocabulary.fit(sample.rows())
+        del sample
+        timings["vocabulary_s"] = time.perf_counter() - start
+        start = time.perf_counter()
         n_words = self.vocabulary_.n_words_
         self.n_features_out_ = n_words * n_pyramid_cells(self.pyramid)
+        self.idf_ = np.ones(n_words, dtype=np.float32)
         tfidf = self.weighting == "tfidf"
-        words, weights = self._quantize(features) if encode or tfidf else (None, None)
-        self.idf_ = (
-            compute_idf(words, n_words, weights) if tfidf else np.ones(n_words, dtype=np.float32)
-        )
-        return self._encode(features, words, weights) if encode else None
+        counts = self._count(batches()) if encode or tfidf else None
+        if tfidf:
+            self.idf_ = compute_idf(self._words_present(counts.values), n_words)
+        if encode:
+            counts.values = self._weigh(counts.values)
+        timings["encode_s"] = time.perf_counter() - start
+        return (counts if encode else None), failures, timings
+
+    def _words_present(self, counts: np.ndarray) -> list[np.ndarray | None]:
+        """The words occurring in each image (None for an image without any), from its vote
+        counts (n_images, n_features_out_): the cells of the first pyramid level tile the image."""
+        n_words = self.vocabulary_.n_words_
+        cells = check_pyramid(self.pyramid)[0] ** 2
+        whole = counts[:, : cells * n_words].reshape(len(counts), cells, n_words).sum(axis=1)
+        return [np.flatnonzero(row) if row.any() else None for row in whole]
 
     # -------------------------------------------------------------------------- transforming
 
     def transform(self, images: Sequence[Any]) -> np.ndarray:
-        """Histograms of ``images`` (paths or uint8 arrays).
+        """Histograms of ``images`` (paths or uint8 arrays), streamed.
 
         Returns
         -------
-        ndarray of float32, shape (n_images, n_features_out_); all-zero rows for unreadable
-        images (:meth:`extract` then :meth:`transform_features` also says which they are).
+        ndarray of float32, shape (n_images, n_features_out_)
+
+        Raises
+        ------
+        ImageReadError
+            An unreadable image (:meth:`transform_images` reports them instead).
+        """
+        return self.transform_images(images, strict=True).values
+
+    def transform_images(self, images: Sequence[Any], strict: bool = False) -> MatrixResult:
+        """Histograms of the readable ``images``, streamed: only histograms are kept.
+
+        Returns
+        -------
+        MatrixResult
+            ``values`` of float32, shape (n_kept, n_features_out_), for the inputs at
+            ``kept``; the unreadable ones, with reasons, in ``failures``.
         """
         check_is_fitted(self, "vocabulary_")
-        return self.transform_features(self.extract(images).per_input())
+        histograms = self._count(self._stream(images, strict, "features"))
+        histograms.values = self._weigh(histograms.values)
+        return histograms
 
     def transform_features(self, features: Sequence[LocalFeatures | None]) -> np.ndarray:
         """Histograms of features already extracted; None or empty entries give zero rows."""
         check_is_fitted(self, "vocabulary_")
-        words, weights = self._quantize(features)
-        return self._encode(features, words, weights)
+        batch = features_as_batch(features)
+        histograms = np.zeros((len(features), self.n_features_out_), dtype=np.float32)
+        histograms[batch.kept] = self._weigh(self._count(iter([batch])).values)
+        return histograms
 
-    def _batches(self, features: Sequence[LocalFeatures | None]) -> Iterator[list[int]]:
+    def _count(self, batches: Iterable[BatchResult[LocalFeatures]]) -> MatrixResult:
+        """Votes (n_kept, n_features_out_) of every kept input of ``batches``, before idf and
+        normalization; only one batch's descriptors are held at a time."""
+        parts, kept, failures, failed, n_computed = [], [], [], [], 0
+        for batch in batches:
+            words, weights = self._quantize(batch.values)
+            parts.append(self._encode(batch.values, words, weights))
+            kept.append(batch.kept)
+            failed.append(batch.failed)
+            failures += batch.failures
+            n_computed += batch.n_computed
+        return MatrixResult(
+            np.concatenate(parts) if parts else np.zeros((0, self.n_features_out_), np.float32),
+            np.concatenate(kept) if kept else np.zeros(0, np.int64),
+            failures,
+            np.concatenate(failed) if failed else np.zeros(0, np.int64),
+            n_computed,
+        )
+
+    def _weigh(self, counts: np.ndarray) -> np.ndarray:
+        """Histograms from votes: idf in every pyramid cell, then the normalization."""
+        idf = np.tile(self.idf_, n_pyramid_cells(self.pyramid))
+        return normalize_histograms(counts * idf, self.normalization)
+
+    def _batches(self, features: Sequence[LocalFeatures]) -> Iterator[list[int]]:
         """Indices of images with descriptors, grouped into batches of about ASSIGN_CHUNK_ROWS rows."""
         batch, rows = [], 0
         for index, item in enumerate(features):
-            if item is None or len(item) == 0:
+            if len(item) == 0:
                 continue
             batch.append(index)
             rows += len(item)
@@ -378,7 +576,7 @@ class BagOfFeatures(
         if batch:
             yield batch
 
-    def _quantize(self, features: Sequence[LocalFeatures | None]) -> tuple[list, list | None]:
+    def _quantize(self, features: Sequence[LocalFeatures]) -> tuple[list, list | None]:
         """Words (and soft weights) of every image's descriptors; None for images without any."""
         words: list[np.ndarray | None] = [None] * len(features)
         weights: list[np.ndarray | None] | None = (
@@ -401,17 +599,17 @@ class BagOfFeatures(
         return words, weights
 
     def _encode(
-        self, features: Sequence[LocalFeatures | None], words: list, weights: list | None
+        self, features: Sequence[LocalFeatures], words: list, weights: list | None
     ) -> np.ndarray:
+        """Votes per pyramid cell and word (n_images, n_features_out_), before idf."""
         return encode_histograms(
             words,
             self.vocabulary_.n_words_,
             weights=weights,
-            positions=[None if item is None else item.keypoints[:, :2] for item in features],
-            image_shapes=[None if item is None else item.image_shape for item in features],
+            positions=[item.keypoints[:, :2] for item in features],
+            image_shapes=[item.image_shape for item in features],
             pyramid=self.pyramid,
-            idf=self.idf_,
-            normalization=self.normalization,
+            normalization="none",
         )
 
     # ------------------------------------------------------------------------------ saving

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial, reduce
 from typing import Any, Self
 
 import numpy as np
@@ -23,8 +25,9 @@ from sklearn.kernel_approximation import AdditiveChi2Sampler
 from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
-from imagelearn.bof.estimator import BagOfFeatures, BagOfFeaturesState
+from imagelearn.bof.estimator import BagOfFeatures, BagOfFeaturesState, features_as_batch
 from imagelearn.core.bundle import BundleError
+from imagelearn.core.execution import BatchResult, MatrixResult
 from imagelearn.core.persistence import PersistentEstimator, decode_params, encode_params
 from imagelearn.core.schema import MAX_CLASSES, Skipped, StateSchema
 from imagelearn.features import LocalFeatures, extract_features, make_detector
@@ -33,17 +36,22 @@ from imagelearn.features import LocalFeatures, extract_features, make_detector
 #: both soft-assigned, on a 4-pixel grid. Measured on flowers5: the 4-pixel grid +4 points over
 #: 8 pixels; on a validation split of the training images (907 photos), soft color words +1.2
 #: points over hard ones and 2,000 gray words +1.1 over 1,000 (0.690 -> 0.701).
+#: Longer side, pixels, to which the default channels' dense detectors shrink a photo first
+#: (their ``max_side``): larger photos cost more in proportion to their area for no accuracy
+#: (measured on flowers5 and hymenoptera, docs/bof.md).
+DEFAULT_MAX_SIDE = 384
+
 DEFAULT_CHANNELS: tuple[dict[str, Any], ...] = (
     {
         "detector": "dense_rootsift",
-        "detector_params": {"step": 4},
+        "detector_params": {"step": 4, "max_side": DEFAULT_MAX_SIDE},
         "n_words": 2000,
         "assignment": "soft",
         "pyramid": (1, 2),
     },
     {
         "detector": "dense_lab",
-        "detector_params": {"step": 4},
+        "detector_params": {"step": 4, "max_side": DEFAULT_MAX_SIDE},
         "n_words": 256,
         "assignment": "soft",
         "pyramid": (1, 2),
@@ -76,6 +84,65 @@ class BofClassifierState(StateSchema):
                 f"{len(self.channel_states)} channel states for {len(self.channels)} channels"
             )
         return self
+
+
+#: Rows of histograms kernel-mapped and scored at once (bounds the float64 kernel map's memory).
+SCORE_ROWS = 1024
+#: Sampling steps of the additive chi-squared kernel map (Vedaldi & Zisserman: 2 is enough).
+CHI2_SAMPLE_STEPS = 2
+
+
+@dataclass
+class BofPrediction(MatrixResult):
+    """SVM scores of the readable images of a list: a
+    :class:`~imagelearn.core.execution.BatchResult` whose values are one matrix.
+
+    Attributes
+    ----------
+    values : ndarray of float64, shape (n_kept, n_classes)
+        Also :attr:`scores`: the SVM margin of every class (binary: ``-m, m`` for the margin
+        ``m`` of ``classes[1]``).
+    kept : ndarray of int64, shape (n_kept,)
+        Indices into the input list.
+    failures : list of (path, reason)
+        The unreadable images, in input order (``failed``: their indices).
+    classes : ndarray of int
+        The label of every column (the classifier's ``classes_``).
+    """
+
+    classes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self.values
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The class of highest score of every kept image, shape (n_kept,)."""
+        return (
+            self.classes[np.argmax(self.values, axis=1)] if len(self.values) else self.classes[:0]
+        )
+
+
+def _common_inputs(
+    results: Sequence[BatchResult],
+) -> tuple[np.ndarray, list[tuple[str, str]], np.ndarray]:
+    """The inputs that every result kept, and the failures of the others (in input order,
+    each once: the first result's reason)."""
+    kept = reduce(np.intersect1d, [result.kept for result in results])
+    reasons: dict[int, tuple[str, str]] = {}
+    for result in results:
+        for index, failure in zip(result.failed.tolist(), result.failures, strict=True):
+            reasons.setdefault(index, failure)
+    failed = sorted(reasons)
+    return kept, [reasons[index] for index in failed], np.asarray(failed, dtype=np.int64)
+
+
+def _check_two_classes(labels: np.ndarray) -> None:
+    if len(np.unique(labels)) < 2:
+        raise ValueError(
+            f"training needs images of at least 2 classes; got {len(np.unique(labels))}"
+        )
 
 
 class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
@@ -111,7 +178,9 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
     skipped_ : list of (path, reason)
         Training images that could not be read.
     timings_ : dict
-        Seconds spent in feature extraction, vocabulary building and encoding, SVM training.
+        Seconds, summed over the channels: ``extract_s`` (the first pass: features and the
+        vocabulary's descriptor sample), ``vocabulary_s`` (clustering), ``encode_s`` (the
+        second pass: features again, from the cache, words and histograms), ``svm_s``.
     """
 
     bundle_kind = "bof-classifier"
@@ -150,7 +219,9 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
     def extract(
         self, images: Sequence[str | os.PathLike | np.ndarray], strict: bool = False
     ) -> tuple[ChannelFeatures, list[tuple[str, str]]]:
-        """Local features of ``images`` for every channel, and the unreadable files.
+        """Local features of ``images`` for every channel, and the unreadable files, all in
+        memory (for :meth:`fit_features` and :meth:`predict_features`; :meth:`fit` and
+        :meth:`predict_images` stream).
 
         Returns
         -------
@@ -181,7 +252,11 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
         class_names: Sequence[str] | None = None,
         strict: bool = False,
     ) -> BofClassifier:
-        """Extract features, build the vocabularies and train the SVM.
+        """Build the vocabularies and train the SVM, streaming the images (bounded memory).
+
+        Every channel passes over the images twice: once for a sample of ``sample_size``
+        descriptors to build its vocabulary, once for the histograms (read back from the
+        feature cache, recomputed without one). Only histograms are kept.
 
         Parameters
         ----------
@@ -194,12 +269,11 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
             Raise on the first unreadable image; otherwise unreadable images are left out of
             training and listed in ``skipped_``.
         """
-        start = time.perf_counter()
-        features, skipped = self.extract(images, strict=strict)
-        self.fit_features(features, np.asarray(y), class_names)
-        self.skipped_ = skipped
-        self.timings_["extract_s"] = time.perf_counter() - start - sum(self.timings_.values())
-        return self
+        return self._fit_channels(
+            lambda _, bof: bof._stream(images, strict, f"features ({bof.detector})"),
+            np.asarray(y),
+            class_names,
+        )
 
     def fit_features(
         self,
@@ -209,96 +283,131 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
     ) -> BofClassifier:
         """Fit from features already extracted by :meth:`extract` (reused by vocabulary sweeps).
 
-        Images without features (None) are left out; ``skipped_`` is empty (only :meth:`fit`
-        reads files).
+        Images without features (None) are left out and listed in ``skipped_``.
         """
+        return self._fit_channels(
+            lambda index, _: iter([features_as_batch(features[index])]), np.asarray(y), class_names
+        )
+
+    def _fit_channels(
+        self,
+        batches: Callable[[int, BagOfFeatures], Iterator[BatchResult[LocalFeatures]]],
+        y: np.ndarray,
+        class_names: Sequence[str] | None,
+    ) -> BofClassifier:
+        """Fit every channel on the batches ``batches(index, channel)`` yields, then the SVM on
+        the images that every channel could read."""
         if self.kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
-        y = np.asarray(y)
-        readable = np.all([[f is not None for f in channel] for channel in features], axis=0)
-        if len(np.unique(y[readable])) < 2:
-            raise ValueError(
-                f"training needs images of at least 2 classes; got {len(np.unique(y[readable]))}"
-            )
-        kept = [[f for f, ok in zip(channel, readable, strict=True) if ok] for channel in features]
+        _check_two_classes(y)
+        self.channels_, results = [], []
+        self.timings_ = dict.fromkeys(("extract_s", "vocabulary_s", "encode_s"), 0.0)
+        for index, params in enumerate(self._channel_params()):
+            bof = BagOfFeatures(**params)
+            histograms, _, timings = bof._fit_stream(partial(batches, index, bof), encode=True)
+            self.channels_.append(bof)
+            results.append(histograms)
+            for name, seconds in timings.items():
+                self.timings_[name] += seconds
+        kept, failures, _ = _common_inputs(results)
+        _check_two_classes(y[kept])
         start = time.perf_counter()
-        self.channels_ = [
-            BagOfFeatures(**params).fit_features(channel)
-            for params, channel in zip(self._channel_params(), kept, strict=True)
-        ]
-        vocabulary_s = time.perf_counter() - start
-        start = time.perf_counter()
-        histograms = self._encode(kept)
-        encode_s = time.perf_counter() - start
-        start = time.perf_counter()
+        histograms = self._kernel_map(self._join(results, kept))
         self.svm_ = LinearSVC(C=self.C, random_state=self.random_state, max_iter=5000).fit(
-            histograms, y[readable]
+            histograms, y[kept]
         )
+        self.timings_["svm_s"] = time.perf_counter() - start
         self.classes_ = self.svm_.classes_
         self.class_names_ = (
             list(class_names)
             if class_names is not None
             else [str(label) for label in range(int(y.max()) + 1)]
         )
-        self.timings_ = {
-            "vocabulary_s": vocabulary_s,
-            "encode_s": encode_s,
-            "svm_s": time.perf_counter() - start,
-        }
-        self.n_training_images_ = int(readable.sum())
-        self.skipped_: list[tuple[str, str]] = []
+        self.n_training_images_ = len(kept)
+        self.skipped_: list[tuple[str, str]] = failures
         return self
 
-    def _encode(self, features: ChannelFeatures) -> np.ndarray:
-        """Concatenated, per-channel L1-normalized histograms, kernel-mapped: (n_images, n_dims).
-
-        Images without features (None) get all-zero histograms.
-        """
+    @staticmethod
+    def _join(results: Sequence[MatrixResult], kept: np.ndarray) -> np.ndarray:
+        """The rows of ``kept`` of every channel's histograms, each L1-normalized (so that no
+        channel dominates by its size), side by side: (n_kept, sum of n_features_out_)."""
         blocks = []
-        for bof, channel in zip(self.channels_, features, strict=True):
-            present = [i for i, f in enumerate(channel) if f is not None]
-            block = np.zeros((len(channel), bof.n_features_out_), dtype=np.float32)
-            if present:
-                block[present] = bof.transform_features([channel[i] for i in present])
-            block /= np.maximum(np.abs(block).sum(axis=1, keepdims=True), 1e-12)
-            blocks.append(block)
-        histograms = np.hstack(blocks)
-        if self.kernel == "chi2":
-            histograms = AdditiveChi2Sampler(sample_steps=2).fit_transform(
-                np.maximum(histograms, 0)
-            )
-        return histograms.astype(np.float32)
+        for result in results:
+            block = result.values[np.isin(result.kept, kept)]
+            blocks.append(block / np.maximum(np.abs(block).sum(axis=1, keepdims=True), 1e-12))
+        return np.hstack(blocks).astype(np.float32, copy=False)
+
+    def _kernel_map(self, histograms: np.ndarray) -> np.ndarray:
+        """The SVM's input, float32: the additive chi-squared kernel map for ``kernel="chi2"``
+        (``CHI2_SAMPLE_STEPS * 2 - 1`` values per bin), computed :data:`SCORE_ROWS` rows at a
+        time so that no float64 copy of the whole map is made."""
+        if self.kernel != "chi2":
+            return histograms.astype(np.float32, copy=False)
+        sampler = AdditiveChi2Sampler(sample_steps=CHI2_SAMPLE_STEPS).fit(histograms[:1])
+        mapped = np.empty(
+            (len(histograms), histograms.shape[1] * (2 * CHI2_SAMPLE_STEPS - 1)), np.float32
+        )
+        for start in range(0, len(histograms), SCORE_ROWS):
+            rows = np.maximum(histograms[start : start + SCORE_ROWS], 0)
+            mapped[start : start + SCORE_ROWS] = sampler.transform(rows)
+        return mapped
 
     # ----------------------------------------------------------------------------- predicting
-    def decision_function_features(self, features: ChannelFeatures) -> np.ndarray:
-        """SVM scores, shape (n_images, n_classes) (binary: (n_images,) as scikit-learn)."""
+    def predict_images(
+        self, images: Sequence[str | os.PathLike | np.ndarray], strict: bool = False
+    ) -> BofPrediction:
+        """SVM scores and labels of the readable ``images``, streamed; the unreadable ones are
+        reported (``kept``, ``failures``), not fatal (``strict`` raises on the first)."""
         check_is_fitted(self, "svm_")
-        readable = np.all([[f is not None for f in channel] for channel in features], axis=0)
-        scores = np.asarray(self.svm_.decision_function(self._encode(features)), dtype=np.float64)
-        scores[~readable] = np.nan
-        return scores
+        return self._predict([bof.transform_images(images, strict) for bof in self.channels_])
+
+    def predict_features(self, features: ChannelFeatures) -> BofPrediction:
+        """:meth:`predict_images` for features already extracted by :meth:`extract`; images
+        without features (None) are failures."""
+        check_is_fitted(self, "svm_")
+        results = []
+        for bof, channel in zip(self.channels_, features, strict=True):
+            batch = features_as_batch(channel)
+            histograms = bof.transform_features(batch.values)
+            results.append(MatrixResult(histograms, batch.kept, batch.failures, batch.failed))
+        return self._predict(results)
+
+    def _predict(self, results: list[MatrixResult]) -> BofPrediction:
+        """Scores of the inputs every channel kept, from each channel's histograms."""
+        kept, failures, failed = _common_inputs(results)
+        histograms = self._join(results, kept)
+        scores = np.zeros((len(kept), len(self.classes_)), dtype=np.float64)
+        for start in range(0, len(kept), SCORE_ROWS):
+            rows = self.svm_.decision_function(
+                self._kernel_map(histograms[start : start + SCORE_ROWS])
+            )
+            scores[start : start + SCORE_ROWS] = (
+                np.stack([-rows, rows], axis=1) if rows.ndim == 1 else rows
+            )
+        return BofPrediction(
+            scores,
+            kept,
+            failures,
+            failed,
+            max(result.n_computed for result in results),
+            classes=self.classes_,
+        )
 
     def decision_function(self, images: Sequence[str | os.PathLike | np.ndarray]) -> np.ndarray:
-        """SVM scores; rows of unreadable images are NaN (:meth:`extract` names them)."""
-        check_is_fitted(self, "svm_")
-        features, _ = self.extract(images)
-        return self.decision_function_features(features)
+        """SVM scores, shape (n_images, n_classes) (binary: (n_images,) as scikit-learn).
+
+        Raises
+        ------
+        ImageReadError
+            An unreadable image (:meth:`predict_images` reports them instead).
+        """
+        scores = self.predict_images(images, strict=True).scores
+        return scores[:, 1] if len(self.classes_) == 2 else scores
 
     def predict(self, images: Sequence[str | os.PathLike | np.ndarray]) -> np.ndarray:
-        """Class of each image (from ``classes_``); -1 for unreadable images."""
-        return self.labels_from_scores(self.decision_function(images))
-
-    def labels_from_scores(self, scores: np.ndarray) -> np.ndarray:
-        """Turn :meth:`decision_function` output into class labels (-1 where NaN)."""
-        check_is_fitted(self, "svm_")
-        scores = np.asarray(scores)
-        if scores.ndim == 1:
-            labels = self.classes_[(scores > 0).astype(int)]
-            valid = ~np.isnan(scores)
-        else:
-            labels = self.classes_[np.nanargmax(np.nan_to_num(scores, nan=-np.inf), axis=1)]
-            valid = ~np.isnan(scores).any(axis=1)
-        return np.where(valid, labels, -1)
+        """Class of each image (from ``classes_``); raises :class:`ImageReadError` for an
+        unreadable one (:meth:`predict_images` reports them instead)."""
+        return self.predict_images(images, strict=True).labels
 
     # ----------------------------------------------------------------------------- persistence
     def _check_saveable(self) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from imagelearn.bof.recognition import DEFAULT_CHANNELS, BofClassifier
+from imagelearn.bof.recognition import DEFAULT_CHANNELS, DEFAULT_MAX_SIDE, BofClassifier
 from imagelearn.core.bundle import atomic_write_json, atomic_write_text
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.outputs import check_output_directory
@@ -57,7 +57,7 @@ class ImagePrediction:
     ----------
     path : str
     label : str or None
-        Class name; None when the image is unreadable or has no features.
+        Class name; None when the image is unreadable.
     score : float or None
         SVM margin of the chosen class.
     error : str or None
@@ -132,6 +132,7 @@ def make_channels(
     assignment: str | None = "soft",
     step: int | None = 4,
     sample_size: int | None = 200_000,
+    max_side: int | None = DEFAULT_MAX_SIDE,
 ) -> list[dict[str, Any]]:
     """The ``channels`` of a :class:`BofClassifier`: ``detector`` words, then Lab color words.
 
@@ -153,6 +154,9 @@ def make_channels(
     assignment : {"hard", "soft"} or None
     step : int or None
         Grid spacing of dense detectors, pixels.
+    max_side : int or None
+        Longer side, pixels, to which dense detectors shrink an image first; None: the
+        original size. Given only with ``step``.
     sample_size : int or None
         Descriptors sampled to build each vocabulary.
 
@@ -170,36 +174,29 @@ def make_channels(
             **shared,
         }
     ]
+    dense_params = {"step": step, "max_side": max_side}
     if step is not None:
-        channels[0]["detector_params"] = {"step": step} if detector.startswith("dense") else None
+        channels[0]["detector_params"] = dense_params if detector.startswith("dense") else None
     color_n_words = color["n_words"] if color_n_words is None else color_n_words
     if color_n_words > 0:
         channels.append({"detector": "dense_lab", "n_words": color_n_words, **shared})
         if step is not None:
-            channels[1]["detector_params"] = {"step": step}
+            channels[1]["detector_params"] = dense_params
     return channels
-
-
-def _held_out_scores(
-    model: BofClassifier, dataset: ImageDataset, strict: bool
-) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    features, skipped = model.extract(dataset.paths, strict=strict)
-    return model.labels_from_scores(model.decision_function_features(features)), skipped
 
 
 def _evaluate_into(
     out_dir: Path, model: BofClassifier, dataset: ImageDataset, strict: bool, extra: dict[str, Any]
 ) -> dict[str, Any]:
     """Predict ``dataset`` and write metrics/plots; unreadable images are reported, not scored."""
-    predicted, skipped = _held_out_scores(model, dataset, strict)
-    scored = predicted >= 0
+    prediction = model.predict_images(dataset.paths, strict=strict)
     return write_evaluation(
         out_dir,
-        [p for p, ok in zip(dataset.paths, scored, strict=True) if ok],
-        dataset.labels[scored],
-        predicted[scored],
+        [dataset.paths[index] for index in prediction.kept],
+        dataset.labels[prediction.kept],
+        prediction.labels,
         dataset.class_names,
-        {**extra, "skipped": [{"path": p, "reason": r} for p, r in skipped]},
+        {**extra, "skipped": [{"path": p, "reason": r} for p, r in prediction.failures]},
     )
 
 
@@ -292,24 +289,14 @@ def predict_images(
         model.set_params(n_jobs=n_jobs)
     names = model.class_names_
     paths = expand_image_inputs(inputs)
-    features, skipped = model.extract(paths, strict=strict)
-    scores = model.decision_function_features(features)
-    labels = model.labels_from_scores(scores)
-    reasons = dict(skipped)
-    images = []
-    for index, path in enumerate(paths):
-        label = int(labels[index])
-        if label < 0:
-            images.append(
-                ImagePrediction(str(path), None, None, reasons.get(str(path), "no features"))
-            )
-            continue
-        score = (
-            scores[index] if scores.ndim == 1 else scores[index, list(model.classes_).index(label)]
-        )
-        if scores.ndim == 1 and label == model.classes_[0]:
-            score = -score
-        images.append(ImagePrediction(str(path), names[label], float(score), None))
+    prediction = model.predict_images(paths, strict=strict)
+    images = [ImagePrediction(str(path), None, None, None) for path in paths]
+    for index, (_, reason) in zip(prediction.failed, prediction.failures, strict=True):
+        images[index] = ImagePrediction(str(paths[index]), None, None, reason)
+    for index, label, scores in zip(
+        prediction.kept, prediction.labels, prediction.scores, strict=True
+    ):
+        images[index] = ImagePrediction(str(paths[index]), names[label], float(scores.max()), None)
     return PredictResult(tuple(images))
 
 
@@ -363,13 +350,13 @@ def sweep_vocabulary(
         )
         model.fit_features(train_features, train.labels, train.class_names)
         start = time.perf_counter()
-        predicted = model.labels_from_scores(model.decision_function_features(test_features))
+        prediction = model.predict_features(test_features)
         encode_s = time.perf_counter() - start
         with tempfile.TemporaryDirectory() as scratch:
             model_bytes = _directory_bytes(model.save(Path(scratch) / "model"))
         row = SweepRow(
             n_words=int(size),
-            accuracy=float(np.mean(predicted == held_out.labels)),
+            accuracy=float(np.mean(prediction.labels == held_out.labels[prediction.kept])),
             vocabulary_s=model.timings_["vocabulary_s"],
             encode_ms_per_image=1000.0 * encode_s / max(len(held_out), 1),
             model_bytes=model_bytes,

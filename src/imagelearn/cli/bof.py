@@ -89,6 +89,13 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         help="grid spacing of dense detectors, pixels (default: %(default)s)",
     )
     parser.add_argument(
+        "--max-side",
+        type=int,
+        default=None,
+        help="longer side, pixels, to which dense detectors shrink an image first "
+        "(0: the original size; default: the default model's, 384)",
+    )
+    parser.add_argument(
         "-C", type=float, default=1.0, dest="C", help="SVM regularization (default: %(default)s)"
     )
     parser.add_argument(
@@ -158,7 +165,7 @@ def _cache_dir(arguments: argparse.Namespace) -> bool | None:
 
 
 def run_train(arguments: argparse.Namespace) -> int:
-    from imagelearn.bof.recognition import BofClassifier
+    from imagelearn.bof.recognition import DEFAULT_MAX_SIDE, BofClassifier
     from imagelearn.bof.runs import make_channels, train_run
 
     channels = make_channels(
@@ -170,6 +177,7 @@ def run_train(arguments: argparse.Namespace) -> int:
         assignment=arguments.assignment,
         step=arguments.step,
         sample_size=arguments.sample_size,
+        max_side=DEFAULT_MAX_SIDE if arguments.max_side is None else arguments.max_side or None,
     )
     model = BofClassifier(
         channels=channels,
