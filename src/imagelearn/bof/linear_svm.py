@@ -1,0 +1,215 @@
+"""A linear SVM trained in bounded memory: scikit-learn's ``LinearSVC`` objective, solved in
+the primal on features that a row-wise map computes chunk by chunk.
+
+``LinearSVC`` (liblinear) needs the whole feature matrix in memory, as float64, and copies it
+again; with the additive chi-squared map of Bag-of-Features histograms (about 34,000 values per
+image) that is about 1 MB per training image. :class:`ChunkedLinearSVC` minimizes the same
+objective (L2-regularized squared hinge, one-vs-rest for more than two classes, the intercept
+as liblinear's: a constant feature of value 1 whose weight is regularized) by trust-region
+Newton-CG (``scipy.optimize.minimize(method="trust-ncg")``, as liblinear's primal solver TRON),
+with exact gradients and Hessian-vector products accumulated over row chunks. The mapped
+features are kept, float32, when they fit :data:`MEMORY_BUDGET`; beyond, every pass maps the
+rows again, :data:`CHUNK_BYTES` of mapped features at a time, so memory no longer grows with the
+mapped matrix (only with the inputs and ``n_samples x n_classes`` margins).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+from scipy.optimize import minimize
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+#: Bytes of mapped features (float32) kept in memory during a fit; larger maps are recomputed
+#: chunk by chunk on every pass over the data.
+MEMORY_BUDGET = 512 * 2**20
+#: Bytes of mapped features (float32) computed or read at once; their float64 copy for the
+#: products is twice that.
+CHUNK_BYTES = 32 * 2**20
+
+FeatureMap = Callable[[np.ndarray], np.ndarray]
+
+
+class _Rows:
+    """The mapped rows of ``X``, chunk by chunk: held in memory when they fit ``budget``."""
+
+    def __init__(self, X: np.ndarray, feature_map: FeatureMap | None, budget: int) -> None:
+        self.X = X
+        self.feature_map = feature_map
+        n_features = self._map(X[:1]).shape[1]
+        self.n_features = n_features
+        self.chunk_rows = max(1, CHUNK_BYTES // (4 * n_features))
+        self.mapped: np.ndarray | None = X if feature_map is None else None
+        if feature_map is not None and len(X) * n_features * 4 <= budget:
+            self.mapped = np.empty((len(X), n_features), np.float32)
+            for rows, chunk in self._mapped_chunks():
+                self.mapped[rows] = chunk
+
+    def _map(self, rows: np.ndarray) -> np.ndarray:
+        return rows if self.feature_map is None else np.asarray(self.feature_map(rows), np.float32)
+
+    def _mapped_chunks(self) -> Iterator[tuple[slice, np.ndarray]]:
+        for start in range(0, len(self.X), self.chunk_rows):
+            rows = slice(start, start + self.chunk_rows)
+            yield rows, self._map(self.X[rows])
+
+    def chunks(self) -> Iterator[tuple[slice, np.ndarray]]:
+        """``(rows, features)`` of every chunk, features float64 (n_rows, n_features)."""
+        if self.mapped is None:
+            for rows, chunk in self._mapped_chunks():
+                yield rows, chunk.astype(np.float64, copy=False)
+        else:
+            for start in range(0, len(self.X), self.chunk_rows):
+                rows = slice(start, start + self.chunk_rows)
+                yield rows, self.mapped[rows].astype(np.float64, copy=False)
+
+
+class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
+    """``LinearSVC``'s default model (squared hinge, L2, one-vs-rest, regularized intercept),
+    trained in the primal in bounded memory on ``feature_map(X)``.
+
+    Parameters
+    ----------
+    C : float
+        Weight of the squared hinge loss, as ``LinearSVC``'s ``C``.
+    feature_map : callable, optional
+        Maps rows ``(n_rows, n_inputs)`` to features ``(n_rows, n_features)``, row by row (e.g.
+        an additive chi-squared map); applied chunk by chunk by :meth:`fit` and
+        :meth:`decision_function`. None: the inputs are the features.
+    tol : float
+        Stop when the gradient's norm is ``tol`` times its norm at zero weights.
+    max_iter : int
+        Newton iterations at most.
+    memory_budget : int
+        Bytes of mapped features kept in memory (default :data:`MEMORY_BUDGET`); beyond, every
+        pass maps the rows again.
+
+    Attributes
+    ----------
+    coef_ : ndarray of float64, shape (1, n_features) for two classes, else (n_classes, n_features)
+    intercept_ : ndarray of float64, shape (1,) or (n_classes,)
+    classes_ : ndarray, shape (n_classes,)
+    n_iter_ : int
+        Newton iterations run.
+    n_passes_ : int
+        Passes over the data (function, gradient and Hessian-vector evaluations).
+    """
+
+    def __init__(
+        self,
+        C: float = 1.0,
+        feature_map: FeatureMap | None = None,
+        tol: float = 1e-6,
+        max_iter: int = 1000,
+        memory_budget: int = MEMORY_BUDGET,
+    ) -> None:
+        self.C = C
+        self.feature_map = feature_map
+        self.tol = tol
+        self.max_iter = max_iter
+        self.memory_budget = memory_budget
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> ChunkedLinearSVC:
+        """Train on inputs ``X`` (n_samples, n_inputs) and labels ``y`` (n_samples,).
+
+        Memory: ``X`` itself, the mapped features if they fit ``memory_budget`` (else one
+        chunk of them at a time), and a few ``(n_samples, n_problems)`` float64 arrays.
+        """
+        X = np.asarray(X)
+        y = np.asarray(y)
+        if X.ndim != 2 or len(X) != len(y):
+            raise ValueError(f"X must be (n_samples, n_inputs) with one label each; got {X.shape}")
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValueError(f"training needs at least 2 classes; got {len(self.classes_)}")
+        positives = self.classes_[1:] if len(self.classes_) == 2 else self.classes_
+        signs = np.where(y[:, None] == positives[None, :], 1.0, -1.0)  # (n_samples, n_problems)
+        rows = _Rows(X, self.feature_map, self.memory_budget)
+        problem = _SquaredHinge(rows, signs, float(self.C))
+        start = np.zeros(problem.size)
+        gradient_norm = np.linalg.norm(problem.value_and_gradient(start)[1])
+        result = minimize(
+            problem.value_and_gradient,
+            start,
+            jac=True,
+            hessp=problem.hessian_product,
+            method="trust-ncg",
+            options={"gtol": self.tol * gradient_norm, "maxiter": self.max_iter},
+        )
+        weights = result.x.reshape(len(positives), rows.n_features + 1)
+        self.coef_ = weights[:, :-1].copy()
+        self.intercept_ = weights[:, -1].copy()
+        self.n_iter_ = int(result.nit)
+        self.n_passes_ = problem.n_passes
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Margins of ``X`` (n_samples, n_inputs): (n_samples,) for two classes (of
+        ``classes_[1]``), else (n_samples, n_classes); mapped chunk by chunk."""
+        check_is_fitted(self, "coef_")
+        X = np.asarray(X)
+        scores = np.empty((len(X), len(self.coef_)))
+        if not len(X):
+            return scores[:, 0] if len(self.coef_) == 1 else scores
+        rows = _Rows(X, self.feature_map, budget=0)
+        for chunk_rows, features in rows.chunks():
+            scores[chunk_rows] = features @ self.coef_.T + self.intercept_
+        return scores[:, 0] if len(self.coef_) == 1 else scores
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The class of highest margin of every row of ``X``, shape (n_samples,)."""
+        scores = self.decision_function(X)
+        return self.classes_[(scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(1)]
+
+
+class _SquaredHinge:
+    """The one-vs-rest objective ``sum_k 0.5 |w_k|^2 + C sum_i max(0, 1 - s_ik w_k.[x_i, 1])^2``
+    (the problems are independent: their sum is minimized at once), its gradient and its
+    generalized Hessian's products, each one pass over ``rows``."""
+
+    def __init__(self, rows: _Rows, signs: np.ndarray, C: float) -> None:
+        self.rows = rows
+        self.signs = signs
+        self.C = C
+        self.shape = (signs.shape[1], rows.n_features + 1)
+        self.size = self.shape[0] * self.shape[1]
+        self.n_passes = 0
+        self._active_at: np.ndarray | None = None
+        self._active = np.zeros(signs.shape, bool)
+
+    def _margins(self, weights: np.ndarray, features: np.ndarray) -> np.ndarray:
+        return features @ weights[:, :-1].T + weights[:, -1]
+
+    def value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Objective and gradient at ``theta`` (n_problems * (n_features + 1),); records the
+        samples inside the margin for :meth:`hessian_product`."""
+        weights = theta.reshape(self.shape)
+        value = 0.5 * float(theta @ theta)
+        gradient = weights.copy()
+        for rows, features in self.rows.chunks():
+            signs = self.signs[rows]
+            slack = np.maximum(0.0, 1.0 - signs * self._margins(weights, features))
+            self._active[rows] = slack > 0
+            value += self.C * float((slack * slack).sum())
+            residual = -2.0 * self.C * signs * slack  # d loss / d margin, (n_rows, n_problems)
+            gradient[:, :-1] += residual.T @ features
+            gradient[:, -1] += residual.sum(axis=0)
+        self._active_at = theta.copy()
+        self.n_passes += 1
+        return value, gradient.ravel()
+
+    def hessian_product(self, theta: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        """The generalized Hessian at ``theta`` times ``vector``: ``v + 2C X_A^T X_A v`` over
+        the samples ``A`` inside the margin of each problem."""
+        if self._active_at is None or not np.array_equal(theta, self._active_at):
+            self.value_and_gradient(theta)
+        direction = vector.reshape(self.shape)
+        product = direction.copy()
+        for rows, features in self.rows.chunks():
+            curvature = 2.0 * self.C * self._active[rows] * self._margins(direction, features)
+            product[:, :-1] += curvature.T @ features
+            product[:, -1] += curvature.sum(axis=0)
+        self.n_passes += 1
+        return product.ravel()
