@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.kernel_approximation import AdditiveChi2Sampler
 from sklearn.svm import LinearSVC
 
 from conftest import data_path
@@ -113,3 +114,12 @@ def test_identity_map_trains_on_the_inputs_and_empty_input_scores_nothing():
     assert model.decision_function(histograms[:0]).shape == (0, 3)
     with pytest.raises(ValueError, match="2 classes"):
         ChunkedLinearSVC().fit(histograms, np.zeros(len(y)))
+
+
+def test_chi2_map_is_scikit_learns_additive_chi2_sampler(flower_histograms):
+    histograms, _ = flower_histograms
+    histograms = histograms.copy()
+    histograms[0, :3] = 0.0
+    expected = AdditiveChi2Sampler(sample_steps=2).fit_transform(histograms)
+    np.testing.assert_allclose(chi2_map(histograms), expected, rtol=1e-6, atol=1e-7)
+    assert chi2_map(histograms).dtype == np.float32

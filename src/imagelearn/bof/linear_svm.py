@@ -41,6 +41,7 @@ class _Rows:
         n_features = self._map(X[:1]).shape[1]
         self.n_features = n_features
         self.chunk_rows = max(1, CHUNK_BYTES // (4 * n_features))
+        self._buffer: np.ndarray | None = None
         self.mapped: np.ndarray | None = X if feature_map is None else None
         if feature_map is not None and len(X) * n_features * 4 <= budget:
             self.mapped = np.empty((len(X), n_features), np.float32)
@@ -56,14 +57,27 @@ class _Rows:
             yield rows, self._map(self.X[rows])
 
     def chunks(self) -> Iterator[tuple[slice, np.ndarray]]:
-        """``(rows, features)`` of every chunk, features float64 (n_rows, n_features)."""
+        """``(rows, features)`` of every chunk, features float64 (n_rows, n_features), valid
+        until the next chunk (one buffer is reused: no page faults on every pass)."""
         if self.mapped is None:
-            for rows, chunk in self._mapped_chunks():
-                yield rows, chunk.astype(np.float64, copy=False)
+            chunks = self._mapped_chunks()
         else:
-            for start in range(0, len(self.X), self.chunk_rows):
-                rows = slice(start, start + self.chunk_rows)
-                yield rows, self.mapped[rows].astype(np.float64, copy=False)
+            chunks = (
+                (
+                    slice(start, start + self.chunk_rows),
+                    self.mapped[start : start + self.chunk_rows],
+                )
+                for start in range(0, len(self.X), self.chunk_rows)
+            )
+        for rows, chunk in chunks:
+            if chunk.dtype == np.float64:
+                yield rows, chunk
+                continue
+            if self._buffer is None:
+                self._buffer = np.empty((min(self.chunk_rows, len(self.X)), self.n_features))
+            features = self._buffer[: len(chunk)]
+            np.copyto(features, chunk)
+            yield rows, features
 
 
 class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):

