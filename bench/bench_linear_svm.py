@@ -10,8 +10,8 @@ Histograms: ``BofClassifier``'s default channels on hymenoptera's training split
 * peak memory of one fit above its inputs (VmHWM, reset after the inputs are built, in a fresh
   process per fit) at the sizes ``$BENCH_LINEAR_SVM_SIZES`` (default 1000,2000 rows: the real
   histograms drawn again with jitter), ChunkedLinearSVC with a budget of
-  ``$BENCH_LINEAR_SVM_BUDGET_MB`` (default 64, below every size's mapped matrix so that it
-  streams) against LinearSVC.
+  ``$BENCH_LINEAR_SVM_BUDGET_MB`` (default 64, below every size's mapped matrix: most rows
+  are mapped again on every pass) against LinearSVC.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.kernel_approximation import AdditiveChi2Sampler
 from sklearn.svm import LinearSVC
 
@@ -90,12 +91,15 @@ def test_decision_values_match_linear_svc_on_real_bof_histograms(flower_histogra
     check_matches_linear_svc(histograms, y)
 
 
-def test_chunked_path_equals_the_in_memory_path(flower_histograms, monkeypatch):
+@pytest.mark.parametrize("held_rows", [0, 7])
+def test_chunked_path_equals_the_in_memory_path(flower_histograms, monkeypatch, held_rows):
+    """Rows beyond the budget (all of them, or all but 7) are mapped again, 5 at a time."""
     histograms, y = flower_histograms
     in_memory = ChunkedLinearSVC(feature_map=chi2_map).fit(histograms, y)
-    mapped_bytes = 4 * chi2_map(histograms[:1]).shape[1]
-    monkeypatch.setattr(linear_svm, "CHUNK_BYTES", 5 * mapped_bytes)  # chunks of 5 rows
-    chunked = ChunkedLinearSVC(feature_map=chi2_map, memory_budget=0).fit(histograms, y)
+    row_bytes = 4 * chi2_map(histograms[:1]).shape[1]
+    monkeypatch.setattr(linear_svm, "CHUNK_BYTES", 5 * row_bytes)
+    chunked = ChunkedLinearSVC(feature_map=chi2_map, memory_budget=held_rows * row_bytes)
+    chunked.fit(histograms, y)
     assert chunked.n_passes_ == in_memory.n_passes_
     np.testing.assert_allclose(chunked.coef_, in_memory.coef_, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(chunked.intercept_, in_memory.intercept_, rtol=1e-9, atol=1e-12)
@@ -114,6 +118,8 @@ def test_identity_map_trains_on_the_inputs_and_empty_input_scores_nothing():
     assert model.decision_function(histograms[:0]).shape == (0, 3)
     with pytest.raises(ValueError, match="2 classes"):
         ChunkedLinearSVC().fit(histograms, np.zeros(len(y)))
+    with pytest.warns(ConvergenceWarning, match="did not converge in 1 iterations"):
+        ChunkedLinearSVC(max_iter=1).fit(histograms, y)
 
 
 def test_chi2_map_is_scikit_learns_additive_chi2_sampler(flower_histograms):

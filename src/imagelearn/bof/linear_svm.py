@@ -8,22 +8,26 @@ objective (L2-regularized squared hinge, one-vs-rest for more than two classes, 
 as liblinear's: a constant feature of value 1 whose weight is regularized) by trust-region
 Newton-CG (``scipy.optimize.minimize(method="trust-ncg")``, as liblinear's primal solver TRON),
 with exact gradients and Hessian-vector products accumulated over row chunks. The mapped
-features are kept, float32, when they fit :data:`MEMORY_BUDGET`; beyond, every pass maps the
-rows again, :data:`CHUNK_BYTES` of mapped features at a time, so memory no longer grows with the
-mapped matrix (only with the inputs and ``n_samples x n_classes`` margins).
+features are held, float32, as far as they fit :data:`MEMORY_BUDGET` (all of them for small
+problems); the rows beyond are mapped again on every pass, :data:`CHUNK_BYTES` of mapped
+features at a time, so memory no longer grows with the mapped matrix (only with the inputs and
+the ``n_samples x n_problems`` margins). Each pass over the rows computes the objective and
+gradient, or one Hessian-vector product, of all the one-vs-rest problems at once.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-#: Bytes of mapped features (float32) kept in memory during a fit; larger maps are recomputed
-#: chunk by chunk on every pass over the data.
+#: Bytes of mapped features (float32) held in memory during a fit; the rows beyond are mapped
+#: again, chunk by chunk, on every pass over the data.
 MEMORY_BUDGET = 512 * 2**20
 #: Bytes of mapped features (float32) computed or read at once; their float64 copy for the
 #: products is twice that.
@@ -33,43 +37,36 @@ FeatureMap = Callable[[np.ndarray], np.ndarray]
 
 
 class _Rows:
-    """The mapped rows of ``X``, chunk by chunk: held in memory when they fit ``budget``."""
+    """The rows of ``feature_map(X)``, chunk by chunk: the first ones, as many as fit
+    ``budget`` bytes of float32, mapped once and held; the others mapped again on every pass."""
 
     def __init__(self, X: np.ndarray, feature_map: FeatureMap | None, budget: int) -> None:
         self.X = X
         self.feature_map = feature_map
-        n_features = self._map(X[:1]).shape[1]
-        self.n_features = n_features
-        self.chunk_rows = max(1, CHUNK_BYTES // (4 * n_features))
+        self.n_features = self._map(X[:1]).shape[1]
+        self.chunk_rows = max(1, CHUNK_BYTES // (4 * self.n_features))
         self._buffer: np.ndarray | None = None
-        self.mapped: np.ndarray | None = X if feature_map is None else None
-        if feature_map is not None and len(X) * n_features * 4 <= budget:
-            self.mapped = np.empty((len(X), n_features), np.float32)
-            for rows, chunk in self._mapped_chunks():
-                self.mapped[rows] = chunk
+        if feature_map is None:
+            self.held = X
+        else:
+            n_held = min(len(X), budget // (4 * self.n_features))
+            self.held = np.empty((n_held, self.n_features), np.float32)
+            for rows in self._slices(0, len(self.held)):
+                self.held[rows] = self._map(X[rows])
 
     def _map(self, rows: np.ndarray) -> np.ndarray:
         return rows if self.feature_map is None else np.asarray(self.feature_map(rows), np.float32)
 
-    def _mapped_chunks(self) -> Iterator[tuple[slice, np.ndarray]]:
-        for start in range(0, len(self.X), self.chunk_rows):
-            rows = slice(start, start + self.chunk_rows)
-            yield rows, self._map(self.X[rows])
+    def _slices(self, start: int, stop: int) -> Iterator[slice]:
+        for first in range(start, stop, self.chunk_rows):
+            yield slice(first, min(first + self.chunk_rows, stop))
 
     def chunks(self) -> Iterator[tuple[slice, np.ndarray]]:
         """``(rows, features)`` of every chunk, features float64 (n_rows, n_features), valid
         until the next chunk (one buffer is reused: no page faults on every pass)."""
-        if self.mapped is None:
-            chunks = self._mapped_chunks()
-        else:
-            chunks = (
-                (
-                    slice(start, start + self.chunk_rows),
-                    self.mapped[start : start + self.chunk_rows],
-                )
-                for start in range(0, len(self.X), self.chunk_rows)
-            )
-        for rows, chunk in chunks:
+        n_held = len(self.held)
+        for rows in (*self._slices(0, n_held), *self._slices(n_held, len(self.X))):
+            chunk = self.held[rows] if rows.start < n_held else self._map(self.X[rows])
             if chunk.dtype == np.float64:
                 yield rows, chunk
                 continue
@@ -97,8 +94,8 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
     max_iter : int
         Newton iterations at most.
     memory_budget : int
-        Bytes of mapped features kept in memory (default :data:`MEMORY_BUDGET`); beyond, every
-        pass maps the rows again.
+        Bytes of mapped features held in memory (default :data:`MEMORY_BUDGET`); the rows
+        beyond are mapped again on every pass.
 
     Attributes
     ----------
@@ -128,8 +125,9 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
     def fit(self, X: np.ndarray, y: np.ndarray) -> ChunkedLinearSVC:
         """Train on inputs ``X`` (n_samples, n_inputs) and labels ``y`` (n_samples,).
 
-        Memory: ``X`` itself, the mapped features if they fit ``memory_budget`` (else one
-        chunk of them at a time), and a few ``(n_samples, n_problems)`` float64 arrays.
+        Memory: ``X`` itself, at most ``memory_budget`` bytes of mapped features held, one
+        chunk of :data:`CHUNK_BYTES` mapped at a time (with its float64 copy), and a few
+        ``(n_samples, n_problems)`` arrays.
         """
         X = np.asarray(X)
         y = np.asarray(y)
@@ -152,6 +150,12 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
             method="trust-ncg",
             options={"gtol": self.tol * gradient_norm, "maxiter": self.max_iter},
         )
+        if result.nit >= self.max_iter:
+            warnings.warn(
+                f"ChunkedLinearSVC did not converge in {self.max_iter} iterations",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         weights = result.x.reshape(len(positives), rows.n_features + 1)
         self.coef_ = weights[:, :-1].copy()
         self.intercept_ = weights[:, -1].copy()
