@@ -16,6 +16,7 @@ Histograms: ``BofClassifier``'s default channels on hymenoptera's training split
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -54,7 +55,7 @@ def histograms(scratch: Path) -> tuple[Path, Path]:
     labels = np.array([int(path.parent.name == "bees") for path in paths])
     results = [
         BagOfFeatures(**params).fit(paths).transform_images(paths)
-        for params in BofClassifier(cache_dir=scratch / "cache")._channel_params()
+        for params in BofClassifier()._channel_params()  # features from the default cache
     ]
     kept = reduce(np.intersect1d, [result.kept for result in results])
     np.save(scratch / "X.npy", BofClassifier._join(results, kept))  # each channel L1-normalized
@@ -97,6 +98,7 @@ def measure_memory(x_path: str, y_path: str, method: str, n_rows: int) -> dict[s
     rows *= (X[picks].sum(axis=1) / rows.sum(axis=1))[:, None]
     labels = y[picks]
     del X
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # the temporaries' freed heap out of the baseline
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
     baseline = vm_kib("VmRSS")
     if method == "LinearSVC":
