@@ -14,6 +14,7 @@ from imagelearn.bof import linear_svm
 from imagelearn.bof.estimator import BagOfFeatures
 from imagelearn.bof.linear_svm import ChunkedLinearSVC
 from imagelearn.bof.recognition import chi2_map
+from imagelearn.core.errors import ParameterError
 
 
 def objective(coef: np.ndarray, intercept: np.ndarray, features, y, classes, C=1.0) -> float:
@@ -57,8 +58,8 @@ def flower_histograms() -> tuple[np.ndarray, np.ndarray]:
     return bof.fit(paths).transform(paths).astype(np.float32), np.repeat([0, 1, 2], 12)
 
 
-def check_matches_linear_svc(histograms, y, C=1.0):
-    model = ChunkedLinearSVC(C=C, feature_map=chi2_map).fit(histograms, y)
+def check_matches_linear_svc(histograms, y, C=1.0, solver="newton"):
+    model = ChunkedLinearSVC(C=C, feature_map=chi2_map, solver=solver).fit(histograms, y)
     features = chi2_map(histograms)
     exact = LinearSVC(C=C, dual=False, tol=1e-10, max_iter=100_000).fit(features, y)
     np.testing.assert_array_equal(model.classes_, exact.classes_)
@@ -89,16 +90,27 @@ def test_decision_values_match_linear_svc_on_real_bof_histograms(flower_histogra
     histograms, y = flower_histograms
     check_matches_linear_svc(histograms[:24], y[:24])  # daisy against rose
     check_matches_linear_svc(histograms, y)
+    # the small problem fits liblinear's copies: "auto" runs it, with the same model
+    model = ChunkedLinearSVC(feature_map=chi2_map).fit(histograms, y)
+    newton = ChunkedLinearSVC(feature_map=chi2_map, solver="newton").fit(histograms, y)
+    np.testing.assert_array_equal(model.predict(histograms), newton.predict(histograms))
+    np.testing.assert_allclose(
+        model.decision_function(histograms), newton.decision_function(histograms), atol=1e-2
+    )
+    with pytest.raises(ParameterError, match="must be one of"):
+        ChunkedLinearSVC(solver="sgd").fit(histograms, y)
 
 
 @pytest.mark.parametrize("held_rows", [0, 7])
 def test_chunked_path_equals_the_in_memory_path(flower_histograms, monkeypatch, held_rows):
     """Rows beyond the budget (all of them, or all but 7) are mapped again, 5 at a time."""
     histograms, y = flower_histograms
-    in_memory = ChunkedLinearSVC(feature_map=chi2_map).fit(histograms, y)
+    in_memory = ChunkedLinearSVC(feature_map=chi2_map, solver="newton").fit(histograms, y)
     row_bytes = 4 * chi2_map(histograms[:1]).shape[1]
     monkeypatch.setattr(linear_svm, "CHUNK_BYTES", 5 * row_bytes)
-    chunked = ChunkedLinearSVC(feature_map=chi2_map, memory_budget=held_rows * row_bytes)
+    chunked = ChunkedLinearSVC(
+        feature_map=chi2_map, memory_budget=held_rows * row_bytes, solver="newton"
+    )
     chunked.fit(histograms, y)
     assert chunked.n_passes_ == in_memory.n_passes_
     np.testing.assert_allclose(chunked.coef_, in_memory.coef_, rtol=1e-9, atol=1e-12)
@@ -110,7 +122,7 @@ def test_chunked_path_equals_the_in_memory_path(flower_histograms, monkeypatch, 
 
 def test_identity_map_trains_on_the_inputs_and_empty_input_scores_nothing():
     histograms, y = synthetic(3)
-    model = ChunkedLinearSVC().fit(histograms.astype(np.float64), y)
+    model = ChunkedLinearSVC(solver="newton").fit(histograms.astype(np.float64), y)
     exact = LinearSVC(dual=False, tol=1e-10, max_iter=100_000).fit(histograms, y)
     np.testing.assert_allclose(
         model.decision_function(histograms), exact.decision_function(histograms), atol=1e-3
@@ -119,7 +131,7 @@ def test_identity_map_trains_on_the_inputs_and_empty_input_scores_nothing():
     with pytest.raises(ValueError, match="2 classes"):
         ChunkedLinearSVC().fit(histograms, np.zeros(len(y)))
     with pytest.warns(ConvergenceWarning, match="did not converge in 1 iterations"):
-        ChunkedLinearSVC(max_iter=1).fit(histograms, y)
+        ChunkedLinearSVC(max_iter=1, solver="newton").fit(histograms, y)
 
 
 def test_chi2_map_is_scikit_learns_additive_chi2_sampler(flower_histograms):
