@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.svm import LinearSVC
 
 from conftest import data_path
-from imagelearn.bof.recognition import DEFAULT_CHANNELS, DEFAULT_MAX_SIDE, BofClassifier
+from imagelearn.bof.estimator import features_as_batch
+from imagelearn.bof.linear_svm import ChunkedLinearSVC
+from imagelearn.bof.recognition import DEFAULT_CHANNELS, DEFAULT_MAX_SIDE, BofClassifier, chi2_map
 from imagelearn.bof.runs import (
     evaluate_run,
     make_channels,
@@ -22,6 +25,7 @@ from imagelearn.bof.runs import (
 )
 from imagelearn.cli.main import main
 from imagelearn.core.bundle import BundleError
+from imagelearn.core.execution import MatrixResult
 from imagelearn.core.images import ImageReadError
 from imagelearn.core.persistence import read_metadata
 
@@ -280,3 +284,21 @@ def test_unfitted_use_raises_not_fitted_and_clone_keeps_params(tiny_photos, tmp_
     twin = clone(model)
     assert twin is not model and twin.get_params() == model.get_params()
     assert twin.set_params(C=2.0).get_params() == model.get_params() | {"C": 2.0}
+
+
+def test_svm_matches_linear_svc_on_the_mapped_training_histograms(tiny_photos):
+    """The bounded-memory SVM is the LinearSVC that BofClassifier trained before."""
+    paths, labels = tiny_photos
+    model = BofClassifier(channels=TINY_CHANNELS, n_jobs=1, cache_dir=False)
+    features, _ = model.extract(paths)
+    model.fit_features(features, labels)
+    assert isinstance(model.svm_, ChunkedLinearSVC)
+    results = []
+    for bof, channel in zip(model.channels_, features, strict=True):
+        batch = features_as_batch(channel)
+        results.append(MatrixResult(bof.transform_features(batch.values), batch.kept))
+    histograms = model._join(results, np.arange(len(paths)))
+    reference = LinearSVC(max_iter=5000).fit(chi2_map(histograms), labels)
+    expected = reference.decision_function(chi2_map(histograms))
+    np.testing.assert_allclose(model.svm_.decision_function(histograms), expected, atol=1e-3)
+    np.testing.assert_allclose(model.decision_function(paths), expected, atol=1e-3)

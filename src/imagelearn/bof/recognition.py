@@ -21,11 +21,10 @@ from typing import Any, Self
 import numpy as np
 from pydantic import Field, model_validator
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.kernel_approximation import AdditiveChi2Sampler
-from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
 from imagelearn.bof.estimator import BagOfFeatures, BagOfFeaturesState, features_as_batch
+from imagelearn.bof.linear_svm import ChunkedLinearSVC
 from imagelearn.core.bundle import BundleError
 from imagelearn.core.execution import BatchResult, MatrixResult
 from imagelearn.core.persistence import PersistentEstimator, decode_params, encode_params
@@ -86,10 +85,10 @@ class BofClassifierState(StateSchema):
         return self
 
 
-#: Rows of histograms kernel-mapped and scored at once (bounds the float64 kernel map's memory).
-SCORE_ROWS = 1024
 #: Sampling steps of the additive chi-squared kernel map (Vedaldi & Zisserman: 2 is enough).
 CHI2_SAMPLE_STEPS = 2
+#: Sampling period of that map (scikit-learn's ``AdditiveChi2Sampler`` default for 2 steps).
+CHI2_SAMPLE_INTERVAL = 0.5
 
 
 @dataclass
@@ -122,6 +121,29 @@ class BofPrediction(MatrixResult):
         return (
             self.classes[np.argmax(self.values, axis=1)] if len(self.values) else self.classes[:0]
         )
+
+
+def chi2_map(histograms: np.ndarray) -> np.ndarray:
+    """The additive chi-squared kernel map of L1-normalized histograms (n_rows, n_bins):
+    float32 (n_rows, n_bins * (2 * CHI2_SAMPLE_STEPS - 1)); negative bins count as 0.
+
+    scikit-learn's ``AdditiveChi2Sampler(sample_steps=CHI2_SAMPLE_STEPS)`` (the same layout:
+    all ``sqrt(x L)``, then the cosine and sine blocks of every step), 6x faster: no boolean
+    masks (the SVM maps its rows again on every pass when they do not fit its budget).
+    """
+    bins = np.maximum(histograms, 0).astype(np.float32, copy=False)
+    n_bins = bins.shape[1]
+    mapped = np.empty((len(bins), n_bins * (2 * CHI2_SAMPLE_STEPS - 1)), np.float32)
+    np.sqrt(bins * np.float32(CHI2_SAMPLE_INTERVAL), out=mapped[:, :n_bins])
+    log = np.log(bins, out=np.zeros_like(bins), where=bins > 0)  # 0 bins: factor 0 below
+    for step in range(1, CHI2_SAMPLE_STEPS):
+        scale = 2 * CHI2_SAMPLE_INTERVAL / np.cosh(np.pi * step * CHI2_SAMPLE_INTERVAL)
+        factor = np.sqrt(bins * np.float32(scale))
+        angle = log * np.float32(step * CHI2_SAMPLE_INTERVAL)
+        first = (2 * step - 1) * n_bins
+        np.multiply(factor, np.cos(angle), out=mapped[:, first : first + n_bins])
+        np.multiply(factor, np.sin(angle), out=mapped[:, first + n_bins : first + 2 * n_bins])
+    return mapped
 
 
 def _common_inputs(
@@ -172,7 +194,9 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
         The labels seen in training (indices into ``class_names_``).
     class_names_ : list of str
         Name of every label ``0..n_classes-1``.
-    svm_ : LinearSVC
+    svm_ : ChunkedLinearSVC
+        ``LinearSVC``'s model trained in bounded memory on the kernel-mapped histograms (the
+        map is applied chunk by chunk, :mod:`imagelearn.bof.linear_svm`).
     n_training_images_ : int
         Readable training images.
     skipped_ : list of (path, reason)
@@ -312,10 +336,7 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
         kept, failures, _ = _common_inputs(results)
         _check_two_classes(y[kept])
         start = time.perf_counter()
-        histograms = self._kernel_map(self._join(results, kept))
-        self.svm_ = LinearSVC(C=self.C, random_state=self.random_state, max_iter=5000).fit(
-            histograms, y[kept]
-        )
+        self.svm_ = self._svm().fit(self._join(results, kept), y[kept])
         self.timings_["svm_s"] = time.perf_counter() - start
         self.classes_ = self.svm_.classes_
         self.class_names_ = (
@@ -337,20 +358,10 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
             blocks.append(block / np.maximum(np.abs(block).sum(axis=1, keepdims=True), 1e-12))
         return np.hstack(blocks).astype(np.float32, copy=False)
 
-    def _kernel_map(self, histograms: np.ndarray) -> np.ndarray:
-        """The SVM's input, float32: the additive chi-squared kernel map for ``kernel="chi2"``
-        (``CHI2_SAMPLE_STEPS * 2 - 1`` values per bin), computed :data:`SCORE_ROWS` rows at a
-        time so that no float64 copy of the whole map is made."""
-        if self.kernel != "chi2":
-            return histograms.astype(np.float32, copy=False)
-        sampler = AdditiveChi2Sampler(sample_steps=CHI2_SAMPLE_STEPS).fit(histograms[:1])
-        mapped = np.empty(
-            (len(histograms), histograms.shape[1] * (2 * CHI2_SAMPLE_STEPS - 1)), np.float32
-        )
-        for start in range(0, len(histograms), SCORE_ROWS):
-            rows = np.maximum(histograms[start : start + SCORE_ROWS], 0)
-            mapped[start : start + SCORE_ROWS] = sampler.transform(rows)
-        return mapped
+    def _svm(self) -> ChunkedLinearSVC:
+        """The unfitted SVM: on the histograms' additive chi-squared map for ``kernel="chi2"``,
+        on the histograms themselves for ``"linear"``."""
+        return ChunkedLinearSVC(C=self.C, feature_map=chi2_map if self.kernel == "chi2" else None)
 
     # ----------------------------------------------------------------------------- predicting
     def predict_images(
@@ -376,14 +387,9 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
         """Scores of the inputs every channel kept, from each channel's histograms."""
         kept, failures, failed = _common_inputs(results)
         histograms = self._join(results, kept)
-        scores = np.zeros((len(kept), len(self.classes_)), dtype=np.float64)
-        for start in range(0, len(kept), SCORE_ROWS):
-            rows = self.svm_.decision_function(
-                self._kernel_map(histograms[start : start + SCORE_ROWS])
-            )
-            scores[start : start + SCORE_ROWS] = (
-                np.stack([-rows, rows], axis=1) if rows.ndim == 1 else rows
-            )
+        scores = self.svm_.decision_function(histograms)
+        if scores.ndim == 1:
+            scores = np.stack([-scores, scores], axis=1)
         return BofPrediction(
             scores,
             kept,
@@ -456,7 +462,7 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
             channel = BagOfFeatures(**channel_params)
             channel._set_state(channel_state, own)
             self.channels_.append(channel)
-        svm = LinearSVC(C=self.C, random_state=self.random_state, max_iter=5000)
+        svm = self._svm()
         svm.coef_ = arrays["svm/coef"].astype(np.float64)
         svm.intercept_ = arrays["svm/intercept"].astype(np.float64)
         svm.classes_ = arrays["svm/classes"]
