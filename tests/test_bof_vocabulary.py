@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-import imagelearn.core.kmeans as kmeans_module
 from conftest import data_path
 from imagelearn.bof import VOCABULARIES, KMeansVocabulary, VocabularyTree, make_vocabulary
 from imagelearn.core.errors import ParameterError
@@ -143,8 +142,7 @@ def test_hnsw_index_agrees_with_exact_search_and_survives_saving(rng):
     np.testing.assert_array_equal(restored.assign(points), graph.assign(points))
 
 
-def test_candidate_lloyd_matches_exact_lloyd_on_real_descriptors(monkeypatch):
-    monkeypatch.setattr(kmeans_module, "CANDIDATE_MIN_RATIO", 4)  # 256 > 4 * 32: candidates
+def test_candidate_lloyd_matches_exact_lloyd_on_real_descriptors():
     paths = find_images(data_path("flowers5"))[::40]
     features, _ = extract_features(paths, make_detector("dense_rootsift"), n_jobs=1)
     descriptors = np.concatenate([item.descriptors for item in features])

@@ -164,9 +164,8 @@ def test_an_emptied_centre_takes_the_farthest_row(rng):
     np.testing.assert_allclose(updated[1], points[labels == 1].mean(axis=0), rtol=1e-5)
 
 
-def test_candidate_lloyd_never_raises_the_error_and_nears_exact_lloyd(rng, monkeypatch):
-    monkeypatch.setattr(kmeans_module, "CANDIDATE_MIN_RATIO", 4)  # 300 > 4 * 32: candidates
-    points, _ = blobs(rng, n_clusters=300, per_cluster=20)
+def test_candidate_lloyd_never_raises_the_error_and_nears_exact_lloyd(rng):
+    points, _ = blobs(rng, n_clusters=300, per_cluster=20)  # 300 > 4 * 32: candidates are used
     initial = points[rng.choice(len(points), 300, replace=False)]
     centers, labels, errors = initial, None, []
     for _ in range(8):

@@ -56,11 +56,8 @@ NESTED_GROWTH = 3
 NESTED_STAGE_ITER = 3
 #: Centres compared with a row after its first assignment: its centre's nearest centres.
 N_CANDIDATES = 32
-#: Candidate search is used when there are more than this many centres per candidate (512
-#: centres): below, one exact FAISS search per iteration is faster than gathering candidates
-#: (issue #16's benchmark at 256 words: exact Lloyd 0.37 s, candidates 0.42 s, both at
-#: MiniBatchKMeans's error; at 1,000 words candidates 1.16 s, exact 1.20 s).
-CANDIDATE_MIN_RATIO = 16
+#: Candidate search is used when there are more than this many centres per candidate.
+CANDIDATE_MIN_RATIO = 4
 #: Above this many centres, the centres' neighbour graph is not searched exactly at every
 #: iteration (k^2 d work) but refreshed from the last one (see :func:`refreshed_neighbors`),
 #: examining the neighbours of each centre's ``GRAPH_REFRESH_HOPS`` nearest neighbours.

@@ -75,7 +75,7 @@ class KMeansVocabulary(Vocabulary):
     n_candidates : int or None
         After its first assignment, a float descriptor is compared only with the
         ``n_candidates`` words nearest its current word (cluster closures); None compares it
-        with every word at every iteration (exact Lloyd). Used from ``16 * n_candidates``
+        with every word at every iteration (exact Lloyd). Used from ``4 * n_candidates``
         words on; binary descriptors always compare every word. Beyond 8192 words the words'
         neighbour graph is refreshed from the last iteration's instead of searched exactly
         (60,000 words: 1.4x faster, error +0.04%).
