@@ -188,8 +188,9 @@ def embed_images(
         order = np.asarray(sorted(range(len(images)), key=lambda i: shape_of(images[i])), np.int64)
         images = [images[index] for index in order]
     folder = cache_dir / embedding_key(network, image_size) if cache_dir is not None else None
-    was_training = network.training
-    network.eval()
+    was_training = network.training  # a kept query network is in eval mode: left as it is
+    if was_training:
+        network.eval()
     try:
         result = map_images(
             NetworkBatch(prepare, forward, device),
@@ -202,7 +203,8 @@ def embed_images(
             description=description,
         )
     finally:
-        network.train(was_training)
+        if was_training:
+            network.train()
     if order is not None:
         result = _in_input_order(result, order)
     return EmbeddingResult.stack(result, network.backbone.num_features)
