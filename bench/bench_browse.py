@@ -11,6 +11,10 @@ interleaved rounds (default 3), nothing cached:
 * **map**: :func:`~imagelearn.retrieval.image_map.compute_map` of the UKBench index (500
   images), and of 10,000 and 50,000 descriptors made from its 500 (each copied with noise;
   50,000 is beyond the t-SNE limit: a sample of 10,000 laid out, the rest placed);
+* **tag search at scale**: a catalogue's tag tables of ``BENCH_TAG_IMAGES`` images (default
+  1,000,000) x 5 ImageNet tags, generated (classes drawn with Zipf-like popularity, random
+  scores): searches of a common word, a rare one and one letter, with and without ``among``,
+  ``of`` and ``counts``;
 * **near duplicates**: an index of UKBench's 500 photos and 8 kinds of copies of 40 of them;
   for views of one object and for each kind of copy, the whitened GeM cosine, the inlier
   fraction and the homography's departure from a change of scale and position, then what
@@ -42,6 +46,7 @@ from imagelearn.core.bundle import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "browse.json"
 REPEATS = setting("BENCH_BROWSE_REPEATS", 3)
+N_TAG_IMAGES = setting("BENCH_TAG_IMAGES", 1_000_000)
 #: Copies made of each of 40 UKBench photos.
 COPY_KINDS = (
     "jpeg q30",
@@ -120,6 +125,68 @@ def tag_figures(work: Path) -> dict:
         ),
     }
     return figures
+
+
+def tag_search_figures(work: Path) -> dict:
+    """Milliseconds of searches in a generated catalogue tag table (min of REPEATS calls)."""
+    import sqlite3
+
+    from imagelearn.classify.weights import imagenet_categories
+    from imagelearn.retrieval.tags import (
+        IMAGENET_TOP,
+        StoredTags,
+        Tag,
+        create_tag_tables,
+        insert_tags,
+    )
+
+    path, names = work / "tags.sqlite", imagenet_categories()
+    connection = sqlite3.connect(path)
+    create_tag_tables(connection)
+    rng = np.random.default_rng(0)
+    popularity = 1 / np.arange(1, len(names) + 1) ** 0.8
+    popularity /= popularity.sum()
+    chunk = 100_000
+    for start in range(0, N_TAG_IMAGES, chunk):
+        count = min(chunk, N_TAG_IMAGES - start)
+        classes = np.array(
+            [
+                rng.choice(len(names), IMAGENET_TOP, replace=False, p=popularity)
+                for _ in range(count)
+            ]
+        )
+        scores = np.sort(rng.random((count, IMAGENET_TOP)), axis=1)[:, ::-1]
+        with connection:
+            insert_tags(
+                connection,
+                (
+                    (start + row, Tag("imagenet", names[c], float(score)))
+                    for row in range(count)
+                    for c, score in zip(classes[row], scores[row], strict=True)
+                ),
+            )
+    connection.close()
+    read_only = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    live = np.ones(N_TAG_IMAGES, bool)
+    table = StoredTags(read_only, live)
+    among = rng.choice(N_TAG_IMAGES, 300, replace=False).tolist()
+    calls = {
+        'search("daisy")': lambda: table.search("daisy"),
+        'search("dog")': lambda: table.search("dog"),
+        'search("c")': lambda: table.search("c"),
+        'search("c", among=300 ids)': lambda: table.search("c", among=among),
+        "of(100 ids)": lambda: table.of(among[:100]),
+        "counts() (first call; kept after)": lambda: StoredTags(read_only, live).counts(),
+    }
+    return {
+        "images": N_TAG_IMAGES,
+        "rows": N_TAG_IMAGES * IMAGENET_TOP,
+        "megabytes": round(path.stat().st_size / 1e6),
+        "ms": {
+            name: round(min(timed(call)[0] for _ in range(REPEATS)) * 1000, 2)
+            for name, call in calls.items()
+        },
+    }
 
 
 class _Descriptors:
@@ -266,6 +333,7 @@ def main() -> str:
             "duplicates": duplicate_figures(index_dir, copies),
             "map": map_figures(index_dir),
             "tags": tag_figures(work),
+            "tag_search": tag_search_figures(work),
         }
     info = finish_machine(info)
     atomic_write_json(RESULTS, {**results, "machine": info})
@@ -311,6 +379,16 @@ def markdown(results: dict, info: dict) -> str:
         "|---|---:|",
     ]
     lines += [f"| {name} | {format_spread(value)} |" for name, value in figures.items()]
+    search = results["tag_search"]
+    lines += [
+        "",
+        f"Tag search in a catalogue of {search['images']:,} images x 5 tags ({search['rows']:,} "
+        f"rows, {search['megabytes']} MB; generated), milliseconds (min of {REPEATS} calls):",
+        "",
+        "| call | ms |",
+        "|---|---:|",
+    ]
+    lines += [f"| `{name}` | {ms} |" for name, ms in search["ms"].items()]
     lines += [
         "",
         f"Near duplicates, on an index of UKBench's 500 photos and 8 copies of 40 of them "

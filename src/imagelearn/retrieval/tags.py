@@ -345,23 +345,43 @@ class StoredTags(TagTable):
         *,
         exact: bool = False,
     ) -> list[tuple[int, Tag]]:
+        matching = self._matching(text, exact)
+        if among is None:
+            rows = self._best_rows(matching, max(0, int(top)))
+        else:
+            rows = self._rows_among(matching, among)
         best: dict[int, Tag] = {}
-        for source, names in self._matching(text, exact).items():
-            sql = (
-                "SELECT image_id, name, max(score) FROM tags WHERE source = ? AND name IN "
-                "(SELECT value FROM json_each(?)) AND image_id < ?"
-            )
-            parameters: list[Any] = [source, json.dumps(names), self._id_limit]
-            if among is not None:
-                sql += " AND image_id IN (SELECT value FROM json_each(?))"
-                parameters.append(json.dumps([int(i) for i in among]))
-            sql += " GROUP BY image_id ORDER BY max(score) DESC, image_id LIMIT ?"
-            for image_id, name, score in self._query(sql, [*parameters, max(0, int(top))]):
-                if self._is_live(image_id) and (
-                    image_id not in best or score > best[image_id].score
-                ):
-                    best[image_id] = Tag(source, name, score)
+        for image_id, source, name, score in rows:
+            if self._is_live(image_id) and (image_id not in best or score > best[image_id].score):
+                best[image_id] = Tag(source, name, score)
         return _ranked(best, top)
+
+    def _best_rows(self, matching: dict[str, list[str]], limit: int) -> list[tuple]:
+        """Each matching name's ``limit`` best rows, through the (source, name, score) index:
+        the ``limit`` best images of all are among them (an image has one row per name).
+        Measured on 1M images x 5 tags: "daisy" 1 ms, "dog" 3 ms, "c" 0.2 s (bench_browse)."""
+        return [
+            (image_id, source, name, score)
+            for source, names in matching.items()
+            for name in names
+            for image_id, score in self._query(
+                "SELECT image_id, score FROM tags WHERE source = ? AND name = ? AND image_id < ? "
+                "ORDER BY score DESC LIMIT ?",
+                (source, name, self._id_limit, limit),
+            )
+        ]
+
+    def _rows_among(self, matching: dict[str, list[str]], among: Sequence[int]) -> list[tuple]:
+        """The matching rows of the images ``among``, through the primary key."""
+        wanted = {(source, name) for source, names in matching.items() for name in names}
+        if not wanted:
+            return []
+        rows = self._query(
+            "SELECT image_id, source, name, score FROM tags WHERE image_id IN "
+            "(SELECT value FROM json_each(?))",
+            (json.dumps([int(i) for i in among]),),
+        )
+        return [row for row in rows if (row[1], row[2]) in wanted]
 
     def counts(self) -> dict[str, int]:
         if self._counts is None:
