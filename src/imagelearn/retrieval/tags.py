@@ -362,7 +362,7 @@ class StoredTags(TagTable):
     def _best_rows(self, matching: dict[str, list[str]], limit: int) -> list[tuple]:
         """Each matching name's ``limit`` best rows, through the (source, name, score) index:
         the ``limit`` best images of all are among them (an image has one row per name).
-        Measured on 1M images x 5 tags: "daisy" 1 ms, "dog" 3 ms, "c" 0.2 s (bench_browse)."""
+        Measured on 1M images x 5 tags: "daisy" 1 ms, "dog" 3-8 ms, "c" 0.1-0.2 s (bench_browse)."""
         return [
             (image_id, source, name, score)
             for source, names in matching.items()
