@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from imagelearn import __version__
-from imagelearn.cli.arguments import Parser
+from imagelearn.cli.arguments import Parser, engine_scope
 from imagelearn.core.errors import ImagelearnError, ParameterError
 
 #: Capability modules under imagelearn.cli, in the order ``--help`` lists them.
@@ -29,6 +29,7 @@ CAPABILITIES = (
     "cluster",
     "segment",
     "cache",
+    "engine",
 )
 
 #: Errors a user can cause and fix: printed as one line, exit status 2.
@@ -77,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.quiet:
         os.environ["IMAGELEARN_QUIET"] = "1"
     try:
-        return int(arguments.handler(arguments) or 0)
+        with engine_scope(arguments):
+            return int(arguments.handler(arguments) or 0)
     except USER_ERRORS as error:
         print(f"imagelearn: error: {user_message(error, arguments)}", file=sys.stderr)
         return 2
