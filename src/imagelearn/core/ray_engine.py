@@ -86,9 +86,10 @@ def _not_a_skip(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("skipped ")
 
 
-@ray.remote
+@ray.remote(concurrency_groups={"control": 1})
 class _Worker:
-    """One worker process: runs batches with the call's function, deserialised once per call."""
+    """One worker process: runs batches with the call's function, deserialised once per call
+    (its ``pid`` answers at once, even while a batch runs)."""
 
     def __init__(self) -> None:
         os.environ.update(WORKER_ENVIRONMENT)  # before the work imports FAISS, PyTorch...
@@ -106,8 +107,17 @@ class _Worker:
             self._function, self._key = ray.get(reference), reference.hex()
         return self._function(batch)
 
+    @ray.method(concurrency_group="control")
     def pid(self) -> int:
         return os.getpid()
+
+
+#: The workers of this process's Ray connection, shared by every :class:`RayBackend`.
+_WORKERS: list[Any] = []
+
+
+def _new_worker() -> Any:
+    return _Worker.options(num_cpus=1, max_restarts=0).remote()
 
 
 class RayBackend:
@@ -125,11 +135,11 @@ class RayBackend:
 
     def __init__(self, address: str | None = None) -> None:
         self.address = address
-        self._workers: list[Any] = []
 
     def connect(self) -> None:
         """Connect to the cluster, unless this process already is."""
         if not ray.is_initialized():
+            _WORKERS.clear()  # those of an earlier connection are gone
             ray.init(
                 address=self.address,
                 include_dashboard=False,
@@ -150,24 +160,14 @@ class RayBackend:
 
     def worker_pids(self) -> list[int]:
         """Process ids of the started workers (tests kill one)."""
-        return ray.get([worker.pid.remote() for worker in self._workers])
-
-    def _pool(self, size: int) -> list[Any]:
-        while len(self._workers) < size:
-            self._workers.append(_Worker.options(num_cpus=1, max_restarts=0).remote())
-        return self._workers[:size]
-
-    def _replace(self, dead: Any) -> None:
-        for slot, worker in enumerate(self._workers):
-            if worker is dead:
-                ray.kill(dead, no_restart=True)
-                self._workers[slot] = _Worker.options(num_cpus=1, max_restarts=0).remote()
+        return ray.get([worker.pid.remote() for worker in _WORKERS])
 
     def close(self) -> None:
-        """Stop the workers (they hold a CPU each while the backend lives)."""
-        for worker in self._workers:
+        """Stop the workers (each holds a CPU of the cluster until then, or until this
+        process ends)."""
+        for worker in _WORKERS:
             ray.kill(worker, no_restart=True)
-        self._workers.clear()
+        _WORKERS.clear()
 
     def map_batches(
         self,
@@ -187,18 +187,20 @@ class RayBackend:
         attempts = [0] * len(batches)
         running: dict[ray.ObjectRef, tuple[int, int, Any]] = {}  # -> batch, slot, worker
         done: dict[int, list[Any]] = {}
-        pool = self._pool(n_jobs)
+        while len(_WORKERS) < n_jobs:
+            _WORKERS.append(_new_worker())
+        n_slots = n_jobs
 
         def submit(slot: int) -> None:
             if queue:
                 index = queue.popleft()
-                worker = self._workers[slot]
+                worker = _WORKERS[slot]
                 running[worker.run.remote([reference], batches[index])] = (index, slot, worker)
 
         with progress_bar("blocks", len(batches), unit="block") as bar:
             started, n_images, next_index = time.perf_counter(), 0, 0
             for _ in range(BLOCKS_IN_FLIGHT):
-                for slot in range(len(pool)):
+                for slot in range(n_slots):
                     submit(slot)
             try:
                 while running:
@@ -208,7 +210,9 @@ class RayBackend:
                         done[index] = ray.get(ready)
                     except WORKER_DEATHS as error:
                         self._retry(index, attempts, batches, error)
-                        self._replace(worker)
+                        if _WORKERS[slot] is worker:  # not replaced for an earlier block yet
+                            ray.kill(worker, no_restart=True)
+                            _WORKERS[slot] = _new_worker()
                         queue.appendleft(index)
                     submit(slot)
                     while next_index in done:
