@@ -1,8 +1,9 @@
 """The Ray engine on a local two-CPU Ray cluster: the same results as the local engine,
 unreadable images reported the same way, a killed worker and a killed driver survived.
 
-The cluster is started once for the module on 127.0.0.1 and stopped at the end. Workers
-import this module (its functions run there), so its folder is on their ``PYTHONPATH``.
+The cluster (one node, this machine: Ray gives it the machine's address even when asked for
+127.0.0.1) is started once for the module and stopped at the end. Workers import this module
+(its functions run there), so its folder is on their ``PYTHONPATH``.
 """
 
 from __future__ import annotations
@@ -64,13 +65,12 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120) -> 
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A two-CPU Ray instance on 127.0.0.1 for this module; its GCS address."""
+    """A two-CPU Ray instance on this machine for this module; its GCS address."""
     previous = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(SRC), previous or ""])
     context = ray.init(
         num_cpus=2,
         include_dashboard=False,
-        _node_ip_address="127.0.0.1",
         object_store_memory=256 * 2**20,
         logging_level=logging.ERROR,
         configure_logging=False,
