@@ -12,6 +12,8 @@ When the engine's workers are other machines (``engine="ray"``), :meth:`IndexWri
    raw global descriptors when the index has them), and in its header the path, content hash
    (SHA-256 of the bytes the worker read) and size of every image, and the reason of every
    unreadable one. ``<key>`` is the SHA-256 of the block's paths and the index parameters.
+   With ImageNet tags (``IndexParams.tags``), the same network pass gives each image its tags,
+   kept in the header too.
 2. A block whose shard is already there is not computed again: a driver killed mid-build and
    run again with the same command does only the rest; a block retried after its worker died
    rewrites the same shard.
@@ -49,6 +51,7 @@ from imagelearn.core.progress import progress
 from imagelearn.retrieval.catalogue import ImageRecord, now
 from imagelearn.retrieval.inverted_file import Postings, bag_of_words
 from imagelearn.retrieval.storage import VOCABULARY_NAME, Segment, read_index_manifest
+from imagelearn.retrieval.tags import Tag
 
 if TYPE_CHECKING:
     from imagelearn.retrieval.snapshot import Snapshot
@@ -162,16 +165,21 @@ class ShardBuilder:
                 np.float32
             ),
         }
-        if snapshot.content.get("global") and kept:
-            arrays["global"] = np.asarray(
-                snapshot.global_descriptor.transform(kept, "shard global descriptors"),
-                np.float32,
-            )
-        table = {
+        table: dict[str, Any] = {
             "paths": kept,
             "sha256": [file_sha256(p) for p in kept],
             "failures": [list(failure) for failure in result.failures],
         }
+        tagging = bool(snapshot.content["params"].get("tags"))
+        if kept and tagging:
+            from imagelearn.retrieval.tags import describe_with_classes
+
+            descriptors, tags = describe_with_classes(snapshot.global_descriptor, kept)
+            table["tags"] = [[[t.source, t.name, t.score] for t in image] for image in tags]
+        elif kept and snapshot.content.get("global"):
+            descriptors = snapshot.global_descriptor.transform(kept, "shard global descriptors")
+        if kept and snapshot.content.get("global"):
+            arrays["global"] = np.asarray(descriptors, np.float32)
         return {"arrays": arrays, "table": table}
 
 
@@ -273,12 +281,13 @@ def _merge_and_commit(
     write_segment(directory, segment)
     changes: dict[str, Any] = {}
     kept_paths = [pending[index][0] for index in kept]
-    if writer.content.get("global"):
-        writer.known_global.update(
-            (path, shards[row.shard]["global"][row.row])
-            for path, row in zip(kept_paths, rows, strict=True)
-        )
-        changes["global"] = writer._add_global(ids, kept_paths)
+    writer.known.update(
+        (path, _network_outputs(shards[row.shard], row.row))
+        for path, row in zip(kept_paths, rows, strict=True)
+    )
+    descriptors, tags = writer._network_pass(kept_paths)  # all known: nothing computed
+    if descriptors is not None:
+        changes["global"] = writer._add_global(ids, descriptors)
     added = now()
     writer.catalogue.insert(
         [
@@ -296,7 +305,10 @@ def _merge_and_commit(
             for position, (image_id, index, path) in enumerate(
                 zip(ids, kept, kept_paths, strict=True)
             )
-        ]
+        ],
+        tags=[(int(i), tag) for i, image in zip(ids, tags, strict=True) for tag in image]
+        if tags is not None
+        else (),
     )
     writer._commit(
         segments=[*writer.content["segments"], name],
@@ -305,6 +317,13 @@ def _merge_and_commit(
         **changes,
     )
     report.added += kept_paths
+
+
+def _network_outputs(shard: dict[str, Any], row: int) -> tuple[Any, list[Tag] | None]:
+    """The global descriptor and ImageNet tags a shard holds for ``row`` (None: none)."""
+    descriptor = shard["global"][row] if "global" in shard else None
+    tags = shard["table"].get("tags")
+    return descriptor, [Tag(*tag) for tag in tags[row]] if tags is not None else None
 
 
 def _read_shard(path: Path) -> dict[str, Any]:
