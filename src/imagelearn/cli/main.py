@@ -18,7 +18,8 @@ from imagelearn import __version__
 from imagelearn.cli.arguments import Parser, engine_scope
 from imagelearn.core.errors import ImagelearnError, ParameterError
 
-#: Capability modules under imagelearn.cli, in the order ``--help`` lists them.
+#: Capability modules under imagelearn.cli (``-`` spelled ``_``), in the order ``--help``
+#: lists them.
 CAPABILITIES = (
     "data",
     "bof",
@@ -29,7 +30,7 @@ CAPABILITIES = (
     "cluster",
     "segment",
     "cache",
-    "engine",
+    "cluster-check",
 )
 
 #: Errors a user can cause and fix: printed as one line, exit status 2.
@@ -56,10 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="capability", metavar="CAPABILITY", required=True)
     for name in CAPABILITIES:
+        module_name = f"imagelearn.cli.{name.replace('-', '_')}"
         try:
-            module = importlib.import_module(f"imagelearn.cli.{name}")
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
-            if error.name != f"imagelearn.cli.{name}":
+            if error.name != module_name:
                 raise
             continue
         module.register(subparsers)
