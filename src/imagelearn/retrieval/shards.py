@@ -361,10 +361,10 @@ def _check_exactly_once(
             bad_shards.add(row.shard)
         elif counts.get(digest, 0) != 1:
             problems.append(f"{path}: in {counts.get(digest, 0)} shard rows, not one")
-            bad_shards.add(row.shard)
     extra = sorted(set(counts) - set(expected))
     problems += [f"a shard holds an image not asked for (sha256 {digest[:12]})" for digest in extra]
-    bad_shards |= {key for key, s in shards.items() if set(s["table"]["sha256"]) & set(extra)}
+    wrong = set(extra) | {digest for digest, count in counts.items() if count > 1}
+    bad_shards |= {key for key, s in shards.items() if set(s["table"]["sha256"]) & wrong}
     if problems:
         for key in bad_shards:
             shard_path(directory, key).unlink(missing_ok=True)
