@@ -172,6 +172,22 @@ def test_a_worker_killed_while_it_works_on_a_block_is_replaced_and_the_block_rer
     assert "a worker died on block 6 of 12" in caplog.text
 
 
+def die_on(doomed: int, value: int) -> int:
+    """``value``, except that ``doomed`` ends the worker's process."""
+    if value == doomed:
+        os._exit(1)
+    return value
+
+
+def test_a_block_whose_workers_keep_dying_fails_the_call_loudly(cluster, monkeypatch):
+    from imagelearn.core import ray_engine
+
+    monkeypatch.setattr(ray_engine, "BLOCK_ATTEMPTS", 2)
+    with pytest.raises(ray_engine.WorkerLostError, match=r"block 4 of 4 .* lost its worker 2"):
+        map_images(partial(die_on, 3), list(range(4)), batch_size=1, engine="ray")
+    assert map_images(partial(die_on, -1), [1, 2], engine="ray").values == [1, 2]
+
+
 @pytest.fixture(scope="module")
 def local_index(tmp_path_factory, ukbench) -> Path:
     """The reference: the collection indexed by the command line on the local engine."""

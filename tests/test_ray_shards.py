@@ -10,7 +10,7 @@ import pytest
 
 from conftest import data_path
 from imagelearn.core.execution import LocalBackend, register_backend, use_engine
-from imagelearn.retrieval import Index, IndexParams, build_index
+from imagelearn.retrieval import Index, IndexParams, add_images, build_index
 from imagelearn.retrieval.shards import (
     ShardMismatchError,
     ShardRow,
@@ -41,17 +41,24 @@ def catalogue(index: Path) -> list[tuple]:
         ).fetchall()
 
 
-def test_a_sharded_build_gives_the_catalogue_and_results_of_the_batched_one(tmp_path):
-    photos = sorted(str(p) for p in data_path("ukbench").glob("ukbench*.jpg"))[:12]
-    images = [*photos, str(data_path("bad_inputs", "mixed_images", "ukbench09268_corrupt.jpg"))]
+def test_a_sharded_build_and_add_give_the_catalogue_and_results_of_batched_ones(tmp_path):
+    photos = sorted(str(p) for p in data_path("ukbench").glob("ukbench*.jpg"))[:16]
+    images = [
+        *photos[:12],
+        str(data_path("bad_inputs", "mixed_images", "ukbench09268_corrupt.jpg")),
+    ]
     batched = build_index(images, tmp_path / "batched", PARAMS, n_jobs=1, cache_dir=False)
+    add_images(tmp_path / "batched", photos[10:], n_jobs=1, cache_dir=False)
     register_backend("shared-storage", SharedStorageBackend)
     with use_engine("shared-storage"):
         sharded = build_index(images, tmp_path / "sharded", PARAMS, n_jobs=1, cache_dir=False)
+        added = add_images(tmp_path / "sharded", photos[10:], n_jobs=1, cache_dir=False)
+    assert len(added.added) == 4 and len(added.duplicates) == 2
     assert sharded.added == batched.added and len(sharded.added) == 12
     assert sharded.skipped == batched.skipped and len(sharded.skipped) == 1
+    assert len(catalogue(tmp_path / "sharded")) == 16
     assert catalogue(tmp_path / "sharded") == catalogue(tmp_path / "batched")
-    for query in photos[:4]:
+    for query in photos[::4]:
         results = [
             [(m.path, round(m.score, 5)) for m in Index.open(tmp_path / name).search(query).matches]
             for name in ("batched", "sharded")

@@ -6,18 +6,20 @@ progress of images stay in the layer, so an unreadable image is reported exactly
 local engine reports it and capability code never knows which engine ran it.
 
 - Workers are Ray actors, one CPU each, natively single-threaded like the local worker
-  processes. They are started once per backend and reused by later calls (an actor's process
-  start and imports cost seconds). Each call puts its batch function in the object store once;
+  processes. They are started once per process and reused by later calls (an actor's process
+  start and imports cost seconds), until :meth:`RayBackend.close`. Each call puts its batch function in the object store once;
   a worker deserialises it on its first block of the call and keeps it (a network, a
   vocabulary) for the rest.
 - Blocks run two at a time per worker (one computing, one queued) and come back in order.
 - A block whose worker dies (killed, out of memory, its node pre-empted) is run again on a new
   worker, up to :data:`BLOCK_ATTEMPTS` times in all; then :class:`WorkerLostError`.
-- On the driver, a bar counts blocks done of the total with the images/s.
+- On the driver, a bar counts blocks done of the total with the images/s, and a line at
+  the end of each call says how many, how fast, on how many workers (log level INFO).
 
 Networks (``workers="inline"``) run on every CPU of the cluster, one copy per worker, instead
 of inside one process. Workers must reach the image paths and output folders the driver names
-(shared storage), and have imagelearn installed: :func:`cluster_report` checks both.
+(shared storage), and have imagelearn installed: :meth:`RayBackend.cluster_report` checks
+both (``imagelearn cluster-check``).
 
 Measured against Ray Data's ``map_batches`` with an actor pool: ``bench/bench_ray.py``.
 """
@@ -209,10 +211,10 @@ class RayBackend:
                     try:
                         done[index] = ray.get(ready)
                     except WORKER_DEATHS as error:
-                        self._retry(index, attempts, batches, error)
                         if _WORKERS[slot] is worker:  # not replaced for an earlier block yet
                             ray.kill(worker, no_restart=True)
                             _WORKERS[slot] = _new_worker()
+                        self._retry(index, attempts, batches, error)
                         queue.appendleft(index)
                     submit(slot)
                     while next_index in done:
@@ -225,6 +227,15 @@ class RayBackend:
                         )
                         next_index += 1
                         yield outcomes
+                elapsed = time.perf_counter() - started
+                logger.info(
+                    "ray: %d blocks, %d inputs in %.1f s (%.1f/s) on %d workers",
+                    len(batches),
+                    n_images,
+                    elapsed,
+                    n_images / elapsed,
+                    n_slots,
+                )
             finally:
                 for pending in running:  # the caller stopped early (strict, an error)
                     ray.cancel(pending)
