@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors.numpy import load_file
 
 from conftest import data_path
 from imagelearn.cli.main import main
@@ -207,6 +208,10 @@ def test_index_build_on_ray_gives_the_local_catalogue_and_results(
     assert "added: 40" in printed and "skipped: " in printed and "corrupt" in printed
     assert len(catalogue(local_index)) == 40
     assert catalogue(index) == catalogue(local_index)
+    vocabularies = [load_file(str(i / "vocabulary.safetensors")) for i in (index, local_index)]
+    assert vocabularies[0].keys() == vocabularies[1].keys()  # trained on the sample gathered
+    for name, array in vocabularies[0].items():  # by the workers: the local words and idf
+        np.testing.assert_array_equal(array, vocabularies[1][name])
     assert top10(index, ukbench[:40]) == top10(local_index, ukbench[:40])
     assert not (index / "shards").exists()
 
