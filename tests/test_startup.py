@@ -12,7 +12,17 @@ import subprocess
 import sys
 
 #: Libraries that take a noticeable part of a second (or several) to import.
-HEAVY = ("torch", "torchvision", "onnxruntime", "faiss", "cv2", "sklearn", "scipy", "matplotlib")
+HEAVY = (
+    "torch",
+    "torchvision",
+    "onnxruntime",
+    "faiss",
+    "cv2",
+    "sklearn",
+    "scipy",
+    "matplotlib",
+    "ray",
+)
 #: The deep-learning runtimes, imported only once a network runs.
 DEEP = ("torch", "torchvision", "onnxruntime")
 

@@ -169,6 +169,10 @@ class OnnxNetwork:
         self.cache_folder = cache_folder
         self._session: Any = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without its session (a worker of another engine opens its own)."""
+        return {**self.__dict__, "_session": None}
+
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         if self._session is None:
             self._session = _session_of(self)

@@ -8,6 +8,7 @@ standard library: ``imagelearn --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Mapping
@@ -114,6 +115,41 @@ def add_n_jobs(parser: argparse.ArgumentParser, help: str | None = None) -> None
         "--n-jobs", type=int, default=-1, help=help or "parallel workers (-1: one per core)"
     )
     add_alias(parser, "--jobs", "n_jobs", type=int)
+
+
+#: Where bulk work runs (:func:`imagelearn.core.execution.get_backend`'s names, copied: the
+#: execution layer imports NumPy, which ``--help`` must not wait for).
+ENGINES = ("local", "ray")
+
+
+def add_engine(parser: argparse.ArgumentParser) -> None:
+    """``--engine local|ray`` and ``--address``: where a bulk command's work over images runs.
+
+    :func:`engine_scope` applies them around the command's handler.
+    """
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="run the work over images on this machine, or on a Ray cluster (pip install "
+        "'imagelearn[ray]')",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="the Ray cluster with --engine ray, e.g. auto or HOST:6379 (default: $RAY_ADDRESS, "
+        "else a Ray instance started on this machine)",
+    )
+
+
+def engine_scope(arguments: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """The engine the command's ``--engine`` and ``--address`` name, for the handler's work
+    (:func:`imagelearn.core.execution.use_engine`); a command without them runs locally."""
+    if getattr(arguments, "engine", None) is None:
+        return contextlib.nullcontext()
+    from imagelearn.core.execution import use_engine
+
+    return use_engine(arguments.engine, arguments.address)
 
 
 def add_format(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from imagelearn.cli.arguments import (
     add_alias,
+    add_engine,
     add_evaluation_arguments,
     add_n_jobs,
     add_output_dir,
@@ -110,6 +111,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     add_split_options(parser)
     add_n_jobs(parser, help="processes for feature extraction (-1: all cores; default: -1)")
+    add_engine(parser)
     parser.add_argument(
         "--no-cache", action="store_true", help="do not read or write the feature cache"
     )
@@ -133,6 +135,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict = verbs.add_parser("predict", help="label and score for images")
     add_prediction_arguments(predict, MODEL_HELP)
     add_n_jobs(predict, help="processes for feature extraction (-1: all cores; default: -1)")
+    add_engine(predict)
     add_strict(predict)
     predict.set_defaults(handler=run_predict)
 

@@ -9,6 +9,7 @@ from imagelearn.cli.arguments import (
     add_alias,
     add_backbone_options,
     add_cache_dir,
+    add_engine,
     add_evaluation_arguments,
     add_output_dir,
     add_overwrite,
@@ -107,6 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_alias(predict, "--topk", "top_k", type=int)
     _backend(predict)
     _common(predict)
+    add_engine(predict)
     predict.set_defaults(handler=run_predict)
 
     evaluate = verbs.add_parser(

@@ -6,6 +6,7 @@ import argparse
 
 from imagelearn.cli.arguments import (
     add_alias,
+    add_engine,
     add_n_jobs,
     add_output_dir,
     add_overwrite,
@@ -101,6 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_random_state(fit)
     add_n_jobs(fit, help="parallel workers describing the images (default -1: one per core)")
+    add_engine(fit)
     fit.set_defaults(handler=run_fit)
 
     evaluate = verbs.add_parser(

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from imagelearn.cli.arguments import add_format, add_n_jobs, add_source, add_verbs, json_text
+from imagelearn.cli.arguments import (
+    add_engine,
+    add_format,
+    add_n_jobs,
+    add_source,
+    add_verbs,
+    json_text,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_format(check)
     add_n_jobs(check, help="parallel workers (default -1: one per core)")
+    add_engine(check)
     check.set_defaults(handler=run_check)
 
 

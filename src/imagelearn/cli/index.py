@@ -11,6 +11,7 @@ import sys
 
 from imagelearn.cli.arguments import (
     add_alias,
+    add_engine,
     add_format,
     add_n_jobs,
     add_output_dir,
@@ -105,12 +106,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_overwrite(build, "index")
     add_n_jobs(build)
+    add_engine(build)
     build.set_defaults(handler=run_build)
 
     add = verbs.add_parser("add", help="add images (content already indexed is skipped)")
     add.add_argument("index", help="index directory")
     add.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
     add_n_jobs(add)
+    add_engine(add)
     add.set_defaults(handler=run_add)
 
     remove = verbs.add_parser("remove", help="remove images by path")

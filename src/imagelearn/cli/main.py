@@ -15,10 +15,11 @@ import sys
 from collections.abc import Sequence
 
 from imagelearn import __version__
-from imagelearn.cli.arguments import Parser
+from imagelearn.cli.arguments import Parser, engine_scope
 from imagelearn.core.errors import ImagelearnError, ParameterError
 
-#: Capability modules under imagelearn.cli, in the order ``--help`` lists them.
+#: Capability modules under imagelearn.cli (``-`` spelled ``_``), in the order ``--help``
+#: lists them.
 CAPABILITIES = (
     "data",
     "bof",
@@ -29,6 +30,7 @@ CAPABILITIES = (
     "cluster",
     "segment",
     "cache",
+    "cluster-check",
 )
 
 #: Errors a user can cause and fix: printed as one line, exit status 2.
@@ -55,10 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="capability", metavar="CAPABILITY", required=True)
     for name in CAPABILITIES:
+        module_name = f"imagelearn.cli.{name.replace('-', '_')}"
         try:
-            module = importlib.import_module(f"imagelearn.cli.{name}")
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
-            if error.name != f"imagelearn.cli.{name}":
+            if error.name != module_name:
                 raise
             continue
         module.register(subparsers)
@@ -77,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.quiet:
         os.environ["IMAGELEARN_QUIET"] = "1"
     try:
-        return int(arguments.handler(arguments) or 0)
+        with engine_scope(arguments):
+            return int(arguments.handler(arguments) or 0)
     except USER_ERRORS as error:
         print(f"imagelearn: error: {user_message(error, arguments)}", file=sys.stderr)
         return 2

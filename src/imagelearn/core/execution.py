@@ -9,8 +9,10 @@ indices of the inputs that were kept and the ``(source, reason)`` of those that 
 (:class:`MatrixResult` when the values are one matrix).
 
 Where the work runs is the backend's business (:class:`Backend`, chosen by name with
-``engine=``; :func:`register_backend` adds one, e.g. Ray): capability code hands over a
-function and its inputs and never knows which backend runs it. The local backend
+``engine=`` and ``address=``, or for a whole workflow with :func:`use_engine`;
+:func:`register_backend` adds one): capability code hands over a function and its inputs
+and never knows which backend runs it. ``engine="ray"`` runs the batches on a Ray cluster
+(:mod:`imagelearn.core.ray_engine`, the ``ray`` extra). The local backend
 (:class:`LocalBackend`) runs batches
 
 - ``workers="processes"``: on a reusable pool of joblib/loky worker processes, for CPU-bound
@@ -36,6 +38,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, NamedTuple, Protocol, Self, TypeVar
 
@@ -155,7 +159,17 @@ class Cache(Protocol[In, Out]):
 
 
 class Backend(Protocol):
-    """Runs batches of inputs somewhere and yields their outcomes in batch order."""
+    """Runs batches of inputs somewhere and yields their outcomes in batch order.
+
+    ``distributed`` is True when the workers are other machines' processes: they share no
+    memory with the caller, only storage (a sharded index build writes there).
+    """
+
+    distributed: bool
+
+    def n_workers(self, n_jobs: int | None, workers: Workers) -> int:
+        """The workers ``n_jobs`` means on this backend (scikit-learn's convention)."""
+        ...
 
     def map_batches(
         self,
@@ -175,6 +189,17 @@ class Backend(Protocol):
 
 class LocalBackend:
     """This machine: loky worker processes, a shared thread pool, or the calling process."""
+
+    distributed = False
+
+    def __init__(self, address: str | None = None) -> None:
+        if address is not None:
+            raise ParameterError(
+                "address", f"the local engine runs on this machine; got address {address!r}"
+            )
+
+    def n_workers(self, n_jobs: int | None, workers: Workers) -> int:
+        return resolve_n_jobs(n_jobs)
 
     def map_batches(
         self,
@@ -225,33 +250,86 @@ def _in_worker(function: Callable[[list[Any]], list[Any]], batch: list[Any]) -> 
     return function(batch)
 
 
-_BACKENDS: dict[str, Callable[[], Backend]] = {"local": LocalBackend}
-_INSTANCES: dict[str, Backend] = {}
+def _ray_backend(address: str | None) -> Backend:
+    """The Ray engine, imported only when asked for (``pip install imagelearn[ray]``)."""
+    try:
+        from imagelearn.core.ray_engine import RayBackend
+    except ModuleNotFoundError as error:
+        if error.name != "ray" and not str(error.name).startswith("ray."):
+            raise
+        raise ParameterError(
+            "engine", "engine 'ray' needs Ray: pip install 'imagelearn[ray]'"
+        ) from None
+    return RayBackend(address)
 
 
-def register_backend(name: str, factory: Callable[[], Backend]) -> None:
-    """Make ``engine=name`` run on the backend that ``factory()`` builds (once, on first use)."""
+#: Backend factories by engine name: ``factory(address)`` builds one.
+_BACKENDS: dict[str, Callable[[str | None], Backend]] = {
+    "local": LocalBackend,
+    "ray": _ray_backend,
+}
+_INSTANCES: dict[tuple[str, str | None], Backend] = {}
+_CURRENT_ENGINE: ContextVar[tuple[str | Backend, str | None]] = ContextVar(
+    "imagelearn_engine", default=("local", None)
+)
+
+
+def register_backend(name: str, factory: Callable[[str | None], Backend]) -> None:
+    """Make ``engine=name`` run on the backend ``factory(address)`` builds (once per address,
+    on first use)."""
     _BACKENDS[name] = factory
-    _INSTANCES.pop(name, None)
+    for key in [key for key in _INSTANCES if key[0] == name]:
+        del _INSTANCES[key]
 
 
-def get_backend(engine: str | Backend = "local") -> Backend:
-    """The backend named ``engine`` (built once), or ``engine`` itself when it is one.
+def get_backend(engine: str | Backend | None = None, address: str | None = None) -> Backend:
+    """The backend named ``engine`` at ``address`` (built once), or ``engine`` itself when it
+    is one; None: the current engine (:func:`use_engine`, ``"local"`` outside one).
 
     Raises
     ------
     ParameterError
-        An unknown name (parameter ``engine``).
+        An unknown name (parameter ``engine``), an address the engine cannot use
+        (``address``).
     """
+    if engine is None:
+        engine, current_address = _CURRENT_ENGINE.get()
+        address = address if address is not None else current_address
     if not isinstance(engine, str):
         return engine
     if engine not in _BACKENDS:
         raise ParameterError(
             "engine", f"unknown engine {engine!r}; choose from {sorted(_BACKENDS)}"
         )
-    if engine not in _INSTANCES:
-        _INSTANCES[engine] = _BACKENDS[engine]()
-    return _INSTANCES[engine]
+    key = (engine, address)
+    if key not in _INSTANCES:
+        _INSTANCES[key] = _BACKENDS[engine](address)
+    return _INSTANCES[key]
+
+
+@contextmanager
+def use_engine(engine: str | Backend = "local", address: str | None = None) -> Iterator[Backend]:
+    """Run every :func:`map_images` call that names no engine on ``engine`` meanwhile.
+
+    The way to run a whole workflow on a cluster, capability code unchanged::
+
+        with use_engine("ray", address="ray://head:10001"):
+            build_run(["photos/"], "photos.index")
+
+    The engine applies to the calling thread (and its context); work nested inside a worker
+    runs where that worker is.
+
+    Raises
+    ------
+    ParameterError
+        As :func:`get_backend`.
+    """
+    backend = get_backend(engine, address)
+    token = _CURRENT_ENGINE.set((engine, address))
+    try:
+        yield backend
+    finally:
+        _CURRENT_ENGINE.reset(token)
 
 
 @dataclass(frozen=True)
@@ -309,7 +387,8 @@ def map_images(
     finish: Callable[[Out], Any] | None = None,
     strict: bool = False,
     description: str = "working",
-    engine: str | Backend = "local",
+    engine: str | Backend | None = None,
+    address: str | None = None,
 ) -> BatchResult:
     """Apply ``function`` to every source, in batches, on a backend, through a cache.
 
@@ -339,8 +418,12 @@ def map_images(
         Raise :class:`ImageReadError` for the first failed source instead of reporting it.
     description : str
         Label of the progress bar (shown for calls that last more than a moment).
-    engine : str or Backend
-        Which backend runs the batches (:func:`get_backend`).
+    engine : str, Backend or None
+        Which backend runs the batches (:func:`get_backend`): ``"local"``, ``"ray"``, or None
+        for the current one (:func:`use_engine`; local by default).
+    address : str, optional
+        Where the engine's cluster is (``engine="ray"``: a Ray address; None: the
+        ``RAY_ADDRESS`` environment variable, else a Ray instance started on this machine).
 
     Returns
     -------
@@ -348,7 +431,7 @@ def map_images(
     """
     if workers not in WORKER_KINDS:
         raise ParameterError("workers", f"must be one of {WORKER_KINDS}; got {workers!r}")
-    backend = get_backend(engine)
+    backend = get_backend(engine, address)
     if not isinstance(sources, Sequence):  # an iterator, or a stack of arrays (n, h, w, 3)
         sources = list(sources)
     outcomes: list[Any] = [None] * len(sources)
@@ -362,7 +445,7 @@ def map_images(
             else:
                 outcomes[index] = finish(cached) if finish is not None else cached
                 bar.update(1)
-        n_workers = min(resolve_n_jobs(n_jobs), max(1, len(pending)))
+        n_workers = min(backend.n_workers(n_jobs, workers), len(pending)) if pending else 1
         size = batch_size or default_batch_size(len(pending), n_workers)
         chunks = [pending[start : start + size] for start in range(0, len(pending), size)]
         stage = _Stage(function if batched else _Each(function), cache, finish)

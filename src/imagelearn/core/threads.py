@@ -112,10 +112,10 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-def resolve_n_jobs(n_jobs: int | None) -> int:
+def resolve_n_jobs(n_jobs: int | None, cores: int | None = None) -> int:
     """Workers (or threads) for ``n_jobs``, scikit-learn's convention: None or 0 -> 1, -1 -> all
-    cores, -2 -> all but one."""
-    cores = os.cpu_count() or 1
+    cores, -2 -> all but one (``cores``: this machine's by default, a cluster's CPUs)."""
+    cores = cores or os.cpu_count() or 1
     if n_jobs is None or n_jobs == 0:
         return 1
     return max(1, cores + 1 + n_jobs) if n_jobs < 0 else n_jobs

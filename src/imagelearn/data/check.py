@@ -111,7 +111,7 @@ def _inspect(path: Path) -> _Inspection:
 def check_collection(
     source: str | os.PathLike | ImageDataset,
     n_jobs: int | None = -1,
-    engine: str = "local",
+    engine: str | None = None,
 ) -> CollectionReport:
     """Decode every image of ``source`` once (on ``n_jobs`` worker processes) and summarise
     the collection."""
@@ -172,7 +172,7 @@ class CheckResult:
 
 
 def check_run(
-    source: str | os.PathLike, n_jobs: int | None = -1, engine: str = "local"
+    source: str | os.PathLike, n_jobs: int | None = -1, engine: str | None = None
 ) -> CheckResult:
     """Check every split folder of ``source`` (or ``source`` itself, when it has none) with
     :func:`check_collection`, and measure the caches."""

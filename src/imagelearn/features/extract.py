@@ -177,7 +177,7 @@ def extract_features(
     cache_dir: str | os.PathLike | bool | None = None,
     strict: bool = False,
     description: str = "features",
-    engine: str | Backend = "local",
+    engine: str | Backend | None = None,
 ) -> tuple[list[LocalFeatures | None], list[tuple[str, str]]]:
     """Detect and describe local features in many images, in parallel, with a disk cache.
 
@@ -196,8 +196,9 @@ def extract_features(
         Raise on the first unreadable file instead of skipping it.
     description : str
         Label of the progress bar.
-    engine : str or Backend
-        Where the work runs (:func:`imagelearn.core.execution.get_backend`).
+    engine : str, Backend or None
+        Where the work runs (:func:`imagelearn.core.execution.get_backend`; None: the current
+        engine, :func:`~imagelearn.core.execution.use_engine`).
 
     Returns
     -------
@@ -223,7 +224,7 @@ def map_features(
     cache_dir: str | os.PathLike | bool | None = None,
     strict: bool = False,
     description: str = "features",
-    engine: str | Backend = "local",
+    engine: str | Backend | None = None,
 ) -> BatchResult[LocalFeatures]:
     """:func:`extract_features` as a :class:`~imagelearn.core.execution.BatchResult`: the
     features of the readable images, their indices, and the unreadable files with reasons."""

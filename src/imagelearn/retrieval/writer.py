@@ -35,6 +35,7 @@ from imagelearn.core.bundle import (
     replace_directory,
     staging_directory,
 )
+from imagelearn.core.execution import get_backend
 from imagelearn.core.kmeans import chunks
 from imagelearn.core.progress import progress, progress_bar
 from imagelearn.features import extract_features
@@ -195,9 +196,14 @@ class IndexWriter:
             (path, indexed[digest]) for path, digest in pending if digest in indexed
         ]
         pending = [(path, digest) for path, digest in pending if digest not in indexed]
-        batch_size = max(1, int(self.snapshot.params.batch_size))
-        for start in range(0, len(pending), batch_size):
-            self._add_batch(pending[start : start + batch_size], report)
+        if get_backend().distributed:  # workers elsewhere: one shard per block, one commit
+            from imagelearn.retrieval.shards import add_sharded
+
+            add_sharded(self, pending, report)
+        else:
+            batch_size = max(1, int(self.snapshot.params.batch_size))
+            for start in range(0, len(pending), batch_size):
+                self._add_batch(pending[start : start + batch_size], report)
         if len(self.content["segments"]) > MAX_SEGMENTS:
             self.merge()
         self.update_map()

@@ -1,0 +1,281 @@
+"""The Ray engine's overhead: the same work on the local engine and on Ray, on the same cores.
+
+Run: ``python -m bench.run_all ray`` (or ``python -m bench.bench_ray``). Writes
+``bench/results/ray.json`` and returns a Markdown section. A Ray instance with as many CPUs as
+the machine has cores is started in this process; both engines get every core (``n_jobs=-1``:
+two loky processes, or two Ray workers). Interleaved rounds (local, ray, local, ...;
+``BENCH_REPEATS``, default 3), no cache, each engine warmed up first (its processes started):
+
+* local features: RootSIFT (1000 keypoints, longer side 1024) of ``BENCH_RAY_IMAGES`` UKBench
+  photos (default 200), through ``map_features``;
+* CNN embedding: GeM descriptors (MobileNetV2, 384 px) of ``BENCH_RAY_GEM_IMAGES`` photos
+  (default 100): ONNX Runtime on all cores in one process locally, one single-threaded copy of
+  the network per Ray worker;
+* index build: ``build_index`` of the ``BENCH_RAY_IMAGES`` photos (a 10 x 3 tree vocabulary,
+  local features only) into a fresh directory: batches committed as segments locally, one
+  shard per block and one merge on Ray;
+
+then the goal's ratio (Ray's seconds over local's, per round; goal: at most 1.15), the driver's
+merge of shards into one segment per million postings (synthetic shards of 1000-feature
+images over 10^5 words), and, once, Ray Data's ``map_batches`` with an actor pool on the local
+features for the engine's design choice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from bench import data_root
+from bench.common import (
+    describe_machine,
+    finish_machine,
+    format_spread,
+    interleaved,
+    machine,
+    rate_spread,
+    ratio_spread,
+    setting,
+    spread,
+    timed,
+)
+from imagelearn.core.bundle import atomic_write_json
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ray.json"
+N_IMAGES = setting("BENCH_RAY_IMAGES", 200)
+N_GEM_IMAGES = setting("BENCH_RAY_GEM_IMAGES", 100)
+REPEATS = setting("BENCH_REPEATS", 3)
+ENGINES = ("local", "ray")
+GOAL = 1.15
+INDEX_VOCABULARY = {"branching": 10, "depth": 3, "n_iter": 4}
+
+
+def compare(name: str, work, count: int) -> dict:
+    """Warm both engines up on ``work``, then time them interleaved: seconds, images/s,
+    the per-round ratio ray / local."""
+    for engine in ENGINES:
+        work(engine)
+    print(f"  {name}: warmed up", flush=True)
+    seconds, _ = interleaved({engine: partial(work, engine) for engine in ENGINES}, REPEATS)
+    figures = {
+        "n_images": count,
+        "seconds": {engine: spread(values) for engine, values in seconds.items()},
+        "images_per_second": {
+            engine: rate_spread(values, count) for engine, values in seconds.items()
+        },
+        "ratio_ray_over_local": ratio_spread(seconds["ray"], seconds["local"]),
+    }
+    print(f"  {name}: ratio {format_spread(figures['ratio_ray_over_local'], 'x')}", flush=True)
+    return figures
+
+
+def features_work(paths: list[str]):
+    from imagelearn.features import make_detector
+    from imagelearn.features.extract import map_features
+
+    detector = make_detector("rootsift", max_keypoints=1000, max_side=1024)
+
+    def run(engine: str) -> None:
+        result = map_features(paths, detector, n_jobs=-1, cache_dir=False, engine=engine)
+        assert len(result.values) == len(paths)
+
+    return run
+
+
+def embedding_work(paths: list[str]):
+    from imagelearn.core.execution import use_engine
+    from imagelearn.retrieval.global_descriptors import GeMDescriptor
+
+    describer = GeMDescriptor(cache_dir="")
+
+    def run(engine: str) -> None:
+        with use_engine(engine):
+            assert len(describer.transform(paths)) == len(paths)
+
+    return run
+
+
+def index_work(paths: list[str], root: Path):
+    from imagelearn.core.execution import use_engine
+    from imagelearn.retrieval import IndexParams, build_index
+
+    params = IndexParams(vocabulary_params=INDEX_VOCABULARY, train_images=100)
+    count = iter(range(10**6))
+
+    def run(engine: str) -> None:
+        directory = root / f"{engine}-{next(count)}"
+        with use_engine(engine):
+            report = build_index(paths, directory, params, cache_dir=False)
+        assert len(report.added) == len(paths)
+        shutil.rmtree(directory)
+
+    return run
+
+
+def merge_figures(n_images: int = 2000, n_features: int = 1000, n_words: int = 100_000) -> dict:
+    """Seconds of the driver's merge of synthetic shards (64 images each) per million postings."""
+    from imagelearn.retrieval.inverted_file import bag_of_words
+    from imagelearn.retrieval.shards import ShardRow, _merged_segment
+
+    rng = np.random.default_rng(0)
+    idf = np.ones(n_words, np.float32)
+    shards, rows = {}, []
+    for start in range(0, n_images, 64):
+        key = f"s{start}"
+        words = [rng.integers(0, n_words, n_features) for _ in range(min(64, n_images - start))]
+        bags = [bag_of_words(w, idf) for w in words]
+        shards[key] = {
+            "sizes": np.full((len(words), 2), 480, np.int32),
+            "keypoint_offsets": np.arange(len(words) + 1, dtype=np.int64) * n_features,
+            "keypoints": rng.random((len(words) * n_features, 4), dtype=np.float32),
+            "words": np.concatenate(words).astype(np.uint32),
+            "bag_offsets": np.concatenate(([0], np.cumsum([len(b) for b, _ in bags]))),
+            "bag_words": np.concatenate([b for b, _ in bags]),
+            "bag_weights": np.concatenate([v for _, v in bags]),
+        }
+        rows += [ShardRow(key, row) for row in range(len(words))]
+    ids = np.arange(n_images, dtype=np.uint32)
+    seconds = []
+    for _ in range(REPEATS):
+        elapsed, segment = timed(lambda: _merged_segment("g000001", ids, rows, shards, n_words))
+        seconds.append(elapsed)
+    postings = len(segment.postings.images)
+    return {
+        "n_images": n_images,
+        "n_postings": postings,
+        "seconds": spread(seconds),
+        "seconds_per_million_postings": spread(s / postings * 1e6 for s in seconds),
+    }
+
+
+def ray_data_figures(paths: list[str]) -> dict:
+    """Ray Data's ``map_batches`` with an actor pool on the local features, against the
+    engine's own actors, 2 rounds after a warm-up (the engine's actors stopped meanwhile: both
+    need the CPUs)."""
+    import pickle
+
+    import ray
+    import ray.data
+
+    from imagelearn.core.execution import get_backend
+    from imagelearn.features import make_detector
+    from imagelearn.features.extract import detect_raw_features, map_features
+
+    detector = make_detector("rootsift", max_keypoints=1000, max_side=1024)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False
+
+    class Detect:
+        def __init__(self) -> None:
+            self.detect = partial(detect_raw_features, detector=detector)
+
+        def __call__(self, batch: dict) -> dict:
+            outcomes = [pickle.dumps(self.detect(path)) for path in batch["path"]]
+            return {"outcome": np.array(outcomes, dtype=object)}
+
+    def data_run() -> int:
+        dataset = ray.data.from_items([{"path": p} for p in paths]).map_batches(
+            Detect, compute=ray.data.ActorPoolStrategy(size=2), batch_size=4, num_cpus=1
+        )
+        return len(dataset.take_all())
+
+    def engine_run() -> int:
+        result = map_features(paths, detector, n_jobs=-1, cache_dir=False, engine="ray")
+        get_backend("ray").close()
+        return len(result.values)
+
+    get_backend("ray").close()
+    data_run()
+    seconds, _ = interleaved({"ray_data": data_run, "engine_actors": engine_run}, 2)
+    return {
+        "n_images": len(paths),
+        "seconds": {name: spread(values) for name, values in seconds.items()},
+        "note": "both start their actors in each round (the engine's are stopped after each)",
+    }
+
+
+def main() -> str:
+    import ray
+
+    info = machine()
+    photos = [str(p) for p in sorted((data_root() / "ukbench").glob("*.jpg"))]
+    if len(photos) < N_IMAGES:
+        print(f"UKBench not found under {data_root()} (set IMAGELEARN_DATA)", file=sys.stderr)
+        return "## Ray engine: overhead against the local engine\n\nNot run: no UKBench.\n"
+    ray.init(
+        num_cpus=os.cpu_count(),
+        include_dashboard=False,
+        logging_level=logging.ERROR,
+        configure_logging=False,
+    )
+    from imagelearn.core.execution import get_backend
+
+    results = {"repeats": REPEATS, "goal_ratio": GOAL}
+    with tempfile.TemporaryDirectory() as root:
+        results["features"] = compare("local features", features_work(photos[:N_IMAGES]), N_IMAGES)
+        results["embedding"] = compare(
+            "GeM embedding", embedding_work(photos[:N_GEM_IMAGES]), N_GEM_IMAGES
+        )
+        results["index_build"] = compare(
+            "index build", index_work(photos[:N_IMAGES], Path(root)), N_IMAGES
+        )
+    results["merge"] = merge_figures()
+    results["ray_data"] = ray_data_figures(photos[:N_GEM_IMAGES])
+    get_backend("ray").close()
+    ray.shutdown()
+    results["machine"] = finish_machine(info)
+    atomic_write_json(RESULTS, results)
+    return section(results)
+
+
+def section(results: dict) -> str:
+    """The README section of one run's results."""
+    rows = []
+    for key, label in (
+        ("features", "local features (RootSIFT, 1000 keypoints)"),
+        ("embedding", "CNN embedding (GeM, MobileNetV2, 384 px)"),
+        ("index_build", "index build (local features, 10 x 3 tree)"),
+    ):
+        figures = results[key]
+        rates = figures["images_per_second"]
+        rows.append(
+            f"| {label}, {figures['n_images']} photos | {format_spread(rates['local'])} | "
+            f"{format_spread(rates['ray'])} | "
+            f"**{format_spread(figures['ratio_ray_over_local'], 'x')}** |"
+        )
+    merge, data = results["merge"], results["ray_data"]
+    return "\n".join(
+        [
+            "## Ray engine: overhead against the local engine on the same cores",
+            "",
+            f"{describe_machine(results['machine'])}; a Ray instance on this machine with one "
+            f"CPU per core, {results['repeats']} interleaved rounds after a warm-up, no cache, "
+            f"median (min-max). Goal: Ray's seconds at most {results['goal_ratio']:.2f}x "
+            "local's.",
+            "",
+            "| work | local images/s | Ray images/s | Ray / local seconds |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+            f"Merging shards into one segment on the driver: "
+            f"{format_spread(merge['seconds_per_million_postings'], ' s')} per million postings "
+            f"({merge['n_postings']:,} postings of {merge['n_images']} synthetic images). "
+            f"Ray Data `map_batches` with an actor pool on the local features of "
+            f"{data['n_images']} photos: {format_spread(data['seconds']['ray_data'], ' s')} "
+            f"against {format_spread(data['seconds']['engine_actors'], ' s')} for the engine's "
+            "own actors, both starting their actors each round.",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    print(main())

@@ -1,0 +1,407 @@
+"""Sharded index building on a distributed engine: one shard per block, one merge, one commit.
+
+When the engine's workers are other machines (``engine="ray"``), :meth:`IndexWriter.add
+<imagelearn.retrieval.writer.IndexWriter.add>` hands its new images to :func:`add_sharded`:
+
+1. The images are cut into blocks (:func:`shard_images` per block, fixed by their number, so a
+   rerun cuts the same blocks). Each block runs on a worker (:class:`ShardBuilder`, through
+   :func:`~imagelearn.core.execution.map_images`): it reads the index's vocabulary once per
+   process, extracts the local features (through the feature cache), assigns the words, and
+   writes **one shard**, ``INDEX/shards/<key>.safetensors`` (atomically: a temporary file and a
+   rename), holding the tf-idf bags, keypoints and words of the readable images (plus their
+   raw global descriptors when the index has them), and in its header the path, content hash
+   (SHA-256 of the bytes the worker read) and size of every image, and the reason of every
+   unreadable one. ``<key>`` is the SHA-256 of the block's paths and the index parameters.
+   With ImageNet tags (``IndexParams.tags``), the same network pass gives each image its tags,
+   kept in the header too.
+2. A block whose shard is already there is not computed again: a driver killed mid-build and
+   run again with the same command does only the rest; a block retried after its worker died
+   rewrites the same shard.
+3. The driver merges the shards, in block order, into one segment and commits it with the
+   catalogue rows and the global descriptors in one manifest swap. Before that it checks,
+   by content hash, that every new image is in exactly one shard (or reported unreadable)
+   and nothing else is: otherwise :class:`ShardMismatchError`, and the shards that disagree are
+   deleted so that the next run recomputes them. The shards are deleted after the commit.
+
+Ids follow the images' order, as the local build gives them, so the same collection indexed
+on either engine has the same catalogue and the same search results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from imagelearn.core.bundle import BundleError, member_path
+from imagelearn.core.execution import Failed, map_images
+from imagelearn.core.progress import progress
+from imagelearn.retrieval.catalogue import ImageRecord, now
+from imagelearn.retrieval.inverted_file import Postings, bag_of_words
+from imagelearn.retrieval.storage import VOCABULARY_NAME, Segment, read_index_manifest
+from imagelearn.retrieval.tags import Tag
+
+if TYPE_CHECKING:
+    from imagelearn.retrieval.snapshot import Snapshot
+    from imagelearn.retrieval.writer import AddReport, IndexWriter
+
+SHARDS_DIR = "shards"
+#: Blocks a build is cut into, at least (each at most the index's ``batch_size`` images).
+MIN_BLOCKS = 64
+#: Version of the shard layout, part of each shard's key.
+SHARD_VERSION = 1
+
+logger = logging.getLogger(__name__)
+
+
+class ShardMismatchError(BundleError):
+    """The shards of a build do not hold every new image exactly once (by content hash): an
+    image changed while the build ran, or a shard is stale. The disagreeing shards were
+    deleted; running the same build again recomputes them."""
+
+
+class ShardRow(NamedTuple):
+    """What a worker returns for one readable image of its block: its shard and row there."""
+
+    shard: str
+    row: int
+
+
+def shard_images(n_images: int, batch_size: int) -> int:
+    """Images per block: at least :data:`MIN_BLOCKS` blocks, at most ``batch_size`` each."""
+    return max(1, min(batch_size, math.ceil(n_images / MIN_BLOCKS)))
+
+
+def shard_key(paths: Sequence[str], params: dict[str, Any]) -> str:
+    """The name of the shard of ``paths`` under the index parameters ``params``."""
+    digest = hashlib.sha256(json.dumps([SHARD_VERSION, params], sort_keys=True).encode())
+    for path in paths:
+        digest.update(path.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:32]
+
+
+_SNAPSHOTS: dict[tuple[str, int, int, int], Snapshot] = {}
+
+
+def worker_snapshot(directory: Path) -> Snapshot:
+    """The index's snapshot (vocabulary, idf, global descriptor), loaded once per process and
+    vocabulary file."""
+    from imagelearn.retrieval.snapshot import Snapshot
+
+    status = member_path(directory, VOCABULARY_NAME, what="index").stat()
+    key = (str(directory), status.st_ino, status.st_size, status.st_mtime_ns)
+    if key not in _SNAPSHOTS:
+        _SNAPSHOTS.clear()  # one index at a time per worker
+        _SNAPSHOTS[key] = Snapshot(directory, read_index_manifest(directory))
+    return _SNAPSHOTS[key]
+
+
+@dataclass(frozen=True)
+class ShardBuilder:
+    """The batch function of a block: features, words, bags, one shard written (see the
+    module docstring). Picklable; holds only paths and settings."""
+
+    directory: str
+    cache_dir: Any
+
+    def __call__(self, paths: list[str]) -> list[ShardRow | Failed]:
+        snapshot = worker_snapshot(Path(self.directory))
+        key = shard_key(paths, snapshot.params.to_dict())
+        path = shard_path(Path(self.directory), key)
+        if not path.is_file():
+            _write_shard(path, self._compute(snapshot, paths))
+        return _outcomes(key, read_shard_table(path), paths)
+
+    def _compute(self, snapshot: Snapshot, paths: list[str]) -> dict[str, Any]:
+        from imagelearn.features.extract import map_features
+        from imagelearn.retrieval.writer import assign_words, file_sha256
+
+        result = map_features(
+            paths,
+            snapshot.params.make_detector(),
+            n_jobs=1,
+            cache_dir=self.cache_dir,
+            description="shard features",
+            engine="local",
+        )
+        kept = [paths[index] for index in result.kept]
+        features = result.values
+        counts = np.array([len(f) for f in features], dtype=np.int64)
+        offsets = np.concatenate(([0], np.cumsum(counts)))
+        words = assign_words(snapshot.vocabulary, features, "shard words")
+        bags = [
+            bag_of_words(words[offsets[i] : offsets[i + 1]], snapshot.idf)
+            for i in range(len(features))
+        ]
+        arrays = {
+            "sizes": np.array([f.image_shape for f in features], np.int32).reshape(-1, 2),
+            "keypoint_offsets": offsets,
+            "keypoints": (
+                np.concatenate([f.keypoints for f in features]).astype(np.float32).reshape(-1, 4)
+                if features
+                else np.zeros((0, 4), np.float32)
+            ),
+            "words": words.astype(np.uint32),
+            "bag_offsets": np.concatenate(([0], np.cumsum([len(w) for w, _ in bags]))).astype(
+                np.int64
+            ),
+            "bag_words": (np.concatenate([w for w, _ in bags]) if bags else np.zeros(0)).astype(
+                np.int64
+            ),
+            "bag_weights": (np.concatenate([v for _, v in bags]) if bags else np.zeros(0)).astype(
+                np.float32
+            ),
+        }
+        table: dict[str, Any] = {
+            "paths": kept,
+            "sha256": [file_sha256(p) for p in kept],
+            "failures": [list(failure) for failure in result.failures],
+        }
+        tagging = bool(snapshot.content["params"].get("tags"))
+        if kept and tagging:
+            from imagelearn.retrieval.tags import describe_with_classes
+
+            descriptors, tags = describe_with_classes(snapshot.global_descriptor, kept)
+            table["tags"] = [[[t.source, t.name, t.score] for t in image] for image in tags]
+        elif kept and snapshot.content.get("global"):
+            descriptors = snapshot.global_descriptor.transform(kept, "shard global descriptors")
+        if kept and snapshot.content.get("global"):
+            arrays["global"] = np.asarray(descriptors, np.float32)
+        return {"arrays": arrays, "table": table}
+
+
+def shard_path(directory: Path, key: str) -> Path:
+    return member_path(directory, SHARDS_DIR, f"{key}.safetensors", what="index")
+
+
+def _write_shard(path: Path, shard: dict[str, Any]) -> None:
+    """Write a shard atomically; one already there (another worker's run of the same block)
+    is kept."""
+    path.parent.mkdir(exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file(
+            {name: np.ascontiguousarray(array) for name, array in shard["arrays"].items()},
+            temporary,
+            metadata={"table": json.dumps(shard["table"])},
+        )
+        with open(temporary, "rb+") as stream:
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def read_shard_table(path: Path) -> dict[str, Any]:
+    """A shard's header: ``paths``, ``sha256`` of its readable images, ``failures``."""
+    try:
+        with safe_open(str(path), "numpy") as stream:
+            return json.loads(stream.metadata()["table"])
+    except Exception as error:  # safetensors has its own error types for corrupt files
+        raise BundleError(f"{path}: corrupt shard ({error})") from error
+
+
+def _outcomes(key: str, table: dict[str, Any], paths: list[str]) -> list[ShardRow | Failed]:
+    rows = {path: row for row, path in enumerate(table["paths"])}
+    reasons = {path: reason for path, reason in table["failures"]}
+    missing = [path for path in paths if path not in rows and path not in reasons]
+    if missing:
+        raise ShardMismatchError(f"shard {key} does not hold {missing[0]} of its block")
+    return [ShardRow(key, rows[path]) if path in rows else Failed(reasons[path]) for path in paths]
+
+
+def add_sharded(writer: IndexWriter, pending: list[tuple[str, str]], report: AddReport) -> None:
+    """Index ``pending`` ``(path, sha256)`` in blocks on the current engine's workers, merge
+    their shards into one segment and commit it (see the module docstring).
+
+    Raises
+    ------
+    ShardMismatchError
+        The shards do not hold every readable image of ``pending`` exactly once.
+    """
+    if not pending:
+        return
+    directory = writer.directory
+    paths = [path for path, _ in pending]
+    existing = _existing_shards(directory)
+    result = map_images(
+        ShardBuilder(str(directory), writer.cache_dir),
+        paths,
+        batched=True,
+        batch_size=shard_images(len(paths), int(writer.snapshot.params.batch_size)),
+        n_jobs=writer.n_jobs,
+        description="indexing blocks",
+    )
+    report.skipped += result.failures
+    keys = list(dict.fromkeys(row.shard for row in result.values))
+    reused = len(existing & set(keys))
+    if reused:
+        logger.info("reused %d of %d shards written before", reused, len(keys))
+    if result.values:
+        _merge_and_commit(writer, pending, result.kept, result.values, keys, report)
+    shutil.rmtree(member_path(directory, SHARDS_DIR, what="index"), ignore_errors=True)
+
+
+def _existing_shards(directory: Path) -> set[str]:
+    folder = member_path(directory, SHARDS_DIR, what="index")
+    return {path.stem for path in folder.glob("*.safetensors")} if folder.is_dir() else set()
+
+
+def _merge_and_commit(
+    writer: IndexWriter,
+    pending: list[tuple[str, str]],
+    kept: np.ndarray,
+    rows: list[ShardRow],
+    keys: list[str],
+    report: AddReport,
+) -> None:
+    directory = writer.directory
+    shards = {key: _read_shard(shard_path(directory, key)) for key in progress(keys, "merging")}
+    _check_exactly_once(directory, pending, kept, rows, shards)
+    first_id = int(writer.content["next_id"])
+    ids = np.arange(first_id, first_id + len(rows), dtype=np.uint32)
+    name = f"g{writer.content['generation'] + 1:06d}"
+    segment = _merged_segment(name, ids, rows, shards, writer.snapshot.vocabulary.n_words_)
+    from imagelearn.retrieval.storage import write_segment
+
+    write_segment(directory, segment)
+    changes: dict[str, Any] = {}
+    kept_paths = [pending[index][0] for index in kept]
+    writer.known.update(
+        (path, _network_outputs(shards[row.shard], row.row))
+        for path, row in zip(kept_paths, rows, strict=True)
+    )
+    descriptors, tags = writer._network_pass(kept_paths)  # all known: nothing computed
+    if descriptors is not None:
+        changes["global"] = writer._add_global(ids, descriptors)
+    added = now()
+    writer.catalogue.insert(
+        [
+            ImageRecord(
+                int(image_id),
+                path,
+                pending[index][1],
+                Path(path).stat().st_size,
+                int(segment.sizes[position][0]),
+                int(segment.sizes[position][1]),
+                int(segment.keypoint_offsets[position + 1] - segment.keypoint_offsets[position]),
+                added,
+                name,
+            )
+            for position, (image_id, index, path) in enumerate(
+                zip(ids, kept, kept_paths, strict=True)
+            )
+        ],
+        tags=[(int(i), tag) for i, image in zip(ids, tags, strict=True) for tag in image]
+        if tags is not None
+        else (),
+    )
+    writer._commit(
+        segments=[*writer.content["segments"], name],
+        next_id=first_id + len(rows),
+        n_images=writer.content["n_images"] + len(rows),
+        **changes,
+    )
+    report.added += kept_paths
+
+
+def _network_outputs(shard: dict[str, Any], row: int) -> tuple[Any, list[Tag] | None]:
+    """The global descriptor and ImageNet tags a shard holds for ``row`` (None: none)."""
+    descriptor = shard["global"][row] if "global" in shard else None
+    tags = shard["table"].get("tags")
+    return descriptor, [Tag(*tag) for tag in tags[row]] if tags is not None else None
+
+
+def _read_shard(path: Path) -> dict[str, Any]:
+    from safetensors.numpy import load_file
+
+    try:
+        arrays = load_file(str(path))
+    except FileNotFoundError:
+        raise ShardMismatchError(f"{path}: shard missing after its block ran") from None
+    except Exception as error:
+        raise BundleError(f"{path}: corrupt shard ({error})") from error
+    return {**arrays, "table": read_shard_table(path)}
+
+
+def _check_exactly_once(
+    directory: Path,
+    pending: list[tuple[str, str]],
+    kept: np.ndarray,
+    rows: list[ShardRow],
+    shards: dict[str, dict[str, Any]],
+) -> None:
+    """Every kept image of ``pending`` is in exactly one shard row, with its content hash,
+    and the shards hold nothing else."""
+    expected = {pending[index][1]: pending[index][0] for index in kept}
+    counts: dict[str, int] = {}
+    for shard in shards.values():
+        for digest in shard["table"]["sha256"]:
+            counts[digest] = counts.get(digest, 0) + 1
+    problems = []
+    bad_shards = set()
+    for (path, digest), row in zip((pending[index] for index in kept), rows, strict=True):
+        found = shards[row.shard]["table"]
+        if found["paths"][row.row] != path or found["sha256"][row.row] != digest:
+            problems.append(f"{path}: content changed while it was indexed (sha256 {digest[:12]})")
+            bad_shards.add(row.shard)
+        elif counts.get(digest, 0) != 1:
+            problems.append(f"{path}: in {counts.get(digest, 0)} shard rows, not one")
+    extra = sorted(set(counts) - set(expected))
+    problems += [f"a shard holds an image not asked for (sha256 {digest[:12]})" for digest in extra]
+    wrong = set(extra) | {digest for digest, count in counts.items() if count > 1}
+    bad_shards |= {key for key, s in shards.items() if set(s["table"]["sha256"]) & wrong}
+    if problems:
+        for key in bad_shards:
+            shard_path(directory, key).unlink(missing_ok=True)
+        raise ShardMismatchError(
+            f"{directory}: the shards do not hold every new image exactly once "
+            f"({len(problems)} problems; first: {'; '.join(problems[:3])}); nothing was "
+            f"committed, the {len(bad_shards)} disagreeing shards were deleted: run the same "
+            "build again"
+        )
+
+
+def _merged_segment(
+    name: str,
+    ids: np.ndarray,
+    rows: list[ShardRow],
+    shards: dict[str, dict[str, Any]],
+    n_words: int,
+) -> Segment:
+    """One segment of the rows, in order, from their shards' arrays."""
+    sizes, keypoints, words, bags = [], [], [], []
+    for row in rows:
+        shard = shards[row.shard]
+        start, stop = shard["keypoint_offsets"][row.row : row.row + 2]
+        bag_start, bag_stop = shard["bag_offsets"][row.row : row.row + 2]
+        sizes.append(shard["sizes"][row.row])
+        keypoints.append(shard["keypoints"][start:stop])
+        words.append(shard["words"][start:stop])
+        bags.append(
+            (shard["bag_words"][bag_start:bag_stop], shard["bag_weights"][bag_start:bag_stop])
+        )
+    counts = np.array([len(w) for w in words], dtype=np.int64)
+    return Segment(
+        name=name,
+        ids=ids,
+        sizes=np.asarray(sizes, np.int32).reshape(-1, 2),
+        keypoint_offsets=np.concatenate(([0], np.cumsum(counts))),
+        keypoints=np.concatenate(keypoints).astype(np.float32).reshape(-1, 4),
+        words=np.concatenate(words).astype(np.uint32),
+        postings=Postings.from_bags(ids, bags, n_words),
+    )
