@@ -28,6 +28,7 @@ CAPABILITIES = (
     "track",
     "cluster",
     "segment",
+    "serve",
     "cache",
 )
 

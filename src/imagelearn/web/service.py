@@ -1,0 +1,124 @@
+"""The index as the server uses it: searches on worker threads, writes on one writer thread.
+
+An :class:`~imagelearn.retrieval.Index` holds an SQLite connection, which may only be used by
+the thread that opened it, so each search thread opens its own :class:`Index` of the current
+snapshot (the arrays are memory-mapped: the copies share the pages) and reopens it when a
+write made a new snapshot. Writes run one at a time on their own thread, so searches go on
+during an ``add``; once a write ends the new :class:`Collection` is read and the search
+threads move to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from imagelearn.retrieval import Index
+from imagelearn.web.collection import Collection
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: The synthetic image a warm-up search runs on (textured, so it has local features).
+_WARM_UP_SIDE = 96
+
+
+class IndexService:
+    """Searches and writes of one index directory for the web app.
+
+    Parameters
+    ----------
+    directory : path-like
+        The index.
+    workers : int
+        Search threads (each with its own open :class:`Index`).
+    """
+
+    def __init__(self, directory: str | Path, *, workers: int = 1) -> None:
+        self.directory = Path(directory)
+        self.workers = max(1, int(workers))
+        self._local = threading.local()
+        self.collection = Collection.read(Index.open(self.directory), 0)
+        self._search = ThreadPoolExecutor(self.workers, thread_name_prefix="imagelearn-search")
+        self._write = ThreadPoolExecutor(1, thread_name_prefix="imagelearn-write")
+        self._listeners: list[Callable[[Collection, Index], None]] = []
+
+    def index(self, collection: Collection) -> Index:
+        """The calling search thread's :class:`Index` of ``collection``'s snapshot.
+
+        Opened when the thread has none of this generation; a write between reading the
+        collection and opening the index only makes the index newer than the collection,
+        whose ids it then still has (removed ones aside, which the callers skip).
+        """
+        if getattr(self._local, "generation", None) != collection.generation:
+            self._local.index = Index.open(self.directory)
+            self._local.generation = collection.generation
+        return self._local.index
+
+    async def search(self, work: Callable[[Index, Collection], T]) -> T:
+        """``work(index, collection)`` on a search thread, with the current collection."""
+
+        def run() -> T:
+            collection = self.collection
+            return work(self.index(collection), collection)
+
+        return await asyncio.wrap_future(self._search.submit(run))
+
+    async def write(self, work: Callable[[], T]) -> T:
+        """``work()`` on the writer thread, then the new snapshot is read (even if it failed)."""
+
+        def run() -> T:
+            try:
+                return work()
+            finally:
+                self.reload()
+
+        return await asyncio.wrap_future(self._write.submit(run))
+
+    def on_reload(self, listener: Callable[[Collection, Index], None]) -> None:
+        """Call ``listener(collection, index)`` with every collection read from now on (on
+        the thread that read it), before the search threads move to it."""
+        self._listeners.append(listener)
+
+    def reload(self) -> Collection:
+        """Read the current snapshot into a new :class:`Collection` and move to it."""
+        index = Index.open(self.directory)
+        collection = Collection.read(index, self.collection.generation + 1)
+        for listener in self._listeners:
+            listener(collection, index)
+        self.collection = collection
+        self.warm_up()
+        return collection
+
+    def warm_up(self) -> None:
+        """Open every search thread's index and run one search on it, in the background, so the
+        first real search does not wait for the CNN of the global descriptor to load."""
+        if not self.collection.records:
+            return
+        barrier = threading.Barrier(self.workers)
+        image = np.random.default_rng(0).integers(0, 256, (_WARM_UP_SIDE,) * 2 + (3,), np.uint8)
+
+        def run() -> None:
+            try:
+                self.index(self.collection).search(image, top=1, verify=False)
+            except Exception as error:  # a warm-up failure only delays the first search
+                log.debug("warm-up search failed: %s", error)
+            try:  # every thread waits for the others, so each thread gets one warm-up
+                barrier.wait(timeout=60)
+            except threading.BrokenBarrierError:
+                pass
+
+        for _ in range(self.workers):
+            self._search.submit(run)
+
+    def close(self) -> None:
+        self._write.shutdown(wait=True)
+        self._search.shutdown(wait=True, cancel_futures=True)
