@@ -127,11 +127,12 @@ def create_app(
         ``index_dir`` is not an index.
     """
     index_dir = Path(index_dir)
-    service = IndexService(index_dir, workers=workers)
+    upload_dir = Path(upload_dir) if upload_dir is not None else index_dir / UPLOADS_NAME
+    service = IndexService(index_dir, upload_dir=upload_dir, workers=workers)
     app_settings = AppSettings(
         index_dir=index_dir,
         writable=writable,
-        upload_dir=Path(upload_dir) if upload_dir is not None else index_dir / UPLOADS_NAME,
+        upload_dir=upload_dir,
         max_upload_bytes=int(max_upload_bytes),
         max_pixels=int(max_pixels),
         model=Path(model) if model is not None else None,

@@ -31,6 +31,10 @@ def _tag_json(tag: Any) -> dict[str, Any]:
     return {"source": tag.source, "name": tag.name, "score": round(float(tag.score), 4)}
 
 
+def _within(path: str, folder: str) -> bool:
+    return path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def common_root(paths: list[str]) -> str:
     """The deepest folder holding every path ("" for none)."""
     if not paths:
@@ -50,7 +54,11 @@ class Collection:
     records : dict of int to ImageRecord
         Catalogue rows by id, ascending.
     root : str
-        The deepest folder holding every image; paths are shown relative to it.
+        The deepest folder holding every image but those added through the app; paths are
+        shown relative to it.
+    upload_dir : str
+        Where the app stores the images added through it; they are shown as
+        ``<its name>/<file>``.
     modes : tuple of str
         Search modes the index supports.
     default_mode : str
@@ -61,6 +69,7 @@ class Collection:
     generation: int
     records: dict[int, ImageRecord]
     root: str
+    upload_dir: str
     modes: tuple[str, ...]
     default_mode: str
     tags: Any = None
@@ -68,14 +77,18 @@ class Collection:
     _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     @classmethod
-    def read(cls, index: Index, generation: int) -> Collection:
-        """The collection of ``index``'s snapshot."""
+    def read(cls, index: Index, generation: int, upload_dir: str | os.PathLike) -> Collection:
+        """The collection of ``index``'s snapshot; ``upload_dir`` holds the images added
+        through the app."""
         records = live_records(index)
         modes = ("local", "global", "hybrid") if index.info()["global"] else ("local",)
+        uploads = os.path.abspath(upload_dir)
+        others = [r.path for r in records.values() if not _within(r.path, uploads)]
         return cls(
             generation,
             records,
-            common_root([record.path for record in records.values()]),
+            common_root(others),
+            uploads,
             modes,
             "hybrid" if "hybrid" in modes else "local",
         )
@@ -87,7 +100,12 @@ class Collection:
     def display_path(self, image_id: int) -> str:
         """The image's path relative to :attr:`root`, with ``/`` separators."""
         path = self.records[image_id].path
-        relative = os.path.relpath(path, self.root) if self.root else path
+        if _within(path, self.upload_dir):
+            relative = os.path.join(
+                Path(self.upload_dir).name, os.path.relpath(path, self.upload_dir)
+            )
+        else:
+            relative = os.path.relpath(path, self.root) if self.root else path
         return PurePosixPath(*Path(relative).parts).as_posix()
 
     def folder(self, image_id: int) -> str:

@@ -209,29 +209,31 @@ class GuardMiddleware:
             await _send_error(send, *refused)
             return
         received = 0
-        started = False
+        exceeded = False
 
         async def counted_receive():
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.guard.max_upload_bytes:
+                    exceeded = True
                     raise BodyTooLarge
             return message
 
         async def secured_send(message):
-            nonlocal started
+            if exceeded:  # the app's answer to the aborted body (its parser's error) is replaced
+                if message["type"] == "http.response.start":
+                    await _send_error(send, 413, self.guard.too_large())
+                return
             if message["type"] == "http.response.start":
-                started = True
                 message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
             await send(message)
 
         try:
             await self.app(scope, counted_receive, secured_send)
         except BodyTooLarge:
-            if not started:
-                await _send_error(send, 413, self.guard.too_large())
+            await _send_error(send, 413, self.guard.too_large())
 
 
 async def _send_error(send, status: int, message: str) -> None:

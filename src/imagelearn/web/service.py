@@ -38,15 +38,18 @@ class IndexService:
     ----------
     directory : path-like
         The index.
+    upload_dir : path-like
+        Where the app stores images added through it (see :class:`Collection`).
     workers : int
         Search threads (each with its own open :class:`Index`).
     """
 
-    def __init__(self, directory: str | Path, *, workers: int = 1) -> None:
+    def __init__(self, directory: str | Path, *, upload_dir: str | Path, workers: int = 1) -> None:
         self.directory = Path(directory)
+        self.upload_dir = Path(upload_dir)
         self.workers = max(1, int(workers))
         self._local = threading.local()
-        self.collection = Collection.read(Index.open(self.directory), 0)
+        self.collection = Collection.read(Index.open(self.directory), 0, self.upload_dir)
         self._search = ThreadPoolExecutor(self.workers, thread_name_prefix="imagelearn-search")
         self._write = ThreadPoolExecutor(1, thread_name_prefix="imagelearn-write")
         self._listeners: list[Callable[[Collection, Index], None]] = []
@@ -91,7 +94,7 @@ class IndexService:
     def reload(self) -> Collection:
         """Read the current snapshot into a new :class:`Collection` and move to it."""
         index = Index.open(self.directory)
-        collection = Collection.read(index, self.collection.generation + 1)
+        collection = Collection.read(index, self.collection.generation + 1, self.upload_dir)
         for listener in self._listeners:
             listener(collection, index)
         self.collection = collection
