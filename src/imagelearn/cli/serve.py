@@ -49,5 +49,6 @@ def run_serve(arguments: argparse.Namespace) -> int:
         clusters=arguments.clusters,
         writable=arguments.writable,
         workers=arguments.workers,
+        announce=lambda line: print(line, flush=True),
     )
     return 0
