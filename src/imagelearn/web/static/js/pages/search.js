@@ -203,7 +203,7 @@ export async function mount(root, params) {
         answer = await api("/api/tags/search", { q: state.keyword, top: 120 });
       } else {
         clear(summary);
-        clear(results, empty("Search the collection by example or by keyword", "Drop a photo on the left, or type a keyword such as a class or an ImageNet label."));
+        clear(results, empty("Search the collection by example or by keyword", "Drop a photo in the query box, or type a keyword such as a class or an ImageNet label."));
         return;
       }
       if (ticket !== state.ticket) return;
