@@ -477,6 +477,15 @@ def test_a_writable_server_adds_uploads_and_removes_by_id(writable):
     assert added["id"] not in [row["id"] for row in upload(writable, ukbench(31)).json()["results"]]
 
 
+def test_an_add_while_another_process_writes_is_a_409(writable):
+    from imagelearn.retrieval.storage import WriteLock
+
+    files = {"files": ("new.jpg", ukbench(33).read_bytes(), "image/jpeg")}
+    with WriteLock(writable.app.state.settings.index_dir):  # as `imagelearn index add` holds it
+        refused(writable.post("/api/images", files=files), 409, "another process is writing")
+    assert writable.get("/api/info").json()["images"] == N_IMAGES
+
+
 # ---------------------------------------------------------------- the binding rule
 
 

@@ -110,8 +110,14 @@ class Collection:
 
     def folder(self, image_id: int) -> str:
         """The folder of the image's display path ("" at the root)."""
-        parent = PurePosixPath(self.display_path(image_id)).parent.as_posix()
-        return "" if parent == "." else parent
+        return self.cached("folder_of", self._folder_of)[image_id]
+
+    def _folder_of(self) -> dict[int, str]:
+        folders = {}
+        for image_id in self.records:
+            parent = PurePosixPath(self.display_path(image_id)).parent.as_posix()
+            folders[image_id] = "" if parent == "." else parent
+        return folders
 
     def folders(self) -> dict[str, int]:
         """Images per folder, sorted by folder."""

@@ -17,6 +17,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
+from imagelearn.retrieval import IndexBusyError
 from imagelearn.retrieval.runs import add_run, remove_run
 from imagelearn.web.app import service, settings
 from imagelearn.web.routers.common import ImageId, record_of
@@ -33,6 +34,16 @@ def _check_writable(request: Request) -> None:
         raise HTTPException(
             403, "this server is read-only; start it with --writable to add or remove images"
         )
+
+
+async def _write(request: Request, work):
+    """``work()`` on the service's writer thread; another process writing is a 409."""
+    try:
+        return await service(request).write(work)
+    except IndexBusyError:
+        raise HTTPException(
+            409, "another process is writing to this index; try again when it ends"
+        ) from None
 
 
 def store(upload: Upload, folder: Path) -> Path:
@@ -66,9 +77,7 @@ async def add(
     ]
     paths = [await run_in_threadpool(store, upload, limits.upload_dir) for upload in uploads]
     index_dir = limits.index_dir
-    result = await service(request).write(
-        lambda: add_run(index_dir, [str(path) for path in paths], n_jobs=1)
-    )
+    result = await _write(request, lambda: add_run(index_dir, [str(p) for p in paths], n_jobs=1))
     collection = service(request).collection
     by_path = {record.path: image_id for image_id, record in collection.records.items()}
     report = result.report
@@ -91,5 +100,5 @@ async def remove(request: Request, image_id: Annotated[int, ImageId]) -> dict:
     _check_writable(request)
     record = record_of(service(request).collection, image_id)
     index_dir = settings(request).index_dir
-    await service(request).write(lambda: remove_run(index_dir, [record.path]))
+    await _write(request, lambda: remove_run(index_dir, [record.path]))
     return {"removed": image_id, "images": len(service(request).collection.records)}
