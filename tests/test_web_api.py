@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -511,6 +514,22 @@ def test_a_port_in_use_is_a_parameter_error():
         assert caught.value.parameter == "port"
     finally:
         taken.close()
+
+
+def test_the_cli_imports_the_web_stack_only_to_serve():
+    code = (
+        "import sys; from imagelearn.cli.main import build_parser; import imagelearn.web; "
+        "build_parser().parse_args(['serve', 'x']); "
+        "print(sorted({'fastapi', 'uvicorn', 'starlette'} & set(sys.modules)))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert completed.stdout.strip() == "[]"
 
 
 def test_stored_upload_names_are_chosen_by_the_app():
