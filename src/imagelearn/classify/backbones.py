@@ -134,6 +134,10 @@ class BackboneSpec:
         Overrides the preprocessing of the weights' own transforms.
     fixed_size : int or None
         The only input size the network accepts (ViT), pixels.
+    classifier : str or None
+        State-dict prefix of the ImageNet weights' classifier when it is one linear layer on
+        the average-pooled last feature map (``"classifier.1"``); None: it is not, or there
+        are no ImageNet weights (see :func:`~imagelearn.classify.weights.imagenet_classifier`).
     """
 
     name: str
@@ -143,6 +147,7 @@ class BackboneSpec:
     offline: tuple[OfflineWeights, ...] = field(default_factory=tuple)
     preprocessing: Preprocessing | None = None
     fixed_size: int | None = None
+    classifier: str | None = None
 
     def weights_enum(self):
         """The torchvision weights enum member, or None."""
@@ -254,12 +259,18 @@ _MOBILENET_PACKAGE = OfflineWeights(
 
 register(
     BackboneSpec(
-        "resnet18", _torchvision("resnet18", _resnet_stages, 512), "ResNet18_Weights.IMAGENET1K_V1"
+        "resnet18",
+        _torchvision("resnet18", _resnet_stages, 512),
+        "ResNet18_Weights.IMAGENET1K_V1",
+        classifier="fc",
     )
 )
 register(
     BackboneSpec(
-        "resnet50", _torchvision("resnet50", _resnet_stages, 2048), "ResNet50_Weights.IMAGENET1K_V2"
+        "resnet50",
+        _torchvision("resnet50", _resnet_stages, 2048),
+        "ResNet50_Weights.IMAGENET1K_V2",
+        classifier="fc",
     )
 )
 register(
@@ -282,6 +293,7 @@ register(
         "Inception_V3_Weights.IMAGENET1K_V1",
         # torchvision's ImageNet Inception expects inputs scaled to [-1, 1] (its transform_input)
         preprocessing=Preprocessing(299, 342, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+        classifier="fc",
     )
 )
 register(
@@ -290,6 +302,7 @@ register(
         _torchvision("mobilenet_v2", lambda m: list(m.features), 1280),
         "MobileNet_V2_Weights.IMAGENET1K_V1",
         offline=(_MOBILENET_PACKAGE,),
+        classifier="classifier.1",
     )
 )
 register(
@@ -304,6 +317,7 @@ register(
         "efficientnet_b0",
         _torchvision("efficientnet_b0", lambda m: list(m.features), 1280),
         "EfficientNet_B0_Weights.IMAGENET1K_V1",
+        classifier="classifier.1",
     )
 )
 register(
@@ -320,6 +334,7 @@ register(
         ),
         # converted from TensorFlow: inputs scaled to [-1, 1], 224 px crops of 256 px images
         preprocessing=Preprocessing(224, 256, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+        classifier="_fc",
     )
 )
 register(BackboneSpec("vit_b_16", _build_vit, "ViT_B_16_Weights.IMAGENET1K_V1", fixed_size=224))

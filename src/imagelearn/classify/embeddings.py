@@ -128,26 +128,58 @@ class PooledBackbone(torch.nn.Module):
     pooling : {"avg", "gem"}
         The backbone's own pooling, or :func:`gem_pool` with exponent ``p`` over its last
         feature map.
+    classifier : torch.nn.Linear, optional
+        The classifier of the backbone's own weights
+        (:func:`~imagelearn.classify.weights.imagenet_classifier`): its class probabilities
+        (softmax over the average-pooled feature map, as the network was trained) follow the
+        pooled vector in each row, from the same pass: ``(n, d + n_classes)``. The cache key
+        names it by its class count alone.
     """
 
-    def __init__(self, backbone: Backbone, pooling: Pooling = "avg", p: float = 3.0) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        pooling: Pooling = "avg",
+        p: float = 3.0,
+        classifier: torch.nn.Linear | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
         self.p = p
+        self.classifier = classifier
 
     @property
     def name(self) -> str:
-        """The pooling as the cache key names it: ``avg`` or ``gem<p>``."""
-        return "avg" if self.pooling == "avg" else f"gem{self.p:g}"
+        """The pooling as the cache key names it: ``avg`` or ``gem<p>``, then
+        ``+classes<n>`` with a classifier."""
+        pooled = "avg" if self.pooling == "avg" else f"gem{self.p:g}"
+        if self.classifier is None:
+            return pooled
+        return f"{pooled}+classes{self.classifier.out_features}"
+
+    @property
+    def n_outputs(self) -> int:
+        """Values per image: the pooled vector's, plus one per class with a classifier."""
+        extra = 0 if self.classifier is None else self.classifier.out_features
+        return self.backbone.num_features + extra
 
     def extra_repr(self) -> str:
         return f"pooling={self.name}"
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "avg":
+        if self.pooling == "avg" and self.classifier is None:
             return self.backbone(images)
-        return gem_pool(self.backbone.forward_features(images), self.p)
+        feature_map = self.backbone.forward_features(images)
+        pooled = (
+            self.backbone.pool(feature_map)
+            if self.pooling == "avg"
+            else gem_pool(feature_map, self.p)
+        )
+        if self.classifier is None:
+            return pooled
+        probabilities = torch.softmax(self.classifier(feature_map.mean(dim=(2, 3))), dim=1)
+        return torch.cat([pooled, probabilities], dim=1)
 
 
 def embed_images(
@@ -207,7 +239,7 @@ def embed_images(
             network.train()
     if order is not None:
         result = _in_input_order(result, order)
-    return EmbeddingResult.stack(result, network.backbone.num_features)
+    return EmbeddingResult.stack(result, network.n_outputs)
 
 
 def _in_input_order(result: BatchResult, order: np.ndarray) -> BatchResult:

@@ -15,7 +15,13 @@ from pathlib import Path
 
 import torch
 
-from imagelearn.classify.backbones import DEFAULT_BACKBONE, Backbone, BackboneSpec, get_spec
+from imagelearn.classify.backbones import (
+    BACKBONES,
+    DEFAULT_BACKBONE,
+    Backbone,
+    BackboneSpec,
+    get_spec,
+)
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.progress import progress_enabled
 
@@ -169,3 +175,43 @@ def build_backbone(
     backbone.preprocessing = spec.default_preprocessing()
     backbone.weights_id = weights_id
     return backbone.eval()
+
+
+def imagenet_classifier(name: str = DEFAULT_BACKBONE) -> torch.nn.Linear:
+    """The ImageNet classifier of backbone ``name``'s ImageNet weights, in eval mode.
+
+    One linear layer from the average-pooled last feature map ``(n, num_features)`` to the
+    logits of the 1000 ImageNet classes, named by :func:`imagenet_categories`.
+
+    Raises
+    ------
+    ParameterError
+        The backbone's ImageNet classifier is not one linear layer (or it has no ImageNet
+        weights).
+    FileNotFoundError
+        As :func:`imagenet_state_dict`.
+    """
+    spec = get_spec(name)
+    if spec.classifier is None:
+        usable = ", ".join(sorted(n for n, s in BACKBONES.items() if s.classifier))
+        raise ParameterError(
+            "backbone",
+            f"backbone {name!r} has no ImageNet classifier of one linear layer; use one of: {usable}",
+        )
+    state_dict, file_name = imagenet_state_dict(spec)
+    try:
+        weight = state_dict[f"{spec.classifier}.weight"]
+        bias = state_dict[f"{spec.classifier}.bias"]
+    except KeyError as error:
+        raise ValueError(f"{file_name}: no classifier {spec.classifier!r} ({error})") from None
+    layer = torch.nn.Linear(weight.shape[1], weight.shape[0])
+    layer.load_state_dict({"weight": weight, "bias": bias})
+    return layer.eval()
+
+
+def imagenet_categories() -> list[str]:
+    """The names of the 1000 ImageNet classes, in the order of the classifiers' outputs
+    (torchvision's weights metadata, on the machine: nothing is downloaded)."""
+    from torchvision.models import MobileNet_V2_Weights
+
+    return list(MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"])

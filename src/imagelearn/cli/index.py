@@ -1,4 +1,4 @@
-"""``imagelearn index build|add|remove|info|search|evaluate|benchmark``: instance retrieval.
+"""``imagelearn index build|add|remove|tag|info|search|evaluate|benchmark``: instance retrieval.
 
 Each verb calls one function of :mod:`imagelearn.retrieval.runs` and prints its result.
 """
@@ -97,6 +97,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_alias(build, "--global", "global_descriptor", action="store_true")
     add_alias(build, "--no-global", "global_descriptor", action="store_false")
+    build.add_argument(
+        "--tags",
+        action=argparse.BooleanOptionalAction,
+        help="also tag every image with its top ImageNet classes, for keyword search (default: "
+        "with the global descriptor)",
+    )
     add_overwrite(build, "index")
     add_n_jobs(build)
     build.set_defaults(handler=run_build)
@@ -111,6 +117,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     remove.add_argument("index", help="index directory")
     remove.add_argument("paths", nargs="+", help="paths of indexed images")
     remove.set_defaults(handler=run_remove)
+
+    tag = verbs.add_parser(
+        "tag", help="give an index built without them its ImageNet tags and 2-D map"
+    )
+    tag.add_argument("index", help="index directory")
+    tag.set_defaults(handler=run_tag)
 
     info = verbs.add_parser("info", help="counts, sizes and parameters")
     info.add_argument("index", help="index directory")
@@ -173,6 +185,7 @@ def run_build(arguments: argparse.Namespace) -> int:
         max_side=arguments.max_side,
         train_images=arguments.train_images,
         global_descriptor=arguments.global_descriptor,
+        tags=arguments.tags,
     )
     print(result.report.format())
     return 0 if result.report.added or result.report.duplicates else 1
@@ -193,6 +206,13 @@ def run_remove(arguments: argparse.Namespace) -> int:
     for path in result.missing:
         print(f"not in the index: {path}", file=sys.stderr)
     return 1 if result.missing else 0
+
+
+def run_tag(arguments: argparse.Namespace) -> int:
+    from imagelearn.retrieval.runs import tag_run
+
+    print(tag_run(arguments.index).report.format())
+    return 0
 
 
 def run_info(arguments: argparse.Namespace) -> int:

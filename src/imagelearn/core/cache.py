@@ -1,7 +1,8 @@
 """Where imagelearn keeps its on-disk caches, how large they may grow, and how to empty them.
 
 Caches live in ``$IMAGELEARN_CACHE`` (default ``~/.cache/imagelearn``), one folder per kind
-(:data:`CACHE_KINDS`): local features, CNN embeddings, BoF-segmentation encodings. Every entry
+(:data:`CACHE_KINDS`): local features, CNN embeddings, BoF-segmentation encodings, what is
+computed from a read-only index (maps, tags of a classifier or clustering). Every entry
 is one file, and reading an entry sets its modification time to now (:func:`mark_used`), so
 the oldest modification time is the least recently used entry.
 
@@ -43,8 +44,9 @@ CACHE_VARIABLE = "IMAGELEARN_CACHE"
 #: Environment variable of the size cap (bytes, or a size such as ``5G`` or ``500M``).
 MAX_BYTES_VARIABLE = "IMAGELEARN_CACHE_MAX_BYTES"
 DEFAULT_MAX_BYTES = 5 * 2**30
-#: The kinds of cache, one folder each in the cache home.
-CACHE_KINDS = ("features", "embeddings", "segmentation")
+#: The kinds of cache, one folder each in the cache home (``index``: what is computed from
+#: an index that a reader may not write into it, maps and tags).
+CACHE_KINDS = ("features", "embeddings", "segmentation", "index")
 #: Eviction deletes least recently used entries until the cache holds this fraction of the cap.
 EVICTION_TARGET = 0.9
 #: Bytes a process writes before it adds them to the shared estimate (at most a twentieth of

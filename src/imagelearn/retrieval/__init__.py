@@ -23,23 +23,28 @@ if TYPE_CHECKING:
         save_ground_truth,
         ukbench_ground_truth,
     )
+    from imagelearn.retrieval.image_map import ImageMap  # image_map(): from the module
     from imagelearn.retrieval.index import MODES, Index, Match, SearchResult
     from imagelearn.retrieval.params import DEFAULT_VOCABULARY_PARAMS, IndexParams
     from imagelearn.retrieval.snapshot import Snapshot
     from imagelearn.retrieval.storage import IndexBusyError, IndexExistsError
+    from imagelearn.retrieval.tags import Tag, TagTable, classifier_tags, cluster_tags
     from imagelearn.retrieval.verification import Verification
     from imagelearn.retrieval.writer import (
         AddReport,
         IndexWriter,
+        TagReport,
         add_images,
         build_index,
         remove_images,
+        tag_index,
     )
 
 __all__ = [
     "DEFAULT_VOCABULARY_PARAMS",
     "MODES",
     "AddReport",
+    "ImageMap",
     "Index",
     "IndexBusyError",
     "IndexExistsError",
@@ -49,10 +54,15 @@ __all__ = [
     "QueryTruth",
     "SearchResult",
     "Snapshot",
+    "Tag",
+    "TagReport",
+    "TagTable",
     "Verification",
     "add_images",
     "average_precision",
     "build_index",
+    "classifier_tags",
+    "cluster_tags",
     "load_ground_truth",
     "ns_score",
     "precision_at_k",
@@ -60,6 +70,7 @@ __all__ = [
     "remove_images",
     "save_ground_truth",
     "score_rankings",
+    "tag_index",
     "ukbench_ground_truth",
 ]
 

@@ -118,9 +118,36 @@ class GeMDescriptor:
         ImageReadError
             An unreadable file.
         """
+        return self._describe(images, description, classes=False)
+
+    def transform_with_classes(
+        self,
+        images: Sequence[str | os.PathLike | np.ndarray],
+        description: str = "global descriptors and classes",
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Descriptors as :meth:`transform` and the ImageNet class probabilities of the
+        backbone's own classifier (:func:`~imagelearn.classify.weights.imagenet_classifier`)
+        from the same network pass: ((n, d) float32, (n, 1000) float32).
+
+        Raises
+        ------
+        ImageReadError
+            An unreadable file.
+        ParameterError
+            The backbone has no ImageNet classifier of one linear layer.
+        """
+        rows = self._describe(images, description, classes=True)
+        dimension = self._network().num_features
+        return l2_normalize(rows[:, :dimension]), np.ascontiguousarray(rows[:, dimension:])
+
+    def _describe(
+        self, images: Sequence[str | os.PathLike | np.ndarray], description: str, classes: bool
+    ) -> np.ndarray:
+        """Rows of the network of :meth:`transform` (normalized) or of
+        :meth:`transform_with_classes` (raw: pooled vector, then probabilities)."""
         import torch
 
-        from imagelearn.classify.embeddings import PooledBackbone, embed_images, resolve_cache_dir
+        from imagelearn.classify.embeddings import embed_images, resolve_cache_dir
 
         network = self._network()
         mean = torch.tensor(network.preprocessing.mean).view(3, 1, 1)
@@ -135,10 +162,8 @@ class GeMDescriptor:
             tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float() / 255
             return (_resize_longer_side(tensor, self.max_side) - mean) / std
 
-        if getattr(self, "_pooled", None) is None or self._pooled.p != self.p:
-            self._pooled = PooledBackbone(network, "gem", self.p)  # kept: its runner stays
         result = embed_images(
-            self._pooled,
+            self._pooled_network(classes),
             prepare,
             images,
             resolve_cache_dir(self.cache_dir),
@@ -149,7 +174,24 @@ class GeMDescriptor:
             backend=self.backend,
             shape_of=self._resized_shape,
         )
-        return l2_normalize(result.vectors)
+        return result.vectors if classes else l2_normalize(result.vectors)
+
+    def _pooled_network(self, classes: bool):
+        """The GeM network, with the backbone's ImageNet classifier when ``classes``; kept
+        (with its runner) until ``p`` changes."""
+        from imagelearn.classify.embeddings import PooledBackbone
+
+        kept = self.__dict__.setdefault("_pooled", {})
+        if classes not in kept or kept[classes].p != self.p:
+            network = self._network()
+            classifier = None
+            if classes:
+                from imagelearn.classify.weights import imagenet_classifier
+
+                classifier = imagenet_classifier(self.backbone)
+                classifier = classifier.to(next(network.parameters()).device)
+            kept[classes] = PooledBackbone(network, "gem", self.p, classifier)
+        return kept[classes]
 
     def _resized_shape(self, image: str | os.PathLike | np.ndarray) -> tuple[int, int]:
         """The (height, width) an image will have after the resize, from its header (a guess:

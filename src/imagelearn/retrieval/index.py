@@ -21,19 +21,22 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
+from scipy import sparse
 
 from imagelearn.bof.vocabulary import Vocabulary
 from imagelearn.core.bundle import BundleError
 from imagelearn.core.errors import ParameterError
 from imagelearn.features import extract_features
 from imagelearn.features.base import LocalFeatures
-from imagelearn.retrieval.catalogue import Catalogue
+from imagelearn.retrieval.catalogue import Catalogue, ImageRecord, catalogue_tags
+from imagelearn.retrieval.duplicates import NEAR_DUPLICATE_INLIERS, duplicate_groups
 from imagelearn.retrieval.global_descriptors import GeMDescriptor
 from imagelearn.retrieval.inverted_file import bag_of_words, score_postings
 from imagelearn.retrieval.snapshot import Snapshot
@@ -44,6 +47,7 @@ from imagelearn.retrieval.storage import (
     read_removed_ids,
     read_segment,
 )
+from imagelearn.retrieval.tags import TagTable
 from imagelearn.retrieval.verification import (
     Verification,
     batched_pairs_by_words,
@@ -242,6 +246,61 @@ class Index:
             "bytes_on_disk": int(on_disk),
             "bytes_per_image": int(on_disk / max(1, self.n_images)),
         }
+
+    @property
+    def content(self) -> dict[str, Any]:
+        """The manifest's content of this snapshot (files, counts, parameters); do not modify."""
+        return self._snapshot.content
+
+    @property
+    def fingerprint(self) -> str:
+        """16 hex digits naming this snapshot (see :attr:`Snapshot.fingerprint`): the key of
+        what is computed from it and cached outside the index."""
+        return self._snapshot.fingerprint
+
+    def ids(self) -> np.ndarray:
+        """Ids of the searchable images of this snapshot, ascending: (n_images,) int64."""
+        return np.flatnonzero((self._segment_of >= 0) & ~self._removed)
+
+    def records(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
+        """Catalogue rows (path, content hash, sizes...) of the searchable images among ``ids``."""
+        live = [int(i) for i in ids if 0 <= int(i) < self.n_ids and self._segment_of[int(i)] >= 0]
+        records = self._catalogue.records([i for i in live if not self._removed[i]])
+        return {i: records[i] for i in live if i in records}
+
+    def global_descriptors(self, ids: Sequence[int]) -> np.ndarray | None:
+        """The stored global descriptors of ``ids`` (whitened; IVF-PQ codes decoded):
+        (len(ids), d) float32; None when the index holds none."""
+        if self._global is None:
+            return None
+        if len(ids) == 0:
+            return np.zeros((0, self._global.d), np.float32)
+        stored_descriptor(self._global, int(ids[0]))  # gives an IVF index its id map
+        return self._global.reconstruct_batch(np.asarray(ids, dtype=np.int64))
+
+    def bags(self, ids: Sequence[int]) -> sparse.csr_matrix:
+        """The tf-idf bags of visual words of ``ids``, L2-normalized: (len(ids), n_words)."""
+        rows = [self._bag(int(i)) for i in ids]
+        lengths = [len(words) for words, _ in rows]
+        return sparse.csr_matrix(
+            (
+                np.concatenate([w for _, w in rows]) if rows else np.zeros(0, np.float32),
+                np.concatenate([words for words, _ in rows]) if rows else np.zeros(0, np.int64),
+                np.concatenate(([0], np.cumsum(lengths))),
+            ),
+            shape=(len(rows), self._snapshot.vocabulary.n_words_),
+        )
+
+    def tag_table(self) -> TagTable:
+        """The tags of this snapshot's images in the catalogue (ImageNet classes; see
+        :mod:`imagelearn.retrieval.tags`), queried in SQLite, never loaded whole."""
+        return catalogue_tags(self.directory, (self._segment_of >= 0) & ~self._removed)
+
+    def duplicate_groups(self, threshold: float = NEAR_DUPLICATE_INLIERS) -> list[list[int]]:
+        """Groups of ids of near-duplicate pictures (re-encoded, resized, cropped copies: at
+        least ``threshold`` of the smaller image's local features verified, by a change of
+        scale and position; see :mod:`imagelearn.retrieval.duplicates`), largest first."""
+        return duplicate_groups(self, threshold)
 
     def features(
         self, source: ImageSource, roi: tuple[int, int, int, int] | None = None

@@ -59,6 +59,12 @@ class IndexParams:
         Longer side (pixels) images are resized to for the global descriptor.
     whiten_dimensions : int
         PCA-whitened dimensions of the global descriptors (0: no whitening).
+    tags : bool
+        Also tag every image with its most probable ImageNet classes, from the global
+        backbone's ImageNet classifier in the global descriptor's network pass (see
+        :mod:`imagelearn.retrieval.tags`). :func:`~imagelearn.retrieval.runs.build_run` turns
+        it on with the global descriptor; ``imagelearn index tag`` turns it on for an index
+        built without it (the one parameter that may change after the build).
     batch_size : int
         Images per segment while building; each committed batch survives an interruption.
 
@@ -80,6 +86,7 @@ class IndexParams:
     global_max_side: int = 384
     whiten_dimensions: int = 256
     batch_size: int = 500
+    tags: bool = False
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:

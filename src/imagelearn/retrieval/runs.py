@@ -32,7 +32,14 @@ from imagelearn.retrieval.evaluation import (
 )
 from imagelearn.retrieval.index import Index, SearchResult
 from imagelearn.retrieval.params import DEFAULT_VOCABULARY_PARAMS, IndexParams, flat_index_kind
-from imagelearn.retrieval.writer import AddReport, add_images, build_index, remove_images
+from imagelearn.retrieval.writer import (
+    AddReport,
+    TagReport,
+    add_images,
+    build_index,
+    remove_images,
+    tag_index,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,14 @@ class AddResult:
 
     index: Path
     report: AddReport
+
+
+@dataclass(frozen=True)
+class TagResult:
+    """What :func:`tag_run` did: the index directory and the tagging's report."""
+
+    index: Path
+    report: TagReport
 
 
 @dataclass(frozen=True)
@@ -164,6 +179,13 @@ def imagenet_weights_available(backbone: str) -> bool:
     return local_imagenet_weights(get_spec(backbone)) is not None
 
 
+def has_imagenet_classifier(backbone: str) -> bool:
+    """Whether ``backbone``'s ImageNet classifier is one linear layer (which tags images)."""
+    from imagelearn.classify.backbones import get_spec
+
+    return get_spec(backbone).classifier is not None
+
+
 def build_run(
     images: Sources,
     out: str | os.PathLike,
@@ -174,6 +196,7 @@ def build_run(
     beam_width: int | None = None,
     n_words: int | None = None,
     global_descriptor: bool | None = None,
+    tags: bool | None = None,
     overwrite: bool = False,
     n_jobs: int | None = -1,
     cache_dir: Any = None,
@@ -198,6 +221,11 @@ def build_run(
         most accurate, is then the default mode of :meth:`Index.search`). None: when the
         backbone's ImageNet weights are on this machine, else local features only, with a
         logged notice; True fetches the weights if need be.
+    tags : bool, optional
+        Also tag every image with its most probable ImageNet classes, from the global
+        descriptor's network pass (:mod:`imagelearn.retrieval.tags`), for keyword search.
+        None: with the global descriptor, where the backbone's ImageNet classifier is one
+        linear layer (MobileNetV2's is).
     overwrite : bool
         Replace a finished index at ``out``.
     n_jobs : int or None
@@ -230,7 +258,9 @@ def build_run(
                 "(global_descriptor=True downloads them)",
                 index_params.global_backbone,
             )
-    index_params = replace(index_params, global_descriptor=global_descriptor)
+    if tags is None:
+        tags = global_descriptor and has_imagenet_classifier(index_params.global_backbone)
+    index_params = replace(index_params, global_descriptor=global_descriptor, tags=tags)
     report = build_index(
         image_paths(images),
         out,
@@ -248,6 +278,12 @@ def add_run(
     """Add image files or folders to the index at ``index``; content already indexed is skipped."""
     report = add_images(index, image_paths(images), n_jobs=n_jobs, cache_dir=cache_dir)
     return AddResult(Path(index), report)
+
+
+def tag_run(index: str | os.PathLike) -> TagResult:
+    """Give the images of the index at ``index`` their ImageNet tags and its 2-D map, where
+    an older build lacks them; the images added later are tagged too."""
+    return TagResult(Path(index), tag_index(index))
 
 
 def remove_run(index: str | os.PathLike, paths: Sequence[str | os.PathLike]) -> RemoveResult:

@@ -7,6 +7,9 @@ quantise new images and commit the next snapshot, the reader to search this one.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,10 @@ class Snapshot:
         The global descriptors' whitening, when the index learned one.
     global_descriptor : GeMDescriptor
         Describes queries for the global path (unused when the index has none).
+    fingerprint : str
+        16 hex digits that differ between any two snapshots: of this content, in this
+        directory, of this build (the vocabulary file's identity, new at every build). Keys
+        what is computed from a snapshot and cached outside the index.
 
     Raises
     ------
@@ -89,6 +96,19 @@ class Snapshot:
                 f"{self.vocabulary.n_words_} words; the index is corrupt"
             )
         self.global_descriptor = self.params.make_global()
+        self.fingerprint = _fingerprint(directory, content, vocabulary_path)
+
+
+def _fingerprint(directory: Path, content: dict[str, Any], vocabulary: Path) -> str:
+    built = os.stat(vocabulary)
+    identity = [
+        str(directory.resolve()),
+        json.dumps(content, sort_keys=True, default=str),
+        built.st_ino,
+        built.st_size,
+        built.st_mtime_ns,
+    ]
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
 
 
 def _checked_params(directory: Path, params: dict[str, Any]) -> IndexParams:

@@ -9,6 +9,7 @@
       segments/<name>/*.npy    immutable postings + keypoints of a batch of images
       removed-<generation>.npy ids removed since their segment was written
       global-<generation>.faiss FAISS index of the global descriptors
+      map-<generation>.safetensors 2-D map of the images (retrieval/image_map.py)
       .lock                    held (fcntl) by the one process that writes
 
 Readers read the manifest once and open only the files it names, which are never modified,
@@ -54,6 +55,8 @@ VOCABULARY_NAME = "vocabulary.safetensors"
 LOCK_NAME = ".lock"
 #: Names the writer gives segments.
 SEGMENT_NAME_PATTERN = r"^g[0-9]{6,12}$"
+#: Names the writer gives the 2-D map of the images.
+MAP_NAME_PATTERN = r"^map-[0-9]{6,12}\.safetensors$"
 
 #: Ids are stored as uint32.
 MAX_IMAGE_ID = 2**32 - 1
@@ -111,6 +114,7 @@ class IndexContent(Schema):
     removed: str | None = Field(default=None, pattern=r"^removed-[0-9]{6,12}\.npy$")
     global_: GlobalContent | None = Field(default=None, alias="global")
     n_words: int | None = Field(default=None, ge=1)
+    map: str | None = Field(default=None, pattern=MAP_NAME_PATTERN)
 
     @model_validator(mode="after")
     def _counts_agree(self) -> Self:
@@ -378,8 +382,8 @@ def collect_garbage(directory: Path, content: dict[str, Any]) -> None:
     for folder in member_path(directory, SEGMENTS_DIR, what="index").glob("*"):
         if folder.name not in named:
             shutil.rmtree(folder, ignore_errors=True)
-    keep = {content.get("removed"), (content.get("global") or {}).get("file")}
-    for pattern in ("removed-*.npy", "global-*.faiss", ".*.tmp"):
+    keep = {content.get("removed"), (content.get("global") or {}).get("file"), content.get("map")}
+    for pattern in ("removed-*.npy", "global-*.faiss", "map-*.safetensors", ".*.tmp"):
         for path in directory.glob(pattern):
             if path.name not in keep:
                 path.unlink(missing_ok=True)

@@ -7,7 +7,10 @@
 The local path: RootSIFT features -> a large visual vocabulary (vocabulary tree by default,
 assignment by tree descent) -> tf-idf inverted file; keypoints and words are kept per image
 for spatial verification. The optional global path: GeM CNN descriptors, PCA-whitened, in a
-FAISS index. See :mod:`imagelearn.retrieval.storage` for the directory layout and
+FAISS index; with ``tags``, the same network pass gives each image its ImageNet tags, written
+with its catalogue row (:mod:`imagelearn.retrieval.tags`). Every ``add`` (and ``tag``) ends by
+keeping the index's 2-D map up to date (:mod:`imagelearn.retrieval.image_map`). See
+:mod:`imagelearn.retrieval.storage` for the directory layout and
 :class:`imagelearn.retrieval.Index` for searching.
 """
 
@@ -38,6 +41,7 @@ from imagelearn.features import extract_features
 from imagelearn.features.base import LocalFeatures
 from imagelearn.retrieval.catalogue import Catalogue, ImageRecord, now
 from imagelearn.retrieval.global_descriptors import PCAWhitening, make_global_index
+from imagelearn.retrieval.image_map import ImageMap, stored_map, updated_map
 from imagelearn.retrieval.inverted_file import Postings, bag_of_words, inverse_document_frequency
 from imagelearn.retrieval.params import IndexParams
 from imagelearn.retrieval.snapshot import VOCABULARY_PREFIX, Snapshot
@@ -55,6 +59,7 @@ from imagelearn.retrieval.storage import (
     write_index_manifest,
     write_segment,
 )
+from imagelearn.retrieval.tags import Tag, describe_with_classes
 
 #: Segments beyond this many are merged into one by the next ``add``.
 MAX_SEGMENTS = 16
@@ -94,6 +99,31 @@ class AddReport:
         return "\n".join(lines)
 
 
+@dataclass
+class TagReport:
+    """What :meth:`IndexWriter.tag` did.
+
+    Attributes
+    ----------
+    tagged : int
+        Images given their ImageNet tags now.
+    skipped : list of (path, reason)
+        Images whose file is gone or holds other content than was indexed.
+    mapped : int
+        Images on the index's 2-D map.
+    """
+
+    tagged: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    mapped: int = 0
+
+    def format(self) -> str:
+        lines = [f"tagged: {self.tagged}"]
+        lines += [f"skipped: {path}: {reason}" for path, reason in self.skipped]
+        lines.append(f"on the map: {self.mapped}")
+        return "\n".join(lines)
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     with open(path, "rb") as stream:
         return hashlib.file_digest(stream, "sha256").hexdigest()
@@ -111,12 +141,12 @@ class IndexWriter:
         directory: str | os.PathLike,
         n_jobs: int | None = -1,
         cache_dir: Any = None,
-        known_global: dict[str, np.ndarray] | None = None,
+        known: dict[str, tuple[np.ndarray, list[Tag] | None]] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.n_jobs = n_jobs
         self.cache_dir = cache_dir
-        self.known_global = known_global or {}
+        self.known = known or {}
 
     def __enter__(self) -> IndexWriter:
         self._lock = WriteLock(self.directory).__enter__()
@@ -170,7 +200,13 @@ class IndexWriter:
             self._add_batch(pending[start : start + batch_size], report)
         if len(self.content["segments"]) > MAX_SEGMENTS:
             self.merge()
+        self.update_map()
         return report
+
+    @property
+    def tagging(self) -> bool:
+        """Whether this index tags its images (``IndexParams.tags``, which ``tag`` turns on)."""
+        return bool(self.content["params"].get("tags"))
 
     def _add_batch(self, batch: list[tuple[str, str]], report: AddReport) -> None:
         params = self.snapshot.params
@@ -190,8 +226,9 @@ class IndexWriter:
         segment = self._segment(ids, [f for _, _, f in kept])
         write_segment(self.directory, segment)
         changes: dict[str, Any] = {}
-        if self.content.get("global"):
-            changes["global"] = self._add_global(ids, [p for p, _, _ in kept])
+        descriptors, tags = self._network_pass([p for p, _, _ in kept])
+        if descriptors is not None:
+            changes["global"] = self._add_global(ids, descriptors)
         added = now()
         self.catalogue.insert(
             [
@@ -207,7 +244,12 @@ class IndexWriter:
                     segment.name,
                 )
                 for i, (p, d, f) in zip(ids, kept, strict=True)
+            ],
+            tags=[
+                (int(i), tag) for i, image_tags in zip(ids, tags, strict=True) for tag in image_tags
             ]
+            if tags is not None
+            else (),
         )
         self._commit(
             segments=[*self.content["segments"], segment.name],
@@ -238,12 +280,31 @@ class IndexWriter:
             postings=Postings.from_bags(ids, bags, self.snapshot.vocabulary.n_words_),
         )
 
-    def _add_global(self, ids: np.ndarray, paths: list[str]) -> dict[str, Any]:
-        missing = [p for p in paths if p not in self.known_global]
-        computed = dict(
-            zip(missing, self.snapshot.global_descriptor.transform(missing), strict=True)
+    def _network_pass(self, paths: list[str]) -> tuple[np.ndarray | None, list[list[Tag]] | None]:
+        """Global descriptors (where the index holds them) and ImageNet tags (where it tags)
+        of ``paths``, from one network pass; those of the training sample were computed."""
+        wants_global = bool(self.content.get("global"))
+        if not (wants_global or self.tagging):
+            return None, None
+        missing = [
+            p for p in paths if p not in self.known or (self.tagging and self.known[p][1] is None)
+        ]
+        descriptor = self.snapshot.global_descriptor
+        if self.tagging:
+            descriptors, tags = describe_with_classes(descriptor, missing)
+        else:
+            descriptors, tags = descriptor.transform(missing), [None] * len(missing)
+        described = {
+            **self.known,
+            **dict(zip(missing, zip(descriptors, tags, strict=True), strict=True)),
+        }
+        return (
+            np.stack([described[p][0] for p in paths]) if wants_global else None,
+            [described[p][1] for p in paths] if self.tagging else None,
         )
-        descriptors = np.stack([self.known_global.get(p, computed.get(p)) for p in paths])
+
+    def _add_global(self, ids: np.ndarray, descriptors: np.ndarray) -> dict[str, Any]:
+        """Add the (unwhitened) global descriptors of ``ids``; returns the manifest's entry."""
         if self.snapshot.whitening is not None:
             descriptors = self.snapshot.whitening.transform(descriptors)
         current = self.content["global"]
@@ -254,6 +315,69 @@ class IndexWriter:
         faiss.write_index(index, str(temporary))
         os.replace(temporary, self.directory / name)
         return {**current, "file": name}
+
+    def tag(self) -> TagReport:
+        """Give the indexed images without ImageNet tags theirs, and turn tagging on for the
+        images added later (``IndexParams.tags``); then update the map.
+
+        One transaction per ``batch_size`` images: an interrupted ``tag`` keeps what it did.
+        Images whose file is gone or changed since it was indexed are skipped.
+
+        Raises
+        ------
+        ParameterError
+            The global backbone has no ImageNet classifier of one linear layer.
+        FileNotFoundError
+            Its ImageNet weights are not on this machine and cannot be fetched.
+        """
+        report = TagReport()
+        pending = self.catalogue.untagged("imagenet", int(self.content["next_id"]))
+        batch_size = max(1, int(self.snapshot.params.batch_size))
+        descriptor = self.snapshot.global_descriptor
+        for start in progress(range(0, len(pending), batch_size), "tagging", unit="batch"):
+            batch = []
+            for image_id, path, digest in pending[start : start + batch_size]:
+                try:
+                    same = file_sha256(path) == digest
+                except OSError as error:
+                    report.skipped.append(
+                        (path, f"cannot read the file ({error.strerror or error})")
+                    )
+                    continue
+                if not same:
+                    report.skipped.append((path, "changed since it was indexed"))
+                    continue
+                batch.append((image_id, path))
+            if not batch:
+                continue
+            _, tags = describe_with_classes(descriptor, [path for _, path in batch])
+            self.catalogue.insert_tags(
+                [
+                    (image_id, t)
+                    for (image_id, _), image_tags in zip(batch, tags, strict=True)
+                    for t in image_tags
+                ]
+            )
+            report.tagged += len(batch)
+        if not self.tagging:
+            self._commit(params={**self.content["params"], "tags": True})
+        report.mapped = len(self.update_map().ids)
+        return report
+
+    def update_map(self) -> ImageMap:
+        """Bring the index's 2-D map up to date with its images (see
+        :func:`~imagelearn.retrieval.image_map.updated_map`); commits when it changed."""
+        from imagelearn.retrieval.index import Index
+
+        reader = Index.open(self.directory)  # this writer's last commit: it holds the lock
+        previous = stored_map(reader)
+        current = updated_map(reader, previous)
+        if previous is not None and np.array_equal(previous.ids, current.ids):
+            return current
+        name = f"map-{self.content['generation'] + 1:06d}.safetensors"
+        current.save(self.directory / name)
+        self._commit(map=name)
+        return current
 
     def remove(self, paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[str]]:
         """Remove images by path; returns (removed paths, paths not in the index)."""
@@ -343,10 +467,11 @@ def _training_sample(
 
 def _create(
     directory: Path, paths: Sequence[str], params: IndexParams, n_jobs: int | None, cache_dir: Any
-) -> dict[str, np.ndarray]:
+) -> dict[str, tuple[np.ndarray, list[Tag] | None]]:
     """Train the vocabulary (and global whitening) on a sample; write an empty index.
 
-    Returns the global descriptors computed for the sample, by path (empty without them).
+    Returns the global descriptors (and tags, with ``params.tags``) computed for the sample,
+    by path (empty without global descriptors).
     """
     sample_paths, sample = _training_sample(paths, params, n_jobs, cache_dir)
     if not sample:
@@ -370,9 +495,9 @@ def _create(
         for name, array in vocabulary.to_arrays().items()
     }
     arrays["idf"] = inverse_document_frequency(word_lists, vocabulary.n_words_)
-    global_content, known_global = None, {}
+    global_content, known = None, {}
     if params.global_descriptor:
-        global_content, whitening, known_global = _create_global(
+        global_content, whitening, known = _create_global(
             directory, sample_paths, len(paths), params
         )
         if whitening is not None:
@@ -394,14 +519,18 @@ def _create(
             "n_words": vocabulary.n_words_,
         },
     )
-    return known_global
+    return known
 
 
 def _create_global(
     directory: Path, sample_paths: list[str], expected_size: int, params: IndexParams
-) -> tuple[dict[str, Any], PCAWhitening | None, dict[str, np.ndarray]]:
-    descriptors = params.make_global().transform(sample_paths, "global descriptors (training)")
-    known = dict(zip(sample_paths, descriptors, strict=True))
+) -> tuple[dict[str, Any], PCAWhitening | None, dict[str, tuple[np.ndarray, list[Tag] | None]]]:
+    if params.tags:
+        descriptors, tags = describe_with_classes(params.make_global(), sample_paths)
+    else:
+        descriptors = params.make_global().transform(sample_paths, "global descriptors (training)")
+        tags = [None] * len(sample_paths)
+    known = dict(zip(sample_paths, zip(descriptors, tags, strict=True), strict=True))
     whitening = None
     if params.whiten_dimensions and len(descriptors) >= MIN_IMAGES_FOR_WHITENING:
         whitening = PCAWhitening(params.whiten_dimensions).fit(descriptors)
@@ -458,7 +587,7 @@ def build_index(
     if not paths:
         raise ValueError("no images to index")
     params = params or IndexParams()
-    known_global: dict[str, np.ndarray] = {}
+    known: dict[str, tuple[np.ndarray, list[Tag] | None]] = {}
     clean_leftovers(directory)
     with WriteLock(directory):
         if (directory / "manifest.json").exists():
@@ -470,8 +599,8 @@ def build_index(
         elif directory.exists():
             _clear_unfinished_creation(directory)
         if not (directory / "manifest.json").exists():
-            known_global = _create(directory, paths, params, n_jobs, cache_dir)
-    with IndexWriter(directory, n_jobs, cache_dir, known_global) as writer:
+            known = _create(directory, paths, params, n_jobs, cache_dir)
+    with IndexWriter(directory, n_jobs, cache_dir, known) as writer:
         report = writer.add(paths)
         writer.finish()
     return report
@@ -524,3 +653,10 @@ def remove_images(
     """Remove images by path; returns (removed paths, paths not in the index)."""
     with IndexWriter(directory) as writer:
         return writer.remove(paths)
+
+
+def tag_index(directory: str | os.PathLike) -> TagReport:
+    """Tag the images of an index built without tags, and keep tagging the images added to
+    it; also give it its 2-D map (see :meth:`IndexWriter.tag`)."""
+    with IndexWriter(directory) as writer:
+        return writer.tag()

@@ -1,0 +1,648 @@
+"""Tags of indexed images, searched by keyword: ImageNet classes, a classifier's, cluster ids.
+
+Every image an index tags (``IndexParams(tags=True)``, the default of ``imagelearn index
+build`` where the ImageNet weights are on the machine) carries the top ImageNet classes of the
+index's global backbone (MobileNetV2 by default), with their probabilities, in the catalogue:
+computed from the network pass of the global descriptor (:func:`describe_with_classes`).
+A trained classifier's classes (:func:`classifier_tags`) and a clustering's cluster ids
+(:func:`cluster_tags`) are tags of their own sources, computed once and cached; a
+:class:`TagTable` searches any of them, and :meth:`TagTable.combined` all at once:
+
+>>> from imagelearn.retrieval import Index
+>>> index = Index.open("photos.index")  # doctest: +SKIP
+>>> tags = TagTable.combined(index.tag_table(), classifier_tags(index, "runs/flowers"))  # doctest: +SKIP
+>>> tags.search("dais", top=10)  # doctest: +SKIP
+[(17, Tag(source='imagenet', name='daisy', score=0.93)), ...]
+
+A query matches a tag when each of its words is the beginning of a word of the tag's name or
+of its synonyms (ImageNet's: "tabby" is also "tabby cat", so "cat" finds it), in any case.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from imagelearn.core.bundle import MANIFEST_NAME, BundleError, member_path, read_manifest
+
+if TYPE_CHECKING:
+    from imagelearn.retrieval.global_descriptors import GeMDescriptor
+    from imagelearn.retrieval.index import Index
+
+log = logging.getLogger(__name__)
+
+#: The sources of tags: the index's ImageNet classifier, a trained classifier, a clustering.
+SOURCES = ("imagenet", "model", "cluster")
+#: ImageNet classes kept per image: the most probable, down to :data:`IMAGENET_FLOOR`.
+IMAGENET_TOP = 5
+#: Probability below which an ImageNet class is not kept (the most probable one always is).
+IMAGENET_FLOOR = 0.02
+#: Classes of a trained classifier kept per image, down to :data:`MODEL_FLOOR`.
+MODEL_TOP = 3
+MODEL_FLOOR = 0.05
+#: Images that the global descriptor's resize enlarges more than this many times are
+#: classified in a second pass at :data:`CLASSIFIER_SIDE` pixels: ImageNet networks classify
+#: enlarged thumbnails poorly (measured on 128-pixel flower photos: the top-5 accuracy of
+#: "daisy" falls from 0.45 at 224 pixels to 0.28 at 384).
+MAX_UPSCALE = 1.5
+CLASSIFIER_SIDE = 224
+
+_TAG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tags (
+    image_id INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    name TEXT NOT NULL,
+    score REAL NOT NULL,
+    PRIMARY KEY (image_id, source, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tags_by_name ON tags (source, name, score);
+CREATE TABLE IF NOT EXISTS tag_names (
+    source TEXT NOT NULL,
+    name TEXT NOT NULL,
+    words TEXT NOT NULL,
+    PRIMARY KEY (source, name)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class Tag:
+    """One tag of an image.
+
+    Attributes
+    ----------
+    source : str
+        Where it comes from: ``"imagenet"``, ``"model"`` or ``"cluster"`` (:data:`SOURCES`).
+    name : str
+        The class or cluster name (``"daisy"``, ``"cluster 3"``).
+    score : float
+        In [0, 1], higher is surer: a class probability, or a cluster member's closeness to
+        its centre.
+    """
+
+    source: str
+    name: str
+    score: float
+
+
+def words_of(text: str) -> list[str]:
+    """The lowercase words of ``text`` (runs of letters and digits): "Man-eater" -> man, eater."""
+    return re.findall(r"\w+", text.lower())
+
+
+@cache
+def imagenet_synonyms() -> tuple[str, ...]:
+    """The WordNet synonyms of each ImageNet class, in class order: ``"tabby, tabby cat"``."""
+    text = resources.files("imagelearn.retrieval").joinpath("imagenet_synonyms.txt")
+    lines = text.read_text(encoding="utf-8").splitlines()
+    return tuple(line for line in lines if line and not line.startswith("#"))
+
+
+@cache
+def _imagenet_words() -> dict[str, str]:
+    from imagelearn.classify.weights import imagenet_categories
+
+    return dict(zip(imagenet_categories(), imagenet_synonyms(), strict=True))
+
+
+def tag_words(source: str, name: str) -> str:
+    """The words a query is matched against: the name's, and for an ImageNet class its
+    synonyms', space separated and lowercase."""
+    words = words_of(name)
+    if source == "imagenet" and name in _imagenet_words():
+        words += words_of(_imagenet_words()[name])
+    return " ".join(dict.fromkeys(words))
+
+
+def top_classes(
+    probabilities: np.ndarray, names: Sequence[str], source: str, top: int, floor: float
+) -> list[list[Tag]]:
+    """Tags of each row of ``probabilities`` (n, n_classes): its ``top`` most probable classes
+    of probability at least ``floor``, the most probable one always; best first."""
+    tags = []
+    for row in np.asarray(probabilities, dtype=np.float64):
+        order = np.argsort(-row, kind="stable")[: max(1, top)]
+        tags.append(
+            [
+                Tag(source, names[c], round(float(row[c]), 6))
+                for rank, c in enumerate(order)
+                if rank == 0 or row[c] >= floor
+            ]
+        )
+    return tags
+
+
+def describe_with_classes(
+    descriptor: GeMDescriptor, images: Sequence[str | os.PathLike]
+) -> tuple[np.ndarray, list[list[Tag]]]:
+    """Global descriptors of image files and their ImageNet tags, from one network pass.
+
+    Images that the descriptor's resize would enlarge more than :data:`MAX_UPSCALE` times
+    are classified in a second, smaller pass at :data:`CLASSIFIER_SIDE` pixels.
+
+    Returns
+    -------
+    descriptors : ndarray of float32, shape (n, d)
+        As ``descriptor.transform(images)``.
+    tags : list of list of Tag
+        The :data:`IMAGENET_TOP` most probable classes of each image (source ``"imagenet"``).
+
+    Raises
+    ------
+    ImageReadError
+        An unreadable file.
+    ParameterError
+        The backbone has no ImageNet classifier of one linear layer.
+    """
+    from imagelearn.classify.weights import imagenet_categories
+
+    descriptors, probabilities = descriptor.transform_with_classes(images)
+    small = [
+        row
+        for row, image in enumerate(images)
+        if _longer_side(image) * MAX_UPSCALE < descriptor.max_side
+    ]
+    if small:
+        classifier = _small_image_classifier(descriptor)
+        _, probabilities[small] = classifier.transform_with_classes(
+            [images[row] for row in small], "classes of small images"
+        )
+    tags = top_classes(
+        probabilities, imagenet_categories(), "imagenet", IMAGENET_TOP, IMAGENET_FLOOR
+    )
+    return descriptors, tags
+
+
+def _small_image_classifier(descriptor: GeMDescriptor) -> GeMDescriptor:
+    """``descriptor`` at :data:`CLASSIFIER_SIDE` pixels, kept on it (one network per writer)."""
+    kept = descriptor.__dict__.get("_small_image_classifier")
+    if kept is None:
+        from imagelearn.retrieval.global_descriptors import GeMDescriptor
+
+        kept = GeMDescriptor(**{**descriptor.get_params(), "max_side": CLASSIFIER_SIDE})
+        descriptor.__dict__["_small_image_classifier"] = kept
+    return kept
+
+
+def _longer_side(image: str | os.PathLike) -> int:
+    """The longer side of an image file from its header, pixels (0 when unreadable)."""
+    from PIL import Image
+
+    try:
+        with Image.open(image) as opened:
+            return max(opened.size)
+    except (OSError, ValueError):
+        return 0
+
+
+class TagTable:
+    """Tags of images by image id, searchable by keyword.
+
+    Made by :meth:`Index.tag_table` (the catalogue's, in SQLite), :func:`classifier_tags`,
+    :func:`cluster_tags`, :meth:`from_rows` (in memory) and :meth:`combined`. Safe to use
+    from several threads.
+    """
+
+    def of(self, ids: Sequence[int]) -> dict[int, list[Tag]]:
+        """The tags of each of ``ids`` (every id is a key; best score first)."""
+        raise NotImplementedError
+
+    def search(
+        self,
+        text: str,
+        top: int = 100,
+        among: Sequence[int] | None = None,
+        *,
+        exact: bool = False,
+    ) -> list[tuple[int, Tag]]:
+        """Images with a tag matching ``text``, best score first, each once with its best tag.
+
+        Parameters
+        ----------
+        text : str
+            Words; a tag matches when each is the beginning of one of its words (name or
+            synonyms), in any case: "tab cat" finds "tabby" (a "tabby cat").
+        top : int
+            Images returned at most.
+        among : sequence of int, optional
+            Only these image ids (a visual search's results, to filter them by keyword).
+        exact : bool
+            Match the whole name instead (any case): "cluster 1" is not "cluster 10".
+        """
+        raise NotImplementedError
+
+    def counts(self) -> dict[str, int]:
+        """Images per tag name (sources added together), most frequent first."""
+        raise NotImplementedError
+
+    @staticmethod
+    def from_rows(rows: Iterable[tuple[int, Tag]]) -> TagTable:
+        """An in-memory table of ``(image_id, tag)`` rows (a tag of one image counts once)."""
+        return StoredTags(_memory_database(rows))
+
+    @staticmethod
+    def combined(*tables: TagTable) -> TagTable:
+        """All ``tables`` as one: tags of each image together, searches merged by score."""
+        return CombinedTags(tables)
+
+
+class StoredTags(TagTable):
+    """A :class:`TagTable` in an SQLite database: in memory, or the catalogue of an index.
+
+    Parameters
+    ----------
+    connection : sqlite3.Connection
+        Opened with ``check_same_thread=False``; holds the ``tags`` and ``tag_names`` tables
+        (an old catalogue without them is an empty table).
+    live : ndarray of bool, optional
+        ``live[id]`` for every id of an index snapshot: rows of other ids are not this
+        table's (added after the snapshot, or removed meanwhile).
+    """
+
+    def __init__(self, connection: sqlite3.Connection, live: np.ndarray | None = None) -> None:
+        self._connection = connection
+        self._live = live
+        self._lock = threading.Lock()
+        self._words: dict[tuple[str, str], list[str]] | None = None
+        self._counts: dict[str, int] | None = None
+        with self._lock:
+            found = connection.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'tags'"
+            ).fetchone()[0]
+        self._empty = not found
+
+    def _query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
+        if self._empty:
+            return []
+        with self._lock:
+            return self._connection.execute(sql, parameters).fetchall()
+
+    @property
+    def _id_limit(self) -> int:
+        return len(self._live) if self._live is not None else 2**63 - 1
+
+    def _is_live(self, image_id: int) -> bool:
+        return self._live is None or (image_id < len(self._live) and bool(self._live[image_id]))
+
+    def of(self, ids: Sequence[int]) -> dict[int, list[Tag]]:
+        wanted = [int(i) for i in ids]
+        found: dict[int, list[Tag]] = {i: [] for i in wanted}
+        rows = self._query(
+            "SELECT image_id, source, name, score FROM tags "
+            "WHERE image_id IN (SELECT value FROM json_each(?)) ORDER BY image_id, score DESC",
+            (json.dumps(wanted),),
+        )
+        for image_id, source, name, score in rows:
+            if self._is_live(image_id):
+                found[image_id].append(Tag(source, name, score))
+        return found
+
+    def _names(self) -> dict[tuple[str, str], list[str]]:
+        """The words of every (source, name), read once."""
+        if self._words is None:
+            rows = self._query("SELECT source, name, words FROM tag_names")
+            self._words = {(source, name): words.split() for source, name, words in rows}
+        return self._words
+
+    def _matching(self, text: str, exact: bool) -> dict[str, list[str]]:
+        """Names matching ``text`` by source."""
+        wanted = text.strip().lower() if exact else words_of(text)
+        matched: dict[str, list[str]] = {}
+        if not wanted:
+            return matched
+        for (source, name), words in self._names().items():
+            if exact:
+                hit = name.lower() == wanted
+            else:
+                hit = all(any(word.startswith(w) for word in words) for w in wanted)
+            if hit:
+                matched.setdefault(source, []).append(name)
+        return matched
+
+    def search(
+        self,
+        text: str,
+        top: int = 100,
+        among: Sequence[int] | None = None,
+        *,
+        exact: bool = False,
+    ) -> list[tuple[int, Tag]]:
+        best: dict[int, Tag] = {}
+        for source, names in self._matching(text, exact).items():
+            sql = (
+                "SELECT image_id, name, max(score) FROM tags WHERE source = ? AND name IN "
+                "(SELECT value FROM json_each(?)) AND image_id < ?"
+            )
+            parameters: list[Any] = [source, json.dumps(names), self._id_limit]
+            if among is not None:
+                sql += " AND image_id IN (SELECT value FROM json_each(?))"
+                parameters.append(json.dumps([int(i) for i in among]))
+            sql += " GROUP BY image_id ORDER BY max(score) DESC, image_id LIMIT ?"
+            for image_id, name, score in self._query(sql, [*parameters, max(0, int(top))]):
+                if self._is_live(image_id) and (
+                    image_id not in best or score > best[image_id].score
+                ):
+                    best[image_id] = Tag(source, name, score)
+        return _ranked(best, top)
+
+    def counts(self) -> dict[str, int]:
+        if self._counts is None:
+            totals: dict[str, int] = {}
+            rows = self._query(
+                "SELECT name, count(*) FROM tags WHERE image_id < ? GROUP BY source, name",
+                (self._id_limit,),
+            )
+            for name, count in rows:
+                totals[name] = totals.get(name, 0) + count
+            self._counts = dict(sorted(totals.items(), key=lambda item: (-item[1], item[0])))
+        return dict(self._counts)
+
+
+class CombinedTags(TagTable):
+    """Several :class:`TagTable` as one (see :meth:`TagTable.combined`)."""
+
+    def __init__(self, tables: Sequence[TagTable]) -> None:
+        self.tables = tuple(tables)
+
+    def of(self, ids: Sequence[int]) -> dict[int, list[Tag]]:
+        found: dict[int, list[Tag]] = {int(i): [] for i in ids}
+        for table in self.tables:
+            for image_id, tags in table.of(ids).items():
+                found[image_id] += tags
+        return {i: sorted(tags, key=lambda tag: -tag.score) for i, tags in found.items()}
+
+    def search(
+        self,
+        text: str,
+        top: int = 100,
+        among: Sequence[int] | None = None,
+        *,
+        exact: bool = False,
+    ) -> list[tuple[int, Tag]]:
+        best: dict[int, Tag] = {}
+        for table in self.tables:
+            for image_id, tag in table.search(text, top, among, exact=exact):
+                if image_id not in best or tag.score > best[image_id].score:
+                    best[image_id] = tag
+        return _ranked(best, top)
+
+    def counts(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for table in self.tables:
+            for name, count in table.counts().items():
+                totals[name] = totals.get(name, 0) + count
+        return dict(sorted(totals.items(), key=lambda item: (-item[1], item[0])))
+
+
+def _ranked(best: Mapping[int, Tag], top: int) -> list[tuple[int, Tag]]:
+    ranked = sorted(best.items(), key=lambda item: (-item[1].score, item[0]))
+    return ranked[: max(0, int(top))]
+
+
+def create_tag_tables(connection: sqlite3.Connection) -> None:
+    """Create the ``tags`` and ``tag_names`` tables where they are missing."""
+    connection.executescript(_TAG_SCHEMA)
+
+
+def insert_tags(connection: sqlite3.Connection, rows: Iterable[tuple[int, Tag]]) -> None:
+    """Add ``(image_id, tag)`` rows and their names' words (within the caller's transaction)."""
+    rows = list(rows)
+    connection.executemany(
+        "INSERT OR REPLACE INTO tags (image_id, source, name, score) VALUES (?, ?, ?, ?)",
+        [(int(i), t.source, t.name, float(t.score)) for i, t in rows],
+    )
+    names = {(t.source, t.name) for _, t in rows}
+    connection.executemany(
+        "INSERT OR IGNORE INTO tag_names (source, name, words) VALUES (?, ?, ?)",
+        [(source, name, tag_words(source, name)) for source, name in sorted(names)],
+    )
+
+
+def _memory_database(rows: Iterable[tuple[int, Tag]]) -> sqlite3.Connection:
+    connection = sqlite3.connect(":memory:", check_same_thread=False)
+    create_tag_tables(connection)
+    with connection:
+        insert_tags(connection, rows)
+    return connection
+
+
+# ------------------------------------------------------------------ tags of other runs
+
+
+def classifier_tags(
+    index: Index, run_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None
+) -> TagTable:
+    """Tags of source ``"model"``: the classes a trained classifier gives the index's images.
+
+    The :data:`MODEL_TOP` most probable classes of each image (at least :data:`MODEL_FLOOR`,
+    the first always). Computed once, batched through the execution layer, and cached in the
+    cache home (``index/``), keyed by the snapshot (:attr:`Index.fingerprint`) and the
+    model's manifest: the index directory is never written. Images whose file is gone, or
+    holds other content than was indexed, get no tags.
+
+    Parameters
+    ----------
+    index : Index
+    run_dir : path-like
+        A ``classify train`` run (a :class:`~imagelearn.classify.DeepImageClassifier`) or a
+        ``bof train`` run (a :class:`~imagelearn.bof.BofClassifier`, whose SVM margins are
+        turned into scores by a softmax: a ranking, not calibrated probabilities).
+    cache_dir : path-like, optional
+        Default ``cache_root("index")``; ``""``: computed at every call.
+
+    Raises
+    ------
+    BundleError
+        ``run_dir`` holds no model, or a model that is not a classifier.
+    """
+    run_dir = Path(run_dir)
+    kind = read_manifest(run_dir)["kind"]
+    manifest = member_path(run_dir, MANIFEST_NAME).read_bytes()
+    name = f"model-{index.fingerprint}-{hashlib.sha256(manifest).hexdigest()[:16]}"
+    cached = _read_cached(cache_dir, name)
+    if cached is not None:
+        return TagTable.from_rows(cached)
+    model, scores_of = _classifier(run_dir, kind)
+    ids, paths = _unchanged_files(index)
+    rows: list[tuple[int, Tag]] = []
+    if paths:
+        prediction = model.predict_images(paths, strict=False)
+        per_image = top_classes(
+            scores_of(prediction), list(model.class_names_), "model", MODEL_TOP, MODEL_FLOOR
+        )
+        for position, tags in zip(prediction.kept, per_image, strict=True):
+            rows += [(int(ids[position]), tag) for tag in tags]
+    _write_cached(cache_dir, name, rows)
+    return TagTable.from_rows(rows)
+
+
+def _classifier(run_dir: Path, kind: str) -> tuple[Any, Any]:
+    """The model of a run, and a function from its prediction to scores (n, n_classes) in
+    [0, 1]."""
+    from imagelearn.bof.recognition import BofClassifier
+    from imagelearn.classify.classifier import DeepImageClassifier
+
+    if kind == DeepImageClassifier.bundle_kind:
+        return DeepImageClassifier.load(run_dir), lambda prediction: prediction.probabilities
+    if kind == BofClassifier.bundle_kind:
+
+        def softmax(prediction: Any) -> np.ndarray:
+            margins = prediction.scores - prediction.scores.max(axis=1, keepdims=True)
+            exponentials = np.exp(margins)
+            return exponentials / exponentials.sum(axis=1, keepdims=True)
+
+        return BofClassifier.load(run_dir), softmax
+    raise BundleError(
+        f"{run_dir}: holds a {kind!r}, not a classifier (a 'classify train' or 'bof train' run)"
+    )
+
+
+def cluster_tags(
+    index: Index, run_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None
+) -> TagTable:
+    """Tags of source ``"cluster"``: the cluster of each indexed image in a ``cluster`` run.
+
+    Images are matched by path, then by content (SHA-256) for the paths the index does not
+    hold; tags are named ``"cluster N"`` (HDBSCAN noise gets none) and scored
+    ``1 / (1 + d / median)``, ``d`` the image's distance to its cluster's centre and
+    ``median`` the cluster's median distance (1 at the centre, 0.5 at the median). Cached as
+    :func:`classifier_tags` is, keyed by ``clusters.csv``'s content.
+
+    Raises
+    ------
+    BundleError
+        ``run_dir`` holds no ``clusters.csv``, or an unreadable one.
+    """
+    table = Path(run_dir) / "clusters.csv"
+    try:
+        content = table.read_bytes()
+    except OSError as error:
+        raise BundleError(f"{table}: no cluster run here ({error.strerror or error})") from None
+    name = f"cluster-{index.fingerprint}-{hashlib.sha256(content).hexdigest()[:16]}"
+    cached = _read_cached(cache_dir, name)
+    if cached is not None:
+        return TagTable.from_rows(cached)
+    try:
+        assigned = [
+            (str(Path(row["path"]).resolve()), int(row["cluster"]), float(row["distance"]))
+            for row in csv.DictReader(content.decode("utf-8").splitlines())
+        ]
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError) as error:
+        raise BundleError(f"{table}: not a table of path, cluster, distance ({error})") from None
+    records = index.records(index.ids().tolist())
+    by_path = {record.path: image_id for image_id, record in records.items()}
+    by_content = {record.sha256: image_id for image_id, record in records.items()}
+    medians = {
+        cluster: float(np.median([d for _, c, d in assigned if c == cluster]))
+        for cluster in {c for _, c, _ in assigned if c >= 0}
+    }
+    rows = []
+    for path, cluster, distance in assigned:
+        image_id = by_path.get(path)
+        if image_id is None:
+            image_id = by_content.get(_sha256_or_none(path))
+        if cluster >= 0 and image_id is not None:
+            score = 1.0 / (1.0 + distance / max(medians[cluster], 1e-12))
+            rows.append((image_id, Tag("cluster", f"cluster {cluster}", round(score, 6))))
+    _write_cached(cache_dir, name, rows)
+    return TagTable.from_rows(rows)
+
+
+def _sha256_or_none(path: str) -> str | None:
+    from imagelearn.retrieval.writer import file_sha256
+
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
+
+
+def _unchanged_files(index: Index) -> tuple[list[int], list[str]]:
+    """Ids and paths of the searchable images whose file still holds the indexed content."""
+    records = index.records(index.ids().tolist())
+    kept = [
+        (image_id, record.path)
+        for image_id, record in sorted(records.items())
+        if _sha256_or_none(record.path) == record.sha256
+    ]
+    return [i for i, _ in kept], [p for _, p in kept]
+
+
+def _cache_file(cache_dir: str | os.PathLike | None, name: str) -> Path | None:
+    if cache_dir is not None and not str(cache_dir):
+        return None
+    from imagelearn.core.cache import cache_root
+
+    return (
+        Path(cache_dir) if cache_dir is not None else cache_root("index")
+    ) / f"{name}.safetensors"
+
+
+def _read_cached(cache_dir: str | os.PathLike | None, name: str) -> list[tuple[int, Tag]] | None:
+    """Rows a :func:`_write_cached` kept, or None (absent, evicted or damaged)."""
+    from safetensors import safe_open
+
+    from imagelearn.core.cache import mark_used
+
+    path = _cache_file(cache_dir, name)
+    if path is None or not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="numpy") as stored:
+            names = json.loads(stored.metadata()["names"])
+            ids, columns, scores = (stored.get_tensor(k) for k in ("ids", "names", "scores"))
+            source = stored.metadata()["source"]
+        rows = [
+            (int(i), Tag(source, str(names[c]), float(s)))
+            for i, c, s in zip(ids.tolist(), columns.tolist(), scores.tolist(), strict=True)
+        ]
+    except Exception:  # damaged or foreign: computed again
+        return None
+    mark_used(path)
+    return rows
+
+
+def _write_cached(
+    cache_dir: str | os.PathLike | None, name: str, rows: Sequence[tuple[int, Tag]]
+) -> None:
+    """Keep ``rows`` (all of one source) in the cache; a read-only cache is only logged."""
+    from safetensors.numpy import save
+
+    from imagelearn.core.bundle import atomic_write_bytes
+    from imagelearn.core.cache import CacheBudget
+
+    path = _cache_file(cache_dir, name)
+    if path is None:
+        return
+    names = sorted({tag.name for _, tag in rows})
+    column = {name: c for c, name in enumerate(names)}
+    data = save(
+        {
+            "ids": np.array([i for i, _ in rows], dtype=np.int64),
+            "names": np.array([column[t.name] for _, t in rows], dtype=np.int32),
+            "scores": np.array([t.score for _, t in rows], dtype=np.float64),
+        },
+        metadata={"names": json.dumps(names), "source": rows[0][1].source if rows else ""},
+    )
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as error:
+        log.warning("could not keep the tags in %s: %s", path, error)
+        return
+    budget = CacheBudget.of(path.parent)
+    if budget is not None:
+        budget.record(len(data))
