@@ -77,8 +77,21 @@ def thumbnails(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def client(index_dir, thumbnails):
-    app = create_app(index_dir, thumbnail_dir=thumbnails, max_upload_bytes=MAX_UPLOAD)
+def clusters(tmp_path_factory) -> Path:
+    """A clustering run's table: each object's four views one cluster (``cluster N`` for
+    object N), as ``cluster fit`` writes it."""
+    run = tmp_path_factory.mktemp("clusters")
+    rows = ["path,cluster,distance"]
+    rows += [f"{ukbench(n)},{n // 4},{0.1 + 0.01 * (n % 4)}" for n in range(N_IMAGES)]
+    (run / "clusters.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return run
+
+
+@pytest.fixture(scope="module")
+def client(index_dir, thumbnails, clusters):
+    app = create_app(
+        index_dir, clusters=clusters, thumbnail_dir=thumbnails, max_upload_bytes=MAX_UPLOAD
+    )
     with TestClient(app, base_url=BASE) as test_client:
         yield test_client
 
@@ -120,6 +133,7 @@ def test_info_describes_the_collection(client):
     assert info["images"] == N_IMAGES and info["writable"] is False and info["auth"] is False
     assert info["modes"] == ["local", "global", "hybrid"] and info["default_mode"] == "hybrid"
     assert info["max_upload_bytes"] == MAX_UPLOAD
+    assert info["tag_sources"] == ["imagenet", "cluster"]
 
 
 def test_an_uploaded_photo_ranks_its_three_other_views_first(client):
@@ -232,6 +246,78 @@ def test_every_response_carries_the_security_headers(client):
         assert response.headers["x-frame-options"] == "DENY"
 
 
+# ---------------------------------------------------------------- tags, map, duplicates
+
+
+def test_tags_are_counted_and_searched_by_keyword(client):
+    tags = client.get("/api/images/21").json()["tags"]
+    imagenet = [tag for tag in tags if tag["source"] == "imagenet"]
+    assert imagenet and ("cluster", "cluster 5") in [(tag["source"], tag["name"]) for tag in tags]
+    name = imagenet[0]["name"]
+    counts = client.get("/api/tags", params={"prefix": name[:3], "top": 500}).json()["tags"]
+    assert name in [tag["name"] for tag in counts] and all(tag["count"] >= 1 for tag in counts)
+    found = client.get("/api/tags/search", params={"q": name[:4]}).json()
+    assert 21 in [row["id"] for row in found["results"]]
+    assert all(
+        row["tag"]["name"].lower().startswith(name[:4].lower())
+        or row["tag"]["source"] == "imagenet"
+        for row in found["results"]
+    )
+    scores = [row["tag"]["score"] for row in found["results"]]
+    assert scores == sorted(scores, reverse=True)
+    clusters = client.get("/api/tags", params={"source": "cluster"}).json()["tags"]
+    assert len(clusters) == 7 and all(tag["count"] == 4 for tag in clusters)
+    page = client.get("/api/images", params={"limit": 2}).json()
+    assert all(item["tags"] for item in page["items"])
+
+
+def test_a_keyword_filters_the_visual_results(client):
+    name = client.get("/api/images/21").json()["tags"][0]["name"]
+    plain = upload(client, ukbench(21), top=20).json()["results"]
+    filtered = upload(client, ukbench(21), top=20, keyword=name).json()
+    assert filtered["keyword"] == name and filtered["results"]
+    assert filtered["results"][0]["id"] == 21
+    having = {
+        row["id"]
+        for row in client.get("/api/tags/search", params={"q": name, "top": 500}).json()["results"]
+    }
+    assert {row["id"] for row in filtered["results"]} <= having
+    assert len(filtered["results"]) <= len(plain)
+    nothing = client.get("/api/search/21", params={"keyword": "zzzqqq"}).json()
+    assert nothing["results"] == []
+
+
+def test_the_grid_filters_by_tag_and_cluster(client):
+    chosen = client.get("/api/images", params={"cluster": "cluster 3"}).json()
+    assert [item["id"] for item in chosen["items"]] == [12, 13, 14, 15]
+    assert client.get("/api/images", params={"cluster": "cluster 30"}).json()["total"] == 0
+    name = client.get("/api/images/21").json()["tags"][0]["name"]
+    tagged = client.get("/api/images", params={"tag": name, "limit": 500}).json()
+    assert 21 in [item["id"] for item in tagged["items"]]
+    assert all(name in [t["name"] for t in item["tags"]] for item in tagged["items"])
+
+
+def test_the_map_places_every_image(client):
+    placed = client.get("/api/map").json()
+    assert sorted(placed["ids"]) == list(range(N_IMAGES))
+    xy = np.c_[placed["x"], placed["y"]]
+    assert xy.shape == (N_IMAGES, 2) and xy.min() >= 0 and xy.max() <= 1
+    # views of one object lie nearer one another than images of different objects
+    objects = np.array(placed["ids"]) // 4
+    distances = np.linalg.norm(xy[:, None] - xy[None], axis=2)
+    same = objects[:, None] == objects[None]
+    assert np.median(distances[same & ~np.eye(N_IMAGES, dtype=bool)]) < np.median(distances[~same])
+
+
+def test_a_model_that_is_no_classifier_is_refused_at_start(index_dir, tmp_path):
+    from imagelearn.core.bundle import BundleError
+
+    with pytest.raises(BundleError):
+        create_app(index_dir, model=tmp_path)
+    with pytest.raises(BundleError, match="no cluster run here"):
+        create_app(index_dir, clusters=tmp_path)
+
+
 # ---------------------------------------------------------------- bad requests
 
 
@@ -335,6 +421,8 @@ def test_malformed_parameters_are_422_with_a_message(client):
     refused(client.get("/api/images", params={"limit": 10_000}), 422, "limit")
     refused(client.get("/api/images", params={"ids": "1,../2"}), 422, "ids")
     refused(client.get("/api/duplicates", params={"threshold": "2"}), 422, "threshold")
+    refused(client.get("/api/tags", params={"source": "elsewhere"}), 422, "source")
+    refused(client.get("/api/tags/search"), 422, "q: field required")
     bad_multipart = client.post(
         "/api/search",
         content=b"--abc\r\nContent-Disposition: form-data; name=file\r\n\r\nxx",
@@ -414,8 +502,6 @@ def read_only_session(index_dir, tmp_path_factory) -> tuple[dict, dict]:
     """The file tree of a fresh copy of the index before and after a session of requests."""
     copy = tmp_path_factory.mktemp("read-only") / "index"
     shutil.copytree(index_dir, copy)
-    for leftover in copy.glob("catalogue.sqlite-*"):  # as a finished build leaves it
-        leftover.unlink()
     before = tree(copy)
     app = create_app(copy, thumbnail_dir=tmp_path_factory.mktemp("thumbnails-read-only"))
     with TestClient(app, base_url=BASE) as session:
@@ -473,6 +559,19 @@ def test_a_writable_server_adds_uploads_and_removes_by_id(writable):
     assert writable.get(f"/api/images/{added['id']}/thumbnail").status_code == 200
     bad = writable.post("/api/images", files={"files": ("x.jpg", b"not an image", "image/jpeg")})
     refused(bad, 415, "x.jpg")
+
+    def grouped() -> list[list[int]]:
+        groups = writable.get("/api/duplicates").json()["groups"]
+        return sorted([item["id"] for item in group] for group in groups)
+
+    before = grouped()
+    half = io.BytesIO()  # a half-size, re-encoded copy of a photo of the index
+    with Image.open(ukbench(12)) as photo:
+        photo.resize((160, 120)).save(half, "JPEG", quality=80)
+    copy = writable.post("/api/images", files={"files": ("copy.jpg", half.getvalue())}).json()
+    copy_id = copy["added"][0]["id"]
+    assert grouped() == sorted([*before, [12, copy_id]])
+    assert writable.delete(f"/api/images/{copy_id}").status_code == 200
     removed = writable.delete(f"/api/images/{added['id']}").json()
     assert removed == {"removed": added["id"], "images": N_IMAGES}
     refused(writable.get(f"/api/images/{added['id']}"), 404)

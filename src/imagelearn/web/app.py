@@ -124,11 +124,14 @@ def create_app(
     Raises
     ------
     BundleError
-        ``index_dir`` is not an index.
+        ``index_dir`` is not an index, ``model`` not a classifier run, ``clusters`` not a
+        clustering run.
     """
     index_dir = Path(index_dir)
     upload_dir = Path(upload_dir) if upload_dir is not None else index_dir / UPLOADS_NAME
-    service = IndexService(index_dir, upload_dir=upload_dir, workers=workers)
+    service = IndexService(
+        index_dir, upload_dir=upload_dir, model=model, clusters=clusters, workers=workers
+    )
     app_settings = AppSettings(
         index_dir=index_dir,
         writable=writable,

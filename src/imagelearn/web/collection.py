@@ -1,33 +1,26 @@
 """What the web app shows of one index snapshot: its live images, their records and tags.
 
 A :class:`Collection` is read once per snapshot (at start, and after each add or remove) and
-never changes, so every request reads it without a lock; the paged grid, the filters and
-the image metadata are answered from memory.
+never changes, so requests read it without a lock; the paged grid, the filters and the image
+metadata are answered from memory, keyword searches by its tag tables (thread-safe), and what
+is costly to compute (the map, near-duplicate groups) is computed once per snapshot.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
-
 from imagelearn.retrieval import Index
 from imagelearn.retrieval.catalogue import ImageRecord
+from imagelearn.retrieval.tags import Tag, TagTable, classifier_tags, cluster_tags
 
 
-def live_records(index: Index) -> dict[int, ImageRecord]:
-    """The catalogue rows of the images searchable in ``index``'s snapshot, by ascending id."""
-    ids = [int(i) for segment in index.segments for i in np.asarray(segment.ids)]
-    live = sorted(i for i in ids if not index._removed[i])
-    return index._catalogue.records(live)
-
-
-def _tag_json(tag: Any) -> dict[str, Any]:
+def tag_json(tag: Tag) -> dict[str, Any]:
     return {"source": tag.source, "name": tag.name, "score": round(float(tag.score), 4)}
 
 
@@ -41,6 +34,25 @@ def common_root(paths: list[str]) -> str:
         return ""
     root = os.path.commonpath(paths)
     return str(Path(root).parent) if len(paths) == 1 or root in paths else root
+
+
+def tag_tables(
+    index: Index, model: str | os.PathLike | None, clusters: str | os.PathLike | None
+) -> dict[str, TagTable]:
+    """The tag tables of ``index`` by source: its ImageNet tags, a classifier run's classes
+    (``model``) and a clustering run's clusters (``clusters``), each where given.
+
+    Raises
+    ------
+    BundleError
+        ``model`` is not a classifier run, or ``clusters`` not a clustering run.
+    """
+    tables = {"imagenet": index.tag_table()}
+    if model is not None:
+        tables["model"] = classifier_tags(index, model)
+    if clusters is not None:
+        tables["cluster"] = cluster_tags(index, clusters)
+    return tables
 
 
 @dataclass(frozen=True)
@@ -62,8 +74,8 @@ class Collection:
     modes : tuple of str
         Search modes the index supports.
     default_mode : str
-    tags : TagTable or None
-        The images' tags (ImageNet labels, a classifier's classes, cluster ids), combined.
+    tables : dict of str to TagTable
+        The images' tags by source (``imagenet``, ``model``, ``cluster``).
     """
 
     generation: int
@@ -72,16 +84,22 @@ class Collection:
     upload_dir: str
     modes: tuple[str, ...]
     default_mode: str
-    tags: Any = None
+    tables: dict[str, TagTable]
     _cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     @classmethod
-    def read(cls, index: Index, generation: int, upload_dir: str | os.PathLike) -> Collection:
+    def read(
+        cls,
+        index: Index,
+        generation: int,
+        upload_dir: str | os.PathLike,
+        tables: dict[str, TagTable],
+    ) -> Collection:
         """The collection of ``index``'s snapshot; ``upload_dir`` holds the images added
-        through the app."""
-        records = live_records(index)
-        modes = ("local", "global", "hybrid") if index.info()["global"] else ("local",)
+        through the app; ``tables`` are its tags (:func:`tag_tables`)."""
+        records = index.records(index.ids().tolist())
+        modes = ("local", "global", "hybrid") if index.content.get("global") else ("local",)
         uploads = os.path.abspath(upload_dir)
         others = [r.path for r in records.values() if not _within(r.path, uploads)]
         return cls(
@@ -91,19 +109,35 @@ class Collection:
             uploads,
             modes,
             "hybrid" if "hybrid" in modes else "local",
+            tables,
         )
 
     @property
     def ids(self) -> list[int]:
         return list(self.records)
 
+    @property
+    def tags(self) -> TagTable:
+        """Every tag table as one."""
+        return self.cached("tags", lambda: TagTable.combined(*self.tables.values()))
+
+    def cached(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``, computed once per collection for ``key``."""
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+        value = compute()
+        with self._lock:
+            return self._cache.setdefault(key, value)
+
+    # ------------------------------------------------------------ paths and folders
+
     def display_path(self, image_id: int) -> str:
-        """The image's path relative to :attr:`root`, with ``/`` separators."""
+        """The image's path relative to :attr:`root` (or ``uploads/NAME``), ``/``-separated."""
         path = self.records[image_id].path
         if _within(path, self.upload_dir):
-            relative = os.path.join(
-                Path(self.upload_dir).name, os.path.relpath(path, self.upload_dir)
-            )
+            name = Path(self.upload_dir).name
+            relative = os.path.join(name, os.path.relpath(path, self.upload_dir))
         else:
             relative = os.path.relpath(path, self.root) if self.root else path
         return PurePosixPath(*Path(relative).parts).as_posix()
@@ -121,28 +155,32 @@ class Collection:
 
     def folders(self) -> dict[str, int]:
         """Images per folder, sorted by folder."""
-        return self.cached("folders", self._count_folders)
 
-    def _count_folders(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for image_id in self.records:
-            name = self.folder(image_id)
-            counts[name] = counts.get(name, 0) + 1
-        return dict(sorted(counts.items()))
+        def count() -> dict[str, int]:
+            counts: dict[str, int] = {}
+            for name in self._folder_of().values():
+                counts[name] = counts.get(name, 0) + 1
+            return dict(sorted(counts.items()))
+
+        return self.cached("folders", count)
 
     def in_folder(self, image_id: int, folder: str) -> bool:
         """Whether the image is in ``folder`` or below it ("" holds every image)."""
         own = self.folder(image_id)
         return not folder or own == folder or own.startswith(folder.rstrip("/") + "/")
 
-    def cached(self, key: Any, compute: Callable[[], Any]) -> Any:
-        """``compute()``, computed once per collection for ``key``."""
-        with self._lock:
-            if key in self._cache:
-                return self._cache[key]
-        value = compute()
-        with self._lock:
-            return self._cache.setdefault(key, value)
+    def describe(self, image_id: int) -> dict[str, Any]:
+        """What the grid shows of one image: id, display path, folder, size."""
+        record = self.records[image_id]
+        return {
+            "id": image_id,
+            "path": self.display_path(image_id),
+            "folder": self.folder(image_id),
+            "width": record.width,
+            "height": record.height,
+        }
+
+    # ------------------------------------------------------------ filters and tags
 
     def select(
         self,
@@ -156,61 +194,61 @@ class Collection:
         chosen = self.ids if ids is None else [i for i in dict.fromkeys(ids) if i in self.records]
         if folder is not None:
             chosen = [i for i in chosen if self.in_folder(i, folder)]
-        for source, name in (("", tag), ("cluster", cluster)):
+        for name, source in ((tag, None), (cluster, "cluster")):
             if name is not None:
                 having = self.having_tag(name, source)
                 chosen = [i for i in chosen if i in having]
         return chosen
 
-    def having_tag(self, name: str, source: str = "") -> set[int]:
-        """Ids with the tag ``name`` exactly (of ``source``, or of any source for "")."""
-        if self.tags is None:
+    def having_tag(self, name: str, source: str | None = None) -> set[int]:
+        """Ids with the tag ``name`` exactly (any case), of ``source`` or of any source."""
+        table = self.tags if source is None else self.tables.get(source)
+        if table is None:
             return set()
-        wanted = name.lower()
-        return {
-            image_id
-            for image_id, tag in self.tags.search(name, top=len(self.records))
-            if tag.name.lower() == wanted and (not source or tag.source == source)
-        }
+        return {i for i, _ in table.search(name, top=len(self.records), exact=True)}
 
-    def tagged(self, prefix: str) -> set[int]:
-        """Ids with a tag whose name starts with ``prefix`` (case-insensitive)."""
-        return {image_id for image_id, _ in self.search_tags(prefix, len(self.records))}
+    def matching(self, keyword: str, ids: Sequence[int]) -> set[int]:
+        """Those of ``ids`` with a tag matching ``keyword`` (word prefixes, synonyms)."""
+        found = self.tags.search(keyword, top=len(ids), among=list(ids))
+        return {image_id for image_id, _ in found}
 
-    def search_tags(self, prefix: str, top: int) -> list[tuple[int, dict[str, Any]]]:
-        """Images with a tag starting with ``prefix``, best score first, and that tag."""
-        if self.tags is None:
-            return []
-        found = self.tags.search(prefix.strip(), top=top)
-        return [(i, _tag_json(tag)) for i, tag in found if i in self.records]
+    def search_tags(self, keyword: str, top: int) -> list[tuple[int, dict[str, Any]]]:
+        """Images with a tag matching ``keyword``, best score first, with that tag."""
+        found = self.tags.search(keyword, top=top)
+        return [(i, tag_json(tag)) for i, tag in found if i in self.records]
 
     def tags_of(self, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
         """The tags of each image, best score first: ``{"source", "name", "score"}``."""
-        if self.tags is None:
-            return {i: [] for i in ids}
         found = self.tags.of(ids)
-        return {i: [_tag_json(tag) for tag in found.get(i, [])] for i in ids}
+        return {i: [tag_json(tag) for tag in found.get(i, [])] for i in ids}
 
-    def tag_counts(self, prefix: str = "", top: int = 50) -> list[dict[str, Any]]:
-        """Tags starting with ``prefix`` (case-insensitive) and their image counts, most first."""
-        if self.tags is None:
+    def tag_counts(self, prefix: str = "", top: int = 50, source: str | None = None):
+        """Tags (of ``source``, or of all) whose name or a word of it starts with ``prefix``
+        (any case), and their image counts, most frequent first."""
+        table = self.tags if source is None else self.tables.get(source)
+        if table is None:
             return []
-        counts = self.cached("tag_counts", self.tags.counts)
+        counts = self.cached(("tag_counts", source), table.counts)
         wanted = prefix.strip().lower()
-        chosen = [(n, c) for n, c in counts.items() if n.lower().startswith(wanted)]
+
+        def matches(name: str) -> bool:
+            lower = name.lower()
+            return lower.startswith(wanted) or any(
+                word.startswith(wanted) for word in lower.replace("-", " ").split()
+            )
+
+        chosen = [(n, c) for n, c in counts.items() if not wanted or matches(n)]
         chosen.sort(key=lambda item: (-item[1], item[0]))
         return [{"name": name, "count": count} for name, count in chosen[:top]]
 
     def tag_sources(self) -> list[str]:
-        """The sources of the collection's tags (``imagenet``, ``model``, ``cluster``...)."""
-        if self.tags is None:
-            return []
+        """The sources with at least one tag (``imagenet``, ``model``, ``cluster``)."""
+        return self.cached(
+            "tag_sources",
+            lambda: [source for source, table in self.tables.items() if table.counts()],
+        )
 
-        def sources() -> list[str]:
-            found = self.tags.of(self.ids)
-            return sorted({tag.source for tags in found.values() for tag in tags})
-
-        return self.cached("tag_sources", sources)
+    # ------------------------------------------------------------ computed once
 
     def map_json(self, index: Index) -> dict[str, Any]:
         """The 2-D map of the images' embeddings: ``{"ids", "x", "y"}`` (live images only)."""
@@ -238,14 +276,3 @@ class Collection:
             ("duplicates", round(threshold, 4)),
             lambda: [[int(i) for i in group] for group in index.duplicate_groups(threshold)],
         )
-
-    def describe(self, image_id: int) -> dict[str, Any]:
-        """What the grid shows of one image: id, display path, folder, size."""
-        record = self.records[image_id]
-        return {
-            "id": image_id,
-            "path": self.display_path(image_id),
-            "folder": self.folder(image_id),
-            "width": record.width,
-            "height": record.height,
-        }

@@ -21,7 +21,7 @@ from typing import TypeVar
 import numpy as np
 
 from imagelearn.retrieval import Index
-from imagelearn.web.collection import Collection
+from imagelearn.web.collection import Collection, tag_tables
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +40,33 @@ class IndexService:
         The index.
     upload_dir : path-like
         Where the app stores images added through it (see :class:`Collection`).
+    model, clusters : path-like, optional
+        A classifier run and a clustering run whose classes and clusters tag the images.
     workers : int
         Search threads (each with its own open :class:`Index`).
+
+    Raises
+    ------
+    BundleError
+        ``directory`` is not an index, ``model`` not a classifier run or ``clusters`` not a
+        clustering run.
     """
 
-    def __init__(self, directory: str | Path, *, upload_dir: str | Path, workers: int = 1) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        upload_dir: str | Path,
+        model: str | Path | None = None,
+        clusters: str | Path | None = None,
+        workers: int = 1,
+    ) -> None:
         self.directory = Path(directory)
         self.upload_dir = Path(upload_dir)
+        self.model, self.clusters = model, clusters
         self.workers = max(1, int(workers))
         self._local = threading.local()
-        self.collection = Collection.read(Index.open(self.directory), 0, self.upload_dir)
+        self.collection = self._read(Index.open(self.directory), 0)
         self._search = ThreadPoolExecutor(self.workers, thread_name_prefix="imagelearn-search")
         self._write = ThreadPoolExecutor(1, thread_name_prefix="imagelearn-write")
         self._listeners: list[Callable[[Collection, Index], None]] = []
@@ -94,12 +111,16 @@ class IndexService:
     def reload(self) -> Collection:
         """Read the current snapshot into a new :class:`Collection` and move to it."""
         index = Index.open(self.directory)
-        collection = Collection.read(index, self.collection.generation + 1, self.upload_dir)
+        collection = self._read(index, self.collection.generation + 1)
         for listener in self._listeners:
             listener(collection, index)
         self.collection = collection
         self.warm_up()
         return collection
+
+    def _read(self, index: Index, generation: int) -> Collection:
+        tables = tag_tables(index, self.model, self.clusters)
+        return Collection.read(index, generation, self.upload_dir, tables)
 
     def warm_up(self) -> None:
         """Open every search thread's index and run one search on it, in the background, so the

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from imagelearn.retrieval.duplicates import NEAR_DUPLICATE_INLIERS
 from imagelearn.web.app import service
 
 router = APIRouter(prefix="/api", tags=["explore"])
@@ -20,9 +21,13 @@ async def image_map(request: Request) -> dict:
 @router.get("/duplicates", summary="Groups of near-duplicate images")
 async def duplicates(
     request: Request,
-    threshold: Annotated[float, Query(gt=0, le=1, description="similarity of a pair")] = 0.9,
+    threshold: Annotated[
+        float, Query(gt=0, le=1, description="share of the smaller image's features verified")
+    ] = NEAR_DUPLICATE_INLIERS,
 ) -> dict:
-    """Groups (ids, at least two each) of images at least ``threshold`` similar."""
+    """Groups (at least two images each, largest first) of copies of one picture: resized,
+    re-encoded or cropped, at least ``threshold`` of the smaller one's local features verified
+    by a change of scale and position."""
     groups = await service(request).search(
         lambda index, collection: collection.duplicate_groups(index, threshold)
     )

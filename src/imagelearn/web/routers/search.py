@@ -85,11 +85,11 @@ def result_json(result: SearchResult, collection: Collection, top: int, keep=Non
     return rows
 
 
-def _keyword_filter(collection: Collection, keyword: str | None):
-    """The match filter of a keyword (None: no filter)."""
+def _keyword_filter(collection: Collection, keyword: str | None, result: SearchResult):
+    """The filter keeping the matches with a tag matching ``keyword`` (None: no filter)."""
     if keyword is None or not keyword.strip():
         return None
-    matching = collection.tagged(keyword)
+    matching = collection.matching(keyword, [match.image_id for match in result.matches])
     return lambda match: match.image_id in matching
 
 
@@ -98,7 +98,7 @@ def _search_options(mode, verify, expand) -> dict[str, Any]:
 
 
 def _answer(result: SearchResult, collection: Collection, top: int, keyword, query) -> dict:
-    keep = _keyword_filter(collection, keyword)
+    keep = _keyword_filter(collection, keyword, result)
     return {
         "query": query,
         "mode": result.mode,

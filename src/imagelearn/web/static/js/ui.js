@@ -107,13 +107,16 @@ export function openDialog(title, actions = [], onClose = null) {
   return body;
 }
 
-/** A text box with ranked suggestions (arrow keys, Enter, Esc); `suggest(text)` -> [{value, label, hint}]. */
+/**
+ * A text box with ranked suggestions (arrow keys, Enter, Esc); `suggest(text)` -> [{value, label,
+ * hint}], `choose(value)` on Enter or a click. Returns the element to place: the box and its list.
+ */
 export function suggestBox(input, suggest, choose) {
   const list = h("ul", { role: "listbox", hidden: true });
   input.setAttribute("role", "combobox");
   input.setAttribute("aria-autocomplete", "list");
   input.setAttribute("aria-expanded", "false");
-  input.after(list);
+  const box = h("div", { class: "suggest" }, input, list);
   let items = [];
   let active = -1;
   let ticket = 0;
@@ -139,7 +142,7 @@ export function suggestBox(input, suggest, choose) {
     else if (event.key === "Escape" && items.length) { event.stopPropagation(); hide(); }
   });
   input.addEventListener("blur", hide);
-  return { hide };
+  return box;
 }
 
 /** Suggestions of tag names for a prefix, most frequent first. */

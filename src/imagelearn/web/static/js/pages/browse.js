@@ -66,13 +66,12 @@ export async function mount(root, params) {
   root.append(
     h("div", { class: "filters" },
       h("label", { class: "field" }, "Folder", folderSelect),
-      h("label", { class: "field suggest" }, "Tag", tagInput),
+      h("label", { class: "field" }, "Tag", suggestBox(tagInput, (text) => tagSuggestions(api, text), (value) => go({ tag: value }))),
       info.tag_sources.includes("cluster") ? h("label", { class: "field" }, "Cluster", clusterSelect) : null,
       filters.selection ? h("span", { class: "chip" }, `${selection.label}: ${selection.ids.length} images`, h("button", { type: "button", "aria-label": "Clear the selection", onclick: () => go({ selection: "" }) }, "×")) : null,
     ),
     summary, grid, footer,
   );
-  suggestBox(tagInput, (text) => tagSuggestions(api, text), (value) => go({ tag: value }));
   tagInput.addEventListener("search", () => { if (!tagInput.value) go({ tag: "" }); });
 
   api("/api/folders").then(({ folders }) => {

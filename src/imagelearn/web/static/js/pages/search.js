@@ -264,7 +264,7 @@ export async function mount(root, params) {
     if (file) { event.preventDefault(); useFile(file); }
   };
   document.addEventListener("paste", onPaste);
-  suggestBox(keywordInput, (text) => tagSuggestions(api, text), (value) => { state.keyword = value; run(); });
+  const keywordBox = suggestBox(keywordInput, (text) => tagSuggestions(api, text), (value) => { state.keyword = value; run(); });
   keywordInput.addEventListener("search", () => { if (!keywordInput.value) { state.keyword = ""; run(); } });
 
   root.append(h("div", { class: "search-layout" },
@@ -274,7 +274,7 @@ export async function mount(root, params) {
         h("div", { class: "field" }, "Mode", modeButtons),
         h("label", { class: "toggle" }, verifyBox, "Verify (RANSAC re-ranking)"),
         h("label", { class: "toggle" }, expandBox, "Query expansion"),
-        h("label", { class: "field suggest" }, "Keyword", keywordInput),
+        h("label", { class: "field" }, "Keyword", keywordBox),
       ),
     ),
     h("section", { "aria-label": "Results" }, summary, results),
