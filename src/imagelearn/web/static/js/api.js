@@ -47,8 +47,14 @@ export const thumbnailUrl = (id) => `/api/images/${id}/thumbnail`;
 export const fileUrl = (id) => `/api/images/${id}/file`;
 
 let infoPromise = null;
-/** What the server serves (cached; `refresh` asks again, e.g. after adding images). */
+/**
+ * What the server serves (cached; `refresh` asks again, e.g. after adding images); each answer
+ * is also announced as the window event "imagelearn:info" (the header shows it).
+ */
 export function serverInfo(refresh = false) {
-  if (refresh || !infoPromise) infoPromise = api("/api/info");
+  if (refresh || !infoPromise) {
+    infoPromise = api("/api/info");
+    infoPromise.then((info) => window.dispatchEvent(new CustomEvent("imagelearn:info", { detail: info })), () => {});
+  }
   return infoPromise;
 }

@@ -91,10 +91,12 @@ async function start() {
   clear(nav, Object.entries(PAGES).map(([name, page]) => h("a", { href: `#/${name}`, dataset: { page: name } }, page.title)));
   document.getElementById("help-button").addEventListener("click", showShortcuts);
   window.addEventListener("hashchange", render);
-  try {
-    const info = await serverInfo();
+  window.addEventListener("imagelearn:info", ({ detail: info }) => {
     const parts = [`${info.name}`, `${info.images} images`, info.writable ? "writable" : "read-only"];
     document.getElementById("collection-info").textContent = parts.join(" · ");
+  });
+  try {
+    await serverInfo();
   } catch (error) {
     document.getElementById("collection-info").textContent = error.message;
   }
