@@ -98,6 +98,11 @@ def serve(
     loopback = is_loopback(host)
     # on the loopback, only requests naming it are answered (DNS rebinding); beyond it, the token
     hosts = (*LOOPBACK_NAMES, host.strip("[]").lower()) if loopback else None
+    if app_options.get("model") is not None:
+        announce(
+            f"imagelearn: tagging the images of {index} with the classes of "
+            f"{app_options['model']} (a minute per few hundred images the first time; cached)"
+        )
     app = create_app(index, token=token, allowed_hosts=hosts, **app_options)
     listening = bind(host, port)
     bound_port = listening.getsockname()[1]
