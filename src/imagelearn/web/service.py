@@ -1,11 +1,13 @@
-"""The index as the server uses it: searches on worker threads, writes on one writer thread.
+"""The index as the server uses it: searches on the package's worker threads, writes one at a
+time beside them.
 
-An :class:`~imagelearn.retrieval.Index` holds an SQLite connection, which may only be used by
-the thread that opened it, so each search thread opens its own :class:`Index` of the current
-snapshot (the arrays are memory-mapped: the copies share the pages) and reopens it when a
-write made a new snapshot. Writes run one at a time on their own thread, so searches go on
-during an ``add``; once a write ends the new :class:`Collection` is read and the search
-threads move to it.
+An :class:`~imagelearn.retrieval.Index` is not made for concurrent searches (it loads its CNN
+on first use, keeps per-query state in FAISS), so each search thread (the shared pool of
+:func:`imagelearn.core.execution.thread_pool`, where nested work runs serially) opens its own
+:class:`Index` of the current snapshot (the arrays are memory-mapped: the copies share the
+pages) and reopens it when a write made a new snapshot. Writes run one at a time (a lock) on
+the server's own threads, so searches go on during an ``add``; once a write ends the new
+:class:`Collection` is read and the search threads move to it.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+from fastapi.concurrency import run_in_threadpool
 
+from imagelearn.core.execution import thread_pool
 from imagelearn.retrieval import Index
 from imagelearn.web.collection import Collection, tag_tables
 
@@ -67,8 +70,7 @@ class IndexService:
         self.workers = max(1, int(workers))
         self._local = threading.local()
         self.collection = self._read(Index.open(self.directory), 0)
-        self._search = ThreadPoolExecutor(self.workers, thread_name_prefix="imagelearn-search")
-        self._write = ThreadPoolExecutor(1, thread_name_prefix="imagelearn-write")
+        self._writing = threading.Lock()
         self._listeners: list[Callable[[Collection, Index], None]] = []
 
     def index(self, collection: Collection) -> Index:
@@ -90,18 +92,20 @@ class IndexService:
             collection = self.collection
             return work(self.index(collection), collection)
 
-        return await asyncio.wrap_future(self._search.submit(run))
+        return await asyncio.wrap_future(thread_pool(self.workers).submit(run))
 
     async def write(self, work: Callable[[], T]) -> T:
-        """``work()`` on the writer thread, then the new snapshot is read (even if it failed)."""
+        """``work()`` (one write at a time, beside the searches), then the new snapshot is
+        read (even if the write failed)."""
 
         def run() -> T:
-            try:
-                return work()
-            finally:
-                self.reload()
+            with self._writing:
+                try:
+                    return work()
+                finally:
+                    self.reload()
 
-        return await asyncio.wrap_future(self._write.submit(run))
+        return await run_in_threadpool(run)
 
     def on_reload(self, listener: Callable[[Collection, Index], None]) -> None:
         """Call ``listener(collection, index)`` with every collection read from now on (on
@@ -141,8 +145,8 @@ class IndexService:
                 pass
 
         for _ in range(self.workers):
-            self._search.submit(run)
+            thread_pool(self.workers).submit(run)
 
     def close(self) -> None:
-        self._write.shutdown(wait=True)
-        self._search.shutdown(wait=True, cancel_futures=True)
+        """Let the search threads drop their indexes (the shared threads themselves stay)."""
+        self._local = threading.local()
