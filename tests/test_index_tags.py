@@ -218,6 +218,20 @@ def test_classifier_and_cluster_tags_are_computed_once_and_cached(tagged, tmp_pa
     monkeypatch.setattr(BofClassifier, "predict_images", lambda *a, **k: pytest.fail("again"))
     assert classifier_tags(index, run, cache_dir=cache).of([0]) == table.of([0])
 
+    from imagelearn.classify import DeepImageClassifier
+
+    deep = DeepImageClassifier(mode="features", head_epochs=10, image_size=128, random_state=0)
+    deep.fit(
+        images["bees"][:4] + images["ukbench"][:4],
+        [1] * 4 + [0] * 4,
+        class_names=["object", "insect"],
+    )
+    table = classifier_tags(index, deep.save(tmp_path / "deep"), cache_dir=cache)
+    insects = {i for i, _ in table.search("insect", top=20)}
+    assert len(insects & _ids(index, images["bees"])) >= 4
+    probabilities = [t[0].score for t in table.of(index.ids().tolist()).values()]
+    assert all(0 < p <= 1 for p in probabilities)
+
     records = index.records(index.ids().tolist())
     moved = tmp_path / "moved.jpg"  # found by its content: the run saw the file elsewhere
     shutil.copy(images["bees"][0], moved)

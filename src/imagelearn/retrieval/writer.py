@@ -289,15 +289,14 @@ class IndexWriter:
         missing = [
             p for p in paths if p not in self.known or (self.tagging and self.known[p][1] is None)
         ]
-        descriptor = self.snapshot.global_descriptor
-        if self.tagging:
-            descriptors, tags = describe_with_classes(descriptor, missing)
-        else:
-            descriptors, tags = descriptor.transform(missing), [None] * len(missing)
-        described = {
-            **self.known,
-            **dict(zip(missing, zip(descriptors, tags, strict=True), strict=True)),
-        }
+        described = dict(self.known)
+        if missing:
+            descriptor = self.snapshot.global_descriptor
+            if self.tagging:
+                descriptors, tags = describe_with_classes(descriptor, missing)
+            else:
+                descriptors, tags = descriptor.transform(missing), [None] * len(missing)
+            described.update(zip(missing, zip(descriptors, tags, strict=True), strict=True))
         return (
             np.stack([described[p][0] for p in paths]) if wants_global else None,
             [described[p][1] for p in paths] if self.tagging else None,
