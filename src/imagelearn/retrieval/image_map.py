@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Images laid out by t-SNE at most; the others are placed among their neighbours. A map of
-#: 500 images takes 3 s on two busy cores, of 10,000 35 s, of 50,000 47 s (bench/README.md).
+#: 500 images takes 3 s on two busy cores, of 10,000 16-35 s, of 50,000 33-47 s (two runs of
+#: bench_browse at load 5-10).
 TSNE_LIMIT = 10_000
 #: t-SNE iterations: 500 lay out clusters as 1,000 do, in a third of the time.
 TSNE_ITERATIONS = 500
