@@ -29,6 +29,7 @@ CAPABILITIES = (
     "track",
     "cluster",
     "segment",
+    "serve",
     "cache",
     "cluster-check",
 )
