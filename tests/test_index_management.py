@@ -73,6 +73,15 @@ def test_add_then_remove_updates_counts_and_results(index_copy, ukbench_paths, c
     assert new_query not in [m.path for m in after.search(new_query, top=10).matches]
 
 
+def test_an_index_at_rest_is_read_without_writing_in_its_folder(index_copy, ukbench_paths, cache):
+    add_images(index_copy, ukbench_paths[40:44], cache_dir=cache)
+    at_rest = {p.name: p.stat().st_mtime_ns for p in index_copy.iterdir()}
+    assert not {"catalogue.sqlite-wal", "catalogue.sqlite-shm"} & at_rest.keys()
+    with Index.open(index_copy) as index:
+        assert index.search_id(0, top=3).matches[0].image_id == 0
+    assert {p.name: p.stat().st_mtime_ns for p in index_copy.iterdir()} == at_rest
+
+
 def test_adding_the_same_content_twice_is_detected(index_copy, ukbench_paths, tmp_path, cache):
     copy = tmp_path / "renamed.jpg"
     shutil.copyfile(ukbench_paths[3], copy)

@@ -2,7 +2,8 @@
 
 Caches live in ``$IMAGELEARN_CACHE`` (default ``~/.cache/imagelearn``), one folder per kind
 (:data:`CACHE_KINDS`): local features, CNN embeddings, BoF-segmentation encodings, what is
-computed from a read-only index (maps, tags of a classifier or clustering). Every entry
+computed from a read-only index (maps, tags of a classifier or clustering), the web app's
+thumbnails. Every entry
 is one file, and reading an entry sets its modification time to now (:func:`mark_used`), so
 the oldest modification time is the least recently used entry.
 
@@ -46,7 +47,7 @@ MAX_BYTES_VARIABLE = "IMAGELEARN_CACHE_MAX_BYTES"
 DEFAULT_MAX_BYTES = 5 * 2**30
 #: The kinds of cache, one folder each in the cache home (``index``: what is computed from
 #: an index that a reader may not write into it, maps and tags).
-CACHE_KINDS = ("features", "embeddings", "segmentation", "index")
+CACHE_KINDS = ("features", "embeddings", "segmentation", "index", "thumbnails")
 #: Eviction deletes least recently used entries until the cache holds this fraction of the cap.
 EVICTION_TARGET = 0.9
 #: Bytes a process writes before it adds them to the shared estimate (at most a twentieth of

@@ -11,6 +11,7 @@ row and deleted with its removal.
 from __future__ import annotations
 
 import json
+import contextlib
 import os
 import sqlite3
 import threading
@@ -62,14 +63,20 @@ class ImageRecord:
 
 
 class Catalogue:
-    """The ``catalogue.sqlite`` of an index directory (WAL mode, so readers never block).
+    """The ``catalogue.sqlite`` of an index directory.
 
-    A read-only catalogue may be used from several threads (one query at a time).
+    A writer works in WAL mode, so searches never block on its transactions, and switches
+    the file back to a rollback journal when it closes: a catalogue at rest is one file, which
+    read-only connections open without creating ``-wal``/``-shm`` files beside it (a read-only
+    server never writes in the index directory). Where a reader holds the file open at that
+    moment, SQLite keeps WAL mode, which is as correct. A read-only catalogue may be used from
+    several threads (one query at a time).
     """
 
     def __init__(self, directory: str | os.PathLike, writable: bool = False) -> None:
         self.path = path = member_path(directory, CATALOGUE_NAME, what="index")
         self._lock = threading.Lock()
+        self._writable = writable
         try:
             if writable:
                 self._connection = sqlite3.connect(path, timeout=30)
@@ -85,6 +92,10 @@ class Catalogue:
             raise BundleError(f"{path}: corrupt image catalogue ({error})") from error
 
     def close(self) -> None:
+        if self._writable:
+            with contextlib.suppress(sqlite3.OperationalError):  # a reader holds it: stay WAL
+                self._connection.execute("PRAGMA busy_timeout = 0")
+                self._connection.execute("PRAGMA journal_mode=DELETE")
         self._connection.close()
 
     def _rows(self, sql: str, parameters: Sequence = ()) -> list[tuple]:

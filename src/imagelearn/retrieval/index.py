@@ -213,6 +213,17 @@ class Index:
                     raise BundleError(f"{directory}: index files are missing ({error})") from error
         raise AssertionError("unreachable")
 
+    def close(self) -> None:
+        """Close the catalogue connection (so a writer can put the file back at rest);
+        the snapshot's arrays stay mapped while the object lives."""
+        self._catalogue.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @property
     def vocabulary(self) -> Vocabulary:
         """The fitted visual vocabulary the index assigns words with."""

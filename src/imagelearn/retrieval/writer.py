@@ -374,9 +374,9 @@ class IndexWriter:
         :func:`~imagelearn.retrieval.image_map.updated_map`); commits when it changed."""
         from imagelearn.retrieval.index import Index
 
-        reader = Index.open(self.directory)  # this writer's last commit: it holds the lock
-        previous = stored_map(reader)
-        current = updated_map(reader, previous)
+        with Index.open(self.directory) as reader:  # this writer's last commit: it holds the lock
+            previous = stored_map(reader)
+            current = updated_map(reader, previous)
         if previous is not None and np.array_equal(previous.ids, current.ids):
             return current
         name = f"map-{self.content['generation'] + 1:06d}.safetensors"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from imagelearn.core.cache import cache_root, mark_used
+from imagelearn.core.cache import CacheBudget, cache_root, mark_used
 from imagelearn.core.images import DEFAULT_MAX_PIXELS, load_image, open_image
 
 #: Longer side of a thumbnail (pixels): sharp in a grid cell on a high-density screen.
@@ -61,6 +61,7 @@ class ThumbnailCache:
         self.folder = Path(folder) if folder is not None else cache_root("thumbnails")
         self._lock = threading.Lock()
         self._making: dict[Path, threading.Lock] = {}
+        self._budget = CacheBudget.of(self.folder)
 
     def entry(self, digest: str, side: int) -> Path:
         """The path of the entry for content ``digest`` at longer side ``side``."""
@@ -99,3 +100,5 @@ class ThumbnailCache:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+        if self._budget is not None:
+            self._budget.record(path.stat().st_size)
