@@ -304,7 +304,7 @@ class Index:
             image = source if isinstance(source, np.ndarray) else load_image(source, "RGB")
             x, y, width, height = roi
             source = image[y : y + height, x : x + width]
-        descriptor = self._query_descriptor.transform([source])
+        descriptor = self._query_descriptor.describe(source)
         if self._snapshot.whitening is not None:
             descriptor = self._snapshot.whitening.transform(descriptor)
         return descriptor

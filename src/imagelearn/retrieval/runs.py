@@ -16,11 +16,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imagelearn.bof.vocabulary import vocabulary_class
+from imagelearn.bof.vocabulary import words_class
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.images import ImageReadError
 from imagelearn.data.inputs import expand_image_inputs
@@ -32,7 +32,9 @@ from imagelearn.retrieval.evaluation import (
 )
 from imagelearn.retrieval.index import Index, SearchResult
 from imagelearn.retrieval.params import DEFAULT_VOCABULARY_PARAMS, IndexParams, flat_index_kind
-from imagelearn.retrieval.writer import AddReport, add_images, build_index, remove_images
+
+if TYPE_CHECKING:  # the writer (scikit-learn's PCA whitening among its imports) loads to write
+    from imagelearn.retrieval.writer import AddReport
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +139,7 @@ def vocabulary_params(vocabulary: str, **options: int | None) -> dict[str, Any]:
     ParameterError
         An unknown kind, or an option given that the kind does not take (``parameter`` names it).
     """
-    vocabulary_class(vocabulary)
+    words_class(vocabulary)
     given = {name: value for name, value in options.items() if value is not None}
     for name in given:
         if name not in VOCABULARY_OPTIONS[vocabulary]:
@@ -215,6 +217,8 @@ def build_run(
     IndexExistsError
         A finished index is at ``out`` and not ``overwrite``.
     """
+    from imagelearn.retrieval.writer import build_index
+
     index_params = IndexParams(
         vocabulary=vocabulary,
         vocabulary_params=vocabulary_params(
@@ -246,12 +250,16 @@ def add_run(
     index: str | os.PathLike, images: Sources, *, n_jobs: int | None = -1, cache_dir: Any = None
 ) -> AddResult:
     """Add image files or folders to the index at ``index``; content already indexed is skipped."""
+    from imagelearn.retrieval.writer import add_images
+
     report = add_images(index, image_paths(images), n_jobs=n_jobs, cache_dir=cache_dir)
     return AddResult(Path(index), report)
 
 
 def remove_run(index: str | os.PathLike, paths: Sequence[str | os.PathLike]) -> RemoveResult:
     """Remove images from the index at ``index`` by path."""
+    from imagelearn.retrieval.writer import remove_images
+
     removed, missing = remove_images(index, paths)
     return RemoveResult(Path(index), tuple(removed), tuple(missing))
 

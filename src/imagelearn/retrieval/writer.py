@@ -37,7 +37,7 @@ from imagelearn.core.progress import progress, progress_bar
 from imagelearn.features import extract_features
 from imagelearn.features.base import LocalFeatures
 from imagelearn.retrieval.catalogue import Catalogue, ImageRecord, now
-from imagelearn.retrieval.global_descriptors import PCAWhitening, make_global_index
+from imagelearn.retrieval.global_descriptors import make_global_index
 from imagelearn.retrieval.inverted_file import Postings, bag_of_words, inverse_document_frequency
 from imagelearn.retrieval.params import IndexParams
 from imagelearn.retrieval.snapshot import VOCABULARY_PREFIX, Snapshot
@@ -55,6 +55,7 @@ from imagelearn.retrieval.storage import (
     write_index_manifest,
     write_segment,
 )
+from imagelearn.retrieval.whitening import PCAWhitening
 
 #: Segments beyond this many are merged into one by the next ``add``.
 MAX_SEGMENTS = 16
