@@ -247,7 +247,8 @@ class GeMDescriptor:
             record = self._read_record()
             if record is None:
                 return None
-            self._exported = (onnx_session(str(export_folder() / f"{record.export}.onnx")), record)
+            model = str(export_folder() / f"{record.export}.onnx")
+            self._exported = (onnx_session(model, spinning=False), record)
         return self._exported
 
     def _resized_shape(self, image: str | os.PathLike | np.ndarray) -> tuple[int, int]:
