@@ -12,9 +12,10 @@ candidates by RANSAC inliers (verified images first); average query expansion (C
 images.
 
 A query is described once per search (:class:`Query`: its local features as visual words and
-its global descriptor), from an image by :meth:`Index.search` or from what the index stored
-by :meth:`Index.search_id`; the CNN of the global descriptor is loaded on the first query
-that needs it and kept by the :class:`Index`.
+its global descriptor, computed at the same time on two threads), from an image by
+:meth:`Index.search` or from what the index stored by :meth:`Index.search_id`. The global
+descriptor runs the CNN's cached ONNX export (:meth:`GeMDescriptor.describe`, no PyTorch), its
+session opened on the first query that needs it and kept by the :class:`Index`.
 """
 
 from __future__ import annotations
@@ -214,7 +215,9 @@ class Index:
 
     @property
     def vocabulary(self) -> Vocabulary:
-        """The fitted visual vocabulary the index assigns words with."""
+        """The fitted visual vocabulary the index assigns words with: its kind's fitted half
+        (:func:`~imagelearn.bof.vocabulary.words_class`; ``assign``, ``assign_soft``,
+        ``n_words_``, ``to_arrays``), read without scikit-learn."""
         return self._snapshot.vocabulary
 
     @property
