@@ -91,3 +91,49 @@ def test_a_kept_descriptor_reuses_its_onnx_session_query_after_query(images, mon
     monkeypatch.setattr(runtime, "export_key", refuse)
     np.testing.assert_array_equal(descriptor.transform(images[:1]), first)
     assert descriptor.transform(images[1:2]).shape == (1, 1280)
+
+
+def test_the_resize_is_pytorchs_antialiased_bilinear(images):
+    """Pillow's float resampling is the filter PyTorch's antialiased interpolate was ported from:
+    shrinking and enlarging agree to 1e-5 (pixels in [0, 1])."""
+    from torch.nn import functional
+
+    from imagelearn.core.images import load_image
+    from imagelearn.retrieval.global_descriptors import _resize_longer_side
+
+    pixels = load_image(images[0], "RGB").astype(np.float32) / 255
+    for side in (48, 96, 2 * max(pixels.shape)):
+        resized = _resize_longer_side(pixels, side)
+        tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None]
+        expected = functional.interpolate(
+            tensor, size=resized.shape[1:], mode="bilinear", antialias=True, align_corners=False
+        )[0].numpy()
+        assert max(resized.shape[1:]) == side
+        np.testing.assert_allclose(resized, expected, atol=1e-5)
+
+
+def test_one_query_runs_the_recorded_export_without_the_network(images, monkeypatch):
+    """Once a transform on ONNX Runtime exported the network, another descriptor describes one
+    image from the export alone (PyTorch's network is never built), with the same result."""
+    expected = GeMDescriptor(max_side=96, cache_dir="", backend="onnx").transform(images[:3])
+    query = GeMDescriptor(max_side=96, cache_dir="")
+
+    def refuse(*arguments):
+        raise AssertionError("the network was built for a query with a recorded export")
+
+    monkeypatch.setattr(query, "_network", refuse)
+    described = np.vstack([query.describe(image) for image in images[:3]])
+    np.testing.assert_allclose(described, expected, atol=1e-6)
+
+
+def test_without_a_usable_record_one_query_goes_through_transform(images, tmp_path, monkeypatch):
+    from imagelearn.classify import sessions
+
+    monkeypatch.setattr(sessions, "export_folder", lambda: tmp_path)
+    monkeypatch.setattr("imagelearn.retrieval.global_descriptors.export_folder", lambda: tmp_path)
+    (tmp_path / "mobilenet_v2-imagenet-gem3.json").write_text('{"export": "../../etc/passwd"}')
+    descriptor = GeMDescriptor(max_side=64, cache_dir="", backend="torch")
+    assert descriptor._read_record() is None
+    np.testing.assert_allclose(
+        descriptor.describe(images[0]), descriptor.transform(images[:1]), atol=1e-6
+    )

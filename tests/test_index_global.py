@@ -70,6 +70,7 @@ def test_a_search_by_id_ranks_as_the_search_by_its_file(global_index, options, m
 
     monkeypatch.setattr(reader, "features", extract)  # it reads what the index stored
     monkeypatch.setattr(reader._query_descriptor, "transform", extract)
+    monkeypatch.setattr(reader._query_descriptor, "describe", extract)
     for query in (paths[1], paths[14]):
         by_file = index.search(query, top=10, **options)
         by_id = reader.search_id(by_file.matches[0].image_id, top=10, **options)

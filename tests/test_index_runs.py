@@ -38,7 +38,6 @@ from imagelearn.retrieval.runs import (
     search_run,
     vocabulary_params,
 )
-from test_startup import DEEP, heavy_imports
 
 #: Small enough for the test budget: 24 UKBench images (6 objects), a 6 x 2 tree, local
 #: features only.
@@ -109,18 +108,6 @@ def test_a_query_that_is_no_image_file_is_named_for_what_it_is(built, tmp_path, 
             search_run(built, query, top=4)
         assert main(["index", "search", str(built), str(query)]) == 2
         assert f"{query}: " in capsys.readouterr().err
-
-
-def test_a_local_search_in_a_fresh_process_loads_no_deep_learning_library(built, ukbench_paths):
-    code = "\n".join(
-        [
-            "import contextlib, io",
-            "from imagelearn.cli.main import main",
-            "with contextlib.redirect_stdout(io.StringIO()):",
-            f"    assert main(['index', 'search', {str(built)!r}, {ukbench_paths[3]!r}]) == 0",
-        ]
-    )
-    assert not heavy_imports(code) & set(DEEP)
 
 
 def test_without_weights_a_build_indexes_local_features_with_a_notice(

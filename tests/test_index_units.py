@@ -23,7 +23,7 @@ from imagelearn.retrieval import (
     ukbench_ground_truth,
 )
 from imagelearn.retrieval.benchmark import make_variant, random_homography, viewpoint_pairs
-from imagelearn.retrieval.global_descriptors import PCAWhitening, make_global_index
+from imagelearn.retrieval.global_descriptors import make_global_index
 from imagelearn.retrieval.inverted_file import (
     Postings,
     bag_of_words,
@@ -39,6 +39,7 @@ from imagelearn.retrieval.verification import (
     plausible_homography,
     verify_pairs,
 )
+from imagelearn.retrieval.whitening import PCAWhitening
 
 
 def test_average_precision_matches_the_oxford_trapezoid():

@@ -25,7 +25,7 @@ ESTIMATORS: dict[str, str] = {
     "ImageClusterer": "imagelearn.cluster.algorithms:ImageClusterer",
     "KMeansVocabulary": "imagelearn.bof.vocabulary.flat:KMeansVocabulary",
     "ObjectTracker": "imagelearn.tracking.tracker:ObjectTracker",
-    "PCAWhitening": "imagelearn.retrieval.global_descriptors:PCAWhitening",
+    "PCAWhitening": "imagelearn.retrieval.whitening:PCAWhitening",
     "PixelClassifier": "imagelearn.segment.classifier:PixelClassifier",
     "PixelClusterer": "imagelearn.segment.cluster:PixelClusterer",
     "VocabularyTree": "imagelearn.bof.vocabulary.tree:VocabularyTree",

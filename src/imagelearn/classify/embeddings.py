@@ -24,6 +24,7 @@ import torch
 from imagelearn.classify.backbones import DEFAULT_BACKBONE, Backbone
 from imagelearn.classify.preprocess import ImageSource, Preprocessing, content_key
 from imagelearn.classify.runtime import InferenceBackend, network_runner
+from imagelearn.classify.sessions import export_folder
 from imagelearn.core.bundle import atomic_write_bytes
 from imagelearn.core.cache import CacheBudget, cache_root, mark_used
 from imagelearn.core.execution import BatchResult, Failed, MatrixResult, map_images
@@ -214,7 +215,7 @@ def embed_images(
         that a batch holds images of one shape (one network call); results keep input order.
     """
     device = next(network.parameters()).device
-    forward = network_runner(backend, network, len(images), default_cache_dir() / "networks")
+    forward = network_runner(backend, network, len(images), export_folder())
     order = None
     if shape_of is not None:
         order = np.asarray(sorted(range(len(images)), key=lambda i: shape_of(images[i])), np.int64)

@@ -13,7 +13,6 @@ the network's structure, its weights and the PyTorch version.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import logging
 import warnings
@@ -26,8 +25,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from imagelearn.classify.sessions import onnx_available, onnx_session
 from imagelearn.core.errors import ParameterError
-from imagelearn.core.threads import cap_torch_threads, native_threads, thread_count
+from imagelearn.core.threads import cap_torch_threads, native_threads
 
 __all__ = [
     "INFERENCE_BACKENDS",
@@ -58,7 +58,7 @@ _small_on_torch: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
 
 
 def configure_torch(device: str | None = None) -> torch.device:
-    """Use at most :func:`thread_count` threads; return ``device`` or the GPU when there is one."""
+    """Use at most :func:`~imagelearn.core.threads.thread_count` threads; return ``device`` or the GPU when there is one."""
     cap_torch_threads()
     if device:
         return torch.device(device)
@@ -69,11 +69,6 @@ def single_thread() -> AbstractContextManager[None]:
     """Run tiny tensor work (a linear head on embeddings) on one thread: thread start-up and
     synchronisation cost more than they gain there."""
     return native_threads(1, ("torch",))
-
-
-def onnx_available() -> bool:
-    """Whether ONNX Runtime can be imported."""
-    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def resolve_backend(backend: str, device: torch.device) -> Literal["torch", "onnx"]:
@@ -139,15 +134,6 @@ def network_runner(
         return network
     runner = _runners[network] = OnnxNetwork(network, export_folder)
     return runner
-
-
-def onnx_session(model: bytes | str) -> Any:
-    """An ONNX Runtime CPU session of a model (bytes or file) on :func:`thread_count` threads."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = thread_count()
-    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 class OnnxNetwork:

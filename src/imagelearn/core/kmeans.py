@@ -19,6 +19,9 @@ The current centre is always a candidate, so no step increases the error; ``None
 every centre at every iteration (exact Lloyd). Iterations stop early once the centres no longer
 move (a fixed point: further iterations would repeat it) or, given a tolerance, move less than
 it (scikit-learn's ``tol``).
+
+Assigning rows to fitted centres (:func:`exact_index`, :func:`search`) needs FAISS alone; SciPy
+and scikit-learn load only to cluster, so that a search assigns its words without them.
 """
 
 from __future__ import annotations
@@ -29,8 +32,6 @@ from typing import Any
 
 import faiss
 import numpy as np
-import scipy.sparse
-from sklearn.utils import check_random_state
 
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.execution import thread_map
@@ -89,6 +90,8 @@ def check_n_candidates(n_candidates: int | None) -> None:
 
 def seed_from(random_state: int | np.random.RandomState | None) -> int:
     """An int seed drawn from ``random_state`` (scikit-learn's convention)."""
+    from sklearn.utils import check_random_state
+
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
@@ -346,6 +349,8 @@ def mean_centers(
 
     Returns (centres (k, d) float32, labels (n,) int64).
     """
+    import scipy.sparse
+
     n_rows, n_clusters = len(points), len(centers)
     membership = scipy.sparse.csc_matrix(
         (np.ones(n_rows, dtype=np.float32), (labels, np.arange(n_rows))),
@@ -633,6 +638,8 @@ def kmeans(
         if tol and points.dtype != np.uint8
         else 0.0
     )
+    from sklearn.utils import check_random_state
+
     rng = check_random_state(random_state)
     best = None
     with faiss_threads(n_jobs):

@@ -10,8 +10,8 @@ row and deleted with its removal.
 
 from __future__ import annotations
 
-import json
 import contextlib
+import json
 import os
 import sqlite3
 import threading

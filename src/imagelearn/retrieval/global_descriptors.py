@@ -2,26 +2,33 @@
 
 GeM (generalized mean, Radenovic et al. 2018): ``(mean_xy x^p)^(1/p)`` per channel, between
 average (p = 1) and max pooling (p -> inf); L2-normalized, then optionally PCA-whitened
-(learned on the collection) and L2-normalized again. The FAISS index that holds them is
-chosen by collection size: exact inner product (``IndexFlatIP``) when small, ``IndexIVFPQ``
-(tens of bytes per image) when large.
+(learned on the collection by :class:`~imagelearn.retrieval.whitening.PCAWhitening`, applied
+by :class:`Whitening`) and L2-normalized again. The FAISS index that holds them is chosen by
+collection size: exact inner product (``IndexFlatIP``) when small, ``IndexIVFPQ`` (tens of
+bytes per image) when large.
+
+Nothing here imports PyTorch or scikit-learn until a network is built: a search describes its
+query with :meth:`GeMDescriptor.describe`, on ONNX Runtime straight from the network's cached
+export when there is one.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 from PIL import Image
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from imagelearn.classify.sessions import export_folder, onnx_available, onnx_session
+from imagelearn.core.bundle import atomic_write_json
 from imagelearn.core.images import load_image
-from imagelearn.core.persistence import PersistentEstimator
-from imagelearn.core.schema import NoState
 
 #: Collections up to this size use an exact FAISS index; larger ones IVF-PQ.
 EXACT_INDEX_LIMIT = 50_000
@@ -30,7 +37,7 @@ PQ_BYTES = 32
 #: Inverted lists probed per IVF-PQ query.
 IVF_PROBES = 16
 #: Prefix of the whitening's arrays inside a retrieval index.
-_WHITENING_PREFIX = "whitening."
+WHITENING_PREFIX = "whitening."
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
@@ -40,12 +47,27 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
+class ExportRecord(BaseModel):
+    """Which cached ONNX export runs a GeM descriptor's network, and its input normalization:
+    ``<export folder>/<backbone>-imagenet-gem<p>.json``, written once the export exists."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    export: str = Field(pattern=r"^[0-9a-f]{24}$")
+    #: The descriptor's values: the first outputs (the ImageNet class scores may follow).
+    dimension: int = Field(gt=0)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
 class GeMDescriptor:
     """GeM-pooled, L2-normalized CNN descriptors of whole images, batched and cached.
 
     Images run sorted by their size after the resize, so that a network batch holds images of
     one shape (no padding, which would change the descriptors); on the CPU the network runs on
     ONNX Runtime when it is installed (see :func:`imagelearn.classify.embeddings.embed_images`).
+    Once the network's ONNX export is cached, :meth:`describe` runs it for one image without
+    PyTorch.
 
     Parameters
     ----------
@@ -150,17 +172,10 @@ class GeMDescriptor:
         from imagelearn.classify.embeddings import embed_images, resolve_cache_dir
 
         network = self._network()
-        mean = torch.tensor(network.preprocessing.mean).view(3, 1, 1)
-        std = torch.tensor(network.preprocessing.std).view(3, 1, 1)
+        mean, std = network.preprocessing.mean, network.preprocessing.std
 
         def prepare(image: str | os.PathLike | np.ndarray) -> torch.Tensor:
-            pixels = (
-                _as_rgb(image)
-                if isinstance(image, np.ndarray)
-                else load_image(image, "RGB", max_side=self.max_side)
-            )
-            tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float() / 255
-            return (_resize_longer_side(tensor, self.max_side) - mean) / std
+            return torch.from_numpy(self._network_input(image, mean, std))
 
         result = embed_images(
             self._pooled_network(classes),
@@ -174,6 +189,7 @@ class GeMDescriptor:
             backend=self.backend,
             shape_of=self._resized_shape,
         )
+        self._record_export(mean, std, self._pooled_network(classes))
         return result.vectors if classes else l2_normalize(result.vectors)
 
     def _pooled_network(self, classes: bool):
@@ -192,6 +208,100 @@ class GeMDescriptor:
                 classifier = classifier.to(next(network.parameters()).device)
             kept[classes] = PooledBackbone(network, "gem", self.p, classifier)
         return kept[classes]
+
+    def describe(self, image: str | os.PathLike | np.ndarray) -> np.ndarray:
+        """The descriptor of one image file or uint8 RGB array: (1, d) float32, unit norm.
+
+        On ONNX Runtime straight from the network's cached export when there is one (PyTorch is
+        not imported), else through :meth:`transform`; the same descriptor either way.
+
+        Raises
+        ------
+        ImageReadError
+            An unreadable file.
+        """
+        exported = self._exported_network()
+        if exported is None:
+            return self.transform([image])
+        session, record = exported
+        pixels = self._network_input(image, record.mean, record.std)
+        outputs = session.run(None, {"images": pixels[None]})[0]
+        return l2_normalize(outputs[:, : record.dimension])
+
+    def _network_input(
+        self,
+        image: str | os.PathLike | np.ndarray,
+        mean: Sequence[float],
+        std: Sequence[float],
+    ) -> np.ndarray:
+        """The network's input for one image: resized so that its longer side is ``max_side``,
+        ``(pixels / 255 - mean) / std``, (3, h, w) float32."""
+        pixels = (
+            _as_rgb(image)
+            if isinstance(image, np.ndarray)
+            else load_image(image, "RGB", max_side=self.max_side)
+        )
+        resized = _resize_longer_side(pixels.astype(np.float32) / 255, self.max_side)
+        mean = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
+        std = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
+        return (resized - mean) / std
+
+    def _record_path(self) -> Path | None:
+        """Where the :class:`ExportRecord` of this descriptor's network lives; None for a backbone
+        name that is no plain file name (the network then runs through :meth:`transform`)."""
+        name = f"{self.backbone}-imagenet-gem{float(self.p):g}.json"
+        return export_folder() / name if re.fullmatch(r"[A-Za-z0-9_.-]+", name) else None
+
+    def _read_record(self) -> ExportRecord | None:
+        """The record of this descriptor's export when it is valid and the export is on disk."""
+        path = self._record_path()
+        if path is None:
+            return None
+        try:
+            record = ExportRecord.model_validate_json(path.read_bytes())
+        except (OSError, ValidationError):
+            return None
+        return record if (export_folder() / f"{record.export}.onnx").is_file() else None
+
+    def _record_export(self, mean: Sequence[float], std: Sequence[float], pooled: Any) -> None:
+        """Record which export runs this descriptor's network (``pooled``: with or without the
+        ImageNet classifier, whose outputs begin with the descriptor), once ONNX Runtime exported
+        it; rewritten when the record names neither network of these weights."""
+        from imagelearn.classify.runtime import export_key
+
+        if self._record_path() is None:
+            return
+        keys = self.__dict__.setdefault("_export_keys", {})
+        if id(pooled) not in keys:
+            keys[id(pooled)] = export_key(pooled)  # the kept network's weights stay
+        record = self._read_record()
+        if record is not None and record.export in keys.values():
+            return
+        if (export_folder() / f"{keys[id(pooled)]}.onnx").is_file():
+            payload = {
+                "export": keys[id(pooled)],
+                "dimension": self._network().num_features,
+                "mean": list(mean),
+                "std": list(std),
+            }
+            try:
+                atomic_write_json(self._record_path(), payload)
+            except OSError:  # a read-only cache: queries run through transform
+                pass
+
+    def _exported_network(self) -> tuple[Any, ExportRecord] | None:
+        """(ONNX Runtime session, its record) of the cached export, opened once; None where
+        the network runs through :meth:`transform` (PyTorch asked for, a device, no ONNX
+        Runtime, or no export recorded yet)."""
+        if getattr(self, "_exported", None) is None:
+            if self.backend == "torch" or self.device not in (None, "cpu") or not onnx_available():
+                return None
+            record = self._read_record()
+            if record is None:
+                return None
+            model = str(export_folder() / f"{record.export}.onnx")
+            self._exported = (onnx_session(model, spinning=False), record)
+        return self._exported
 
     def _resized_shape(self, image: str | os.PathLike | np.ndarray) -> tuple[int, int]:
         """The (height, width) an image will have after the resize, from its header (a guess:
@@ -217,89 +327,73 @@ def _resized_size(height: int, width: int, side: int) -> tuple[int, int]:
     return max(32, round(height * scale)), max(32, round(width * scale))
 
 
-def _resize_longer_side(tensor: Any, side: int) -> Any:
-    """Bilinear (antialiased) resize of a (3, H, W) tensor so that max(H, W) == side."""
-    from torch.nn import functional
+def _resize_longer_side(pixels: np.ndarray, side: int) -> np.ndarray:
+    """Bilinear (antialiased when shrinking) resize of float (H, W, 3) pixels so that
+    max(H, W) == side: (3, h, w) float32.
 
-    size = _resized_size(*tensor.shape[1:], side)
-    return functional.interpolate(
-        tensor[None], size=size, mode="bilinear", antialias=True, align_corners=False
-    )[0]
+    Pillow resamples float images in double precision (the filter PyTorch's antialiased
+    ``interpolate`` was ported from: they agree to 1e-5).
+    """
+    height, width = _resized_size(*pixels.shape[:2], side)
+    return np.stack(
+        [
+            np.asarray(
+                Image.fromarray(np.ascontiguousarray(pixels[..., channel]), mode="F").resize(
+                    (width, height), Image.Resampling.BILINEAR
+                )
+            )
+            for channel in range(3)
+        ]
+    )
 
 
-class PCAWhitening(PersistentEstimator, TransformerMixin, BaseEstimator):
-    """PCA whitening learned on a collection's descriptors (``x -> W (x - mean)``, then L2).
+@dataclass(frozen=True)
+class Whitening:
+    """Fitted PCA whitening as a search applies it: ``x -> W (x - mean)``, then L2.
 
-    Saved alone with :meth:`save` (``PCAWhitening.load(directory)``), or inside a retrieval
-    index through :meth:`to_arrays` and :meth:`from_arrays`.
-
-    Parameters
-    ----------
-    n_components : int
-        Kept dimensions (at most ``min(n_samples - 1, d)`` are used).
-    shrinkage : float
-        Eigenvalues are raised to ``-shrinkage / 2`` instead of ``-1/2`` (0.5 damps the noise
-        of the smallest components on small collections).
+    Learned by :class:`~imagelearn.retrieval.whitening.PCAWhitening`; kept inside a retrieval
+    index as its ``whitening.*`` arrays.
 
     Attributes
     ----------
-    mean_ : ndarray of float32, shape (d,)
-    projection_ : ndarray of float32, shape (n_kept, d)
+    mean : ndarray of float32, shape (d,)
+    projection : ndarray of float32, shape (n_kept, d)
     """
 
-    bundle_kind = "pca-whitening"
-    state_schema = NoState
-
-    def __init__(self, n_components: int = 256, shrinkage: float = 0.5) -> None:
-        self.n_components = n_components
-        self.shrinkage = shrinkage
-
-    def fit(self, descriptors: np.ndarray, y: None = None) -> PCAWhitening:
-        """Learn the mean and whitening projection of ``descriptors`` (n, d)."""
-        descriptors = np.asarray(descriptors, dtype=np.float64)
-        self.mean_ = descriptors.mean(axis=0)
-        centered = descriptors - self.mean_
-        _, singular_values, components = np.linalg.svd(centered, full_matrices=False)
-        keep = min(int(self.n_components), len(descriptors) - 1, descriptors.shape[1])
-        variances = singular_values[:keep] ** 2 / max(1, len(descriptors) - 1)
-        scale = np.maximum(variances, 1e-12) ** (-float(self.shrinkage) / 2)
-        self.projection_ = (components[:keep] * scale[:, None]).astype(np.float32)
-        self.mean_ = self.mean_.astype(np.float32)
-        return self
+    mean: np.ndarray
+    projection: np.ndarray
 
     def transform(self, descriptors: np.ndarray) -> np.ndarray:
         """(n, d) -> (n, n_kept) float32, unit L2 norm."""
-        check_is_fitted(self, "projection_")
-        return l2_normalize((np.asarray(descriptors, np.float32) - self.mean_) @ self.projection_.T)
-
-    def _check_saveable(self) -> None:
-        check_is_fitted(self, "projection_")
-
-    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        return {}, {"mean": self.mean_, "projection": self.projection_}
-
-    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        self.mean_ = np.asarray(arrays["mean"], dtype=np.float32)
-        self.projection_ = np.asarray(arrays["projection"], dtype=np.float32)
+        return l2_normalize((np.asarray(descriptors, np.float32) - self.mean) @ self.projection.T)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """The learned arrays named ``whitening.*``, to store inside a retrieval index."""
-        self._check_saveable()
-        return {f"{_WHITENING_PREFIX}{name}": array for name, array in self._get_state()[1].items()}
+        """The arrays named ``whitening.*``, to store inside a retrieval index."""
+        return {
+            f"{WHITENING_PREFIX}mean": self.mean,
+            f"{WHITENING_PREFIX}projection": self.projection,
+        }
 
     @classmethod
-    def from_arrays(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> PCAWhitening:
-        """A fitted whitening from ``get_params()`` and the ``whitening.*`` arrays of ``arrays``."""
-        whitening = cls(**params)
-        whitening._set_state(
-            {},
-            {
-                name.removeprefix(_WHITENING_PREFIX): array
-                for name, array in arrays.items()
-                if name.startswith(_WHITENING_PREFIX)
-            },
-        )
-        return whitening
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Whitening | None:
+        """The whitening held by the ``whitening.*`` arrays of ``arrays``; None without them.
+
+        Raises
+        ------
+        KeyError
+            A whitening array is missing.
+        ValueError
+            The arrays' shapes do not fit each other.
+        """
+        if not any(name.startswith(WHITENING_PREFIX) for name in arrays):
+            return None
+        mean = np.asarray(arrays[f"{WHITENING_PREFIX}mean"], dtype=np.float32)
+        projection = np.asarray(arrays[f"{WHITENING_PREFIX}projection"], dtype=np.float32)
+        if mean.ndim != 1 or projection.ndim != 2 or projection.shape[1] != len(mean):
+            raise ValueError(
+                f"whitening shapes {mean.shape} and {projection.shape} do not fit each other"
+            )
+        return cls(mean, projection)
 
 
 def make_global_index(dimension: int, expected_size: int, training: np.ndarray) -> faiss.Index:

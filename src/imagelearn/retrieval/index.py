@@ -12,27 +12,28 @@ candidates by RANSAC inliers (verified images first); average query expansion (C
 images.
 
 A query is described once per search (:class:`Query`: its local features as visual words and
-its global descriptor), from an image by :meth:`Index.search` or from what the index stored
-by :meth:`Index.search_id`; the CNN of the global descriptor is loaded on the first query
-that needs it and kept by the :class:`Index`.
+its global descriptor, computed at the same time on two threads), from an image by
+:meth:`Index.search` or from what the index stored by :meth:`Index.search_id`. The global
+descriptor runs the CNN's cached ONNX export (:meth:`GeMDescriptor.describe`, no PyTorch), its
+session opened on the first query that needs it and kept by the :class:`Index`.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
-from scipy import sparse
 
 from imagelearn.bof.vocabulary import Vocabulary
 from imagelearn.core.bundle import BundleError
 from imagelearn.core.errors import ParameterError
+from imagelearn.core.execution import thread_map
 from imagelearn.features import extract_features
 from imagelearn.features.base import LocalFeatures
 from imagelearn.retrieval.catalogue import Catalogue, ImageRecord, catalogue_tags
@@ -54,6 +55,9 @@ from imagelearn.retrieval.verification import (
     consistent_pairs,
     verify_pairs,
 )
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 MODES = ("local", "global", "hybrid")
 #: Attempts to open a snapshot whose files a concurrent writer replaced meanwhile.
@@ -132,9 +136,10 @@ class SearchResult:
     matches : list of Match
         Best first.
     timings : dict of str to float
-        Milliseconds per stage: ``features_ms`` (local features and their words),
-        ``descriptor_ms`` (the global descriptor), ``ranking_ms``, ``verification_ms`` (query
-        expansion included).
+        Milliseconds per stage: ``features_ms`` (local features and their words) and
+        ``descriptor_ms`` (the global descriptor), which run at the same time, then
+        ``ranking_ms`` and ``verification_ms`` (query expansion included); 0 for a stage the
+        search skips.
     mode : str
         The mode searched ("local", "global" or "hybrid"; the default resolved).
     """
@@ -226,7 +231,9 @@ class Index:
 
     @property
     def vocabulary(self) -> Vocabulary:
-        """The fitted visual vocabulary the index assigns words with."""
+        """The fitted visual vocabulary the index assigns words with: its kind's fitted half
+        (:func:`~imagelearn.bof.vocabulary.words_class`; ``assign``, ``assign_soft``,
+        ``n_words_``, ``to_arrays``), read without scikit-learn."""
         return self._snapshot.vocabulary
 
     @property
@@ -291,6 +298,8 @@ class Index:
 
     def bags(self, ids: Sequence[int]) -> sparse.csr_matrix:
         """The tf-idf bags of visual words of ``ids``, L2-normalized: (len(ids), n_words)."""
+        from scipy import sparse  # a search never needs it
+
         rows = [self._bag(int(i)) for i in ids]
         lengths = [len(words) for words, _ in rows]
         return sparse.csr_matrix(
@@ -366,7 +375,7 @@ class Index:
         keep = (ids[0] >= 0) & ~self._removed[np.clip(ids[0], 0, None)]
         return ids[0][keep][:depth], similarities[0][keep][:depth]
 
-    def _global_descriptor(self, source: ImageSource, roi) -> np.ndarray:
+    def _global_part(self, source: ImageSource, roi) -> np.ndarray:
         """The query's global descriptor, whitened like the indexed ones: (1, d) float32."""
         if roi is not None:
             from imagelearn.core.images import load_image
@@ -374,7 +383,7 @@ class Index:
             image = source if isinstance(source, np.ndarray) else load_image(source, "RGB")
             x, y, width, height = roi
             source = image[y : y + height, x : x + width]
-        descriptor = self._query_descriptor.transform([source])
+        descriptor = self._query_descriptor.describe(source)
         if self._snapshot.whitening is not None:
             descriptor = self._snapshot.whitening.transform(descriptor)
         return descriptor
@@ -421,20 +430,33 @@ class Index:
         global_descriptor: bool,
         timings: dict[str, float],
     ) -> Query:
-        """An image's :class:`Query`: local features (and words), global descriptor, as asked."""
+        """An image's :class:`Query`: local features (and words), global descriptor, as asked;
+        the two are computed at the same time on two threads (OpenCV and ONNX Runtime release
+        the GIL), each part's milliseconds in ``timings``."""
         name = str(source) if not isinstance(source, np.ndarray) else "<array>"
-        started = time.perf_counter()
-        keypoints, words = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+        parts = {}
         if local:
-            features = self.features(source, roi)
-            keypoints = features.keypoints
-            if len(features):
-                words = np.asarray(self.vocabulary.assign(features.descriptors), np.int64)
-        timings["features_ms"] = _elapsed(started)
-        started = time.perf_counter()
-        descriptor = self._global_descriptor(source, roi) if global_descriptor else None
-        timings["descriptor_ms"] = _elapsed(started)
-        return Query(name, keypoints, words, descriptor)
+            parts["features_ms"] = self._local_part
+        if global_descriptor:
+            parts["descriptor_ms"] = self._global_part
+        done = thread_map(lambda part: _timed(part, source, roi), parts.values(), len(parts))
+        described = {"features_ms": (np.zeros((0, 4), np.float32), np.zeros(0, np.int64))}
+        timings.update(features_ms=0.0, descriptor_ms=0.0)
+        for key, (value, milliseconds) in zip(parts, done, strict=True):
+            described[key], timings[key] = value, milliseconds
+        keypoints, words = described["features_ms"]
+        return Query(name, keypoints, words, described.get("descriptor_ms"))
+
+    def _local_part(
+        self, source: ImageSource, roi: tuple[int, int, int, int] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A query's keypoints (n, 4) float32 and visual words (n,) int64."""
+        features = self.features(source, roi)
+        if not len(features):
+            return features.keypoints, np.zeros(0, np.int64)
+        return features.keypoints, np.asarray(
+            self.vocabulary.assign(features.descriptors), np.int64
+        )
 
     def _describe_stored(
         self, image_id: int, global_descriptor: bool, timings: dict[str, float]
@@ -687,6 +709,12 @@ def _check_ids(directory: Path, n_ids: int, segments: list[Segment], removed: np
 
 def _elapsed(started: float) -> float:
     return round((time.perf_counter() - started) * 1000.0, 3)
+
+
+def _timed(function: Callable[..., Any], *arguments: Any) -> tuple[Any, float]:
+    """``function(*arguments)`` and the milliseconds it took."""
+    started = time.perf_counter()
+    return function(*arguments), _elapsed(started)
 
 
 __all__ = [

@@ -13,9 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
+
+if TYPE_CHECKING:  # SciPy loads on the first local ranking: a hybrid search never needs it
+    from scipy import sparse
 
 
 def inverse_document_frequency(word_lists: Sequence[np.ndarray], n_words: int) -> np.ndarray:
@@ -99,6 +102,8 @@ class Postings:
     @cached_property
     def matrix(self) -> sparse.csr_matrix:
         """The postings as a sparse (n_words, max id + 1) matrix sharing the arrays (no copy)."""
+        from scipy import sparse
+
         n_columns = int(self.images.max()) + 1 if len(self.images) else 1
         index_type = np.int32 if len(self.images) < 2**31 else np.int64
         return sparse.csr_matrix(
@@ -126,6 +131,8 @@ class Postings:
         ids : ndarray of int64, shape (k,)
         scores : ndarray of float32, shape (k,)
         """
+        from scipy import sparse
+
         matrix = self.matrix
         query = sparse.csr_matrix(
             (

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imagelearn.bof.vocabulary import HNSW_MIN_WORDS, Vocabulary, make_vocabulary, vocabulary_class
+from imagelearn.bof.vocabulary import HNSW_MIN_WORDS, check_vocabulary_params, words_class
 from imagelearn.core.errors import ParameterError
 from imagelearn.features import make_detector
 from imagelearn.features.detectors import Detector
 from imagelearn.features.registry import DETECTORS
 from imagelearn.retrieval.global_descriptors import GeMDescriptor
+
+if TYPE_CHECKING:
+    from imagelearn.bof.vocabulary import Vocabulary
 
 #: The index's vocabulary parameters by kind when none are given: 10^5 words either way,
 #: 10 k-means iterations; 10^5 flat words are searched through an HNSW graph.
@@ -94,8 +97,8 @@ class IndexParams:
                 "detector",
                 f"unknown detector {self.detector!r}; choose one of: {', '.join(DETECTORS)}",
             )
-        vocabulary_class(self.vocabulary)  # an unknown kind names "vocabulary"
-        make_vocabulary(self.vocabulary, self.resolved_vocabulary_params)  # and its keys
+        words_class(self.vocabulary)  # an unknown kind names "vocabulary"
+        check_vocabulary_params(self.vocabulary, self.resolved_vocabulary_params)  # and its keys
 
     @property
     def resolved_vocabulary_params(self) -> dict[str, Any]:
@@ -111,6 +114,8 @@ class IndexParams:
 
     def make_vocabulary(self) -> Vocabulary:
         """An unfitted vocabulary of the chosen kind and parameters."""
+        from imagelearn.bof.vocabulary import make_vocabulary
+
         return make_vocabulary(self.vocabulary, self.resolved_vocabulary_params)
 
     def make_detector(self) -> Detector:

@@ -16,11 +16,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imagelearn.bof.vocabulary import vocabulary_class
+from imagelearn.bof.vocabulary import words_class
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.images import ImageReadError
 from imagelearn.data.inputs import expand_image_inputs
@@ -32,14 +32,9 @@ from imagelearn.retrieval.evaluation import (
 )
 from imagelearn.retrieval.index import Index, SearchResult
 from imagelearn.retrieval.params import DEFAULT_VOCABULARY_PARAMS, IndexParams, flat_index_kind
-from imagelearn.retrieval.writer import (
-    AddReport,
-    TagReport,
-    add_images,
-    build_index,
-    remove_images,
-    tag_index,
-)
+
+if TYPE_CHECKING:  # the writer (scikit-learn's PCA whitening among its imports) loads to write
+    from imagelearn.retrieval.writer import AddReport, TagReport
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +147,7 @@ def vocabulary_params(vocabulary: str, **options: int | None) -> dict[str, Any]:
     ParameterError
         An unknown kind, or an option given that the kind does not take (``parameter`` names it).
     """
-    vocabulary_class(vocabulary)
+    words_class(vocabulary)
     given = {name: value for name, value in options.items() if value is not None}
     for name in given:
         if name not in VOCABULARY_OPTIONS[vocabulary]:
@@ -243,6 +238,8 @@ def build_run(
     IndexExistsError
         A finished index is at ``out`` and not ``overwrite``.
     """
+    from imagelearn.retrieval.writer import build_index
+
     index_params = IndexParams(
         vocabulary=vocabulary,
         vocabulary_params=vocabulary_params(
@@ -276,6 +273,8 @@ def add_run(
     index: str | os.PathLike, images: Sources, *, n_jobs: int | None = -1, cache_dir: Any = None
 ) -> AddResult:
     """Add image files or folders to the index at ``index``; content already indexed is skipped."""
+    from imagelearn.retrieval.writer import add_images
+
     report = add_images(index, image_paths(images), n_jobs=n_jobs, cache_dir=cache_dir)
     return AddResult(Path(index), report)
 
@@ -283,11 +282,15 @@ def add_run(
 def tag_run(index: str | os.PathLike) -> TagResult:
     """Give the images of the index at ``index`` their ImageNet tags and its 2-D map, where
     an older build lacks them; the images added later are tagged too."""
+    from imagelearn.retrieval.writer import tag_index
+
     return TagResult(Path(index), tag_index(index))
 
 
 def remove_run(index: str | os.PathLike, paths: Sequence[str | os.PathLike]) -> RemoveResult:
     """Remove images from the index at ``index`` by path."""
+    from imagelearn.retrieval.writer import remove_images
+
     removed, missing = remove_images(index, paths)
     return RemoveResult(Path(index), tuple(removed), tuple(missing))
 

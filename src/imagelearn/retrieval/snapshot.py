@@ -2,7 +2,10 @@
 
 The writer (:mod:`imagelearn.retrieval.writer`) and the reader
 (:class:`imagelearn.retrieval.Index`) both start from a :class:`Snapshot`: the writer to
-quantise new images and commit the next snapshot, the reader to search this one.
+quantise new images and commit the next snapshot, the reader to search this one. The learned
+models are their fitted halves (:mod:`imagelearn.bof.vocabulary.words`,
+:class:`~imagelearn.retrieval.global_descriptors.Whitening`), so that opening an index imports
+neither scikit-learn nor SciPy.
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from safetensors.numpy import load_file
 
-from imagelearn.bof.vocabulary import Vocabulary, vocabulary_class
+from imagelearn.bof.vocabulary import Vocabulary, words_class
 from imagelearn.core.bundle import BundleError, member_path
 from imagelearn.core.persistence import decode_params
 from imagelearn.core.schema import describe
-from imagelearn.retrieval.global_descriptors import PCAWhitening
+from imagelearn.retrieval.global_descriptors import Whitening
 from imagelearn.retrieval.params import IndexParams
 from imagelearn.retrieval.storage import VOCABULARY_NAME
 
@@ -42,9 +45,10 @@ class Snapshot:
     ----------
     params : IndexParams
     vocabulary : Vocabulary
-        Fitted; assigns on all cores.
+        Fitted (the kind's fitted half, :func:`~imagelearn.bof.vocabulary.words_class`);
+        assigns on all cores.
     idf : ndarray of float32, shape (n_words,)
-    whitening : PCAWhitening or None
+    whitening : Whitening or None
         The global descriptors' whitening, when the index learned one.
     global_descriptor : GeMDescriptor
         Describes queries for the global path (unused when the index has none).
@@ -74,7 +78,7 @@ class Snapshot:
         except Exception as error:  # safetensors has its own error types for corrupt files
             raise BundleError(f"{directory / VOCABULARY_NAME}: corrupt ({error})") from error
         try:
-            self.vocabulary: Vocabulary = vocabulary_class(self.params.vocabulary).from_arrays(
+            self.vocabulary: Vocabulary = words_class(self.params.vocabulary).from_arrays(
                 {**self.params.resolved_vocabulary_params, "n_jobs": -1},
                 {
                     name[len(VOCABULARY_PREFIX) :]: array
@@ -83,9 +87,7 @@ class Snapshot:
                 },
             )
             self.idf = arrays["idf"]
-            self.whitening = (
-                PCAWhitening.from_arrays({}, arrays) if "whitening.projection" in arrays else None
-            )
+            self.whitening = Whitening.from_arrays(arrays)
         except (KeyError, TypeError, ValueError, IndexError) as error:
             raise BundleError(
                 f"{vocabulary_path}: incomplete or corrupt vocabulary ({error})"
@@ -125,7 +127,7 @@ def _checked_params(directory: Path, params: dict[str, Any]) -> IndexParams:
         raise BundleError(f"{directory}: not a valid index: {describe(error, 'params')}") from None
     vocabulary_params = checked.vocabulary_params
     if vocabulary_params is not None:
-        decode_params(vocabulary_class(checked.vocabulary), vocabulary_params, directory)
+        decode_params(words_class(checked.vocabulary), vocabulary_params, directory)
     return checked
 
 

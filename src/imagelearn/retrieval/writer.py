@@ -41,7 +41,7 @@ from imagelearn.core.progress import progress, progress_bar
 from imagelearn.features import extract_features
 from imagelearn.features.base import LocalFeatures
 from imagelearn.retrieval.catalogue import Catalogue, ImageRecord, now
-from imagelearn.retrieval.global_descriptors import PCAWhitening, make_global_index
+from imagelearn.retrieval.global_descriptors import make_global_index
 from imagelearn.retrieval.image_map import ImageMap, stored_map, updated_map
 from imagelearn.retrieval.inverted_file import Postings, bag_of_words, inverse_document_frequency
 from imagelearn.retrieval.params import IndexParams
@@ -61,6 +61,7 @@ from imagelearn.retrieval.storage import (
     write_segment,
 )
 from imagelearn.retrieval.tags import Tag, describe_with_classes
+from imagelearn.retrieval.whitening import PCAWhitening
 
 #: Segments beyond this many are merged into one by the next ``add``.
 MAX_SEGMENTS = 16

@@ -8,54 +8,26 @@ vocabularies of 100k+ words.
 
 from __future__ import annotations
 
-from typing import Any
-
-import faiss
 import numpy as np
+from sklearn.base import BaseEstimator
 
-from imagelearn.bof.vocabulary.base import Vocabulary, check_descriptors
-from imagelearn.core.bundle import faiss_header_problems
+from imagelearn.bof.vocabulary.base import check_descriptors
+from imagelearn.bof.vocabulary.words import INDEX_KINDS, KMeansWords, word_index
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.kmeans import (
-    N_CANDIDATES,
     check_init,
     check_n_candidates,
     cluster_centers,
-    exact_index,
     lloyd_rows,
-    search,
     seed_from,
 )
 from imagelearn.core.persistence import persistable
 from imagelearn.core.progress import progress_bar
 from imagelearn.core.threads import faiss_threads, resolve_n_jobs
 
-#: Neighbours per node of the HNSW graph used by ``KMeansVocabulary(index="hnsw")``.
-HNSW_NEIGHBORS = 32
-#: Candidates examined per HNSW search; higher is more exact and slower.
-HNSW_SEARCH_DEPTH = 64
-
-INDEX_KINDS = ("flat", "hnsw")
-#: From this many words on, an HNSW graph assigns faster than brute force (at 10,000 words it
-#: is slower: 53 against 35 µs per RootSIFT descriptor on one core).
-HNSW_MIN_WORDS = 50_000
-
-
-def word_index(words: np.ndarray, kind: str = "flat") -> faiss.Index | faiss.IndexBinary:
-    """A FAISS index over ``words`` (L2 for float32, Hamming for packed uint8): exact or HNSW."""
-    if kind != "hnsw":
-        return exact_index(words)
-    if words.dtype == np.uint8:
-        index = faiss.IndexBinaryHNSW(words.shape[1] * 8, HNSW_NEIGHBORS)
-    else:
-        index = faiss.IndexHNSWFlat(words.shape[1], HNSW_NEIGHBORS)
-    index.hnsw.efSearch = HNSW_SEARCH_DEPTH
-    index.add(words)
-    return index
-
 
 @persistable
-class KMeansVocabulary(Vocabulary):
+class KMeansVocabulary(KMeansWords, BaseEstimator):
     """Flat visual vocabulary: k-means (k-majority for binary descriptors), FAISS assignment.
 
     Parameters
@@ -95,28 +67,8 @@ class KMeansVocabulary(Vocabulary):
         (the soft-assignment kernel's sigma^2).
     """
 
-    bundle_kind = "kmeans-vocabulary"
-
-    def __init__(
-        self,
-        n_words: int = 1000,
-        n_iter: int = 20,
-        init: str = "auto",
-        coarse_to_fine: bool = True,
-        n_candidates: int | None = N_CANDIDATES,
-        index: str = "flat",
-        n_jobs: int | None = -1,
-        random_state: int | np.random.RandomState | None = 0,
-    ) -> None:
-        self.n_words = n_words
-        self.n_iter = n_iter
-        self.init = init
-        self.coarse_to_fine = coarse_to_fine
-        self.n_candidates = n_candidates
-        self.index = index
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-
+    # the constructor, state and word search are KMeansWords's: a retrieval index rebuilds
+    # those without importing scikit-learn
     def fit(self, descriptors: np.ndarray, y: None = None) -> KMeansVocabulary:
         """Cluster ``descriptors`` (n, d) into ``n_words`` words; uses every row given."""
         descriptors = check_descriptors(descriptors)
@@ -154,47 +106,3 @@ class KMeansVocabulary(Vocabulary):
             self._index = word_index(self.words_, self.index)
         self.dtype_, self.dimension_ = descriptors.dtype, descriptors.shape[1]
         return self
-
-    @property
-    def n_words_(self) -> int:
-        return len(self.words_)
-
-    def max_words(self) -> int:
-        return int(self.n_words)
-
-    def _search(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return search(self._index, descriptors, k)
-
-    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        arrays = {"words": self.words_, "bandwidth": np.array([self.bandwidth_], dtype=np.float64)}
-        if self.index == "hnsw":  # the graph is saved so that a reload assigns identically
-            serialize = (
-                faiss.serialize_index_binary if self.dtype_ == np.uint8 else faiss.serialize_index
-            )
-            arrays["hnsw_graph"] = serialize(self._index)
-        return {}, arrays
-
-    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        self.words_ = np.ascontiguousarray(arrays["words"])
-        self.dtype_ = self.words_.dtype
-        self.dimension_ = self.words_.shape[1]
-        self.bandwidth_ = float(arrays["bandwidth"][0])
-        if "hnsw_graph" in arrays:
-            binary = self.dtype_ == np.uint8
-            graph = np.ascontiguousarray(arrays["hnsw_graph"], dtype=np.uint8)
-            problems = faiss_header_problems(
-                graph,
-                "IndexBinaryHNSW" if binary else "IndexHNSWFlat",
-                self.dimension_ * 8 if binary else self.dimension_,
-                len(self.words_),
-            )
-            if problems:
-                raise ValueError(f"hnsw_graph is not the words' graph ({'; '.join(problems)})")
-            deserialize = faiss.deserialize_index_binary if binary else faiss.deserialize_index
-            try:
-                self._index = deserialize(graph)
-            except RuntimeError as error:
-                raise ValueError(f"corrupt hnsw_graph ({str(error)[:200]})") from error
-            self._index.hnsw.efSearch = HNSW_SEARCH_DEPTH
-        else:
-            self._index = word_index(self.words_, self.index)

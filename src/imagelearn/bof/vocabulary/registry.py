@@ -1,4 +1,8 @@
-"""The vocabulary kinds by name, and :func:`make_vocabulary` (validated like detectors)."""
+"""The vocabulary kinds by name, and :func:`make_vocabulary` (validated like detectors).
+
+Names and parameters are checked by :mod:`.words` (the fitted halves, which a retrieval index
+uses without scikit-learn), with the same messages.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from sklearn.base import clone
 from imagelearn.bof.vocabulary.base import Vocabulary
 from imagelearn.bof.vocabulary.flat import KMeansVocabulary
 from imagelearn.bof.vocabulary.tree import VocabularyTree
+from imagelearn.bof.vocabulary.words import check_vocabulary_params, words_class
 from imagelearn.core.errors import ParameterError
 
 #: Vocabulary kinds by name, for :func:`make_vocabulary` and ``BagOfFeatures(vocabulary=...)``.
@@ -24,12 +29,7 @@ def vocabulary_class(kind: str) -> type[Vocabulary]:
     ParameterError
         ``parameter="vocabulary"``: ``kind`` is not a name in :data:`VOCABULARIES`.
     """
-    if not isinstance(kind, str) or kind not in VOCABULARIES:
-        raise ParameterError(
-            "vocabulary",
-            f"unknown vocabulary {kind!r}; choose one of: {', '.join(VOCABULARIES)} "
-            "(or give an unfitted Vocabulary instance)",
-        )
+    words_class(kind)
     return VOCABULARIES[kind]
 
 
@@ -74,12 +74,5 @@ def make_vocabulary(
             )
         return clone(vocabulary)
     kind = vocabulary_class(vocabulary)
-    accepted = kind._get_param_names()
-    unknown = sorted(set(merged) - set(accepted))
-    if unknown:
-        raise ParameterError(
-            "vocabulary_params",
-            f"vocabulary {vocabulary!r} ({kind.__name__}) has no parameter "
-            f"{', '.join(unknown)}; its parameters: {', '.join(accepted)}",
-        )
+    check_vocabulary_params(vocabulary, merged)
     return kind(**merged)
