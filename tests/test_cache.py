@@ -90,11 +90,11 @@ def test_info_counts_the_entries_and_bytes_of_each_kind(home, photos):
     extract_features(photos, make_detector("sift", max_keypoints=200), n_jobs=1)
     put_embeddings(home / "embeddings" / "model", 3)
     info = cache_info()
-    features, embeddings, segmentation, index = info.kinds
+    features, embeddings, segmentation, index, thumbnails = info.kinds
     on_disk = sum(p.stat().st_size for p in (home / "features").rglob("*.npz"))
     assert (features.n_entries, features.n_bytes) == (len(photos), on_disk)
     assert (embeddings.n_entries, embeddings.n_bytes) == (3, 3 * ENTRY_BYTES)
-    assert segmentation.n_entries == index.n_entries == 0
+    assert segmentation.n_entries == index.n_entries == thumbnails.n_entries == 0
     assert info.n_bytes == on_disk + 3 * ENTRY_BYTES
     assert str(home) in info.format() and "cap 5.0 GiB" in info.format()
 
