@@ -37,6 +37,7 @@ from PIL import Image
 from imagelearn.core.bundle import atomic_write_bytes, atomic_write_json
 from imagelearn.core.errors import ImagelearnError, ParameterError
 from imagelearn.core.images import IMAGE_SUFFIXES, ImageReadError, ImageTooLargeError, open_image
+from imagelearn.core.persistence import read_metadata
 from imagelearn.web.security import DEFAULT_MAX_PIXELS, UploadError
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,8 @@ def read_label_png(
                     rgba = None
                 else:
                     rgba = np.asarray(image.convert("RGBA"))
+        except UploadError:
+            raise
         except ImageTooLargeError:
             raise UploadError(
                 413, f"{what} has more pixels than the {width}x{height} image"
@@ -307,6 +310,7 @@ class Job:
     error: str | None = None
     started: float = field(default_factory=time.perf_counter)
     seconds: dict[str, float] = field(default_factory=dict)
+    finished: threading.Event = field(default_factory=threading.Event)
 
     def describe(self) -> dict:
         return {
@@ -481,8 +485,15 @@ class Studio:
             else:
                 job.state, job.progress, job.stage = "done", 1.0, "done"
             job.seconds["total"] = time.perf_counter() - job.started
+            job.finished.set()
 
         self._worker.submit(run)
+        return job
+
+    def wait(self, job_id: int, timeout: float | None = None) -> Job:
+        """The job ``job_id`` once it has ended (done or failed), or when ``timeout`` passed."""
+        job = self.job(job_id)
+        job.finished.wait(timeout)
         return job
 
     def _stage(self, job: Job, stage: str, progress: float, since: float | None) -> float:
@@ -579,6 +590,44 @@ class Studio:
             next(image.versions),
         )
         job.seconds["to_overlay" if preview else "to_map"] = time.perf_counter() - job.started
+
+    def apply(self, image: StudioImage, name: str) -> Job:
+        """Start predicting the image with a saved pixel classifier: ``name`` is a model bundle
+        under the output folder (``STEM/model`` as the studio saves, or one that
+        ``segment train`` wrote there)."""
+        from imagelearn.core.bundle import member_path
+        from imagelearn.segment import PixelClassifier, PixelFeatures
+
+        parts = name.strip("/").split("/")
+        try:
+            directory = member_path(self.out, *parts, what="studio output folder")
+        except ImagelearnError as error:
+            raise StudioError(422, f"model {name!r}: {error}") from None
+        if not directory.is_dir():
+            raise StudioError(404, f"no model {name!r} in the output folder {self.out}")
+        try:
+            model = PixelClassifier.load(directory).set_params(n_jobs=-1)
+        except ImagelearnError as error:
+            raise StudioError(422, f"model {name!r} is not a pixel classifier: {error}") from None
+        colors = read_metadata(directory).get("class_colors") or []
+        names = list(model.class_names_)
+        if len(colors) != len(names):
+            from imagelearn.segment.render import default_colors
+
+            colors = default_colors(len(names))
+        colors = [tuple(color) for color in colors]
+
+        def work(job: Job) -> None:
+            since = self._stage(job, "predicting", 0.2, None)
+            same = model.features_.get_params() == PixelFeatures().get_params()
+            stack = image.features(model.features_) if same else None
+            if stack is not None:
+                proba = model.predict_proba_features(stack)
+            else:
+                proba = model.predict_proba(image.raster)
+            self._finish(image, model, proba, 1, names, colors, job, since)
+
+        return self._submit(image, "apply", work)
 
     def cluster(self, image: StudioImage, method: str, n_clusters: int) -> Job:
         """Start k-means/ISODATA clustering of the image's pixels."""

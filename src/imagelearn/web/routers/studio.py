@@ -149,6 +149,19 @@ async def train(
     return JSONResponse(job.describe(), status_code=202)
 
 
+@router.post("/images/{image_id}/apply", summary="Predict with a saved model (background)")
+async def apply(
+    request: Request,
+    image_id: Annotated[int, StudioImageId],
+    model: Annotated[
+        str, Query(min_length=1, max_length=200, description="bundle under the output folder")
+    ],
+) -> JSONResponse:
+    owner, image = await _image(request, image_id)
+    job = await run_in_threadpool(owner.apply, image, model)
+    return JSONResponse(job.describe(), status_code=202)
+
+
 @router.post("/images/{image_id}/cluster", summary="k-means or ISODATA on the pixels (background)")
 async def cluster(
     request: Request,
