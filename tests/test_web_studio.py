@@ -194,6 +194,10 @@ def test_training_needs_samples_of_two_classes(client, folder, out):
         assert fresh.get("/api/studio/images/0/result").status_code == 404
         assert fresh.get("/api/studio/images/0/overlay").status_code == 404
         assert fresh.get("/api/studio/jobs/99").status_code == 404
+        assert (
+            fresh.get("/api/studio/images/0/samples", params={"kind": "validation"}).status_code
+            == 404
+        )
 
 
 def test_training_gives_overlays_areas_and_the_map_of_the_saved_model(client, trained, truth, out):
@@ -210,6 +214,8 @@ def test_training_gives_overlays_areas_and_the_map_of_the_saved_model(client, tr
     uncertainty = client.get("/api/studio/images/0/overlay", params={"kind": "uncertainty"})
     assert Image.open(io.BytesIO(uncertainty.content)).size == (240, 200)
     assert client.get("/api/studio/images/0/overlay", params={"kind": "x"}).status_code == 422
+    sent = Image.open(io.BytesIO(client.get("/api/studio/images/0/samples").content))
+    assert np.array_equal(np.asarray(sent), samples_png(scribbles(truth)))
 
     saved = client.post("/api/studio/images/0/save").json()
     folder = Path(saved["folder"])

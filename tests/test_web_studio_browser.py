@@ -147,6 +147,10 @@ def test_painted_strokes_of_two_classes_train_an_overlay_with_their_areas(page, 
     assert screenshot(page, "studio-dubai").stat().st_size > 10_000
     page.check("text=Uncertainty")
     assert screenshot(page, "studio-dubai-uncertainty").stat().st_size > 10_000
+    page.reload()  # the samples sent come back into the page, the class map too
+    page.wait_for_selector("canvas.studio-canvas[data-ready=true]")
+    assert page.inner_text(".studio-counts") == counts
+    assert page.get_attribute("canvas.studio-canvas", "data-overlay") is not None
 
 
 def test_accuracy_against_the_em_mask_equals_segment_evaluate(page, server, folder, out, tmp_path):
@@ -176,7 +180,7 @@ def test_accuracy_against_the_em_mask_equals_segment_evaluate(page, server, fold
         for row, first, last in runs_inside(truth == label, length, 4, margin):
             drag(page, row, first, last)
     train(page)
-    page.set_input_files(".studio-panel input[type=file]", str(reference))
+    page.set_input_files("input[aria-label='Reference mask']", str(reference))
     page.wait_for_selector(".studio-oa[data-against=reference]")
     shown = float(page.get_attribute(".studio-oa", "data-accuracy"))
     page.click("text=Save")

@@ -261,14 +261,14 @@ class StudioImage:
 
     def display(self, level: int) -> np.ndarray:
         """uint8 RGB of the image at pyramid ``level`` (made once per level)."""
-        from imagelearn.segment.render import _display_rgb
+        from imagelearn.segment.render import display_rgb
 
         if level not in self._display:
             import cv2
 
             if level == 0:
                 pixels = np.asarray(self.raster)
-                self._display[0] = _display_rgb(pixels)
+                self._display[0] = display_rgb(pixels)
             else:
                 above = self.display(level - 1)
                 size = (max(1, above.shape[1] // 2), max(1, above.shape[0] // 2))
@@ -452,6 +452,15 @@ class Studio:
                     if mask is not None:
                         mask[mask > len(checked)] = 0
         self.classes = checked
+
+    def labels_png(self, image: StudioImage, kind: str) -> bytes:
+        """The stored samples (``kind`` train/validation) as the page sends them: an RGBA PNG
+        of the class colours, transparent where unlabelled."""
+        mask = image.samples if kind == "train" else image.validation
+        if mask is None:
+            raise StudioError(404, f"no {kind} samples stored for this image")
+        palette = np.array([(0, 0, 0, 0), *((*c.color, 255) for c in self.classes)], np.uint8)
+        return png_bytes(palette[np.minimum(mask, len(self.classes))])
 
     def set_labels(self, image: StudioImage, kind: str, data: bytes) -> dict[str, int]:
         """Store an uploaded samples (``kind`` train/validation) or reference PNG."""

@@ -129,6 +129,21 @@ async def put_samples(
     return await _labels(request, image_id, kind, file)
 
 
+@router.get(
+    "/images/{image_id}/samples",
+    summary="The stored samples as a PNG of class colours (transparent: unlabelled)",
+    response_class=Response,
+)
+async def get_samples(
+    request: Request,
+    image_id: Annotated[int, StudioImageId],
+    kind: Annotated[LabelKind, Query()] = "train",
+) -> Response:
+    owner, image = await _image(request, image_id)
+    data = await run_in_threadpool(owner.labels_png, image, kind)
+    return Response(data, media_type="image/png", headers={"cache-control": "no-store"})
+
+
 @router.put("/images/{image_id}/reference", summary="A reference mask for the accuracy report")
 async def put_reference(
     request: Request,

@@ -146,6 +146,35 @@ export async function mount(root, params) {
     if (x0 < x1) repaint(state.kind, x0, y0, x1, y1);
   }
 
+  // The samples the server holds (sent earlier, or loaded from a file) back into the page.
+  async function loadSamples(kind) {
+    const image = await new Promise((resolve) => {
+      const found = new Image();
+      found.onload = () => resolve(found);
+      found.onerror = () => resolve(null);
+      found.src = `/api/studio/images/${imageId}/samples?kind=${kind}&t=${Date.now()}`;
+    });
+    if (!image) return;
+    const scratch = document.createElement("canvas");
+    scratch.width = width;
+    scratch.height = height;
+    const drawn = scratch.getContext("2d");
+    drawn.drawImage(image, 0, 0);
+    const pixels = drawn.getImageData(0, 0, width, height).data;
+    const labels = new Map(state.classes.map((item, i) => {
+      const [r, g, b] = rgbOf(item.color);
+      return [(r << 16) | (g << 8) | b, i + 1];
+    }));
+    const mask = state.masks[kind];
+    for (let i = 0; i < mask.length; i++) {
+      const p = 4 * i;
+      mask[i] = pixels[p + 3] ? labels.get((pixels[p] << 16) | (pixels[p + 1] << 8) | pixels[p + 2]) || 0 : 0;
+    }
+    repaint(kind);
+    updateCounts();
+    queueDraw();
+  }
+
   async function samplesPng(kind) {
     return new Promise((resolve) => layers[kind].canvas.toBlob(resolve, "image/png"));
   }
@@ -520,6 +549,18 @@ export async function mount(root, params) {
       clear(accuracyPanel, errorBox(error.message));
     }
   });
+  const samplesInput = h("input", { type: "file", accept: "image/png,image/*", "aria-label": "Load samples" });
+  samplesInput.addEventListener("change", async () => {
+    const file = samplesInput.files[0];
+    if (!file) return;
+    const form = new FormData();
+    form.append("file", file, file.name);
+    try {
+      await api(`/api/studio/images/${imageId}/samples`, { kind: state.kind }, { method: "PUT", body: form });
+      await loadSamples(state.kind);
+    } catch (error) { toast(error.message, "error"); }
+    samplesInput.value = "";
+  });
   const validationButton = h("button", { class: "button", type: "button" }, "Against validation samples");
   validationButton.addEventListener("click", () => refreshAccuracy("validation"));
 
@@ -583,7 +624,8 @@ export async function mount(root, params) {
   const panel = h("aside", { class: "panel studio-panel" },
     h("label", { class: "field" }, "Image", imageSelect),
     h("section", {}, h("h3", {}, "Classes"), classList, addClass),
-    h("section", {}, h("h3", {}, "Paint"), tools, h("label", { class: "field" }, "Brush size", brush), h("label", { class: "field" }, "Painting", kind), counts),
+    h("section", {}, h("h3", {}, "Paint"), tools, h("label", { class: "field" }, "Brush size", brush), h("label", { class: "field" }, "Painting", kind), counts,
+      h("label", { class: "field" }, "Load samples (PNG: class colours, or labels 0..K as segment train reads)", samplesInput)),
     h("section", {}, h("div", { class: "row" }, trainButton, saveButton), progress, stage),
     h("section", {}, h("h3", {}, "Overlay"), h("label", { class: "field" }, "Opacity", opacity), h("label", { class: "toggle" }, uncertaintyToggle, "Uncertainty (where to add samples)")),
     areaTable,
@@ -610,6 +652,8 @@ export async function mount(root, params) {
   document.addEventListener("keyup", keys);
   observer.observe(wrap);
   resize();
+  if (meta.samples) await loadSamples("train");
+  if (meta.validation) await loadSamples("validation");
   if (meta.result) await showResult(meta.result);
   canvas.dataset.ready = "true";
 
