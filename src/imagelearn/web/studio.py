@@ -21,12 +21,12 @@ import io
 import itertools
 import logging
 import os
+import queue
 import tempfile
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,6 +213,7 @@ class Result:
     preview : bool
         Only every ``step``-th pixel has been predicted so far.
     step : int
+        1 unless ``preview``.
     seconds : dict of str to float
         How long each stage took.
     model : PixelClassifier or None
@@ -384,7 +385,11 @@ class Studio:
         self._opening = threading.Lock()
         self._jobs: dict[int, Job] = {}
         self._job_ids = itertools.count(1)
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="imagelearn-studio")
+        # Jobs run one at a time on a thread of their own: not one of the shared pools
+        # (core.execution), on which the forest's tree traversals would run serially.
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._worker = threading.Thread(target=self._work, name="imagelearn-studio", daemon=True)
+        self._worker.start()
 
     # ------------------------------------------------------------ images
 
@@ -496,8 +501,12 @@ class Studio:
             job.seconds["total"] = time.perf_counter() - job.started
             job.finished.set()
 
-        self._worker.submit(run)
+        self._queue.put(run)
         return job
+
+    def _work(self) -> None:
+        while (task := self._queue.get()) is not None:
+            task()
 
     def wait(self, job_id: int, timeout: float | None = None) -> Job:
         """The job ``job_id`` once it has ended (done or failed), or when ``timeout`` passed."""
@@ -549,8 +558,8 @@ class Studio:
         if stack is None:  # too large to keep: tile by tile, as the CLI does
             model.fit(image.raster, mask, names)
             since = self._stage(job, "predicting", 0.6, since)
-            proba = model.predict_proba(image.raster)
-            self._finish(image, model, proba, 1, names, colors, job, since)
+            self._publish(image, model, model.predict_proba(image.raster), names, colors, job)
+            self._stage(job, "done", 1.0, since)
             return
         labelled = mask > 0
         model.fit_features(stack[labelled], mask[labelled], names, int(image.raster.shape[2]))
@@ -559,13 +568,9 @@ class Studio:
         if step > 1:
             since = self._stage(job, "preview", 0.55, since)
             proba = model.predict_proba_features(stack[::step, ::step])
-            self._publish(image, model, proba, step, True, names, colors, job)
+            self._publish(image, model, proba, names, colors, job, preview=step)
         since = self._stage(job, "predicting", 0.75, since)
-        proba = model.predict_proba_features(stack)
-        self._finish(image, model, proba, step, names, colors, job, since)
-
-    def _finish(self, image, model, proba, step, names, colors, job, since) -> None:
-        self._publish(image, model, proba, step, False, names, colors, job)
+        self._publish(image, model, model.predict_proba_features(stack), names, colors, job)
         self._stage(job, "done", 1.0, since)
 
     def _publish(
@@ -573,27 +578,27 @@ class Studio:
         image: StudioImage,
         model,
         proba: np.ndarray,
-        step: int,
-        preview: bool,
         names: list[str],
         colors: list[Color],
         job: Job,
+        preview: int | None = None,
     ) -> None:
-        """Make ``proba`` (decimated by ``step`` when ``preview``) the image's result."""
+        """Make the class map of ``proba`` ``(H, W, K)`` the image's result; ``preview``: the
+        step by which ``proba`` was decimated (a first overlay; the full map follows)."""
         from imagelearn.segment.render import preview_step
 
-        labels = model.classes_.astype(np.uint8)[np.asarray(proba).argmax(axis=2)]
-        show = 1 if preview else max(step, preview_step(image.shape))
-        decimated = np.asarray(proba)[::show, ::show] if not preview else np.asarray(proba)
-        uncertainty = np.round(255 * (1 - decimated.max(axis=2))).astype(np.uint8)
+        proba = np.asarray(proba)
+        labels = model.classes_.astype(np.uint8)[proba.argmax(axis=2)]
+        show = 1 if preview else preview_step(image.shape)  # the overlays' resolution
+        uncertainty = np.round(255 * (1 - proba[::show, ::show].max(axis=2))).astype(np.uint8)
         image.result = Result(
             "classifier",
             labels,
             uncertainty,
             names,
             colors,
-            preview,
-            step,
+            preview is not None,
+            preview or 1,
             dict(job.seconds),
             model,
             next(image.versions),
@@ -634,7 +639,8 @@ class Studio:
                 proba = model.predict_proba_features(stack)
             else:
                 proba = model.predict_proba(image.raster)
-            self._finish(image, model, proba, 1, names, colors, job, since)
+            self._publish(image, model, proba, names, colors, job)
+            self._stage(job, "done", 1.0, since)
 
         return self._submit(image, "apply", work)
 
@@ -830,4 +836,5 @@ class Studio:
         return {"folder": str(folder), "files": written}
 
     def close(self) -> None:
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        """Stop the job thread once the job in progress (if any) ends."""
+        self._queue.put(None)
