@@ -141,6 +141,27 @@ def test_tiled_prediction_equals_untiled():
     np.testing.assert_array_equal(model.predict(image), model.classes_[whole.argmax(axis=2)])
 
 
+def test_a_kept_feature_stack_trains_and_predicts_as_the_image_does():
+    image, truth = load_em_slice(data_path("em_membranes"), "3.png")
+    image, truth = image[:150, :170], truth[:150, :170]
+    samples = simulate_scribbles(truth, 150)
+    from_image = PixelClassifier(classifier_params=FAST_FOREST, tile_size=None).fit(image, samples)
+    stack = PixelFeatures().transform(image)
+    from_stack = PixelClassifier(classifier_params=FAST_FOREST).fit_features(
+        stack[samples > 0], samples[samples > 0], n_bands=1
+    )
+    assert from_stack.class_names_ == from_image.class_names_ == ["class1", "class2"]
+    assert from_stack.n_samples_per_class_ == from_image.n_samples_per_class_
+    np.testing.assert_array_equal(
+        from_stack.predict_proba_features(stack), from_image.predict_proba(image)
+    )
+    np.testing.assert_array_equal(from_stack.predict(image), from_image.predict(image))
+    with pytest.raises(ValueError, match="one class only"):
+        PixelClassifier().fit_features(stack[samples == 1], samples[samples == 1], n_bands=1)
+    with pytest.raises(ValueError, match="N labels"):
+        PixelClassifier().fit_features(stack, samples, n_bands=1)
+
+
 def test_prediction_streams_into_a_memory_map(tmp_path, scene):
     image, truth = scene
     model = PixelClassifier(classifier_params=FAST_FOREST, tile_size=40).fit(

@@ -1,4 +1,5 @@
-"""``imagelearn serve INDEX``: the web app over an index (search, match view, browse, map)."""
+"""``imagelearn serve INDEX``: the web app over an index (search, match view, browse, map);
+``--studio IMAGE_OR_FOLDER`` adds the pixel classification studio (and opens into it)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the web app: search by image or keyword, see why it matched, explore",
         description="Serve the web app over an index; open the URL it prints.",
     )
-    serve.add_argument("index", help="index directory (from 'imagelearn index build')")
+    serve.add_argument(
+        "index",
+        nargs="?",
+        help="index directory (from 'imagelearn index build'); optional with --studio",
+    )
+    serve.add_argument(
+        "--studio",
+        metavar="IMAGE_OR_FOLDER",
+        help="pixel classification studio on this image or folder of images (opens into it)",
+    )
+    serve.add_argument(
+        "--studio-out",
+        metavar="DIR",
+        help="where the studio saves samples, models, class maps (default: runs/studio)",
+    )
+    serve.add_argument(
+        "--pixel-size", type=float, help="studio images: metres per pixel (areas in m²)"
+    )
     serve.add_argument("--model", help="a classifier run whose classes tag the images")
     serve.add_argument("--clusters", help="a clustering run whose cluster ids tag the images")
     serve.add_argument(
@@ -38,7 +56,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_serve(arguments: argparse.Namespace) -> int:
+    from imagelearn.core.errors import ParameterError
     from imagelearn.web.server import serve
+
+    if arguments.index is None and arguments.studio is None:
+        raise ParameterError("index", "give an index directory, --studio IMAGE_OR_FOLDER, or both")
+    studio = {}
+    if arguments.studio is not None:
+        studio = {
+            "studio": arguments.studio,
+            "studio_out": arguments.studio_out,
+            "pixel_size": arguments.pixel_size,
+        }
 
     serve(
         arguments.index,
@@ -50,5 +79,6 @@ def run_serve(arguments: argparse.Namespace) -> int:
         writable=arguments.writable,
         workers=arguments.workers,
         announce=lambda line: print(line, flush=True),
+        **studio,
     )
     return 0

@@ -168,9 +168,46 @@ class PixelClassifier(PersistentEstimator, BaseEstimator):
         bands = {_bands(image) for image in images}
         if len(bands) > 1:
             raise ValueError(f"training images have different band counts {sorted(bands)}")
-        kind = classifier_kind(self.classifier)
+        classifier_kind(self.classifier)  # an unknown classifier fails before the features
         self.features_ = self._features()
         features, labels = self._labelled_features(images, masks)
+        return self.fit_features(features, labels, class_names, bands.pop())
+
+    def fit_features(
+        self,
+        features: np.ndarray,
+        labels: np.ndarray,
+        class_names: Sequence[str] | None = None,
+        n_bands: int = 3,
+    ) -> PixelClassifier:
+        """Learn from the features of labelled pixels already computed by ``features_``.
+
+        What :meth:`fit` does once it has the features of the labelled pixels; a caller that
+        keeps an image's feature stack (the web studio, retraining after each stroke) calls it
+        with ``stack[mask > 0]`` and ``mask[mask > 0]``.
+
+        Parameters
+        ----------
+        features : float32 ndarray ``(N, F)``
+            Per-pixel features, as ``PixelFeatures.transform`` of the training image(s)
+            computes them with this model's ``features`` (or the default).
+        labels : int ndarray ``(N,)``
+            Class of each row, 1..K.
+        class_names : list of str, optional
+        n_bands : int
+            Bands of the training image(s); prediction needs the same.
+
+        Returns
+        -------
+        self
+        """
+        kind = classifier_kind(self.classifier)
+        self.features_ = self._features()
+        features, labels = np.asarray(features), np.asarray(labels)
+        if features.ndim != 2 or labels.shape != (features.shape[0],) or not labels.size:
+            raise ValueError(
+                f"need (N, F) features and N labels, got {features.shape} and {labels.shape}"
+            )
         self.classes_ = np.unique(labels).astype(np.int64)
         if self.classes_[0] < 0 or self.classes_[-1] > MAX_CLASSES:
             raise ValueError(
@@ -188,7 +225,7 @@ class PixelClassifier(PersistentEstimator, BaseEstimator):
         self.n_samples_per_class_ = {
             names[label - 1]: int(np.sum(labels == label)) for label in self.classes_
         }
-        self.n_bands_ = bands.pop()
+        self.n_bands_ = int(n_bands)
         encoded = np.searchsorted(self.classes_, labels)
         _, self.arrays_ = kind.fit(
             features, encoded, dict(self.classifier_params or {}), self.random_state, self.n_jobs
@@ -208,9 +245,28 @@ class PixelClassifier(PersistentEstimator, BaseEstimator):
         return classifier_kind(self.classifier).predictor(self.arrays_, self.n_jobs)
 
     def _tile_proba(self, predictor: Predictor, block: np.ndarray) -> np.ndarray:
-        features = self.features_.transform(block)
-        proba = predictor.predict_proba(features.reshape(-1, features.shape[2]))
-        return proba.reshape(*features.shape[:2], -1)
+        return self._feature_proba(predictor, self.features_.transform(block))
+
+    @staticmethod
+    def _feature_proba(predictor: Predictor, features: np.ndarray) -> np.ndarray:
+        proba = predictor.predict_proba(features.reshape(-1, features.shape[-1]))
+        return proba.reshape(*features.shape[:-1], -1)
+
+    def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities from features already computed by ``features_``.
+
+        Parameters
+        ----------
+        features : float32 ndarray ``(..., F)`` (a whole stack ``(H, W, F)``, a decimated
+            one, or rows ``(N, F)``)
+
+        Returns
+        -------
+        float32 ``(..., K)``, columns in the order of ``classes_``.
+        """
+        check_is_fitted(self, "arrays_")
+        predictor = classifier_kind(self.classifier).predictor(self.arrays_, self.n_jobs)
+        return self._feature_proba(predictor, np.asarray(features))
 
     def predict_proba(self, image: np.ndarray, out: str | os.PathLike | None = None) -> np.ndarray:
         """Class probabilities of every pixel.

@@ -49,7 +49,7 @@ def write_classmap_png(
     atomic_write_bytes(path, _png_bytes(image))
 
 
-def _display_rgb(pixels: np.ndarray) -> np.ndarray:
+def display_rgb(pixels: np.ndarray) -> np.ndarray:
     """uint8 RGB for showing any raster: gray, RGB, or the first three bands stretched."""
     if pixels.shape[2] == 3 and pixels.dtype == np.uint8:
         return pixels
@@ -79,7 +79,7 @@ def overlay(
     pixels = np.asarray(raster[::step, ::step])
     pixels = pixels[..., None] if pixels.ndim == 2 else pixels
     labels = np.asarray(label_map[::step, ::step])
-    rgb = _display_rgb(pixels).astype(np.float32)
+    rgb = display_rgb(pixels).astype(np.float32)
     palette = np.array([(0, 0, 0), *colors], dtype=np.float32)
     blended = np.where((labels > 0)[..., None], (1 - alpha) * rgb + alpha * palette[labels], rgb)
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)

@@ -26,7 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from imagelearn import __version__
-from imagelearn.core.errors import ImagelearnError
+from imagelearn.core.errors import ImagelearnError, ParameterError
 from imagelearn.web.security import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_UPLOAD_BYTES,
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: The routers of the app, by module under :mod:`imagelearn.web.routers`.
-ROUTERS = ("search", "images", "tags", "map", "admin")
+ROUTERS = ("search", "images", "tags", "map", "admin", "studio")
 #: Folder (inside the index directory) where images added through the app are stored.
 UPLOADS_NAME = "uploads"
 
@@ -55,7 +55,8 @@ class AppSettings:
 
     Attributes
     ----------
-    index_dir : Path
+    index_dir : Path or None
+        None: a studio-only server (``imagelearn serve --studio``).
     writable : bool
         Adding and removing images allowed.
     upload_dir : Path
@@ -68,9 +69,9 @@ class AppSettings:
         A token is required.
     """
 
-    index_dir: Path
+    index_dir: Path | None
     writable: bool
-    upload_dir: Path
+    upload_dir: Path | None
     max_upload_bytes: int
     max_pixels: int
     model: Path | None
@@ -79,8 +80,11 @@ class AppSettings:
 
 
 def create_app(
-    index_dir: str | os.PathLike,
+    index_dir: str | os.PathLike | None,
     *,
+    studio: str | os.PathLike | None = None,
+    studio_out: str | os.PathLike | None = None,
+    pixel_size: float | None = None,
     model: str | os.PathLike | None = None,
     clusters: str | os.PathLike | None = None,
     writable: bool = False,
@@ -96,8 +100,15 @@ def create_app(
 
     Parameters
     ----------
-    index_dir : path-like
-        An index built by ``imagelearn index build``.
+    index_dir : path-like or None
+        An index built by ``imagelearn index build``; None serves the studio only.
+    studio : path-like, optional
+        An image or a folder of images for the pixel classification studio
+        (:mod:`imagelearn.web.studio`).
+    studio_out : path-like, optional
+        Where the studio saves (default ``runs/studio``; never inside the studio's folder).
+    pixel_size : float, optional
+        Ground sampling distance of the studio's images, metres per pixel.
     model : path-like, optional
         A classifier run (``bof train`` or ``classify train``): its classes tag the images.
     clusters : path-like, optional
@@ -127,15 +138,30 @@ def create_app(
         ``index_dir`` is not an index, ``model`` not a classifier run, ``clusters`` not a
         clustering run.
     """
-    index_dir = Path(index_dir)
-    upload_dir = Path(upload_dir) if upload_dir is not None else index_dir / UPLOADS_NAME
-    service = IndexService(
-        index_dir, upload_dir=upload_dir, model=model, clusters=clusters, workers=workers
-    )
+    if index_dir is None and studio is None:
+        raise ParameterError("index", "give an index, a studio image or folder, or both")
+    service = None
+    if index_dir is not None:
+        index_dir = Path(index_dir)
+        upload_dir = Path(upload_dir) if upload_dir is not None else index_dir / UPLOADS_NAME
+        service = IndexService(
+            index_dir, upload_dir=upload_dir, model=model, clusters=clusters, workers=workers
+        )
+    studio_state = None
+    if studio is not None:
+        from imagelearn.web.studio import Studio
+
+        studio_state = Studio(
+            studio,
+            studio_out,
+            max_pixels=max_pixels,
+            pixel_size=pixel_size,
+            allow_inside_source=studio_out is not None,
+        )
     app_settings = AppSettings(
         index_dir=index_dir,
         writable=writable,
-        upload_dir=upload_dir,
+        upload_dir=upload_dir if service is not None else None,
         max_upload_bytes=int(max_upload_bytes),
         max_pixels=int(max_pixels),
         model=Path(model) if model is not None else None,
@@ -145,9 +171,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        service.warm_up()
+        if service is not None:
+            service.warm_up()
         yield
-        service.close()
+        if service is not None:
+            service.close()
+        if studio_state is not None:
+            studio_state.close()
 
     app = FastAPI(
         title="imagelearn",
@@ -160,6 +190,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.studio = studio_state
     app.state.settings = app_settings
     app.state.thumbnails = ThumbnailCache(thumbnail_dir)
     hosts = None if allowed_hosts is None else tuple(host.lower() for host in allowed_hosts)
@@ -233,5 +264,8 @@ def settings(request: Request) -> AppSettings:
 
 
 def service(request: Request) -> IndexService:
-    """The index service of the app answering ``request``."""
-    return request.app.state.service
+    """The index service of the app answering ``request`` (a 404 on a studio-only server)."""
+    found = request.app.state.service
+    if found is None:
+        raise HTTPException(404, "this server serves no index (it was started with --studio only)")
+    return found

@@ -55,7 +55,7 @@ def page_url(host: str, port: int, token: str | None) -> str:
 
 
 def serve(
-    index: str | os.PathLike,
+    index: str | os.PathLike | None,
     *,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
@@ -67,7 +67,8 @@ def serve(
 
     Parameters
     ----------
-    index : path-like
+    index : path-like or None
+        None: the studio only (``studio=`` in ``app_options``).
     host, port
         The address to bind; beyond the loopback a token is required unless ``no_auth``.
     no_auth : bool
@@ -106,7 +107,12 @@ def serve(
     app = create_app(index, token=token, allowed_hosts=hosts, **app_options)
     listening = bind(host, port)
     bound_port = listening.getsockname()[1]
-    announce(f"imagelearn: serving {index} at {page_url(host, bound_port, token)}")
+    served = " and ".join(
+        str(part) for part in (index, app_options.get("studio")) if part is not None
+    )
+    announce(f"imagelearn: serving {served} at {page_url(host, bound_port, token)}")
+    if app_options.get("studio") is not None:
+        announce(f"  studio: saves go to {app.state.studio.out}")
     if not loopback:
         who = "anyone who can reach it can use it" if token is None else "the link carries a token"
         announce(f"  reachable from other machines: {who}")

@@ -3,21 +3,23 @@
 // A page module exports { title, mount(root, params) -> optional cleanup }; adding a page is one
 // module and one entry in PAGES. Routes are "#/name?key=value", so every view can be linked.
 
-import { serverInfo } from "./api.js";
+import { api, serverInfo } from "./api.js";
 import { clear, errorBox, h, openDialog } from "./ui.js";
 import * as search from "./pages/search.js";
 import * as browse from "./pages/browse.js";
 import * as map from "./pages/map.js";
 import * as duplicates from "./pages/duplicates.js";
+import * as studio from "./pages/studio.js";
 
-export const PAGES = { search, browse, map, duplicates };
-const DEFAULT_PAGE = "search";
+export const PAGES = { search, browse, map, duplicates, studio };
+// The page "#/" opens: the studio when the server has one (`serve --studio`), else search.
+let defaultPage = "search";
 
 let cleanup = null;
 
 function route() {
   const [name, query] = location.hash.replace(/^#\/?/, "").split("?");
-  return { name: PAGES[name] ? name : DEFAULT_PAGE, params: new URLSearchParams(query || "") };
+  return { name: PAGES[name] ? name : defaultPage, params: new URLSearchParams(query || "") };
 }
 
 /** Go to a page: navigate("browse", {tag: "daisy"}). */
@@ -55,7 +57,8 @@ function showShortcuts() {
     ["← →", "previous / next match (in the match view)"],
     ["[ ]", "previous / next page"],
     ["Esc", "close a dialog"],
-    ["g s, g b, g m, g d", "go to search, browse, map, duplicates"],
+    ["g s, g b, g m, g d, g t", "go to search, browse, map, duplicates, studio"],
+    ["b p e h, 1-9, space", "studio: brush, polygon, erase, pan; class; hold to pan"],
   ];
   const body = openDialog("Keyboard shortcuts");
   body.append(h("div", { class: "shortcuts" }, rows.flatMap(([keys, what]) => [h("span", {}, keys.split(", ").map((k) => h("kbd", {}, k)).flatMap((k, i) => (i ? [" ", k] : [k]))), h("span", {}, what)])));
@@ -71,7 +74,7 @@ document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey || typing(event) || document.getElementById("dialog").open) return;
   if (pendingG) {
     pendingG = false;
-    const target = { s: "search", b: "browse", m: "map", d: "duplicates" }[event.key];
+    const target = { s: "search", b: "browse", m: "map", d: "duplicates", t: "studio" }[event.key];
     if (target) { navigate(target); event.preventDefault(); }
     return;
   }
@@ -88,18 +91,22 @@ document.addEventListener("keydown", (event) => {
 
 async function start() {
   const nav = document.getElementById("nav");
-  clear(nav, Object.entries(PAGES).map(([name, page]) => h("a", { href: `#/${name}`, dataset: { page: name } }, page.title)));
+  const header = document.getElementById("collection-info");
   document.getElementById("help-button").addEventListener("click", showShortcuts);
   window.addEventListener("hashchange", render);
   window.addEventListener("imagelearn:info", ({ detail: info }) => {
     const parts = [`${info.name}`, `${info.images} images`, info.writable ? "writable" : "read-only"];
-    document.getElementById("collection-info").textContent = parts.join(" · ");
+    header.textContent = parts.join(" · ");
   });
-  try {
-    await serverInfo();
-  } catch (error) {
-    document.getElementById("collection-info").textContent = error.message;
-  }
+  const [indexError, studio] = await Promise.all([
+    serverInfo().then(() => null, (error) => error),
+    api("/api/studio").then((answer) => answer, () => null),
+  ]);
+  if (studio) defaultPage = "studio";
+  if (indexError && studio) header.textContent = `studio: ${studio.source}, ${studio.images.length} images`;
+  else if (indexError) header.textContent = indexError.message;
+  const shown = Object.entries(PAGES).filter(([name]) => (name === "studio" ? studio : !indexError));
+  clear(nav, shown.map(([name, page]) => h("a", { href: `#/${name}`, dataset: { page: name } }, page.title)));
   render();
 }
 
