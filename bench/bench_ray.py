@@ -16,8 +16,8 @@ two loky processes, or two Ray workers). Interleaved rounds (local, ray, local, 
   shard per block and one merge on Ray;
 
 then the goal's ratio (Ray's seconds over local's, per round; goal: at most 1.15), the driver's
-merge of shards into one segment per million postings (synthetic shards of 1000-feature
-images over 10^5 words), and, once, Ray Data's ``map_batches`` with an actor pool on the local
+streaming merge of shards into written segments per million postings (synthetic shards of
+1000-feature images over 10^5 words) and its peak memory, and, once, Ray Data's ``map_batches`` with an actor pool on the local
 features for the engine's design choice.
 """
 
@@ -120,38 +120,80 @@ def index_work(paths: list[str], root: Path):
 
 
 def merge_figures(n_images: int = 2000, n_features: int = 1000, n_words: int = 100_000) -> dict:
-    """Seconds of the driver's merge of synthetic shards (64 images each) per million postings."""
+    """Seconds of the driver's streaming merge of synthetic shards (64 images each, on disk)
+    into written segments of at most ``SEGMENT_POSTINGS`` postings, per million postings, and
+    the merge's peak of traced memory (one untimed run under ``tracemalloc``) against the
+    shards' bytes."""
+    import tracemalloc
+
     from imagelearn.retrieval.inverted_file import bag_of_words
-    from imagelearn.retrieval.shards import ShardRow, _merged_segment
+    from imagelearn.retrieval.shards import (
+        ShardRow,
+        _groups,
+        _images,
+        _segment,
+        _write_shard,
+        shard_path,
+    )
+    from imagelearn.retrieval.storage import write_segment
+    from imagelearn.retrieval.writer import SEGMENT_POSTINGS
 
     rng = np.random.default_rng(0)
     idf = np.ones(n_words, np.float32)
-    shards, rows = {}, []
-    for start in range(0, n_images, 64):
-        key = f"s{start}"
-        words = [rng.integers(0, n_words, n_features) for _ in range(min(64, n_images - start))]
-        bags = [bag_of_words(w, idf) for w in words]
-        shards[key] = {
-            "sizes": np.full((len(words), 2), 480, np.int32),
-            "keypoint_offsets": np.arange(len(words) + 1, dtype=np.int64) * n_features,
-            "keypoints": rng.random((len(words) * n_features, 4), dtype=np.float32),
-            "words": np.concatenate(words).astype(np.uint32),
-            "bag_offsets": np.concatenate(([0], np.cumsum([len(b) for b, _ in bags]))),
-            "bag_words": np.concatenate([b for b, _ in bags]),
-            "bag_weights": np.concatenate([v for _, v in bags]),
-        }
-        rows += [ShardRow(key, row) for row in range(len(words))]
-    ids = np.arange(n_images, dtype=np.uint32)
-    seconds = []
-    for _ in range(REPEATS):
-        elapsed, segment = timed(lambda: _merged_segment("g000001", ids, rows, shards, n_words))
-        seconds.append(elapsed)
-    postings = len(segment.postings.images)
+    rows = []
+    with tempfile.TemporaryDirectory() as root:
+        directory = Path(root)
+        for start in range(0, n_images, 64):
+            key = f"s{start:08d}"
+            words = [rng.integers(0, n_words, n_features) for _ in range(min(64, n_images - start))]
+            bags = [bag_of_words(w, idf) for w in words]
+            arrays = {
+                "sizes": np.full((len(words), 2), 480, np.int32),
+                "keypoint_offsets": np.arange(len(words) + 1, dtype=np.int64) * n_features,
+                "keypoints": rng.random((len(words) * n_features, 4), dtype=np.float32),
+                "words": np.concatenate(words).astype(np.uint32),
+                "bag_offsets": np.concatenate(([0], np.cumsum([len(b) for b, _ in bags]))),
+                "bag_words": np.concatenate([b for b, _ in bags]),
+                "bag_weights": np.concatenate([v for _, v in bags]),
+            }
+            table = {"paths": [f"/{key}/{i}" for i in range(len(words))], "sha256": []}
+            _write_shard(shard_path(directory, key), {"arrays": arrays, "table": table})
+            rows += [ShardRow(key, row) for row in range(len(words))]
+        shard_bytes = sum(p.stat().st_size for p in (directory / "shards").iterdir())
+
+        def merge(limit: int) -> tuple[int, int]:
+            postings = segments = first = 0
+            for part, group in enumerate(_groups(_images(directory, rows), limit)):
+                ids = np.arange(first, first + len(group), dtype=np.uint32)
+                segment = _segment(f"g000001{part:04d}", ids, group, n_words)
+                write_segment(directory, segment)
+                postings, segments, first = (
+                    postings + len(segment.postings.images),
+                    part + 1,
+                    first + len(ids),
+                )
+            shutil.rmtree(directory / "segments")
+            return postings, segments
+
+        seconds = []
+        for _ in range(REPEATS):
+            elapsed, (postings, segments) = timed(lambda: merge(SEGMENT_POSTINGS))
+            seconds.append(elapsed)
+        small_limit = postings // 8  # the same shards, streamed into 8 segments
+        tracemalloc.start()
+        merge(small_limit)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
     return {
         "n_images": n_images,
         "n_postings": postings,
+        "segment_postings": SEGMENT_POSTINGS,
+        "n_segments": segments,
         "seconds": spread(seconds),
         "seconds_per_million_postings": spread(s / postings * 1e6 for s in seconds),
+        "shard_bytes": shard_bytes,
+        "peak_traced_bytes_eight_segments": peak,
+        "peak_over_shard_bytes_eight_segments": round(peak / shard_bytes, 3),
     }
 
 
@@ -266,9 +308,11 @@ def section(results: dict) -> str:
             "|---|---|---|---|",
             *rows,
             "",
-            f"Merging shards into one segment on the driver: "
+            f"Merging shards into written segments on the driver: "
             f"{format_spread(merge['seconds_per_million_postings'], ' s')} per million postings "
-            f"({merge['n_postings']:,} postings of {merge['n_images']} synthetic images). "
+            f"({merge['n_postings']:,} postings of {merge['n_images']} synthetic images); "
+            f"streamed into 8 segments, the merge's peak memory is "
+            f"{merge['peak_over_shard_bytes_eight_segments']:.2f}x the shards' bytes. "
             f"Ray Data `map_batches` with an actor pool on the local features of "
             f"{data['n_images']} photos: {format_spread(data['seconds']['ray_data'], ' s')} "
             f"against {format_spread(data['seconds']['engine_actors'], ' s')} for the engine's "
@@ -277,5 +321,16 @@ def section(results: dict) -> str:
     )
 
 
+def merge_only() -> None:
+    """Rerun only the merge figures (``python -m bench.bench_ray merge``), into ``ray.json``."""
+    import json
+
+    results = json.loads(RESULTS.read_text())
+    load = os.getloadavg()
+    results["merge"] = {**merge_figures(), "load_average_before": [round(x, 2) for x in load]}
+    atomic_write_json(RESULTS, results)
+    print(json.dumps(results["merge"], indent=1))
+
+
 if __name__ == "__main__":
-    print(main())
+    merge_only() if sys.argv[1:] == ["merge"] else print(main())
