@@ -67,8 +67,9 @@ from imagelearn.retrieval.whitening import PCAWhitening
 #: by the next ``add``.
 MAX_SEGMENTS = 16
 #: Postings an automatic merge (and a sharded build's merge, :mod:`.shards`) writes into one
-#: segment, at most: what the writer holds in memory for it is bounded by this (about 32
-#: bytes per posting with the images' keypoints and words), not by the collection.
+#: segment, at most: what the writer holds in memory for it is bounded by this (about 130
+#: bytes per posting at the peak, keypoints and words included: ~2.2 GB), not by the
+#: collection.
 SEGMENT_POSTINGS = 2**24
 #: Whitening is learned only on collections with at least this many images.
 MIN_IMAGES_FOR_WHITENING = 256
