@@ -1,6 +1,8 @@
 """The Ray engine's overhead: the same work on the local engine and on Ray, on the same cores.
 
-Run: ``python -m bench.run_all ray`` (or ``python -m bench.bench_ray``). Writes
+Run: ``python -m bench.run_all ray`` (or ``python -m bench.bench_ray``; ``python -m
+bench.bench_ray plan`` reruns only the inputs of ``docs/scale.md``: merge, index sizes per
+image, the driver's hashing rate). Writes
 ``bench/results/ray.json`` and returns a Markdown section. A Ray instance with as many CPUs as
 the machine has cores is started in this process; both engines get every core (``n_jobs=-1``:
 two loky processes, or two Ray workers). Interleaved rounds (local, ray, local, ...;
@@ -271,6 +273,8 @@ def main() -> str:
             "index build", index_work(photos[:N_IMAGES], Path(root)), N_IMAGES
         )
     results["merge"] = merge_figures()
+    results["sizes"] = size_figures(photos[:300])
+    results["hashing"] = hash_figures(photos)
     results["ray_data"] = ray_data_figures(photos[:N_GEM_IMAGES])
     get_backend("ray").close()
     ray.shutdown()
@@ -321,16 +325,66 @@ def section(results: dict) -> str:
     )
 
 
-def merge_only() -> None:
-    """Rerun only the merge figures (``python -m bench.bench_ray merge``), into ``ray.json``."""
+def size_figures(paths: list[str]) -> dict:
+    """Bytes per image of each file kind of an index of ``paths`` built with the defaults,
+    global descriptors and tags (``Index.info()`` and the files), for ``docs/scale.md``."""
+    import sqlite3
+
+    from imagelearn.retrieval import Index, IndexParams, build_index
+
+    params = IndexParams(global_descriptor=True, tags=True, train_images=len(paths))
+    with tempfile.TemporaryDirectory() as root:
+        directory = Path(root) / "index"
+        build_index(paths, directory, params, cache_dir=False)
+        with Index.open(directory) as index:
+            info = index.info()
+        files: dict[str, int] = {}
+        for path in directory.rglob("*"):
+            if path.is_file():
+                name = f"segments/{path.name}" if "segments" in path.parts else path.name
+                files[name] = files.get(name, 0) + path.stat().st_size
+        with sqlite3.connect(directory / "catalogue.sqlite") as connection:
+            tag_rows = connection.execute("SELECT count(*) FROM tags").fetchone()[0]
+    n_images = info["images"]
+    return {
+        "info": {key: value for key, value in info.items() if key != "path"},
+        "bytes": files,
+        "bytes_per_image": {name: round(size / n_images, 1) for name, size in files.items()},
+        "tag_rows_per_image": round(tag_rows / n_images, 2),
+    }
+
+
+def hash_figures(paths: list[str]) -> dict:
+    """The driver's SHA-256 of whole files (as ``IndexWriter.add`` hashes them), after one
+    pass that brings the files into the page cache."""
+    from imagelearn.retrieval.writer import file_sha256
+
+    for path in paths:
+        file_sha256(path)
+    size = sum(Path(path).stat().st_size for path in paths)
+    seconds, _ = timed(lambda: [file_sha256(path) for path in paths])
+    return {
+        "n_files": len(paths),
+        "bytes": size,
+        "seconds": round(seconds, 4),
+        "megabytes_per_second": round(size / seconds / 1e6, 1),
+    }
+
+
+def plan_inputs() -> None:
+    """Rerun the figures ``docs/scale.md`` derives from (``python -m bench.bench_ray plan``):
+    the merge, index sizes per image and the driver's hashing rate, into ``ray.json``."""
     import json
 
+    photos = [str(p) for p in sorted((data_root() / "ukbench").glob("*.jpg"))]
     results = json.loads(RESULTS.read_text())
-    load = os.getloadavg()
-    results["merge"] = {**merge_figures(), "load_average_before": [round(x, 2) for x in load]}
+    load = [round(x, 2) for x in os.getloadavg()]
+    results["merge"] = {**merge_figures(), "load_average_before": load}
+    results["sizes"] = {**size_figures(photos[:300]), "load_average_before": load}
+    results["hashing"] = {**hash_figures(photos), "load_average_before": load}
     atomic_write_json(RESULTS, results)
-    print(json.dumps(results["merge"], indent=1))
+    print(json.dumps({key: results[key] for key in ("merge", "sizes", "hashing")}, indent=1))
 
 
 if __name__ == "__main__":
-    merge_only() if sys.argv[1:] == ["merge"] else print(main())
+    plan_inputs() if sys.argv[1:] == ["plan"] else print(main())
