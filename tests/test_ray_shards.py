@@ -82,6 +82,16 @@ def test_a_sharded_build_and_add_give_the_catalogue_and_results_of_batched_ones(
     assert_same_results(tmp_path, photos)
 
 
+def test_a_local_add_deletes_the_shards_of_an_interrupted_distributed_build(tmp_path):
+    photos = sorted(str(p) for p in data_path("ukbench").glob("ukbench*.jpg"))[:13]
+    build_index(photos[:12], tmp_path / "index", PARAMS, n_jobs=1, cache_dir=False)
+    left = shard_path(tmp_path / "index", "0" * 32)
+    left.parent.mkdir()
+    left.write_bytes(b"a shard of a build killed mid-way")
+    add_images(tmp_path / "index", photos[12:], n_jobs=1, cache_dir=False)
+    assert not left.parent.exists()
+
+
 def assert_same_results(tmp_path: Path, photos: list[str]) -> None:
     for query in photos[::4]:
         results = [

@@ -259,6 +259,12 @@ def add_sharded(writer: IndexWriter, pending: list[tuple[str, str]], report: Add
         logger.info("reused %d of %d shards written before", reused, len(keys))
     if result.values:
         _merge_and_commit(writer, pending, result.kept, result.values, keys, report)
+    remove_shards(directory)
+
+
+def remove_shards(directory: Path) -> None:
+    """Delete the index's shards: after their merge, or after a local ``add`` indexed the
+    images of a distributed build interrupted before (its shards would never be merged)."""
     shutil.rmtree(member_path(directory, SHARDS_DIR, what="index"), ignore_errors=True)
 
 

@@ -211,6 +211,9 @@ class IndexWriter:
             batch_size = max(1, int(self.snapshot.params.batch_size))
             for start in range(0, len(pending), batch_size):
                 self._add_batch(pending[start : start + batch_size], report)
+            from imagelearn.retrieval.shards import remove_shards
+
+            remove_shards(self.directory)  # of a distributed build interrupted before: done now
         self._merge_small_segments()
         self.update_map()
         return report
