@@ -21,6 +21,7 @@ from imagelearn.retrieval.shards import (
     _images,
     _segment,
     _write_shard,
+    build_engine,
     shard_images,
     shard_path,
 )
@@ -196,3 +197,13 @@ def test_the_merge_holds_one_shard_and_one_segment_not_the_collection(tmp_path):
     shard_bytes = sum(p.stat().st_size for p in (tmp_path / "large" / "shards").iterdir())
     assert large < 1.3 * small  # 4 times the shards, about the same peak
     assert large < shard_bytes / 3
+
+
+@pytest.mark.parametrize(("n_images", "expected"), [(31, "auto"), (32, "onnx")])
+def test_blocks_of_a_large_build_run_the_network_where_the_local_build_would(n_images, expected):
+    pytest.importorskip("onnxruntime")
+    from imagelearn.retrieval.global_descriptors import GeMDescriptor
+
+    descriptor = GeMDescriptor(device="cpu")
+    build_engine(descriptor, n_images)  # a block holds fewer than 32 images either way
+    assert descriptor.backend == expected
