@@ -435,7 +435,8 @@ class IndexWriter:
         """Rewrite segments (``names``; default all) as one, in the place of the first of them,
         dropping removed images' postings and keypoints."""
         removed = set(self._removed_ids().tolist())
-        chosen = [n for n in self.content["segments"] if names is None or n in set(names)]
+        wanted = set(self.content["segments"] if names is None else names)
+        chosen = [n for n in self.content["segments"] if n in wanted]
         if not chosen:
             return
         segments = [read_segment(self.directory, name) for name in chosen]
