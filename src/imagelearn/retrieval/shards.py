@@ -13,7 +13,8 @@ When the engine's workers are other machines (``engine="ray"``), :meth:`IndexWri
    (SHA-256 of the bytes the worker read) and size of every image, and the reason of every
    unreadable one. ``<key>`` is the SHA-256 of the block's paths and the index parameters.
    With ImageNet tags (``IndexParams.tags``), the same network pass gives each image its tags,
-   kept in the header too.
+   kept in the header too. The network runs on the inference engine chosen for the whole
+   build, not for the block (:func:`build_engine`).
 2. A block whose shard is already there is not computed again: a driver killed mid-build and
    run again with the same command does only the rest; a block retried after its worker died
    rewrites the same shard.
