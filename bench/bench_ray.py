@@ -1,6 +1,8 @@
 """The Ray engine's overhead: the same work on the local engine and on Ray, on the same cores.
 
-Run: ``python -m bench.run_all ray`` (or ``python -m bench.bench_ray``). Writes
+Run: ``python -m bench.run_all ray`` (or ``python -m bench.bench_ray``; ``python -m
+bench.bench_ray plan`` reruns only the inputs of ``docs/scale.md``: merge, index sizes per
+image, the driver's hashing rate). Writes
 ``bench/results/ray.json`` and returns a Markdown section. A Ray instance with as many CPUs as
 the machine has cores is started in this process; both engines get every core (``n_jobs=-1``:
 two loky processes, or two Ray workers). Interleaved rounds (local, ray, local, ...;
@@ -16,8 +18,8 @@ two loky processes, or two Ray workers). Interleaved rounds (local, ray, local, 
   shard per block and one merge on Ray;
 
 then the goal's ratio (Ray's seconds over local's, per round; goal: at most 1.15), the driver's
-merge of shards into one segment per million postings (synthetic shards of 1000-feature
-images over 10^5 words), and, once, Ray Data's ``map_batches`` with an actor pool on the local
+streaming merge of shards into written segments per million postings (synthetic shards of
+1000-feature images over 10^5 words) and its peak memory, and, once, Ray Data's ``map_batches`` with an actor pool on the local
 features for the engine's design choice.
 """
 
@@ -120,38 +122,80 @@ def index_work(paths: list[str], root: Path):
 
 
 def merge_figures(n_images: int = 2000, n_features: int = 1000, n_words: int = 100_000) -> dict:
-    """Seconds of the driver's merge of synthetic shards (64 images each) per million postings."""
+    """Seconds of the driver's streaming merge of synthetic shards (64 images each, on disk)
+    into written segments of at most ``SEGMENT_POSTINGS`` postings, per million postings, and
+    the merge's peak of traced memory (one untimed run under ``tracemalloc``) against the
+    shards' bytes."""
+    import tracemalloc
+
     from imagelearn.retrieval.inverted_file import bag_of_words
-    from imagelearn.retrieval.shards import ShardRow, _merged_segment
+    from imagelearn.retrieval.shards import (
+        ShardRow,
+        _groups,
+        _images,
+        _segment,
+        _write_shard,
+        shard_path,
+    )
+    from imagelearn.retrieval.storage import write_segment
+    from imagelearn.retrieval.writer import SEGMENT_POSTINGS
 
     rng = np.random.default_rng(0)
     idf = np.ones(n_words, np.float32)
-    shards, rows = {}, []
-    for start in range(0, n_images, 64):
-        key = f"s{start}"
-        words = [rng.integers(0, n_words, n_features) for _ in range(min(64, n_images - start))]
-        bags = [bag_of_words(w, idf) for w in words]
-        shards[key] = {
-            "sizes": np.full((len(words), 2), 480, np.int32),
-            "keypoint_offsets": np.arange(len(words) + 1, dtype=np.int64) * n_features,
-            "keypoints": rng.random((len(words) * n_features, 4), dtype=np.float32),
-            "words": np.concatenate(words).astype(np.uint32),
-            "bag_offsets": np.concatenate(([0], np.cumsum([len(b) for b, _ in bags]))),
-            "bag_words": np.concatenate([b for b, _ in bags]),
-            "bag_weights": np.concatenate([v for _, v in bags]),
-        }
-        rows += [ShardRow(key, row) for row in range(len(words))]
-    ids = np.arange(n_images, dtype=np.uint32)
-    seconds = []
-    for _ in range(REPEATS):
-        elapsed, segment = timed(lambda: _merged_segment("g000001", ids, rows, shards, n_words))
-        seconds.append(elapsed)
-    postings = len(segment.postings.images)
+    rows = []
+    with tempfile.TemporaryDirectory() as root:
+        directory = Path(root)
+        for start in range(0, n_images, 64):
+            key = f"s{start:08d}"
+            words = [rng.integers(0, n_words, n_features) for _ in range(min(64, n_images - start))]
+            bags = [bag_of_words(w, idf) for w in words]
+            arrays = {
+                "sizes": np.full((len(words), 2), 480, np.int32),
+                "keypoint_offsets": np.arange(len(words) + 1, dtype=np.int64) * n_features,
+                "keypoints": rng.random((len(words) * n_features, 4), dtype=np.float32),
+                "words": np.concatenate(words).astype(np.uint32),
+                "bag_offsets": np.concatenate(([0], np.cumsum([len(b) for b, _ in bags]))),
+                "bag_words": np.concatenate([b for b, _ in bags]),
+                "bag_weights": np.concatenate([v for _, v in bags]),
+            }
+            table = {"paths": [f"/{key}/{i}" for i in range(len(words))], "sha256": []}
+            _write_shard(shard_path(directory, key), {"arrays": arrays, "table": table})
+            rows += [ShardRow(key, row) for row in range(len(words))]
+        shard_bytes = sum(p.stat().st_size for p in (directory / "shards").iterdir())
+
+        def merge(limit: int) -> tuple[int, int]:
+            postings = segments = first = 0
+            for part, group in enumerate(_groups(_images(directory, rows), limit)):
+                ids = np.arange(first, first + len(group), dtype=np.uint32)
+                segment = _segment(f"g000001{part:04d}", ids, group, n_words)
+                write_segment(directory, segment)
+                postings, segments, first = (
+                    postings + len(segment.postings.images),
+                    part + 1,
+                    first + len(ids),
+                )
+            shutil.rmtree(directory / "segments")
+            return postings, segments
+
+        seconds = []
+        for _ in range(REPEATS):
+            elapsed, (postings, segments) = timed(lambda: merge(SEGMENT_POSTINGS))
+            seconds.append(elapsed)
+        small_limit = postings // 8  # the same shards, streamed into 8 segments
+        tracemalloc.start()
+        merge(small_limit)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
     return {
         "n_images": n_images,
         "n_postings": postings,
+        "segment_postings": SEGMENT_POSTINGS,
+        "n_segments": segments,
         "seconds": spread(seconds),
         "seconds_per_million_postings": spread(s / postings * 1e6 for s in seconds),
+        "shard_bytes": shard_bytes,
+        "peak_traced_bytes_eight_segments": peak,
+        "peak_over_shard_bytes_eight_segments": round(peak / shard_bytes, 3),
     }
 
 
@@ -229,6 +273,8 @@ def main() -> str:
             "index build", index_work(photos[:N_IMAGES], Path(root)), N_IMAGES
         )
     results["merge"] = merge_figures()
+    results["sizes"] = size_figures(photos[:300])
+    results["hashing"] = hash_figures(photos)
     results["ray_data"] = ray_data_figures(photos[:N_GEM_IMAGES])
     get_backend("ray").close()
     ray.shutdown()
@@ -266,9 +312,11 @@ def section(results: dict) -> str:
             "|---|---|---|---|",
             *rows,
             "",
-            f"Merging shards into one segment on the driver: "
+            f"Merging shards into written segments on the driver: "
             f"{format_spread(merge['seconds_per_million_postings'], ' s')} per million postings "
-            f"({merge['n_postings']:,} postings of {merge['n_images']} synthetic images). "
+            f"({merge['n_postings']:,} postings of {merge['n_images']} synthetic images); "
+            f"streamed into 8 segments, the merge's peak memory is "
+            f"{merge['peak_over_shard_bytes_eight_segments']:.2f}x the shards' bytes. "
             f"Ray Data `map_batches` with an actor pool on the local features of "
             f"{data['n_images']} photos: {format_spread(data['seconds']['ray_data'], ' s')} "
             f"against {format_spread(data['seconds']['engine_actors'], ' s')} for the engine's "
@@ -277,5 +325,66 @@ def section(results: dict) -> str:
     )
 
 
+def size_figures(paths: list[str]) -> dict:
+    """Bytes per image of each file kind of an index of ``paths`` built with the defaults,
+    global descriptors and tags (``Index.info()`` and the files), for ``docs/scale.md``."""
+    import sqlite3
+
+    from imagelearn.retrieval import Index, IndexParams, build_index
+
+    params = IndexParams(global_descriptor=True, tags=True, train_images=len(paths))
+    with tempfile.TemporaryDirectory() as root:
+        directory = Path(root) / "index"
+        build_index(paths, directory, params, cache_dir=False)
+        with Index.open(directory) as index:
+            info = index.info()
+        files: dict[str, int] = {}
+        for path in directory.rglob("*"):
+            if path.is_file():
+                name = f"segments/{path.name}" if "segments" in path.parts else path.name
+                files[name] = files.get(name, 0) + path.stat().st_size
+        with sqlite3.connect(directory / "catalogue.sqlite") as connection:
+            tag_rows = connection.execute("SELECT count(*) FROM tags").fetchone()[0]
+    n_images = info["images"]
+    return {
+        "info": {key: value for key, value in info.items() if key != "path"},
+        "bytes": files,
+        "bytes_per_image": {name: round(size / n_images, 1) for name, size in files.items()},
+        "tag_rows_per_image": round(tag_rows / n_images, 2),
+    }
+
+
+def hash_figures(paths: list[str]) -> dict:
+    """The driver's SHA-256 of whole files (as ``IndexWriter.add`` hashes them), after one
+    pass that brings the files into the page cache."""
+    from imagelearn.retrieval.writer import file_sha256
+
+    for path in paths:
+        file_sha256(path)
+    size = sum(Path(path).stat().st_size for path in paths)
+    seconds, _ = timed(lambda: [file_sha256(path) for path in paths])
+    return {
+        "n_files": len(paths),
+        "bytes": size,
+        "seconds": round(seconds, 4),
+        "megabytes_per_second": round(size / seconds / 1e6, 1),
+    }
+
+
+def plan_inputs() -> None:
+    """Rerun the figures ``docs/scale.md`` derives from (``python -m bench.bench_ray plan``):
+    the merge, index sizes per image and the driver's hashing rate, into ``ray.json``."""
+    import json
+
+    photos = [str(p) for p in sorted((data_root() / "ukbench").glob("*.jpg"))]
+    results = json.loads(RESULTS.read_text())
+    load = [round(x, 2) for x in os.getloadavg()]
+    results["merge"] = {**merge_figures(), "load_average_before": load}
+    results["sizes"] = {**size_figures(photos[:300]), "load_average_before": load}
+    results["hashing"] = {**hash_figures(photos), "load_average_before": load}
+    atomic_write_json(RESULTS, results)
+    print(json.dumps({key: results[key] for key in ("merge", "sizes", "hashing")}, indent=1))
+
+
 if __name__ == "__main__":
-    print(main())
+    plan_inputs() if sys.argv[1:] == ["plan"] else print(main())

@@ -13,15 +13,22 @@ When the engine's workers are other machines (``engine="ray"``), :meth:`IndexWri
    (SHA-256 of the bytes the worker read) and size of every image, and the reason of every
    unreadable one. ``<key>`` is the SHA-256 of the block's paths and the index parameters.
    With ImageNet tags (``IndexParams.tags``), the same network pass gives each image its tags,
-   kept in the header too.
+   kept in the header too. The network runs on the inference engine chosen for the whole
+   build, not for the block (:func:`build_engine`).
 2. A block whose shard is already there is not computed again: a driver killed mid-build and
    run again with the same command does only the rest; a block retried after its worker died
    rewrites the same shard.
-3. The driver merges the shards, in block order, into one segment and commits it with the
-   catalogue rows and the global descriptors in one manifest swap. Before that it checks,
-   by content hash, that every new image is in exactly one shard (or reported unreadable)
-   and nothing else is: otherwise :class:`ShardMismatchError`, and the shards that disagree are
-   deleted so that the next run recomputes them. The shards are deleted after the commit.
+3. The driver first checks, from the shards' headers and by content hash, that every new
+   image is in exactly one shard (or reported unreadable) and nothing else is: otherwise
+   :class:`ShardMismatchError`, and the shards that disagree are deleted so that the next run
+   recomputes them. Then it streams the shards, in block order and one at a time, into
+   segments of at most :data:`~imagelearn.retrieval.writer.SEGMENT_POSTINGS` postings, each
+   written (with its catalogue rows, and its global descriptors added to the in-memory global
+   index) as soon as it is full, and commits them all in one manifest swap: the driver's
+   memory holds one shard and one segment, not the collection's features (the per-image
+   bookkeeping, paths and hashes, and the global index itself do grow with it). A crash
+   before the swap leaves only unnamed segments and uncommitted catalogue rows, which the
+   next writer deletes. The shards are deleted after the commit.
 
 Ids follow the images' order, as the local build gives them, so the same collection indexed
 on either engine has the same catalogue and the same search results.
@@ -36,7 +43,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -54,6 +61,7 @@ from imagelearn.retrieval.storage import VOCABULARY_NAME, Segment, read_index_ma
 from imagelearn.retrieval.tags import Tag
 
 if TYPE_CHECKING:
+    from imagelearn.retrieval.global_descriptors import GeMDescriptor
     from imagelearn.retrieval.snapshot import Snapshot
     from imagelearn.retrieval.writer import AddReport, IndexWriter
 
@@ -112,10 +120,12 @@ def worker_snapshot(directory: Path) -> Snapshot:
 @dataclass(frozen=True)
 class ShardBuilder:
     """The batch function of a block: features, words, bags, one shard written (see the
-    module docstring). Picklable; holds only paths and settings."""
+    module docstring). Picklable; holds only paths and settings (``n_images``: the whole
+    build's, for the choice of the network's inference engine)."""
 
     directory: str
     cache_dir: Any
+    n_images: int
 
     def __call__(self, paths: list[str]) -> list[ShardRow | Failed]:
         snapshot = worker_snapshot(Path(self.directory))
@@ -171,6 +181,8 @@ class ShardBuilder:
             "failures": [list(failure) for failure in result.failures],
         }
         tagging = bool(snapshot.content["params"].get("tags"))
+        if kept and (tagging or snapshot.content.get("global")):
+            build_engine(snapshot.global_descriptor, self.n_images)
         if kept and tagging:
             from imagelearn.retrieval.tags import describe_with_classes
 
@@ -181,6 +193,19 @@ class ShardBuilder:
         if kept and snapshot.content.get("global"):
             arrays["global"] = np.asarray(descriptors, np.float32)
         return {"arrays": arrays, "table": table}
+
+
+def build_engine(descriptor: GeMDescriptor, n_images: int) -> None:
+    """Put ``descriptor`` (a worker's, kept with its snapshot) on the inference engine that
+    ``backend="auto"`` picks for the whole build's ``n_images``: a block of fewer than
+    ``EXPORT_MIN_IMAGES`` would otherwise keep PyTorch (slower on the CPU) where the local
+    build of the same images runs ONNX Runtime. Descriptors still differ from the local
+    build's by rounding (network batches of other sizes): 1.4e-7 at most on 40 UKBench photos,
+    2.4e-7 on PyTorch."""
+    from imagelearn.classify.runtime import EXPORT_MIN_IMAGES, configure_torch, resolve_backend
+
+    if descriptor.backend == "auto" and n_images >= EXPORT_MIN_IMAGES:
+        descriptor.backend = resolve_backend("auto", configure_torch(descriptor.device))
 
 
 def shard_path(directory: Path, key: str) -> Path:
@@ -239,7 +264,7 @@ def add_sharded(writer: IndexWriter, pending: list[tuple[str, str]], report: Add
     paths = [path for path, _ in pending]
     existing = _existing_shards(directory)
     result = map_images(
-        ShardBuilder(str(directory), writer.cache_dir),
+        ShardBuilder(str(directory), writer.cache_dir, len(paths)),
         paths,
         batched=True,
         batch_size=shard_images(len(paths), int(writer.snapshot.params.batch_size)),
@@ -253,12 +278,29 @@ def add_sharded(writer: IndexWriter, pending: list[tuple[str, str]], report: Add
         logger.info("reused %d of %d shards written before", reused, len(keys))
     if result.values:
         _merge_and_commit(writer, pending, result.kept, result.values, keys, report)
+    remove_shards(directory)
+
+
+def remove_shards(directory: Path) -> None:
+    """Delete the index's shards: after their merge, or after a local ``add`` indexed the
+    images of a distributed build interrupted before (its shards would never be merged)."""
     shutil.rmtree(member_path(directory, SHARDS_DIR, what="index"), ignore_errors=True)
 
 
 def _existing_shards(directory: Path) -> set[str]:
     folder = member_path(directory, SHARDS_DIR, what="index")
     return {path.stem for path in folder.glob("*.safetensors")} if folder.is_dir() else set()
+
+
+class _Image(NamedTuple):
+    """One readable image of a shard, copied out of it, as the merge writes it."""
+
+    size: np.ndarray
+    keypoints: np.ndarray
+    words: np.ndarray
+    bag: tuple[np.ndarray, np.ndarray]
+    descriptor: np.ndarray | None
+    tags: list[Tag] | None
 
 
 def _merge_and_commit(
@@ -269,61 +311,127 @@ def _merge_and_commit(
     keys: list[str],
     report: AddReport,
 ) -> None:
-    directory = writer.directory
-    shards = {key: _read_shard(shard_path(directory, key)) for key in progress(keys, "merging")}
-    _check_exactly_once(directory, pending, kept, rows, shards)
-    first_id = int(writer.content["next_id"])
-    ids = np.arange(first_id, first_id + len(rows), dtype=np.uint32)
-    name = f"g{writer.content['generation'] + 1:06d}"
-    segment = _merged_segment(name, ids, rows, shards, writer.snapshot.vocabulary.n_words_)
-    from imagelearn.retrieval.storage import write_segment
+    """Check the shards' headers, then stream their images, in order, into segments of at
+    most :data:`~imagelearn.retrieval.writer.SEGMENT_POSTINGS` postings, each written (with
+    its catalogue rows and global descriptors) as soon as it is full; commit them all in one
+    manifest swap. The driver holds one shard and one segment at a time."""
+    from imagelearn.retrieval.storage import read_global_index, write_segment
+    from imagelearn.retrieval.writer import SEGMENT_POSTINGS
 
-    write_segment(directory, segment)
-    changes: dict[str, Any] = {}
+    directory = writer.directory
+    tables = {key: _read_table(shard_path(directory, key)) for key in progress(keys, "checking")}
+    _check_exactly_once(directory, pending, kept, rows, tables)
+    first_id = int(writer.content["next_id"])
+    generation = writer.content["generation"] + 1
+    wants_global = bool(writer.content.get("global"))
+    global_index = read_global_index(directory, writer.content) if wants_global else None
     kept_paths = [pending[index][0] for index in kept]
-    writer.known.update(
-        (path, _network_outputs(shards[row.shard], row.row))
-        for path, row in zip(kept_paths, rows, strict=True)
-    )
-    descriptors, tags = writer._network_pass(kept_paths)  # all known: nothing computed
-    if descriptors is not None:
-        changes["global"] = writer._add_global(ids, descriptors)
+    n_words = writer.snapshot.vocabulary.n_words_
+    names: list[str] = []
+    start = first_id
     added = now()
-    writer.catalogue.insert(
-        [
-            ImageRecord(
-                int(image_id),
-                path,
-                pending[index][1],
-                Path(path).stat().st_size,
-                int(segment.sizes[position][0]),
-                int(segment.sizes[position][1]),
-                int(segment.keypoint_offsets[position + 1] - segment.keypoint_offsets[position]),
-                added,
-                name,
-            )
-            for position, (image_id, index, path) in enumerate(
-                zip(ids, kept, kept_paths, strict=True)
-            )
-        ],
-        tags=[(int(i), tag) for i, image in zip(ids, tags, strict=True) for tag in image]
-        if tags is not None
-        else (),
-    )
+    images = _images(directory, progress(rows, "merging", unit="image"))
+    for part, group in enumerate(_groups(images, SEGMENT_POSTINGS)):
+        ids = np.arange(start, start + len(group), dtype=np.uint32)
+        segment = _segment(f"g{generation:06d}{part:04d}", ids, group, n_words)
+        write_segment(directory, segment)
+        if global_index is not None:
+            descriptors = np.stack([image.descriptor for image in group])
+            writer._add_to_global(global_index, ids, descriptors)
+        paths = kept_paths[start - first_id : start - first_id + len(group)]
+        writer.catalogue.insert(  # rows of ids past next_id until the commit: see reconcile
+            [
+                ImageRecord(
+                    int(image_id),
+                    path,
+                    pending[kept[image_id - first_id]][1],
+                    Path(path).stat().st_size,
+                    int(image.size[0]),
+                    int(image.size[1]),
+                    len(image.words),
+                    added,
+                    segment.name,
+                )
+                for image_id, path, image in zip(ids.tolist(), paths, group, strict=True)
+            ],
+            tags=[
+                (image_id, tag)
+                for image_id, image in zip(ids.tolist(), group, strict=True)
+                for tag in image.tags or ()
+            ],
+        )
+        names.append(segment.name)
+        start += len(group)
+    changes = {"global": writer._write_global(global_index)} if global_index is not None else {}
     writer._commit(
-        segments=[*writer.content["segments"], name],
-        next_id=first_id + len(rows),
+        segments=[*writer.content["segments"], *names],
+        next_id=start,
         n_images=writer.content["n_images"] + len(rows),
         **changes,
     )
     report.added += kept_paths
 
 
-def _network_outputs(shard: dict[str, Any], row: int) -> tuple[Any, list[Tag] | None]:
-    """The global descriptor and ImageNet tags a shard holds for ``row`` (None: none)."""
-    descriptor = shard["global"][row] if "global" in shard else None
-    tags = shard["table"].get("tags")
-    return descriptor, [Tag(*tag) for tag in tags[row]] if tags is not None else None
+def _images(directory: Path, rows: Iterable[ShardRow]) -> Iterator[_Image]:
+    """The images of ``rows``, read from their shards one shard at a time (a block's rows are
+    consecutive)."""
+    key, shard = None, None
+    for row in rows:
+        if row.shard != key:
+            key, shard = row.shard, _read_shard(shard_path(directory, row.shard))
+        start, stop = shard["keypoint_offsets"][row.row : row.row + 2]
+        bag_start, bag_stop = shard["bag_offsets"][row.row : row.row + 2]
+        tags = shard["table"].get("tags")
+        yield _Image(
+            shard["sizes"][row.row].copy(),
+            shard["keypoints"][start:stop].copy(),
+            shard["words"][start:stop].copy(),
+            (
+                shard["bag_words"][bag_start:bag_stop].copy(),
+                shard["bag_weights"][bag_start:bag_stop].copy(),
+            ),
+            shard["global"][row.row].copy() if "global" in shard else None,
+            [Tag(*tag) for tag in tags[row.row]] if tags is not None else None,
+        )
+
+
+def _groups(images: Iterable[_Image], max_postings: int) -> Iterator[list[_Image]]:
+    """``images`` in consecutive groups of at most ``max_postings`` postings (an image with
+    more is a group alone)."""
+    group: list[_Image] = []
+    held = 0
+    for image in images:
+        if group and held + len(image.bag[0]) > max_postings:
+            yield group
+            group, held = [], 0
+        group.append(image)
+        held += len(image.bag[0])
+    if group:
+        yield group
+
+
+def _segment(name: str, ids: np.ndarray, group: list[_Image], n_words: int) -> Segment:
+    """One segment of ``group``, given ``ids``."""
+    counts = np.array([len(image.words) for image in group], dtype=np.int64)
+    return Segment(
+        name=name,
+        ids=ids,
+        sizes=np.asarray([image.size for image in group], np.int32).reshape(-1, 2),
+        keypoint_offsets=np.concatenate(([0], np.cumsum(counts))),
+        keypoints=np.concatenate([image.keypoints for image in group])
+        .astype(np.float32)
+        .reshape(-1, 4),
+        words=np.concatenate([image.words for image in group]).astype(np.uint32),
+        postings=Postings.from_bags(ids, [image.bag for image in group], n_words),
+    )
+
+
+def _read_table(path: Path) -> dict[str, list[str]]:
+    """The ``paths`` and ``sha256`` of a shard's header, which the exactly-once check needs."""
+    if not path.is_file():
+        raise ShardMismatchError(f"{path}: shard missing after its block ran")
+    table = read_shard_table(path)
+    return {"paths": table["paths"], "sha256": table["sha256"]}
 
 
 def _read_shard(path: Path) -> dict[str, Any]:
@@ -343,19 +451,19 @@ def _check_exactly_once(
     pending: list[tuple[str, str]],
     kept: np.ndarray,
     rows: list[ShardRow],
-    shards: dict[str, dict[str, Any]],
+    tables: dict[str, dict[str, Any]],
 ) -> None:
     """Every kept image of ``pending`` is in exactly one shard row, with its content hash,
-    and the shards hold nothing else."""
+    and the shards hold nothing else (``tables``: the shards' headers, by key)."""
     expected = {pending[index][1]: pending[index][0] for index in kept}
     counts: dict[str, int] = {}
-    for shard in shards.values():
-        for digest in shard["table"]["sha256"]:
+    for table in tables.values():
+        for digest in table["sha256"]:
             counts[digest] = counts.get(digest, 0) + 1
     problems = []
     bad_shards = set()
     for (path, digest), row in zip((pending[index] for index in kept), rows, strict=True):
-        found = shards[row.shard]["table"]
+        found = tables[row.shard]
         if found["paths"][row.row] != path or found["sha256"][row.row] != digest:
             problems.append(f"{path}: content changed while it was indexed (sha256 {digest[:12]})")
             bad_shards.add(row.shard)
@@ -364,7 +472,7 @@ def _check_exactly_once(
     extra = sorted(set(counts) - set(expected))
     problems += [f"a shard holds an image not asked for (sha256 {digest[:12]})" for digest in extra]
     wrong = set(extra) | {digest for digest, count in counts.items() if count > 1}
-    bad_shards |= {key for key, s in shards.items() if set(s["table"]["sha256"]) & wrong}
+    bad_shards |= {key for key, table in tables.items() if set(table["sha256"]) & wrong}
     if problems:
         for key in bad_shards:
             shard_path(directory, key).unlink(missing_ok=True)
@@ -374,34 +482,3 @@ def _check_exactly_once(
             f"committed, the {len(bad_shards)} disagreeing shards were deleted: run the same "
             "build again"
         )
-
-
-def _merged_segment(
-    name: str,
-    ids: np.ndarray,
-    rows: list[ShardRow],
-    shards: dict[str, dict[str, Any]],
-    n_words: int,
-) -> Segment:
-    """One segment of the rows, in order, from their shards' arrays."""
-    sizes, keypoints, words, bags = [], [], [], []
-    for row in rows:
-        shard = shards[row.shard]
-        start, stop = shard["keypoint_offsets"][row.row : row.row + 2]
-        bag_start, bag_stop = shard["bag_offsets"][row.row : row.row + 2]
-        sizes.append(shard["sizes"][row.row])
-        keypoints.append(shard["keypoints"][start:stop])
-        words.append(shard["words"][start:stop])
-        bags.append(
-            (shard["bag_words"][bag_start:bag_stop], shard["bag_weights"][bag_start:bag_stop])
-        )
-    counts = np.array([len(w) for w in words], dtype=np.int64)
-    return Segment(
-        name=name,
-        ids=ids,
-        sizes=np.asarray(sizes, np.int32).reshape(-1, 2),
-        keypoint_offsets=np.concatenate(([0], np.cumsum(counts))),
-        keypoints=np.concatenate(keypoints).astype(np.float32).reshape(-1, 4),
-        words=np.concatenate(words).astype(np.uint32),
-        postings=Postings.from_bags(ids, bags, n_words),
-    )

@@ -63,8 +63,14 @@ from imagelearn.retrieval.storage import (
 from imagelearn.retrieval.tags import Tag, describe_with_classes
 from imagelearn.retrieval.whitening import PCAWhitening
 
-#: Segments beyond this many are merged into one by the next ``add``.
+#: Small segments (under half :data:`SEGMENT_POSTINGS` postings) beyond this many are merged
+#: by the next ``add``.
 MAX_SEGMENTS = 16
+#: Postings an automatic merge (and a sharded build's merge, :mod:`.shards`) writes into one
+#: segment, at most: what the writer holds in memory for it is bounded by this (about 130
+#: bytes per posting at the peak, keypoints and words included: ~2.2 GB), not by the
+#: collection.
+SEGMENT_POSTINGS = 2**24
 #: Whitening is learned only on collections with at least this many images.
 MIN_IMAGES_FOR_WHITENING = 256
 #: Descriptors assigned to words at once: one step of the progress bar.
@@ -205,8 +211,10 @@ class IndexWriter:
             batch_size = max(1, int(self.snapshot.params.batch_size))
             for start in range(0, len(pending), batch_size):
                 self._add_batch(pending[start : start + batch_size], report)
-        if len(self.content["segments"]) > MAX_SEGMENTS:
-            self.merge()
+            from imagelearn.retrieval.shards import remove_shards
+
+            remove_shards(self.directory)  # of a distributed build interrupted before: done now
+        self._merge_small_segments()
         self.update_map()
         return report
 
@@ -235,7 +243,9 @@ class IndexWriter:
         changes: dict[str, Any] = {}
         descriptors, tags = self._network_pass([p for p, _, _ in kept])
         if descriptors is not None:
-            changes["global"] = self._add_global(ids, descriptors)
+            index = read_global_index(self.directory, self.content)
+            self._add_to_global(index, ids, descriptors)
+            changes["global"] = self._write_global(index)
         added = now()
         self.catalogue.insert(
             [
@@ -309,13 +319,15 @@ class IndexWriter:
             [described[p][1] for p in paths] if self.tagging else None,
         )
 
-    def _add_global(self, ids: np.ndarray, descriptors: np.ndarray) -> dict[str, Any]:
-        """Add the (unwhitened) global descriptors of ``ids``; returns the manifest's entry."""
+    def _add_to_global(self, index: faiss.Index, ids: np.ndarray, descriptors: np.ndarray) -> None:
+        """Add the (unwhitened) global descriptors of ``ids`` to ``index`` (the global index)."""
         if self.snapshot.whitening is not None:
             descriptors = self.snapshot.whitening.transform(descriptors)
-        current = self.content["global"]
-        index = read_global_index(self.directory, self.content)
         index.add_with_ids(descriptors, ids.astype(np.int64))
+
+    def _write_global(self, index: faiss.Index) -> dict[str, Any]:
+        """Write the global index for the next commit; returns the manifest's entry."""
+        current = self.content["global"]
         name = f"global-{self.content['generation'] + 1:06d}.faiss"
         temporary = self.directory / f".{name}.tmp"
         faiss.write_index(index, str(temporary))
@@ -399,10 +411,35 @@ class IndexWriter:
             self.catalogue.mark_removed(ids)
         return [path for path in wanted if found[path]], missing
 
-    def merge(self) -> None:
-        """Rewrite all segments as one, dropping removed images' postings and keypoints."""
+    def _merge_small_segments(self) -> None:
+        """Past :data:`MAX_SEGMENTS` small segments (under half :data:`SEGMENT_POSTINGS`
+        postings), merge the smallest of them into one of at most ``SEGMENT_POSTINGS``."""
+        sizes = {
+            name: len(read_segment(self.directory, name).postings.images)
+            for name in self.content["segments"]
+        }
+        small = sorted(
+            (n for n, size in sizes.items() if size < SEGMENT_POSTINGS // 2), key=sizes.get
+        )
+        if len(small) <= MAX_SEGMENTS:
+            return
+        chosen, total = [], 0
+        for name in small:  # any two small ones fit
+            if total + sizes[name] > SEGMENT_POSTINGS:
+                break
+            chosen.append(name)
+            total += sizes[name]
+        self.merge(chosen)
+
+    def merge(self, names: Sequence[str] | None = None) -> None:
+        """Rewrite segments (``names``; default all) as one, in the place of the first of them,
+        dropping removed images' postings and keypoints."""
         removed = set(self._removed_ids().tolist())
-        segments = [read_segment(self.directory, name) for name in self.content["segments"]]
+        wanted = set(self.content["segments"] if names is None else names)
+        chosen = [n for n in self.content["segments"] if n in wanted]
+        if not chosen:
+            return
+        segments = [read_segment(self.directory, name) for name in chosen]
         ids, sizes, bags, keypoints, words = [], [], [], [], []
         for segment in progress(segments, "merging segments", unit="segment"):
             for row, image_id in enumerate(segment.ids.tolist()):
@@ -425,7 +462,10 @@ class IndexWriter:
             postings=Postings.from_bags(ids, bags, self.snapshot.vocabulary.n_words_),
         )
         write_segment(self.directory, merged)
-        self._commit(segments=[merged.name])  # removed ids stay listed: the global index holds them
+        first = self.content["segments"].index(chosen[0])
+        kept = [n for n in self.content["segments"] if n not in chosen]
+        # removed ids stay listed: the global index holds them
+        self._commit(segments=[*kept[:first], merged.name, *kept[first:]])
         collect_garbage(self.directory, self.content)
 
     def finish(self) -> None:
