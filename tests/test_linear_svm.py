@@ -103,7 +103,8 @@ def test_decision_values_match_linear_svc_on_real_bof_histograms(flower_histogra
 
 @pytest.mark.parametrize("held_rows", [0, 7])
 def test_chunked_path_equals_the_in_memory_path(flower_histograms, monkeypatch, held_rows):
-    """Rows beyond the budget (all of them, or all but 7) are mapped again, 5 at a time."""
+    """Rows beyond the budget (all of them, or all but 7) are mapped again, 5 at a time: the
+    same model (float32 products summed in other groups: equal to 1e-5)."""
     histograms, y = flower_histograms
     in_memory = ChunkedLinearSVC(feature_map=chi2_map, solver="newton").fit(histograms, y)
     row_bytes = 4 * chi2_map(histograms[:1]).shape[1]
@@ -113,10 +114,10 @@ def test_chunked_path_equals_the_in_memory_path(flower_histograms, monkeypatch, 
     )
     chunked.fit(histograms, y)
     assert chunked.n_passes_ == in_memory.n_passes_
-    np.testing.assert_allclose(chunked.coef_, in_memory.coef_, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(chunked.intercept_, in_memory.intercept_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(chunked.coef_, in_memory.coef_, atol=1e-5)
+    np.testing.assert_allclose(chunked.intercept_, in_memory.intercept_, atol=1e-5)
     np.testing.assert_allclose(
-        chunked.decision_function(histograms), in_memory.decision_function(histograms), atol=1e-12
+        chunked.decision_function(histograms), in_memory.decision_function(histograms), atol=1e-5
     )
 
 
