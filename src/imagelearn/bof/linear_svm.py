@@ -10,19 +10,22 @@ steps with a line search, as liblinear's primal solver (Galli & Lin, "A study on
 Newton methods for linear classification", 2021): each step solves the Newton system by
 preconditioned conjugate gradients (the preconditioner: the Hessian's part along the mean of
 the active rows, plus a share of the rest's diagonal, :class:`Preconditioner`), and the line
-search costs no pass over the data (the margins along the step are kept). The one-vs-rest problems are solved side by side, each with its own
-conjugate-gradient and line-search coefficients and its own stopping test, so one pass over
-the rows serves all of them. Products are float32 (the mapped features' own type), sums
-float64.
+search costs no pass over the data (the margins along the step are kept). The one-vs-rest
+problems are solved side by side, each with its own conjugate-gradient and line-search
+coefficients and its own stopping test, so one pass over the rows serves all of them.
+Products are float32 (the mapped features' own type), sums float64.
 
-The mapped features are held, float32, as far as they fit :data:`MEMORY_BUDGET`; the rows
-beyond are mapped again on every pass, :data:`CHUNK_BYTES` of mapped features at a time, so
-memory does not grow with the mapped matrix (only with the inputs and the
-``n_samples x n_problems`` margins).
+Memory: the inputs (an array, or a :class:`RowStore` on disk, which costs this process only
+the chunks it reads), the first rows' mapped float32 features as far as they fit
+:data:`MEMORY_BUDGET`, the other rows mapped again on every pass (a few chunks of
+:data:`CHUNK_BYTES` at a time, on ``n_jobs`` threads), and a few ``n_samples x n_problems``
+arrays, so memory does not grow with the mapped matrix.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 
@@ -33,11 +36,14 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
 from imagelearn.core.errors import ParameterError
+from imagelearn.core.execution import thread_map
+from imagelearn.core.threads import resolve_n_jobs
 
 #: Bytes a fit may use for mapped features: while liblinear's copies fit, it runs liblinear
 #: (``LinearSVC``, fastest); beyond, the Newton solver holds this many bytes of mapped float32
-#: features and maps the rows beyond again, chunk by chunk, on every pass over the data.
-MEMORY_BUDGET = 2**30
+#: features (about 1,900 images with BofClassifier's default channels) and maps the rows beyond
+#: again, chunk by chunk, on its passes over all rows.
+MEMORY_BUDGET = 256 * 2**20
 #: liblinear's peak memory as a multiple of the mapped float32 matrix (its float64 copy and its
 #: own sparse copy; measured on BoF chi2 features: 858 MiB for 129 MiB, 1,596 for 258).
 LIBLINEAR_MEMORY_FACTOR = 7
@@ -61,44 +67,130 @@ FeatureMap = Callable[[np.ndarray], np.ndarray]
 SOLVERS = ("auto", "liblinear", "newton")
 
 
-class _Rows:
-    """The rows of ``feature_map(X)``, chunk by chunk: the first ones, as many as fit
-    ``budget`` bytes of float32, mapped once and held; the others mapped again on every pass."""
+class RowStore:
+    """A float32 matrix on disk, in an anonymous temporary file: rows are appended, read back
+    and rewritten by ranges (``store[a:b]``), so a process holds only the rows it reads (the
+    operating system's page cache keeps the file while memory allows).
 
-    def __init__(self, X: np.ndarray, feature_map: FeatureMap | None, budget: int) -> None:
+    Parameters
+    ----------
+    n_columns : int
+    directory : path, optional
+        Where the temporary file lives (default: :func:`tempfile.gettempdir`).
+    """
+
+    def __init__(self, n_columns: int, directory: str | os.PathLike | None = None) -> None:
+        self.n_columns = int(n_columns)
+        self._file = tempfile.TemporaryFile(dir=directory)
+        self._n_rows = 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._n_rows, self.n_columns
+
+    def __len__(self) -> int:
+        return self._n_rows
+
+    def _offset(self, row: int) -> int:
+        return row * self.n_columns * 4
+
+    def append(self, rows: np.ndarray) -> None:
+        """Add ``rows`` (n, n_columns) at the end."""
+        self.write(self._n_rows, rows)
+
+    def write(self, start: int, rows: np.ndarray) -> None:
+        """Write ``rows`` (n, n_columns) from row ``start`` on (at most at the end)."""
+        rows = np.ascontiguousarray(rows, np.float32).reshape(-1, self.n_columns)
+        if not 0 <= start <= self._n_rows:
+            raise IndexError(f"row {start} of a store of {self._n_rows} rows")
+        os.pwrite(self._file.fileno(), memoryview(rows).cast("B"), self._offset(start))
+        self._n_rows = max(self._n_rows, start + len(rows))
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        """The rows of a slice (step 1), float32 (n, n_columns), read from the file."""
+        start, stop, step = index.indices(self._n_rows)
+        if step != 1:
+            raise IndexError("a RowStore reads ranges of rows (step 1)")
+        rows = np.empty((max(0, stop - start), self.n_columns), np.float32)
+        view, offset = memoryview(rows).cast("B"), self._offset(start)
+        while len(view):
+            n_read = os.preadv(self._file.fileno(), [view], offset)
+            if n_read <= 0:
+                raise OSError(f"short read in a RowStore at byte {offset}")
+            view, offset = view[n_read:], offset + n_read
+        return rows
+
+    def close(self) -> None:
+        """Delete the file."""
+        self._file.close()
+
+    def __enter__(self) -> RowStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class _Rows:
+    """The rows of ``feature_map(X)``, chunk by chunk: the first ones, as many as fit ``budget``
+    bytes of float32, mapped once and held; the others mapped again on every pass, ``n_jobs``
+    chunks at a time on the shared thread pool. ``X`` is an array or a :class:`RowStore`."""
+
+    def __init__(
+        self,
+        X: np.ndarray | RowStore,
+        feature_map: FeatureMap | None,
+        budget: int,
+        n_jobs: int | None = None,
+    ) -> None:
         self.X = X
         self.feature_map = feature_map
+        self.n_jobs = resolve_n_jobs(n_jobs)
         self.n_features = self._map(X[:1]).shape[1]
         self.chunk_rows = max(1, CHUNK_BYTES // (4 * self.n_features))
-        if feature_map is None:
-            self.held = X
+        if feature_map is None and isinstance(X, np.ndarray):
+            self.held = np.asarray(X, np.float32)  # in memory already: nothing to map
         else:
             n_held = min(len(X), budget // (4 * self.n_features))
             self.held = np.empty((n_held, self.n_features), np.float32)
-            for rows in self._slices(0, len(self.held)):
-                self.held[rows] = self._map(X[rows])
+            for rows, features in self._mapped_chunks(0, len(self.held)):
+                self.held[rows] = features
+
+    @property
+    def all_held(self) -> bool:
+        return len(self.held) == len(self.X)
 
     def mapped(self) -> np.ndarray:
         """All mapped rows, float32 (n_samples, n_features): the held ones when all are held."""
-        if len(self.held) == len(self.X):
+        if self.all_held:
             return self.held
-        return np.concatenate([self._map(self.X[rows]) for rows in self._slices(0, len(self.X))])
+        return np.concatenate([features for _, features in self.chunks()])
 
     def _map(self, rows: np.ndarray) -> np.ndarray:
         if self.feature_map is None:
-            return np.asarray(rows, np.float32)
-        return np.asarray(self.feature_map(rows), np.float32)
+            return np.ascontiguousarray(rows, np.float32)
+        return np.ascontiguousarray(self.feature_map(rows), np.float32)
 
-    def _slices(self, start: int, stop: int) -> Iterator[slice]:
-        for first in range(start, stop, self.chunk_rows):
-            yield slice(first, min(first + self.chunk_rows, stop))
+    def _slices(self, start: int, stop: int) -> list[slice]:
+        return [
+            slice(first, min(first + self.chunk_rows, stop))
+            for first in range(start, stop, self.chunk_rows)
+        ]
+
+    def _mapped_chunks(self, start: int, stop: int) -> Iterator[tuple[slice, np.ndarray]]:
+        """The rows ``start:stop`` read and mapped, ``n_jobs`` chunks at a time in parallel
+        (the map's NumPy operations release the GIL)."""
+        slices = self._slices(start, stop)
+        for first in range(0, len(slices), self.n_jobs):
+            group = slices[first : first + self.n_jobs]
+            inputs = [self.X[rows] for rows in group]
+            yield from zip(group, thread_map(self._map, inputs, self.n_jobs), strict=True)
 
     def chunks(self) -> Iterator[tuple[slice, np.ndarray]]:
         """``(rows, features)`` of every chunk, features float32 C-contiguous (n_rows, n_features)."""
-        n_held = len(self.held)
-        for rows in (*self._slices(0, n_held), *self._slices(n_held, len(self.X))):
-            chunk = self.held[rows] if rows.start < n_held else self._map(self.X[rows])
-            yield rows, np.ascontiguousarray(chunk, np.float32)
+        for rows in self._slices(0, len(self.held)):
+            yield rows, self.held[rows]
+        yield from self._mapped_chunks(len(self.held), len(self.X))
 
 
 class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
@@ -127,6 +219,8 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         ``"liblinear"``: scikit-learn's ``LinearSVC`` on the whole mapped matrix (memory about
         :data:`LIBLINEAR_MEMORY_FACTOR` times it); ``"newton"``: the bounded-memory primal
         solver; ``"auto"``: liblinear when it fits ``memory_budget``.
+    n_jobs : int or None
+        Threads mapping the rows that are not held (scikit-learn's convention; None: one).
 
     Attributes
     ----------
@@ -147,6 +241,7 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         max_iter: int = 1000,
         memory_budget: int = MEMORY_BUDGET,
         solver: str = "auto",
+        n_jobs: int | None = None,
     ) -> None:
         self.C = C
         self.feature_map = feature_map
@@ -154,26 +249,28 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
         self.memory_budget = memory_budget
         self.solver = solver
+        self.n_jobs = n_jobs
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> ChunkedLinearSVC:
-        """Train on inputs ``X`` (n_samples, n_inputs) and labels ``y`` (n_samples,).
+    def fit(self, X: np.ndarray | RowStore, y: np.ndarray) -> ChunkedLinearSVC:
+        """Train on inputs ``X`` (n_samples, n_inputs), an array or a :class:`RowStore`, and
+        labels ``y`` (n_samples,).
 
-        Memory: ``X`` itself, at most ``memory_budget`` bytes of mapped features held, one
-        chunk of :data:`CHUNK_BYTES` mapped at a time (and its square, for the
-        preconditioner), and a few ``(n_samples, n_problems)`` arrays.
+        Memory: ``X`` itself (nothing for a store), at most ``memory_budget`` bytes of mapped
+        features held, one chunk of :data:`CHUNK_BYTES` mapped at a time (and its square, for
+        the preconditioner), and a few ``(n_samples, n_problems)`` arrays.
         """
-        X = np.asarray(X)
+        X = X if isinstance(X, RowStore) else np.asarray(X)
         y = np.asarray(y)
         if self.solver not in SOLVERS:
             raise ParameterError("solver", f"must be one of {SOLVERS}, got {self.solver!r}")
-        if X.ndim != 2 or len(X) != len(y):
+        if len(X.shape) != 2 or len(X) != len(y):
             raise ValueError(f"X must be (n_samples, n_inputs) with one label each; got {X.shape}")
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise ValueError(f"training needs at least 2 classes; got {len(self.classes_)}")
         positives = self.classes_[1:] if len(self.classes_) == 2 else self.classes_
         signs = np.where(y[:, None] == positives[None, :], 1.0, -1.0)  # (n_samples, n_problems)
-        rows = _Rows(X, self.feature_map, self.memory_budget)
+        rows = _Rows(X, self.feature_map, self.memory_budget, self.n_jobs)
         if self.solver == "liblinear" or (
             self.solver == "auto"
             and LIBLINEAR_MEMORY_FACTOR * 4 * len(X) * rows.n_features <= self.memory_budget
@@ -223,7 +320,7 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         scores = np.empty((len(X), len(self.coef_)))
         if not len(X):
             return scores[:, 0] if len(self.coef_) == 1 else scores
-        rows = _Rows(X, self.feature_map, budget=0)
+        rows = _Rows(X, self.feature_map, 0, self.n_jobs)
         for chunk_rows, features in rows.chunks():
             scores[chunk_rows] = features.astype(np.float64) @ self.coef_.T + self.intercept_
         return scores[:, 0] if len(self.coef_) == 1 else scores
@@ -305,9 +402,8 @@ class _SquaredHinge:
             n_iter += 1
         return weights, n_iter
 
-    def _slack(self, margins: np.ndarray, rows: slice | None = None) -> np.ndarray:
-        signs = self.signs if rows is None else self.signs[rows]
-        return np.maximum(0.0, 1.0 - signs * margins)
+    def _slack(self, margins: np.ndarray) -> np.ndarray:
+        return np.maximum(0.0, 1.0 - self.signs * margins)
 
     def gradient(
         self, weights: np.ndarray, margins: np.ndarray
