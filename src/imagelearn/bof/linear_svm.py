@@ -103,7 +103,12 @@ class RowStore:
         rows = np.ascontiguousarray(rows, np.float32).reshape(-1, self.n_columns)
         if not 0 <= start <= self._n_rows:
             raise IndexError(f"row {start} of a store of {self._n_rows} rows")
-        os.pwrite(self._file.fileno(), memoryview(rows).cast("B"), self._offset(start))
+        if not rows.size:
+            return
+        view, offset = memoryview(rows).cast("B"), self._offset(start)
+        while len(view):  # a write may stop short (Linux writes at most 2 GiB at once)
+            n_written = os.pwrite(self._file.fileno(), view, offset)
+            view, offset = view[n_written:], offset + n_written
         self._n_rows = max(self._n_rows, start + len(rows))
 
     def __getitem__(self, index: slice) -> np.ndarray:
@@ -112,6 +117,8 @@ class RowStore:
         if step != 1:
             raise IndexError("a RowStore reads ranges of rows (step 1)")
         rows = np.empty((max(0, stop - start), self.n_columns), np.float32)
+        if not rows.size:
+            return rows
         view, offset = memoryview(rows).cast("B"), self._offset(start)
         while len(view):
             n_read = os.preadv(self._file.fileno(), [view], offset)
