@@ -101,6 +101,16 @@ def test_each_normalization(normalization):
     np.testing.assert_allclose(result[0], expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("normalization", sorted(NORMALIZATIONS))
+def test_normalizing_in_place_equals_normalizing_a_copy(normalization):
+    histograms = np.array([[-4.0, 0.0, 1.0, 4.0], [0.0, 2.0, 0.0, 0.0]], dtype=np.float32)
+    expected = normalize_histograms(histograms, normalization)
+    assert normalize_histograms(histograms, normalization, out=histograms) is histograms
+    np.testing.assert_array_equal(histograms, expected)
+    if normalization == "power":  # the signed square root keeps the sign
+        np.testing.assert_allclose(expected[0], np.array([-2.0, 0.0, 1.0, 2.0]) / 3.0, rtol=1e-6)
+
+
 def test_unknown_normalization_is_refused():
     with pytest.raises(ValueError, match="unknown normalization"):
         normalize_histograms(np.ones((1, 2)), "max")

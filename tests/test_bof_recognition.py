@@ -13,6 +13,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.svm import LinearSVC
 
 from conftest import data_path
+from imagelearn.bof import estimator
 from imagelearn.bof.estimator import features_as_batch
 from imagelearn.bof.linear_svm import ChunkedLinearSVC
 from imagelearn.bof.recognition import DEFAULT_CHANNELS, DEFAULT_MAX_SIDE, BofClassifier, chi2_map
@@ -302,3 +303,23 @@ def test_svm_matches_linear_svc_on_the_mapped_training_histograms(tiny_photos):
     expected = reference.decision_function(chi2_map(histograms))
     np.testing.assert_allclose(model.svm_.decision_function(histograms), expected, atol=1e-3)
     np.testing.assert_allclose(model.decision_function(paths), expected, atol=1e-3)
+
+
+def test_encoding_on_workers_in_windows_equals_encoding_features_in_memory(
+    tiny_photos, tmp_path, monkeypatch
+):
+    """Training on images (two worker processes, windows of 4 images, votes through a file on
+    disk) gives the model of training on the same features held in memory."""
+    paths, labels = tiny_photos
+    monkeypatch.setattr(estimator, "ENCODE_IMAGES_PER_WORKER", 2)
+    cache = tmp_path / "cache"
+    streamed = BofClassifier(channels=TINY_CHANNELS, n_jobs=2, cache_dir=cache).fit(paths, labels)
+    in_memory = BofClassifier(channels=TINY_CHANNELS, n_jobs=1, cache_dir=cache)
+    features, _ = in_memory.extract(paths)
+    in_memory.fit_features(features, labels)
+    for ours, theirs in zip(streamed.channels_, in_memory.channels_, strict=True):
+        np.testing.assert_array_equal(ours.vocabulary_.words_, theirs.vocabulary_.words_)
+        np.testing.assert_allclose(ours.idf_, theirs.idf_, rtol=1e-6)
+    np.testing.assert_allclose(streamed.svm_.coef_, in_memory.svm_.coef_, atol=1e-5)
+    scores = streamed.predict_images(paths).scores
+    np.testing.assert_allclose(scores, in_memory.predict_features(features).scores, atol=1e-5)

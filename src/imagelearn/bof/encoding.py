@@ -14,27 +14,31 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 
-def _l1(histograms: np.ndarray) -> np.ndarray:
+def _l1(histograms: np.ndarray, out: np.ndarray) -> np.ndarray:
     norms = np.abs(histograms).sum(axis=1, keepdims=True)
-    return histograms / np.maximum(norms, np.finfo(np.float32).tiny)
+    return np.divide(histograms, np.maximum(norms, np.finfo(np.float32).tiny), out=out)
 
 
-def _l2(histograms: np.ndarray) -> np.ndarray:
+def _l2(histograms: np.ndarray, out: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(histograms, axis=1, keepdims=True)
-    return histograms / np.maximum(norms, np.finfo(np.float32).tiny)
+    return np.divide(histograms, np.maximum(norms, np.finfo(np.float32).tiny), out=out)
 
 
-def _power(histograms: np.ndarray) -> np.ndarray:
-    return _l2(np.sign(histograms) * np.sqrt(np.abs(histograms)))
+def _power(histograms: np.ndarray, out: np.ndarray) -> np.ndarray:
+    negative = np.signbit(histograms)
+    roots = np.sqrt(np.abs(histograms, out=out), out=out)
+    return _l2(np.negative(roots, out=roots, where=negative), out)
 
 
-def _unchanged(histograms: np.ndarray) -> np.ndarray:
-    return histograms
+def _unchanged(histograms: np.ndarray, out: np.ndarray) -> np.ndarray:
+    out[...] = histograms
+    return out
 
 
-#: Row normalisations by name. ``power`` is the signed square root followed by L2, which for
-#: non-negative histograms equals the square root of the L1-normalised one (Hellinger kernel).
-NORMALIZATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+#: Row normalisations by name, ``(histograms, out) -> out``. ``power`` is the signed square
+#: root followed by L2, which for non-negative histograms equals the square root of the
+#: L1-normalised one (Hellinger kernel).
+NORMALIZATIONS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "l1": _l1,
     "l2": _l2,
     "power": _power,
@@ -42,17 +46,23 @@ NORMALIZATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def normalize_histograms(histograms: np.ndarray, normalization: str = "l2") -> np.ndarray:
+def normalize_histograms(
+    histograms: np.ndarray, normalization: str = "l2", out: np.ndarray | None = None
+) -> np.ndarray:
     """Normalise each row of ``histograms`` (n_images, n_bins); all-zero rows stay zero.
 
-    Returns a new float32 array; ``normalization`` is one of :data:`NORMALIZATIONS`.
+    Returns float32: a new array, or ``out`` (float32, of the same shape; it may be
+    ``histograms`` itself, normalised in place); ``normalization`` is one of
+    :data:`NORMALIZATIONS`.
     """
     if normalization not in NORMALIZATIONS:
         raise ValueError(
             f"unknown normalization {normalization!r}; choose one of {sorted(NORMALIZATIONS)}"
         )
     histograms = np.asarray(histograms, dtype=np.float32)
-    return NORMALIZATIONS[normalization](histograms).astype(np.float32, copy=False)
+    if out is None:
+        out = np.empty_like(histograms)
+    return NORMALIZATIONS[normalization](histograms, out)
 
 
 def check_pyramid(pyramid: Sequence[int]) -> tuple[int, ...]:
@@ -103,11 +113,9 @@ def compute_idf(
     n_words: int,
     weights: Sequence[np.ndarray | None] | None = None,
 ) -> np.ndarray:
-    """Smoothed inverse document frequency of every word over a set of images.
-
-    ``idf = ln((1 + n_images) / (1 + df)) + 1``, where ``df`` counts the images in which the
-    word occurs (with a non-zero weight); as scikit-learn's ``TfidfTransformer(smooth_idf=True)``,
-    finite for unseen words and never zero.
+    """Smoothed inverse document frequency of every word over a set of images
+    (:func:`idf_from_frequencies` of the images in which each word occurs, with a non-zero
+    weight).
 
     Parameters
     ----------
@@ -129,7 +137,15 @@ def compute_idf(
         if weights is not None and weights[index] is not None:
             image_words = image_words[np.asarray(weights[index]).ravel() > 0]
         document_frequency[np.unique(image_words)] += 1
-    return (np.log((1.0 + n_images) / (1.0 + document_frequency)) + 1.0).astype(np.float32)
+    return idf_from_frequencies(document_frequency, n_images)
+
+
+def idf_from_frequencies(document_frequency: np.ndarray, n_images: int) -> np.ndarray:
+    """``idf = ln((1 + n_images) / (1 + df)) + 1`` for the number ``df`` (n_words,) of images
+    in which each word occurs: as scikit-learn's ``TfidfTransformer(smooth_idf=True)``, finite
+    for unseen words and never zero; float32 (n_words,)."""
+    frequency = np.asarray(document_frequency, dtype=np.float64)
+    return (np.log((1.0 + n_images) / (1.0 + frequency)) + 1.0).astype(np.float32)
 
 
 def encode_histograms(

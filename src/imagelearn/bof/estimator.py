@@ -9,26 +9,29 @@
 Images are streamed a batch at a time through :func:`imagelearn.features.map_features` (in
 parallel, cached on disk), so memory does not grow with their number beyond the histograms:
 ``fit`` draws the vocabulary's descriptor sample in one pass (:class:`DescriptorSample`) and
-computes idf and histograms in a second. ``transform_images`` and ``fit_transform_images``
+computes idf and histograms in a second, where the workers encode (each
+reads or extracts an image's features, assigns their words and returns only the votes). ``transform_images`` and ``fit_transform_images``
 return a :class:`~imagelearn.core.execution.MatrixResult` that names the unreadable images.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from imagelearn.bof.encoding import (
     NORMALIZATIONS,
     check_pyramid,
-    compute_idf,
     encode_histograms,
+    idf_from_frequencies,
     n_pyramid_cells,
     normalize_histograms,
 )
@@ -39,14 +42,14 @@ from imagelearn.bof.vocabulary import (
     vocabulary_class,
 )
 from imagelearn.core.errors import ParameterError
-from imagelearn.core.execution import BatchResult, MatrixResult
+from imagelearn.core.execution import BatchResult, MatrixResult, map_images
 from imagelearn.core.kmeans import ASSIGN_CHUNK_ROWS
 from imagelearn.core.persistence import PersistentEstimator
 from imagelearn.core.progress import progress
 from imagelearn.core.schema import Skipped, StateSchema
 from imagelearn.core.threads import resolve_n_jobs
 from imagelearn.features import Detector, LocalFeatures, make_detector
-from imagelearn.features.extract import map_features
+from imagelearn.features.extract import default_cache_dir, map_features
 
 ASSIGNMENTS = ("hard", "soft")
 WEIGHTINGS = ("tfidf", "none")
@@ -61,6 +64,8 @@ SHARED_VOCABULARY_PARAMS = ("n_words", "branching", "depth", "n_iter", "n_jobs",
 STREAM_IMAGES_PER_WORKER = 4
 #: The fewest images streamed at once.
 MIN_STREAM_IMAGES = 16
+#: Images encoded per call of the execution layer, per worker (only their votes come back).
+ENCODE_IMAGES_PER_WORKER = 256
 
 
 class DescriptorSample:
@@ -153,6 +158,74 @@ def features_as_batch(features: Sequence[LocalFeatures | None]) -> BatchResult[L
         [(f"features {index}", "no features (unreadable image)") for index in failed],
         np.asarray(failed, dtype=np.int64),
     )
+
+
+@dataclass(frozen=True)
+class _ImageVotes:
+    """The encoding pass's work on one image, run on a worker: for every encoder, the image's
+    features (read from the feature cache, else extracted and cached), their words and their
+    votes per pyramid cell and word before idf; the encoders' votes side by side, float32
+    (sum of n_features_out_,), are all that travels back.
+
+    ``encoders`` are fitted single-threaded copies (:meth:`BagOfFeatures._worker_copy`), sent
+    to the workers with every batch (a vocabulary is a few MB at most).
+    """
+
+    encoders: tuple[BagOfFeatures, ...]
+
+    def __call__(self, source: Any) -> np.ndarray:
+        return np.concatenate(
+            [
+                encoder._votes(encoder.extract([source], strict=True).values)[0]
+                for encoder in self.encoders
+            ]
+        )
+
+
+def stream_votes(
+    encoders: Sequence[BagOfFeatures],
+    images: Sequence[Any],
+    n_jobs: int | None,
+    strict: bool,
+    description: str,
+) -> Iterator[MatrixResult]:
+    """The votes of ``images`` under fitted ``encoders``, side by side (before idf and
+    normalization), computed on ``n_jobs`` workers (:class:`_ImageVotes`): this process holds
+    no descriptors, only one window of a few hundred images' votes at a time.
+
+    Yields
+    ------
+    MatrixResult
+        One per window of :data:`ENCODE_IMAGES_PER_WORKER` images per worker: ``values``
+        float32 (n_kept, sum of n_features_out_), ``kept`` and ``failed`` indices into all of
+        ``images``.
+    """
+    _check_images(images)
+    votes = _ImageVotes(tuple(encoder._worker_copy() for encoder in encoders))
+    n_workers = resolve_n_jobs(n_jobs)
+    size = ENCODE_IMAGES_PER_WORKER * n_workers
+    width = sum(encoder.n_features_out_ for encoder in encoders)
+    for start in range(0, len(images), size):
+        stop = min(start + size, len(images))
+        window = map_images(
+            votes,
+            images[start:stop],
+            n_jobs=n_workers,
+            workers="processes",
+            strict=strict,
+            description=(
+                f"{description} {start + 1}-{stop} of {len(images)}"
+                if len(images) > size
+                else description
+            ),
+        )
+        yield MatrixResult(
+            window.stacked(width),
+            window.kept + start,
+            window.failures,
+            window.failed + start,
+            window.n_computed,
+        )
 
 
 def _check_images(images: Any) -> None:
@@ -409,7 +482,7 @@ class BagOfFeatures(
         one pass, and idf needs a second; unreadable images are left out and listed in
         ``skipped_``.
         """
-        self._fit_stream(lambda: self._stream(images, False, "features (fit)"), encode=False)
+        self._fit_images(images, strict=False, encode=False)
         return self
 
     def fit_transform(self, images: Sequence[Any], y: Any = None, **fit_params: Any) -> np.ndarray:
@@ -431,34 +504,75 @@ class BagOfFeatures(
             ``values`` of float32, shape (n_kept, n_features_out_), for the inputs at ``kept``;
             the unreadable ones in ``failures`` (also ``skipped_``).
         """
-        histograms, _, _ = self._fit_stream(
-            lambda: self._stream(images, strict, "features (fit)"), encode=True
-        )
+        histograms, _ = self._fit_images(images, strict, encode=True)
         return histograms
 
     def fit_features(
         self, features: Sequence[LocalFeatures | None], y: Any = None
     ) -> BagOfFeatures:
         """Fit on features already extracted (None entries are ignored)."""
-        self._fit_stream(lambda: iter([features_as_batch(features)]), encode=False)
+        self._fit_features(features, encode=False)
         self.skipped_ = []
         return self
 
+    def _fit_images(
+        self, images: Sequence[Any], strict: bool, encode: bool
+    ) -> tuple[MatrixResult | None, dict[str, float]]:
+        """:meth:`_fit_stream` on image files or arrays: the first pass streams their
+        features to this process, the second encodes them on the workers."""
+        _check_images(images)
+        return self._fit_stream(
+            lambda: self._stream(images, strict, f"features ({self.detector})"),
+            lambda: self._count_images(images, strict, f"words ({self.detector})"),
+            encode,
+        )
+
+    def _fit_features(
+        self, features: Sequence[LocalFeatures | None], encode: bool
+    ) -> tuple[MatrixResult | None, dict[str, float]]:
+        """:meth:`_fit_stream` on features already extracted (None: an unreadable image)."""
+        batch = features_as_batch(features)
+        return self._fit_stream(lambda: iter([batch]), lambda: self._count(iter([batch])), encode)
+
     def _fit_stream(
-        self, batches: Callable[[], Iterator[BatchResult[LocalFeatures]]], encode: bool
-    ) -> tuple[MatrixResult | None, list[tuple[str, str]], dict[str, float]]:
-        """Fit from the batches that each call of ``batches()`` yields (one pass to sample the
-        vocabulary's descriptors, a second for idf or histograms).
+        self,
+        batches: Callable[[], Iterator[BatchResult[LocalFeatures]]],
+        count: Callable[[], MatrixResult],
+        encode: bool,
+    ) -> tuple[MatrixResult | None, dict[str, float]]:
+        """Fit from the features that ``batches()`` yields (one pass, for the vocabulary's
+        descriptor sample) and the votes that ``count()`` returns once the vocabulary is
+        built (a second pass, for idf and histograms); unreadable inputs go to ``skipped_``.
 
         Returns
         -------
         histograms : MatrixResult or None
             Of the training images, when ``encode``.
-        failures : list of (source, reason)
-            The inputs without features (also ``skipped_``).
         timings : dict
             Seconds: ``extract_s`` (first pass: features and sample), ``vocabulary_s``,
             ``encode_s`` (second pass: features again, words, histograms).
+        """
+        timings = self._fit_vocabulary(batches)
+        start = time.perf_counter()
+        counts = count() if encode or self.weighting == "tfidf" else None
+        if counts is not None:
+            self._fit_idf(*self._document_frequencies(counts.values))
+        if encode:
+            counts.values = self._weigh(counts.values)
+        timings["encode_s"] = time.perf_counter() - start
+        return (counts if encode else None), timings
+
+    def _fit_vocabulary(
+        self, batches: Callable[[], Iterator[BatchResult[LocalFeatures]]]
+    ) -> dict[str, float]:
+        """The first pass: the vocabulary from a sample of the descriptors that ``batches()``
+        yields (``vocabulary_``, ``n_features_out_``, ``skipped_``; ``idf_`` all ones until
+        :meth:`_fit_idf`).
+
+        Returns
+        -------
+        dict
+            Seconds: ``extract_s`` (features and sample), ``vocabulary_s``.
         """
         self._check_params()
         vocabulary = self._make_vocabulary()
@@ -479,26 +593,24 @@ class BagOfFeatures(
         self.vocabulary_ = vocabulary.fit(sample.rows())
         del sample
         timings["vocabulary_s"] = time.perf_counter() - start
-        start = time.perf_counter()
         n_words = self.vocabulary_.n_words_
         self.n_features_out_ = n_words * n_pyramid_cells(self.pyramid)
         self.idf_ = np.ones(n_words, dtype=np.float32)
-        tfidf = self.weighting == "tfidf"
-        counts = self._count(batches()) if encode or tfidf else None
-        if tfidf:
-            self.idf_ = compute_idf(self._words_present(counts.values), n_words)
-        if encode:
-            counts.values = self._weigh(counts.values)
-        timings["encode_s"] = time.perf_counter() - start
-        return (counts if encode else None), failures, timings
+        return timings
 
-    def _words_present(self, counts: np.ndarray) -> list[np.ndarray | None]:
-        """The words occurring in each image (None for an image without any), from its vote
-        counts (n_images, n_features_out_): the cells of the first pyramid level tile the image."""
+    def _document_frequencies(self, counts: np.ndarray) -> tuple[np.ndarray, int]:
+        """The images among the rows of vote counts (n_images, n_features_out_) in which each
+        word occurs (n_words,), and the images with any word: the cells of the first pyramid
+        level tile the image."""
         n_words = self.vocabulary_.n_words_
         cells = check_pyramid(self.pyramid)[0] ** 2
         whole = counts[:, : cells * n_words].reshape(len(counts), cells, n_words).sum(axis=1)
-        return [np.flatnonzero(row) if row.any() else None for row in whole]
+        return (whole > 0).sum(axis=0), int(whole.any(axis=1).sum())
+
+    def _fit_idf(self, document_frequency: np.ndarray, n_images: int) -> None:
+        """``idf_`` from the training images' document frequencies (ones without tf-idf)."""
+        if self.weighting == "tfidf":
+            self.idf_ = idf_from_frequencies(document_frequency, n_images)
 
     # -------------------------------------------------------------------------- transforming
 
@@ -517,7 +629,8 @@ class BagOfFeatures(
         return self.transform_images(images, strict=True).values
 
     def transform_images(self, images: Sequence[Any], strict: bool = False) -> MatrixResult:
-        """Histograms of the readable ``images``, streamed: only histograms are kept.
+        """Histograms of the readable ``images``, encoded on the workers: only histograms are
+        kept.
 
         Returns
         -------
@@ -526,7 +639,8 @@ class BagOfFeatures(
             ``kept``; the unreadable ones, with reasons, in ``failures``.
         """
         check_is_fitted(self, "vocabulary_")
-        histograms = self._count(self._stream(images, strict, "features"))
+        _check_images(images)
+        histograms = self._count_images(images, strict, "words")
         histograms.values = self._weigh(histograms.values)
         return histograms
 
@@ -539,12 +653,11 @@ class BagOfFeatures(
         return histograms
 
     def _count(self, batches: Iterable[BatchResult[LocalFeatures]]) -> MatrixResult:
-        """Votes (n_kept, n_features_out_) of every kept input of ``batches``, before idf and
-        normalization; only one batch's descriptors are held at a time."""
+        """Votes (n_kept, n_features_out_) of every kept input of ``batches``, in this process,
+        before idf and normalization; only one batch's descriptors are held at a time."""
         parts, kept, failures, failed, n_computed = [], [], [], [], 0
         for batch in batches:
-            words, weights = self._quantize(batch.values)
-            parts.append(self._encode(batch.values, words, weights))
+            parts.append(self._votes(batch.values))
             kept.append(batch.kept)
             failed.append(batch.failed)
             failures += batch.failures
@@ -557,10 +670,41 @@ class BagOfFeatures(
             n_computed,
         )
 
+    def _count_images(self, images: Sequence[Any], strict: bool, description: str) -> MatrixResult:
+        """Votes (n_kept, n_features_out_) of the readable ``images``, before idf and
+        normalization, computed on the workers (:func:`stream_votes`) and written into one
+        array: this process holds no descriptors."""
+        values = np.empty((len(images), self.n_features_out_), np.float32)
+        kept, failed, failures, n_kept = [], [], [], 0
+        for window in stream_votes([self], images, self.n_jobs, strict, description):
+            values[n_kept : n_kept + len(window.values)] = window.values
+            n_kept += len(window.values)
+            kept.append(window.kept)
+            failed.append(window.failed)
+            failures += window.failures
+        return MatrixResult(
+            values[:n_kept],
+            np.concatenate(kept) if kept else np.zeros(0, np.int64),
+            failures,
+            np.concatenate(failed) if failed else np.zeros(0, np.int64),
+            n_kept,
+        )
+
+    def _worker_copy(self) -> BagOfFeatures:
+        """This fitted model as a worker encodes with it: one thread, the cache directory
+        resolved here (a worker's environment may be older), only what encoding needs."""
+        worker = clone(self).set_params(
+            n_jobs=1,
+            cache_dir=default_cache_dir() if self.cache_dir in (None, True) else self.cache_dir,
+        )
+        worker.vocabulary_ = copy.copy(self.vocabulary_).set_params(n_jobs=1)
+        worker.n_features_out_ = self.n_features_out_
+        return worker
+
     def _weigh(self, counts: np.ndarray) -> np.ndarray:
-        """Histograms from votes: idf in every pyramid cell, then the normalization."""
-        idf = np.tile(self.idf_, n_pyramid_cells(self.pyramid))
-        return normalize_histograms(counts * idf, self.normalization)
+        """Histograms from votes, in place: idf in every pyramid cell, then the normalization."""
+        counts *= np.tile(self.idf_, n_pyramid_cells(self.pyramid))
+        return normalize_histograms(counts, self.normalization, out=counts)
 
     def _batches(self, features: Sequence[LocalFeatures]) -> Iterator[list[int]]:
         """Indices of images with descriptors, grouped into batches of about ASSIGN_CHUNK_ROWS rows."""
@@ -575,6 +719,20 @@ class BagOfFeatures(
                 batch, rows = [], 0
         if batch:
             yield batch
+
+    def _votes(self, features: Sequence[LocalFeatures]) -> np.ndarray:
+        """Votes per pyramid cell and word (n_images, n_features_out_) of ``features``, float32,
+        before idf: their words, then the histograms of the words."""
+        words, weights = self._quantize(features)
+        return encode_histograms(
+            words,
+            self.vocabulary_.n_words_,
+            weights=weights,
+            positions=[item.keypoints[:, :2] for item in features],
+            image_shapes=[item.image_shape for item in features],
+            pyramid=self.pyramid,
+            normalization="none",
+        )
 
     def _quantize(self, features: Sequence[LocalFeatures]) -> tuple[list, list | None]:
         """Words (and soft weights) of every image's descriptors; None for images without any."""
@@ -597,20 +755,6 @@ class BagOfFeatures(
             for index, part in zip(batch, np.split(batch_words, splits), strict=True):
                 words[index] = part
         return words, weights
-
-    def _encode(
-        self, features: Sequence[LocalFeatures], words: list, weights: list | None
-    ) -> np.ndarray:
-        """Votes per pyramid cell and word (n_images, n_features_out_), before idf."""
-        return encode_histograms(
-            words,
-            self.vocabulary_.n_words_,
-            weights=weights,
-            positions=[item.keypoints[:, :2] for item in features],
-            image_shapes=[item.image_shape for item in features],
-            pyramid=self.pyramid,
-            normalization="none",
-        )
 
     # ------------------------------------------------------------------------------ saving
 

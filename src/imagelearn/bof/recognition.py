@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial, reduce
+from functools import reduce
 from typing import Any, Self
 
 import numpy as np
@@ -23,8 +23,13 @@ from pydantic import Field, model_validator
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from imagelearn.bof.estimator import BagOfFeatures, BagOfFeaturesState, features_as_batch
-from imagelearn.bof.linear_svm import ChunkedLinearSVC
+from imagelearn.bof.estimator import (
+    BagOfFeatures,
+    BagOfFeaturesState,
+    features_as_batch,
+    stream_votes,
+)
+from imagelearn.bof.linear_svm import CHUNK_BYTES, ChunkedLinearSVC, RowStore
 from imagelearn.core.bundle import BundleError
 from imagelearn.core.execution import BatchResult, MatrixResult
 from imagelearn.core.persistence import PersistentEstimator, decode_params, encode_params
@@ -160,6 +165,14 @@ def _common_inputs(
     return kept, [reasons[index] for index in failed], np.asarray(failed, dtype=np.int64)
 
 
+def _side_by_side(results: Sequence[MatrixResult], kept: np.ndarray) -> np.ndarray:
+    """The rows of the inputs ``kept`` of every result, side by side, float32
+    (n_kept, sum of widths)."""
+    return np.hstack([result.values[np.isin(result.kept, kept)] for result in results]).astype(
+        np.float32, copy=False
+    )
+
+
 def _check_two_classes(labels: np.ndarray) -> None:
     if len(np.unique(labels)) < 2:
         raise ValueError(
@@ -195,16 +208,17 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
     class_names_ : list of str
         Name of every label ``0..n_classes-1``.
     svm_ : ChunkedLinearSVC
-        ``LinearSVC``'s model trained in bounded memory on the kernel-mapped histograms (the
-        map is applied chunk by chunk, :mod:`imagelearn.bof.linear_svm`).
+        ``LinearSVC``'s model trained in bounded memory on the kernel-mapped histograms (read
+        from disk and mapped chunk by chunk, :mod:`imagelearn.bof.linear_svm`).
     n_training_images_ : int
         Readable training images.
     skipped_ : list of (path, reason)
         Training images that could not be read.
     timings_ : dict
-        Seconds, summed over the channels: ``extract_s`` (the first pass: features and the
-        vocabulary's descriptor sample), ``vocabulary_s`` (clustering), ``encode_s`` (the
-        second pass: features again, from the cache, words and histograms), ``svm_s``.
+        Seconds: ``extract_s`` (the channels' first passes: features and the vocabulary's
+        descriptor sample), ``vocabulary_s`` (clustering, summed over the channels),
+        ``encode_s`` (the second pass, all channels at once on the workers: features again,
+        from the cache, words and votes; idf and histograms), ``svm_s``.
     """
 
     bundle_kind = "bof-classifier"
@@ -278,9 +292,10 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
     ) -> BofClassifier:
         """Build the vocabularies and train the SVM, streaming the images (bounded memory).
 
-        Every channel passes over the images twice: once for a sample of ``sample_size``
-        descriptors to build its vocabulary, once for the histograms (read back from the
-        feature cache, recomputed without one). Only histograms are kept.
+        Every channel passes over the images once for a sample of ``sample_size`` descriptors
+        to build its vocabulary; then one pass encodes all channels on the workers, from the
+        features they read back from the feature cache (recompute without one). Only the
+        histograms are kept, in a temporary file (:class:`RowStore`), for the SVM.
 
         Parameters
         ----------
@@ -294,7 +309,10 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
             training and listed in ``skipped_``.
         """
         return self._fit_channels(
-            lambda _, bof: bof._stream(images, strict, f"features ({bof.detector})"),
+            lambda _, bof: bof._fit_vocabulary(
+                lambda: bof._stream(images, strict, f"features ({bof.detector})")
+            ),
+            lambda: stream_votes(self.channels_, images, self.n_jobs, strict, "words"),
             np.asarray(y),
             class_names,
         )
@@ -309,35 +327,62 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
 
         Images without features (None) are left out and listed in ``skipped_``.
         """
+        batches = [features_as_batch(channel) for channel in features]
         return self._fit_channels(
-            lambda index, _: iter([features_as_batch(features[index])]), np.asarray(y), class_names
+            lambda index, bof: bof._fit_vocabulary(lambda: iter([batches[index]])),
+            lambda: iter([self._votes_of_features(batches)]),
+            np.asarray(y),
+            class_names,
         )
 
     def _fit_channels(
         self,
-        batches: Callable[[int, BagOfFeatures], Iterator[BatchResult[LocalFeatures]]],
+        fit_vocabulary: Callable[[int, BagOfFeatures], dict[str, float]],
+        votes: Callable[[], Iterator[MatrixResult]],
         y: np.ndarray,
         class_names: Sequence[str] | None,
     ) -> BofClassifier:
-        """Fit every channel on the batches ``batches(index, channel)`` yields, then the SVM on
-        the images that every channel could read."""
+        """Build every channel's vocabulary with ``fit_vocabulary(index, channel)`` (its
+        timings), then stream the training images' votes that ``votes()`` yields (all channels
+        side by side, the images every channel could read) to a :class:`RowStore` on disk,
+        learn the channels' idf on the way, turn the stored votes into histograms in place and
+        train the SVM on them: memory holds no histograms, only the SVM's budget."""
         if self.kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
         _check_two_classes(y)
-        self.channels_, results = [], []
-        self.timings_ = dict.fromkeys(("extract_s", "vocabulary_s", "encode_s"), 0.0)
+        self.channels_ = []
+        self.timings_ = dict.fromkeys(("extract_s", "vocabulary_s"), 0.0)
         for index, params in enumerate(self._channel_params()):
             bof = BagOfFeatures(**params)
-            histograms, _, timings = bof._fit_stream(partial(batches, index, bof), encode=True)
-            self.channels_.append(bof)
-            results.append(histograms)
-            for name, seconds in timings.items():
+            for name, seconds in fit_vocabulary(index, bof).items():
                 self.timings_[name] += seconds
-        kept, failures, _ = _common_inputs(results)
-        _check_two_classes(y[kept])
+            self.channels_.append(bof)
         start = time.perf_counter()
-        self.svm_ = self._svm().fit(self._join(results, kept), y[kept])
-        self.timings_["svm_s"] = time.perf_counter() - start
+        widths = [bof.n_features_out_ for bof in self.channels_]
+        # per channel: images in which each word occurs, images with any word
+        frequencies = [np.zeros(bof.vocabulary_.n_words_, np.int64) for bof in self.channels_]
+        described = [0] * len(self.channels_)
+        kept, failures = [], []
+        with RowStore(sum(widths)) as store:
+            for window in votes():
+                for index, (bof, block) in enumerate(self._blocks(window.values)):
+                    counts, n_images = bof._document_frequencies(block)
+                    frequencies[index] += counts
+                    described[index] += n_images
+                store.append(window.values)
+                kept.append(window.kept)
+                failures += window.failures
+            for bof, counts, n_images in zip(self.channels_, frequencies, described, strict=True):
+                bof._fit_idf(counts, n_images)
+            step = max(1, CHUNK_BYTES // (4 * sum(widths)))
+            for first in range(0, len(store), step):
+                store.write(first, self._histograms(store[first : first + step]))
+            kept = np.concatenate(kept) if kept else np.zeros(0, np.int64)
+            self.timings_["encode_s"] = time.perf_counter() - start
+            _check_two_classes(y[kept])
+            start = time.perf_counter()
+            self.svm_ = self._svm().fit(store, y[kept])
+            self.timings_["svm_s"] = time.perf_counter() - start
         self.classes_ = self.svm_.classes_
         self.class_names_ = (
             list(class_names)
@@ -348,54 +393,85 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
         self.skipped_: list[tuple[str, str]] = failures
         return self
 
-    @staticmethod
-    def _join(results: Sequence[MatrixResult], kept: np.ndarray) -> np.ndarray:
+    def _blocks(self, rows: np.ndarray) -> Iterator[tuple[BagOfFeatures, np.ndarray]]:
+        """Every channel with its block (a view) of the side-by-side ``rows``."""
+        start = 0
+        for bof in self.channels_:
+            yield bof, rows[:, start : start + bof.n_features_out_]
+            start += bof.n_features_out_
+
+    def _histograms(self, votes: np.ndarray) -> np.ndarray:
+        """The SVM's input from the votes of all channels side by side (n, sum of
+        n_features_out_), in place: each channel's histograms (its idf and normalization),
+        then each L1-normalized (:meth:`_join`)."""
+        for bof, block in self._blocks(votes):
+            bof._weigh(block)
+        return self._normalize_channels(votes)
+
+    def _normalize_channels(self, rows: np.ndarray) -> np.ndarray:
+        """Each channel's block of ``rows`` L1-normalized, in place (so that no channel
+        dominates by its size)."""
+        for _, block in self._blocks(rows):
+            block /= np.maximum(np.abs(block).sum(axis=1, keepdims=True), 1e-12)
+        return rows
+
+    def _votes_of_features(self, batches: Sequence[BatchResult[LocalFeatures]]) -> MatrixResult:
+        """The votes of every channel's features already extracted (one batch per channel),
+        side by side, for the inputs that every channel kept."""
+        results = [
+            bof._count(iter([batch])) for bof, batch in zip(self.channels_, batches, strict=True)
+        ]
+        kept, failures, failed = _common_inputs(results)
+        return MatrixResult(_side_by_side(results, kept), kept, failures, failed)
+
+    def _join(self, results: Sequence[MatrixResult], kept: np.ndarray) -> np.ndarray:
         """The rows of ``kept`` of every channel's histograms, each L1-normalized (so that no
         channel dominates by its size), side by side: (n_kept, sum of n_features_out_)."""
-        blocks = []
-        for result in results:
-            block = result.values[np.isin(result.kept, kept)]
-            blocks.append(block / np.maximum(np.abs(block).sum(axis=1, keepdims=True), 1e-12))
-        return np.hstack(blocks).astype(np.float32, copy=False)
+        return self._normalize_channels(_side_by_side(results, kept))
 
     def _svm(self) -> ChunkedLinearSVC:
         """The unfitted SVM: on the histograms' additive chi-squared map for ``kernel="chi2"``,
         on the histograms themselves for ``"linear"``."""
-        return ChunkedLinearSVC(C=self.C, feature_map=chi2_map if self.kernel == "chi2" else None)
+        return ChunkedLinearSVC(
+            C=self.C, feature_map=chi2_map if self.kernel == "chi2" else None, n_jobs=self.n_jobs
+        )
 
     # ----------------------------------------------------------------------------- predicting
     def predict_images(
         self, images: Sequence[str | os.PathLike | np.ndarray], strict: bool = False
     ) -> BofPrediction:
-        """SVM scores and labels of the readable ``images``, streamed; the unreadable ones are
+        """SVM scores and labels of the readable ``images``, streamed (the workers encode a
+        window of images at a time, only their scores are kept); the unreadable ones are
         reported (``kept``, ``failures``), not fatal (``strict`` raises on the first)."""
         check_is_fitted(self, "svm_")
-        return self._predict([bof.transform_images(images, strict) for bof in self.channels_])
+        return self._predict(stream_votes(self.channels_, images, self.n_jobs, strict, "words"))
 
     def predict_features(self, features: ChannelFeatures) -> BofPrediction:
         """:meth:`predict_images` for features already extracted by :meth:`extract`; images
         without features (None) are failures."""
         check_is_fitted(self, "svm_")
-        results = []
-        for bof, channel in zip(self.channels_, features, strict=True):
-            batch = features_as_batch(channel)
-            histograms = bof.transform_features(batch.values)
-            results.append(MatrixResult(histograms, batch.kept, batch.failures, batch.failed))
-        return self._predict(results)
+        batches = [features_as_batch(channel) for channel in features]
+        return self._predict(iter([self._votes_of_features(batches)]))
 
-    def _predict(self, results: list[MatrixResult]) -> BofPrediction:
-        """Scores of the inputs every channel kept, from each channel's histograms."""
-        kept, failures, failed = _common_inputs(results)
-        histograms = self._join(results, kept)
-        scores = self.svm_.decision_function(histograms)
-        if scores.ndim == 1:
-            scores = np.stack([-scores, scores], axis=1)
+    def _predict(self, windows: Iterator[MatrixResult]) -> BofPrediction:
+        """Scores of the inputs of the windows of votes (all channels side by side)."""
+        scores, kept, failed, failures, n_computed = [], [], [], [], 0
+        for window in windows:
+            window_scores = self.svm_.decision_function(self._histograms(window.values))
+            if window_scores.ndim == 1:
+                window_scores = np.stack([-window_scores, window_scores], axis=1)
+            scores.append(window_scores)
+            kept.append(window.kept)
+            failed.append(window.failed)
+            failures += window.failures
+            n_computed += window.n_computed
+        n_columns = max(len(self.classes_), 2)
         return BofPrediction(
-            scores,
-            kept,
+            np.concatenate(scores) if scores else np.zeros((0, n_columns)),
+            np.concatenate(kept) if kept else np.zeros(0, np.int64),
             failures,
-            failed,
-            max(result.n_computed for result in results),
+            np.concatenate(failed) if failed else np.zeros(0, np.int64),
+            n_computed,
             classes=self.classes_,
         )
 
