@@ -16,7 +16,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -55,13 +54,33 @@ BUILD_OPTIONS = [
 ]
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
-    """Return once ``condition()`` holds (checked every 20 ms); fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
+#: What the engine logs (at DEBUG) when a worker hands back a block of the sharded build (the
+#: stage `retrieval/shards.py` describes as "indexing blocks"): that block's shard is written.
+BLOCK_DONE = "ray: indexing blocks: block "
+
+
+def within(seconds: float, work: Callable[[], object], what: str) -> object:
+    """``work()`` (which blocks until its condition holds) run on a thread, joined for at most
+    ``seconds``: its result, or the test fails naming ``what``."""
+    outcome: dict[str, object] = {}
+    waiter = threading.Thread(target=lambda: outcome.setdefault("value", work()), daemon=True)
+    waiter.start()
+    waiter.join(seconds)
+    if "value" not in outcome:
+        pytest.fail(f"timed out waiting for {what}")
+    return outcome["value"]
+
+
+class BlockDone(logging.Handler):
+    """Sets :attr:`first` when the engine reports a block done in this process."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.first = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(BLOCK_DONE):
+            self.first.set()
 
 
 @pytest.fixture(scope="module")
@@ -138,12 +157,12 @@ def test_data_check_with_engine_ray_prints_the_local_report(cluster, capsys):
 
 
 def stall_once(marker: str, value: int) -> int:
-    """``value`` squared; the first worker given 5 writes its pid to ``marker`` and waits there
-    to be killed (a retry finds the marker and goes on)."""
-    if value == 5 and not os.path.exists(marker):
-        temporary = f"{marker}.{os.getpid()}"
-        Path(temporary).write_text(str(os.getpid()))
-        os.replace(temporary, marker)
+    """``value`` squared; the first worker given 5 writes its pid into the named pipe
+    ``marker`` and waits there to be killed (a retry finds ``marker.taken`` and goes on)."""
+    if value == 5 and not os.path.exists(f"{marker}.taken"):
+        Path(f"{marker}.taken").touch()
+        with open(marker, "w") as fifo:  # the test reads the pid from this named pipe
+            fifo.write(str(os.getpid()))
         threading.Event().wait(120)
         raise RuntimeError("this worker should have been killed")
     return value * value
@@ -153,6 +172,7 @@ def test_a_worker_killed_while_it_works_on_a_block_is_replaced_and_the_block_rer
     cluster, tmp_path, caplog
 ):
     marker = tmp_path / "pid"
+    os.mkfifo(marker)
     outcome = {}
 
     def drive() -> None:
@@ -163,8 +183,8 @@ def test_a_worker_killed_while_it_works_on_a_block_is_replaced_and_the_block_rer
     driver = threading.Thread(target=drive)
     with caplog.at_level(logging.WARNING, "imagelearn.core.ray_engine"):
         driver.start()
-        wait_for(marker.exists, "a worker to stall on its block")
-        os.kill(int(marker.read_text()), signal.SIGKILL)
+        pid = within(120, marker.read_text, "a worker to stall on its block")
+        os.kill(int(pid), signal.SIGKILL)
         driver.join(120)
     assert not driver.is_alive()
     result = outcome["result"]
@@ -229,11 +249,18 @@ def test_a_worker_killed_mid_build_leaves_every_image_indexed_once(
             outcome["report"] = build_index(ukbench, index, PARAMS, cache_dir=False)
 
     driver = threading.Thread(target=drive)
-    with caplog.at_level(logging.WARNING, "imagelearn.core.ray_engine"):
-        driver.start()
-        wait_for(lambda: shards.is_dir() and any(shards.glob("*.safetensors")), "a first shard")
-        os.kill(backend.worker_pids()[0], signal.SIGKILL)
-        driver.join(180)
+    engine_log, block_done = logging.getLogger("imagelearn.core.ray_engine"), BlockDone()
+    engine_log.addHandler(block_done)
+    try:
+        with caplog.at_level(logging.DEBUG, "imagelearn.core.ray_engine"):
+            driver.start()
+            if not block_done.first.wait(120):
+                pytest.fail("timed out waiting for a first block (its shard written)")
+            assert any(shards.glob("*.safetensors"))
+            os.kill(backend.worker_pids()[0], signal.SIGKILL)
+            driver.join(180)
+    finally:
+        engine_log.removeHandler(block_done)
     assert not driver.is_alive()
     assert "a worker died on block" in caplog.text
     rows = catalogue(index)
@@ -243,7 +270,9 @@ def test_a_worker_killed_mid_build_leaves_every_image_indexed_once(
 
 
 DRIVER = """
-import sys, ray
+import logging, sys, ray
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+logging.getLogger("imagelearn.core.ray_engine").setLevel(logging.DEBUG)  # blocks done, on stderr
 from imagelearn.core.execution import use_engine
 from imagelearn.retrieval import build_index
 from test_ray import PARAMS
@@ -265,14 +294,22 @@ def test_a_driver_killed_mid_build_resumes_from_the_shards_written(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+    def two_blocks_done() -> list[bytes]:
+        lines = []  # until two blocks are done (or the driver ends: its stderr closes)
+        while sum(line.startswith(BLOCK_DONE.encode()) for line in lines) < 2:
+            line = driver.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+        return lines
+
     try:
-        wait_for(
-            lambda: shards.is_dir() and len(list(shards.glob("*.safetensors"))) >= 2,
-            "the first shards of the driver to kill",
-        )
+        lines = within(180, two_blocks_done, "the first shards of the driver to kill")
     finally:
         driver.kill()
-        _, errors = driver.communicate(timeout=60)
+        _, rest = driver.communicate(timeout=60)
+    errors = b"".join(lines) + rest
     written = {path.name for path in shards.glob("*.safetensors")}
     assert written, errors.decode()[-2000:]
     with caplog.at_level(logging.INFO, "imagelearn.retrieval.shards"), use_engine("ray"):

@@ -352,11 +352,13 @@ class _Each(Generic[In, Out]):
 @dataclass(frozen=True)
 class _Stage:
     """What runs on a worker for one batch of ``(source, cache key)``: the function, then
-    the cache writes and ``finish`` of the values it computed."""
+    the cache writes and ``finish`` of the values it computed. ``description`` names the
+    stage (as its progress bar does) for a backend's own reports."""
 
     function: Callable[[list[Any]], list[Any]]
     cache: Cache | None
     finish: Callable[[Any], Any] | None
+    description: str
 
     def __call__(self, items: list[tuple[Any, str | None]]) -> list[Any]:
         outcomes = self.function([source for source, _ in items])
@@ -448,7 +450,7 @@ def map_images(
         n_workers = min(backend.n_workers(n_jobs, workers), len(pending)) if pending else 1
         size = batch_size or default_batch_size(len(pending), n_workers)
         chunks = [pending[start : start + size] for start in range(0, len(pending), size)]
-        stage = _Stage(function if batched else _Each(function), cache, finish)
+        stage = _Stage(function if batched else _Each(function), cache, finish, description)
         batches = [[(sources[index], key) for index, key in chunk] for chunk in chunks]
         for chunk, chunk_outcomes in zip(
             chunks, backend.map_batches(stage, batches, n_workers, workers), strict=True

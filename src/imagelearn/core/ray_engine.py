@@ -210,6 +210,12 @@ class RayBackend:
                     index, slot, worker = running.pop(ready)
                     try:
                         done[index] = ray.get(ready)
+                        logger.debug(
+                            "ray: %s: block %d of %d done",
+                            getattr(function, "description", ""),
+                            index + 1,
+                            len(batches),
+                        )
                     except WORKER_DEATHS as error:
                         if _WORKERS[slot] is worker:  # not replaced for an earlier block yet
                             ray.kill(worker, no_restart=True)
