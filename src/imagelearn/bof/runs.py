@@ -18,11 +18,24 @@ from typing import Any
 
 import numpy as np
 
+from imagelearn.bof.inspection import (
+    ImageWords,
+    channel_encoder,
+    draw_image_words,
+    image_words,
+    load_model,
+    rank_words,
+    save_png,
+    word_montage,
+    word_occurrences,
+    word_weights,
+)
 from imagelearn.bof.recognition import DEFAULT_CHANNELS, DEFAULT_MAX_SIDE, BofClassifier
 from imagelearn.core.bundle import atomic_write_json, atomic_write_text
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.outputs import check_output_directory
 from imagelearn.core.plotting import pyplot, save_figure
+from imagelearn.core.progress import progress
 from imagelearn.core.tables import rows_to_csv
 from imagelearn.data import ImageDataset, load_dataset, load_splits
 from imagelearn.data.inputs import expand_image_inputs
@@ -399,3 +412,127 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: Path) -> None:
     figure.suptitle("Vocabulary size: detail against cost")
     figure.tight_layout()
     save_figure(figure, path)
+
+
+@dataclass(frozen=True)
+class WordsResult:
+    """The montages of the chosen words of one channel, and ``words.json``, in ``out``.
+
+    Attributes
+    ----------
+    out : Path
+    words : tuple of int
+        The words drawn, in the order chosen.
+    montages : tuple of Path
+        One PNG per word (``word_WORD.png``).
+    n_images : int
+        Images read (the unreadable ones are in ``words.json``).
+    seconds : float
+        The pass over the images (features, words), without the montages.
+    """
+
+    out: Path
+    words: tuple[int, ...]
+    montages: tuple[Path, ...]
+    n_images: int
+    seconds: float
+
+
+def words_run(
+    model_dir: str | os.PathLike,
+    inputs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    words: Sequence[int] | None = None,
+    top: int = 16,
+    per_word: int = 24,
+    channel: int | str = 0,
+    by: str = "weight",
+    n_jobs: int | None = None,
+    overwrite: bool = False,
+) -> WordsResult:
+    """What the visual words of a saved BoF model look like on the images ``inputs`` (files or
+    folders): one montage of the ``per_word`` patches nearest to each word
+    (:mod:`imagelearn.bof.inspection`) and ``words.json`` (every drawn word's occurrences,
+    SVM weight and patches, with the image paths).
+
+    Parameters
+    ----------
+    words : sequence of int, optional
+        The words to draw; None: the ``top`` first by ``by`` (:func:`~imagelearn.bof.inspection.rank_words`:
+        ``"weight"``, the SVM's, or ``"frequency"``) among the words that occur.
+    channel : int or str
+        Index or detector name of the channel.
+    n_jobs : int, optional
+        Processes for feature extraction (None: the model's default, all cores).
+    overwrite : bool
+        Replace a finished pass at ``out`` (its ``words.json``).
+    """
+    model = load_model(model_dir)
+    index, encoder = channel_encoder(model, channel)
+    if n_jobs is not None:
+        encoder.set_params(n_jobs=n_jobs)
+    paths = expand_image_inputs(inputs)
+    out = check_output_directory(out, overwrite, "words.json")
+    start = time.perf_counter()
+    occurrences = word_occurrences(model, paths, index, per_word)
+    seconds = time.perf_counter() - start
+    chosen = (
+        rank_words(model, index, by, occurrences)[: int(top)]
+        if words is None
+        else np.asarray([int(word) for word in words], dtype=np.int64)
+    )
+    for word in chosen:
+        occurrences.of(int(word))  # an unknown word fails before anything is written
+    weights = word_weights(model, index) if isinstance(model, BofClassifier) else None
+    out.mkdir(parents=True, exist_ok=True)
+    montages, records = [], []
+    for word in progress(chosen.tolist(), "word montages", unit="word"):
+        montages.append(save_png(word_montage(occurrences, word), out / f"word_{word}.png"))
+        patches = occurrences.of(word).records()
+        for patch in patches:
+            patch["image"] = occurrences.images[patch["image"]]
+        records.append(
+            {
+                "word": word,
+                "occurrences": int(occurrences.counts[word]),
+                "svm_weight": None if weights is None else float(weights[word]),
+                "montage": montages[-1].name,
+                "patches": patches,
+            }
+        )
+    atomic_write_json(
+        out / "words.json",
+        {
+            "model": str(model_dir),
+            "channel": index,
+            "detector": occurrences.detector,
+            "n_words": occurrences.n_words,
+            "ranked_by": by if words is None else "given",
+            "n_images": len(paths) - len(occurrences.failures),
+            "skipped": [{"path": p, "reason": r} for p, r in occurrences.failures],
+            "seconds": seconds,
+            "words": records,
+        },
+    )
+    return WordsResult(
+        out,
+        tuple(chosen.tolist()),
+        tuple(montages),
+        len(paths) - len(occurrences.failures),
+        seconds,
+    )
+
+
+def explain_image(
+    model_dir: str | os.PathLike,
+    image: str | os.PathLike,
+    out: str | os.PathLike,
+    channel: int | str = 0,
+    top: int = 5,
+) -> ImageWords:
+    """The ``top`` strongest words of one image under a saved BoF model's ``channel``, their
+    patches outlined on it, saved as the PNG ``out``; returns the
+    :class:`~imagelearn.bof.inspection.ImageWords` (its histogram as the model encodes it)."""
+    found = image_words(model_dir, image, channel, top)
+    save_png(draw_image_words(found), out)
+    return found

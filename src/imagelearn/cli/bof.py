@@ -1,4 +1,5 @@
-"""``imagelearn bof train|predict|evaluate|sweep``: object recognition with Bag of Features."""
+"""``imagelearn bof train|predict|evaluate|sweep``: object recognition with Bag of Features;
+``bof words|explain``: what its visual words look like."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from imagelearn.cli.arguments import (
     add_alias,
     add_engine,
     add_evaluation_arguments,
+    add_format,
     add_n_jobs,
     add_output_dir,
     add_overwrite,
@@ -120,7 +122,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     verbs = add_verbs(
-        subparsers, "bof", help="Bag of Features: train, predict, evaluate, sweep vocabulary sizes"
+        subparsers,
+        "bof",
+        help="Bag of Features: train, predict, evaluate, sweep vocabulary sizes, see the words",
     )
 
     train = verbs.add_parser(
@@ -160,6 +164,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_channel_options(sweep, pyramid=[1])
     _add_common(sweep)
     sweep.set_defaults(handler=run_sweep)
+
+    words = verbs.add_parser(
+        "words", help="montages of the image patches of visual words, and words.json"
+    )
+    words.add_argument("model", help=MODEL_HELP)
+    words.add_argument("images", nargs="+", help="image files or folders to find the patches in")
+    add_output_dir(words, "directory for word_WORD.png and words.json", required=True)
+    chosen = words.add_mutually_exclusive_group()
+    chosen.add_argument("--words", type=_int_list, default=None, help="the words, e.g. 0,5,17")
+    chosen.add_argument(
+        "--top",
+        type=int,
+        default=16,
+        help="without --words: the words of largest SVM weight (--by) that occur",
+    )
+    words.add_argument(
+        "--by",
+        choices=("weight", "frequency"),
+        default="weight",
+        help="rank words by the SVM's weight on them or by how often they occur",
+    )
+    words.add_argument("--per-word", type=int, default=24, help="patches per montage")
+    _add_channel(words)
+    add_n_jobs(words, help="processes for feature extraction (-1: all cores; default: -1)")
+    add_overwrite(words, "pass")
+    words.set_defaults(handler=run_words)
+
+    explain = verbs.add_parser(
+        "explain", help="an image's strongest visual words, their patches outlined on it (PNG)"
+    )
+    explain.add_argument("model", help=MODEL_HELP)
+    explain.add_argument("image", help="an image file")
+    explain.add_argument("--out", required=True, help="the PNG to write")
+    explain.add_argument("--top", type=int, default=5, help="strongest words drawn")
+    _add_channel(explain)
+    add_format(explain)
+    explain.set_defaults(handler=run_explain)
+
+
+def _add_channel(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--channel",
+        default="0",
+        help="the channel: its index or detector name, e.g. dense_lab (default: 0, the first)",
+    )
 
 
 def _cache_dir(arguments: argparse.Namespace) -> bool | None:
@@ -263,4 +312,41 @@ def run_sweep(arguments: argparse.Namespace) -> int:
             f"{row.n_words:>7} {row.accuracy:>9.4f} {row.vocabulary_s:>8.2f} {row.encode_ms_per_image:>7.2f} {row.model_bytes / 1e6:>7.2f}"
         )
     print(f"plot: {result.out}/sweep.png, table: {result.out}/sweep.csv")
+    return 0
+
+
+def run_words(arguments: argparse.Namespace) -> int:
+    from imagelearn.bof.runs import words_run
+
+    result = words_run(
+        arguments.model,
+        arguments.images,
+        arguments.out,
+        words=arguments.words,
+        top=arguments.top,
+        per_word=arguments.per_word,
+        channel=arguments.channel,
+        by=arguments.by,
+        n_jobs=arguments.n_jobs,
+        overwrite=arguments.overwrite,
+    )
+    print(
+        f"{len(result.words)} words over {result.n_images} images ({result.seconds:.1f} s): "
+        f"montages and words.json in {result.out}"
+    )
+    return 0
+
+
+def run_explain(arguments: argparse.Namespace) -> int:
+    from imagelearn.bof.runs import explain_image
+
+    found = explain_image(
+        arguments.model, arguments.image, arguments.out, arguments.channel, arguments.top
+    )
+    if arguments.format == "json":
+        print(json_text(found.as_record()))
+        return 0
+    for word, patches in zip(found.top_words, found.patches, strict=True):
+        print(f"word {word}: weight {found.word_histogram[word]:.4f}, {len(patches)} patches")
+    print(f"drawn on {arguments.out}")
     return 0
