@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: The routers of the app, by module under :mod:`imagelearn.web.routers`.
-ROUTERS = ("search", "images", "tags", "map", "admin", "studio")
+ROUTERS = ("search", "images", "tags", "map", "admin", "studio", "words")
 #: Folder (inside the index directory) where images added through the app are stored.
 UPLOADS_NAME = "uploads"
 
@@ -67,6 +67,9 @@ class AppSettings:
         The classifier and clustering runs whose classes and clusters tag the images.
     auth : bool
         A token is required.
+    review_runs : tuple of Path
+        Run directories, or folders of runs, the server reviews (``serve --review``): the only
+        runs whose visual words it shows.
     """
 
     index_dir: Path | None
@@ -77,6 +80,7 @@ class AppSettings:
     model: Path | None
     clusters: Path | None
     auth: bool
+    review_runs: tuple[Path, ...] = ()
 
 
 def create_app(
@@ -85,6 +89,7 @@ def create_app(
     studio: str | os.PathLike | None = None,
     studio_out: str | os.PathLike | None = None,
     pixel_size: float | None = None,
+    review: Sequence[str | os.PathLike] | None = None,
     model: str | os.PathLike | None = None,
     clusters: str | os.PathLike | None = None,
     writable: bool = False,
@@ -101,7 +106,7 @@ def create_app(
     Parameters
     ----------
     index_dir : path-like or None
-        An index built by ``imagelearn index build``; None serves the studio only.
+        An index built by ``imagelearn index build``; None serves the studio or the review only.
     studio : path-like, optional
         An image or a folder of images for the pixel classification studio
         (:mod:`imagelearn.web.studio`).
@@ -109,6 +114,9 @@ def create_app(
         Where the studio saves (default ``runs/studio``; never inside the studio's folder).
     pixel_size : float, optional
         Ground sampling distance of the studio's images, metres per pixel.
+    review : sequence of path-like, optional
+        Run directories (or folders of runs) to review: the visual words of their BoF runs
+        (:mod:`imagelearn.web.routers.words`).
     model : path-like, optional
         A classifier run (``bof train`` or ``classify train``): its classes tag the images.
     clusters : path-like, optional
@@ -138,8 +146,8 @@ def create_app(
         ``index_dir`` is not an index, ``model`` not a classifier run, ``clusters`` not a
         clustering run.
     """
-    if index_dir is None and studio is None:
-        raise ParameterError("index", "give an index, a studio image or folder, or both")
+    if index_dir is None and studio is None and not review:
+        raise ParameterError("index", "give an index, a studio image or folder, runs to review")
     service = None
     if index_dir is not None:
         index_dir = Path(index_dir)
@@ -167,6 +175,7 @@ def create_app(
         model=Path(model) if model is not None else None,
         clusters=Path(clusters) if clusters is not None else None,
         auth=token is not None,
+        review_runs=tuple(Path(path) for path in review or ()),
     )
 
     @asynccontextmanager
