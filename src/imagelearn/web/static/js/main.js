@@ -10,8 +10,9 @@ import * as browse from "./pages/browse.js";
 import * as map from "./pages/map.js";
 import * as duplicates from "./pages/duplicates.js";
 import * as studio from "./pages/studio.js";
+import * as words from "./pages/words.js";
 
-export const PAGES = { search, browse, map, duplicates, studio };
+export const PAGES = { search, browse, map, duplicates, studio, words };
 // The page "#/" opens: the studio when the server has one (`serve --studio`), else search.
 let defaultPage = "search";
 
@@ -98,14 +99,17 @@ async function start() {
     const parts = [`${info.name}`, `${info.images} images`, info.writable ? "writable" : "read-only"];
     header.textContent = parts.join(" · ");
   });
-  const [indexError, studio] = await Promise.all([
+  const [indexError, studio, bofRuns] = await Promise.all([
     serverInfo().then(() => null, (error) => error),
     api("/api/studio").then((answer) => answer, () => null),
+    api("/api/words/runs").then((answer) => answer.runs.length > 0, () => false),
   ]);
   if (studio) defaultPage = "studio";
+  else if (indexError && bofRuns) defaultPage = "words";
   if (indexError && studio) header.textContent = `studio: ${studio.source}, ${studio.images.length} images`;
+  else if (indexError && bofRuns) header.textContent = "visual words of BoF runs";
   else if (indexError) header.textContent = indexError.message;
-  const shown = Object.entries(PAGES).filter(([name]) => (name === "studio" ? studio : !indexError));
+  const shown = Object.entries(PAGES).filter(([name]) => (name === "studio" ? studio : name === "words" ? bofRuns : !indexError));
   clear(nav, shown.map(([name, page]) => h("a", { href: `#/${name}`, dataset: { page: name } }, page.title)));
   render();
 }
