@@ -18,7 +18,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -26,22 +26,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from PIL import Image
 
-from imagelearn.bof.inspection import (
-    ImageWords,
-    WordOccurrences,
-    channel_encoder,
-    draw_image_words,
-    image_words,
-    rank_words,
-    word_montage,
-    word_occurrences,
-    word_weights,
-)
-from imagelearn.bof.recognition import BofClassifier
 from imagelearn.core.bundle import BundleError, member_path, read_manifest
 from imagelearn.core.errors import ImagelearnError
 from imagelearn.core.schema import MEMBER_NAME_PATTERN
 from imagelearn.web.app import settings
+
+if TYPE_CHECKING:  # the BoF model imports scikit-learn: only once a run's words are asked for
+    from imagelearn.bof.inspection import ImageWords, WordOccurrences
+    from imagelearn.bof.recognition import BofClassifier
 
 router = APIRouter(prefix="/api/words", tags=["words"])
 
@@ -53,6 +45,8 @@ PER_WORD = 24
 KEPT_PASSES = 4
 #: How deep below a directory given to the server BoF runs are listed.
 SEARCH_DEPTH = 3
+#: The bundle kind of a BoF run's model (:attr:`BofClassifier.bundle_kind`).
+BOF_KIND = "bof-classifier"
 #: Cache lifetime of the PNGs (a run's files do not change while it is served).
 CACHE_CONTROL = "private, max-age=3600"
 
@@ -75,7 +69,7 @@ def _roots(request: Request) -> dict[str, Path]:
 
 def _is_bof_run(directory: Path) -> bool:
     try:
-        return read_manifest(directory)["kind"] == BofClassifier.bundle_kind
+        return read_manifest(directory)["kind"] == BOF_KIND
     except BundleError:
         return False
 
@@ -135,6 +129,8 @@ class _Passes:
             if directory in self.runs:
                 self.runs.move_to_end(directory)
                 return self.runs[directory]
+            from imagelearn.bof.recognition import BofClassifier
+
             model = BofClassifier.load(directory)
             split = directory / "split.json"
             listed = json.loads(split.read_text()) if split.is_file() else {}
@@ -147,6 +143,8 @@ class _Passes:
             return found
 
     def occurrences(self, directory: Path, channel: int) -> WordOccurrences:
+        from imagelearn.bof.inspection import word_occurrences
+
         run = self.run(directory)
         with self.lock:  # one pass at a time: the machine's cores are the workers'
             key = (directory, channel)
@@ -193,6 +191,8 @@ async def runs(request: Request) -> dict:
 
 
 def _channel(model: BofClassifier, channel: str) -> int:
+    from imagelearn.bof.inspection import channel_encoder
+
     try:
         return channel_encoder(model, channel)[0]
     except ImagelearnError as error:
@@ -206,6 +206,8 @@ async def run_words(
     channel: Annotated[str, Channel] = "0",
     top: Annotated[int, Query(ge=1, le=500)] = 48,
 ) -> dict:
+    from imagelearn.bof.inspection import rank_words, word_weights
+
     directory = allowed_bof_run(request, run)
     passes = _passes(request)
     found = await run_in_threadpool(passes.run, directory)
@@ -252,6 +254,8 @@ async def montage(
     word: Annotated[int, Query(ge=0, le=2**31 - 1)],
     channel: Annotated[str, Channel] = "0",
 ) -> Response:
+    from imagelearn.bof.inspection import word_montage
+
     directory = allowed_bof_run(request, run)
     passes = _passes(request)
     index = _channel((await run_in_threadpool(passes.run, directory)).model, channel)
@@ -266,6 +270,8 @@ async def montage(
 async def _image_words(
     request: Request, run: str, image: int, channel: str, top: int
 ) -> ImageWords:
+    from imagelearn.bof.inspection import image_words
+
     directory = allowed_bof_run(request, run)
     found = await run_in_threadpool(_passes(request).run, directory)
     index = _channel(found.model, channel)
@@ -306,6 +312,8 @@ async def image_drawn(
     channel: Annotated[str, Channel] = "0",
     top: Annotated[int, Top] = 5,
 ) -> Response:
+    from imagelearn.bof.inspection import draw_image_words
+
     found = await _image_words(request, run, image, channel, top)
     try:
         return _png(await run_in_threadpool(draw_image_words, found))
