@@ -247,3 +247,15 @@ def test_cli_writes_montages_and_words_json(run, photos, tmp_path, capsys):
     assert capsys.readouterr().out.count("word ") == 5
     assert main(["bof", "explain", str(tmp_path), str(photos[0]), "--out", str(png)]) == 2
     assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_a_saved_bag_of_features_alone_ranks_its_words_by_frequency(run, photos, tmp_path):
+    model, _ = run
+    saved = model.channels_[1].save(tmp_path / "lab-words")
+    alone = load_model(saved).set_params(n_jobs=1)
+    occurrences = word_occurrences(alone, photos[:4], per_word=3)
+    assert occurrences.detector == "dense_lab" and occurrences.n_words == 12
+    ranked = rank_words(alone, 0, occurrences=occurrences)
+    assert np.all(np.diff(occurrences.counts[ranked]) <= 0)
+    with pytest.raises(ParameterError, match="no SVM weights"):
+        word_weights(alone, 0)
