@@ -40,14 +40,17 @@ def montage(
     return Path(path)
 
 
-def embedding_map(
-    vectors: np.ndarray,
-    labels: np.ndarray,
-    path: str | os.PathLike,
-    max_points: int = 5000,
-    random_state: int = 0,
-) -> Path:
-    """A 2-D t-SNE map (PCA beyond ``max_points`` images) coloured by cluster, saved as PNG."""
+def map_points(
+    vectors: np.ndarray, max_points: int = 5000, random_state: int = 0
+) -> tuple[np.ndarray, str]:
+    """2-D positions of ``vectors`` ``(n_images, n_dims)``: t-SNE, PCA beyond ``max_points``.
+
+    Returns
+    -------
+    points : ndarray of float, shape (n_images, 2)
+    method : str
+        ``"t-SNE"`` or ``"PCA"``.
+    """
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
@@ -56,14 +59,19 @@ def embedding_map(
         points = TSNE(
             n_components=2, perplexity=perplexity, random_state=random_state, init="pca"
         ).fit_transform(vectors)
-        method = "t-SNE"
-    else:
-        points = (
-            PCA(n_components=2, random_state=random_state).fit_transform(vectors)
-            if len(vectors) > 2
-            else np.zeros((len(vectors), 2))
-        )
-        method = "PCA"
+        return points, "t-SNE"
+    points = (
+        PCA(n_components=2, random_state=random_state).fit_transform(vectors)
+        if len(vectors) > 2
+        else np.zeros((len(vectors), 2))
+    )
+    return points, "PCA"
+
+
+def embedding_map(
+    points: np.ndarray, labels: np.ndarray, path: str | os.PathLike, method: str
+) -> Path:
+    """The 2-D ``points`` of :func:`map_points` coloured by cluster, saved as PNG."""
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(7, 6))
     scatter = axes.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab20", s=10)

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: The routers of the app, by module under :mod:`imagelearn.web.routers`.
-ROUTERS = ("search", "images", "tags", "map", "admin", "studio")
+ROUTERS = ("search", "images", "tags", "map", "admin", "studio", "review")
 #: Folder (inside the index directory) where images added through the app are stored.
 UPLOADS_NAME = "uploads"
 
@@ -85,6 +85,7 @@ def create_app(
     studio: str | os.PathLike | None = None,
     studio_out: str | os.PathLike | None = None,
     pixel_size: float | None = None,
+    review: Sequence[str | os.PathLike] | None = None,
     model: str | os.PathLike | None = None,
     clusters: str | os.PathLike | None = None,
     writable: bool = False,
@@ -101,7 +102,7 @@ def create_app(
     Parameters
     ----------
     index_dir : path-like or None
-        An index built by ``imagelearn index build``; None serves the studio only.
+        An index built by ``imagelearn index build``; None serves the studio or the review only.
     studio : path-like, optional
         An image or a folder of images for the pixel classification studio
         (:mod:`imagelearn.web.studio`).
@@ -109,6 +110,8 @@ def create_app(
         Where the studio saves (default ``runs/studio``; never inside the studio's folder).
     pixel_size : float, optional
         Ground sampling distance of the studio's images, metres per pixel.
+    review : sequence of path-like, optional
+        Run directories (or folders of runs) for model review (:mod:`imagelearn.web.review`).
     model : path-like, optional
         A classifier run (``bof train`` or ``classify train``): its classes tag the images.
     clusters : path-like, optional
@@ -136,10 +139,10 @@ def create_app(
     ------
     BundleError
         ``index_dir`` is not an index, ``model`` not a classifier run, ``clusters`` not a
-        clustering run.
+        clustering run, a ``review`` path neither a run nor a folder holding runs.
     """
-    if index_dir is None and studio is None:
-        raise ParameterError("index", "give an index, a studio image or folder, or both")
+    if index_dir is None and studio is None and not review:
+        raise ParameterError("index", "give an index, a studio image or folder, runs to review")
     service = None
     if index_dir is not None:
         index_dir = Path(index_dir)
@@ -158,6 +161,11 @@ def create_app(
             pixel_size=pixel_size,
             allow_inside_source=studio_out is not None,
         )
+    review_runs = None
+    if review:
+        from imagelearn.web.review import RunShelf
+
+        review_runs = RunShelf(review)
     app_settings = AppSettings(
         index_dir=index_dir,
         writable=writable,
@@ -191,6 +199,7 @@ def create_app(
     )
     app.state.service = service
     app.state.studio = studio_state
+    app.state.review = review_runs
     app.state.settings = app_settings
     app.state.thumbnails = ThumbnailCache(thumbnail_dir)
     hosts = None if allowed_hosts is None else tuple(host.lower() for host in allowed_hosts)
@@ -267,5 +276,5 @@ def service(request: Request) -> IndexService:
     """The index service of the app answering ``request`` (a 404 on a studio-only server)."""
     found = request.app.state.service
     if found is None:
-        raise HTTPException(404, "this server serves no index (it was started with --studio only)")
+        raise HTTPException(404, "this server serves no index (it was started without one)")
     return found
