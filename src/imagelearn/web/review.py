@@ -125,13 +125,13 @@ class Review:
                 raise ReviewError(
                     404, f"{self.name}: no class {label!r} ({role}); its classes are {labels}"
                 )
-        if (true, predicted) not in self.cells:
+        if self.data["confusion"]["listable"] != "all" and true == predicted:
             raise ReviewError(
                 404,
                 f"{self.name}: the images of cell ({true}, {predicted}) were not stored: the run "
                 "has no predictions.csv (written before it existed), only misclassified.csv",
             )
-        numbers = self.cells[(true, predicted)]
+        numbers = self.cells.get((true, predicted), [])
         return {
             "true": true,
             "predicted": predicted,

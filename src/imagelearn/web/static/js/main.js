@@ -10,9 +10,11 @@ import * as browse from "./pages/browse.js";
 import * as map from "./pages/map.js";
 import * as duplicates from "./pages/duplicates.js";
 import * as studio from "./pages/studio.js";
+import * as review from "./pages/review.js";
 
-export const PAGES = { search, browse, map, duplicates, studio };
-// The page "#/" opens: the studio when the server has one (`serve --studio`), else search.
+export const PAGES = { search, browse, map, duplicates, studio, review };
+// The page "#/" opens: the studio when the server has one (`serve --studio`), else search, or the
+// review on a server of runs only (`serve --review`).
 let defaultPage = "search";
 
 let cleanup = null;
@@ -57,7 +59,7 @@ function showShortcuts() {
     ["← →", "previous / next match (in the match view)"],
     ["[ ]", "previous / next page"],
     ["Esc", "close a dialog"],
-    ["g s, g b, g m, g d, g t", "go to search, browse, map, duplicates, studio"],
+    ["g s, g b, g m, g d, g t, g r", "go to search, browse, map, duplicates, studio, review"],
     ["b p e h, 1-9, space", "studio: brush, polygon, erase, pan; class; hold to pan"],
   ];
   const body = openDialog("Keyboard shortcuts");
@@ -74,7 +76,7 @@ document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey || typing(event) || document.getElementById("dialog").open) return;
   if (pendingG) {
     pendingG = false;
-    const target = { s: "search", b: "browse", m: "map", d: "duplicates", t: "studio" }[event.key];
+    const target = { s: "search", b: "browse", m: "map", d: "duplicates", t: "studio", r: "review" }[event.key];
     if (target) { navigate(target); event.preventDefault(); }
     return;
   }
@@ -98,14 +100,18 @@ async function start() {
     const parts = [`${info.name}`, `${info.images} images`, info.writable ? "writable" : "read-only"];
     header.textContent = parts.join(" · ");
   });
-  const [indexError, studio] = await Promise.all([
+  const [indexError, studio, reviewed] = await Promise.all([
     serverInfo().then(() => null, (error) => error),
     api("/api/studio").then((answer) => answer, () => null),
+    api("/api/review/runs").then((answer) => answer, () => null),
   ]);
   if (studio) defaultPage = "studio";
+  else if (indexError && reviewed) defaultPage = "review";
   if (indexError && studio) header.textContent = `studio: ${studio.source}, ${studio.images.length} images`;
+  else if (indexError && reviewed) header.textContent = `review: ${reviewed.runs.length} runs`;
   else if (indexError) header.textContent = indexError.message;
-  const shown = Object.entries(PAGES).filter(([name]) => (name === "studio" ? studio : !indexError));
+  const available = { studio, review: reviewed };
+  const shown = Object.entries(PAGES).filter(([name]) => (name in available ? available[name] : !indexError));
   clear(nav, shown.map(([name, page]) => h("a", { href: `#/${name}`, dataset: { page: name } }, page.title)));
   render();
 }
