@@ -233,10 +233,11 @@ def test_a_run_written_before_predictions_csv_lists_only_its_mistakes(client, ru
         ("run", {}, 422, "run"),
     ],
 )
-def test_bad_requests_are_clear_4xx_errors(client, route, params, status, message):
+def test_bad_requests_are_clear_4xx_errors(client, runs, route, params, status, message):
     answer = get(client, route, **params)
     assert answer.status_code == status, answer.text
     assert message in answer.json()["detail"]
+    assert str(runs) not in answer.json()["detail"], "the server's paths stay on the server"
 
 
 def test_a_link_out_of_the_runs_folder_is_refused(client, runs, tmp_path):

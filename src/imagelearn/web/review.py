@@ -484,8 +484,8 @@ class RunShelf:
             return cached
         try:
             review = read_run(directory, name)
-        except BundleError as error:
-            raise ReviewError(422, f"{name}: {error}") from None
+        except BundleError as error:  # named as the client names it, not by the server's path
+            raise ReviewError(422, str(error).replace(str(directory), name)) from None
         with self._lock:
             self._read = {(name, stamp): review}  # the page reads one run at a time
         return review
