@@ -113,6 +113,8 @@ def test_the_runs_folder_lists_every_run_by_name_and_kind(client):
         {"name": "runs/cluster", "kind": "cluster"},
         {"name": "runs/transfer", "kind": "transfer"},
     ]
+    info = client.get("/api/info")  # a server of runs only has no search pages
+    assert info.status_code == 404 and "--review" in info.json()["detail"]
 
 
 @pytest.mark.parametrize("kind", ["bof", "classify"])
@@ -297,3 +299,5 @@ def test_serve_review_prints_the_url_of_the_review_page(runs, monkeypatch, capsy
     assert f"serving {runs / 'bof'} at http://127.0.0.1:" in printed
     assert "/#/review" in printed and len(served) == 1
     assert served[0].config.app.state.review.runs() == [{"name": "bof", "kind": "bof"}]
+    assert main(["serve", "--review", str(runs / "bof" / "missing"), "--port", "0"]) == 2
+    assert "missing: not a directory" in capsys.readouterr().err

@@ -276,5 +276,7 @@ def service(request: Request) -> IndexService:
     """The index service of the app answering ``request`` (a 404 on a studio-only server)."""
     found = request.app.state.service
     if found is None:
-        raise HTTPException(404, "this server serves no index (it was started without one)")
+        raise HTTPException(
+            404, "this server serves no index (it was started with --studio or --review only)"
+        )
     return found

@@ -26,6 +26,7 @@ import json
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,19 @@ CLASSIFIER_FIGURES = (
     "data",
     "source",
 )
+#: What each arm of a transfer comparison is summarised by (beside its curve).
+ARM_FIGURES = (
+    "mode",
+    "fraction",
+    "n_train",
+    "start",
+    "slope",
+    "epochs_to_90",
+    "asymptote",
+    "seconds",
+)
+#: Runs kept read (the page reads one at a time; a few more serve clients on other runs).
+KEPT_RUNS = 8
 #: Figures of a clustering run's ``summary.json`` shown.
 CLUSTER_FIGURES = (
     "n_images",
@@ -359,8 +373,7 @@ def _read_transfer(directory: Path, name: str) -> Review:
     report = _read_json(directory / "transfer.json")
     arms = [
         {
-            **_figures(arm, ("mode", "fraction", "n_train", "start", "slope", "epochs_to_90")),
-            **_figures(arm, ("asymptote", "seconds")),
+            **_figures(arm, ARM_FIGURES),
             "curve": [float(value) for value in arm["curve"]],
         }
         for arm in report["arms"]
@@ -422,6 +435,9 @@ class RunShelf:
     """
 
     def __init__(self, paths: Sequence[str | os.PathLike]) -> None:
+        self._lock = threading.Lock()
+        self._read: OrderedDict[tuple[str, tuple[int, ...]], Review] = OrderedDict()
+        self._digests: dict[tuple[Path, int, int], str] = {}
         self.roots: dict[str, Path] = {}
         for given in paths:
             path = Path(given)
@@ -434,8 +450,6 @@ class RunShelf:
                     run_kind(path)
                 except BundleError as error:
                     raise BundleError(f"{error}; nor does any folder below it") from None
-        self._lock = threading.Lock()
-        self._read: dict[tuple[str, tuple[int, ...]], Review] = {}
 
     def runs(self, only: str | None = None) -> list[dict[str, Any]]:
         """``name``, ``kind`` and ``figures`` of every run below the roots (or below ``only``)."""
@@ -480,15 +494,41 @@ class RunShelf:
         stamp = _stamp(directory)
         with self._lock:
             cached = self._read.get((name, stamp))
-        if cached is not None:
-            return cached
+            if cached is not None:
+                self._read.move_to_end((name, stamp))
+                return cached
         try:
             review = read_run(directory, name)
         except BundleError as error:  # named as the client names it, not by the server's path
             raise ReviewError(422, str(error).replace(str(directory), name)) from None
         with self._lock:
-            self._read = {(name, stamp): review}  # the page reads one run at a time
+            self._read[(name, stamp)] = review
+            while len(self._read) > KEPT_RUNS:
+                self._read.popitem(last=False)
         return review
+
+    def digest(self, path: Path) -> str:
+        """The sha256 of the file's bytes (names its thumbnail in the cache), computed once
+        per version of the file.
+
+        Raises
+        ------
+        OSError
+            The file cannot be read.
+        """
+        status = path.stat()
+        key = (path, status.st_mtime_ns, status.st_size)
+        with self._lock:
+            known = self._digests.get(key)
+        if known is not None:
+            return known
+        digest = hashlib.sha256()
+        with path.open("rb") as stream:
+            for block in iter(lambda: stream.read(2**20), b""):
+                digest.update(block)
+        with self._lock:
+            self._digests[key] = digest.hexdigest()
+        return digest.hexdigest()
 
 
 def _root_name(path: Path, taken: dict[str, Path]) -> str:
@@ -539,12 +579,3 @@ def _stamp(directory: Path) -> tuple[int, ...]:
         except OSError:
             stamps.append(0)
     return tuple(stamps)
-
-
-def content_digest(path: Path) -> str:
-    """The sha256 of a file's bytes (names its thumbnail in the cache)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()

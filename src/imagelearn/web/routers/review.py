@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from imagelearn.core.images import ImageReadError
-from imagelearn.web.review import Review, ReviewError, RunShelf, content_digest
+from imagelearn.web.review import Review, ReviewError, RunShelf
 from imagelearn.web.thumbnails import THUMBNAIL_SIDE
 
 router = APIRouter(prefix="/api/review", tags=["review"])
@@ -75,13 +75,13 @@ async def thumbnail(
     run: Annotated[str, RunName],
     image: Annotated[int, Query(ge=0, le=2**31 - 1, description="number of the image in the run")],
 ) -> FileResponse:
-    review = await _open(request, run)
-    path = review.image_path(image)
+    runs = shelf(request)
+    path = (await run_in_threadpool(runs.open, run)).image_path(image)
     thumbnails = request.app.state.thumbnails
 
     def cached():
         try:
-            return thumbnails.get(path, content_digest(path), THUMBNAIL_SIDE)
+            return thumbnails.get(path, runs.digest(path), THUMBNAIL_SIDE)
         except (ImageReadError, OSError) as error:
             reason = getattr(error, "reason", None) or error.strerror or str(error)
             raise ReviewError(404, f"{run}: image {image} ({path.name}): {reason}") from None
