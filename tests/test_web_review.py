@@ -301,3 +301,35 @@ def test_serve_review_prints_the_url_of_the_review_page(runs, monkeypatch, capsy
     assert served[0].config.app.state.review.runs() == [{"name": "bof", "kind": "bof"}]
     assert main(["serve", "--review", str(runs / "bof" / "missing"), "--port", "0"]) == 2
     assert "missing: not a directory" in capsys.readouterr().err
+
+
+def test_an_evaluation_report_alone_is_reviewed_like_a_run(runs, tmp_path):
+    """What ``bof evaluate`` / ``classify evaluate`` write (the shared writer, no model)."""
+    import numpy as np
+
+    from imagelearn.evaluation import write_evaluation
+
+    table = rows(runs / "bof" / "predictions.csv")
+    index = {name: i for i, name in enumerate(CLASSES)}
+    truth, guess = (np.array([index[row[key]] for row in table]) for key in ("true", "predicted"))
+    paths = [row["path"] for row in table]
+    metrics = write_evaluation(tmp_path / "evaluation", paths, truth, guess, CLASSES)
+    review = read_run(tmp_path / "evaluation")
+    assert review.kind == "evaluation" and review.data["figures"]["accuracy"] == metrics["accuracy"]
+    assert review.data["score_name"] is None and review.data["confusion"]["listable"] == "all"
+    listed = [
+        image["name"] for t in CLASSES for p in CLASSES for image in review.cell(t, p)["images"]
+    ]
+    assert sorted(listed) == sorted(Path(path).name for path in paths)
+
+
+def test_a_run_with_a_corrupt_file_is_a_422_naming_it(client, runs):
+    broken = runs / "broken"
+    shutil.copytree(runs / "bof", broken)
+    (broken / "metrics.json").write_text("{", encoding="utf-8")
+    try:
+        answer = get(client, "run", run="runs/broken")
+        assert answer.status_code == 422
+        assert answer.json()["detail"].startswith("runs/broken/metrics.json: not JSON")
+    finally:
+        shutil.rmtree(broken)

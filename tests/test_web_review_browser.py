@@ -100,6 +100,16 @@ def test_a_cell_of_the_confusion_matrix_shows_exactly_its_images(page, server, r
         ".review-cell-images h4"
     )
     assert screenshot(page, "review-bof").stat().st_size > 10_000
+    wrong = [row for row in predictions if row["true"] != row["predicted"]]
+    cards = page.locator(".review-misclassified .review-image")
+    assert cards.count() == len(wrong) > 0
+    first = cards.first
+    assert first.get_attribute("data-name") == Path(wrong[0]["path"]).name
+    top = first.locator(".review-top li")
+    assert top.count() == 3 and top.first.get_attribute("data-label") == wrong[0]["predicted"]
+    first.scroll_into_view_if_needed()
+    loaded_images(page, ".review-misclassified")
+    assert screenshot(page, "review-bof-misclassified").stat().st_size > 10_000
 
 
 def test_a_clustering_has_one_legend_entry_per_cluster_and_thumbnails_on_hover(page, server, runs):
