@@ -23,7 +23,7 @@ function ensureStyles() {
 
 const thumbnail = (run, image) => `/api/review/thumbnail?${new URLSearchParams({ run, image })}`;
 const pct = (x) => `${(100 * x).toFixed(1)}%`;
-const RATES = new Set(["accuracy", "macro_f1", "sensitivity", "specificity", "ari", "nmi", "purity"]);
+const RATES = new Set(["accuracy", "macro_f1", "sensitivity", "specificity", "purity"]);
 
 function figureValue(key, value) {
   if (typeof value !== "number") return String(value);
