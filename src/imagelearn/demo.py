@@ -23,7 +23,8 @@ UKBENCH_OBJECTS = 25
 #: Epochs and input side (pixels) of every transfer arm. Measured on the sample (85 training
 #: images, 2 shared cores): at 3 epochs ``scratch`` had not left chance (0.20); at 8 epochs,
 #: 96 px it climbs 0.29 -> 0.46 while ``finetune`` (0.60 -> 0.63) and ``features`` (0.71) start
-#: and end higher, in 3 minutes at load 5 (64 px: scratch ends at 0.34; 80 px: 0.43).
+#: and end higher; the transfer step took 179-184 s at load 5-13 (12 epochs at 64 px: scratch
+#: ends at 0.34; 10 at 80 px: 0.43).
 TRANSFER_EPOCHS = 8
 TRANSFER_IMAGE_SIZE = 96
 
