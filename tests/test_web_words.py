@@ -36,8 +36,8 @@ CHANNELS = [
 
 @pytest.fixture(scope="module")
 def runs_folder(tmp_path_factory):
-    """A folder holding one BoF run (``flowers``, trained on 15 photos of 3 classes) and one
-    folder that is no run."""
+    """A folder holding one BoF run (``flowers``, trained on 9 of 15 photos of 3 classes, 6
+    held out) and one folder that is no run."""
     root = data_path("flowers5")
     folder = tmp_path_factory.mktemp("runs")
     listing = folder / "photos.csv"
@@ -72,7 +72,7 @@ def test_run_words_ranked_by_svm_weight_with_montages(client, runs_folder):
         "dense_rootsift",
         "dense_lab",
     ]
-    assert answer["n_images"] == 15 and answer["sample_images"] == 15
+    assert answer["n_images"] == 6 and answer["sample_images"] == 6  # the held-out images
     weights = [word["svm_weight"] for word in answer["words"]]
     assert len(weights) == 5 and weights == sorted(weights, reverse=True)
     word = answer["words"][0]
@@ -91,7 +91,9 @@ def test_image_histogram_is_the_models_encoding(client, runs_folder):
     model = BofClassifier.load(runs_folder / "flowers").set_params(n_jobs=1)
     listed = client.get("/api/words/run", params={"run": run}).json()["images"]
     assert answer["image"] == listed[2]
-    path = json.loads((runs_folder / "flowers" / "split.json").read_text())["held_out"][2][0]
+    path = client.app.state.review.open(run).image_path(2)  # as the review page numbers it
+    held_out = json.loads((runs_folder / "flowers" / "split.json").read_text())["held_out"]
+    assert str(path) in [listed_path for listed_path, _ in held_out]
     encoded = model.channels_[0].transform([path])[0][:24]
     histogram = np.zeros(24)
     for word, weight in answer["words"].items():
@@ -124,7 +126,7 @@ def test_refused_and_missing(client, runs_folder, tmp_path):
         assert str(runs_folder) not in response.json()["detail"]
     run = f"{root}/flowers"
     assert client.get("/api/words/montage", params={"run": run, "word": 24}).status_code == 404
-    assert client.get("/api/words/image", params={"run": run, "image": 15}).status_code == 404
+    assert client.get("/api/words/image", params={"run": run, "image": 6}).status_code == 404
     answer = client.get("/api/words/run", params={"run": run, "channel": "orb"})
     assert answer.status_code == 404 and "dense_lab" in answer.json()["detail"]
 

@@ -1,7 +1,7 @@
 """The words page in a real browser (Debian's Chromium via Playwright, the harness of
 ``tests/test_web_browser.py``) on a small BoF run trained on real flowers5 photos: the words the
-SVM weighs most, a word's montage, an image with its strongest words, and a click from one of
-them to its montage. The screenshot goes to ``test-output/web/``."""
+SVM weighs most (reached from the run's review page), a word's montage, an image with its
+strongest words, and a click from one of them to its montage. The screenshot goes to ``test-output/web/``."""
 
 from __future__ import annotations
 
@@ -36,9 +36,12 @@ def test_words_page_shows_montages_and_an_image_explained(browser, server, runs_
     page.set_default_timeout(WAIT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{server}/#/words?image=2")
+    page.goto(f"{server}/#/review?run={runs_folder.name}/flowers")
+    page.click(".review-words-link")  # the review page's way to the model's words
     page.wait_for_selector(".words-grid .card")
-    assert page.locator("#nav a").all_inner_texts() == ["Words"]
+    assert page.locator("#nav a").all_inner_texts() == ["Review", "Words"]
+    page.select_option('select[aria-label="Image"]', "2")
+    page.wait_for_selector('img[alt$="strongest words outlined"]')
     first = page.locator(".words-grid .card").first.get_attribute("data-word")
     loaded(page, 'img[alt^="Patches of word"]')
     assert page.get_attribute('img[alt^="Patches of word"]', "alt") == f"Patches of word {first}"

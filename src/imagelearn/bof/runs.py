@@ -2,7 +2,8 @@
 
 One function per ``imagelearn bof`` verb; each returns a frozen result and prints nothing.
 A run directory is the saved model bundle (``manifest.json`` + ``arrays.safetensors``) plus
-``metrics.json``, ``confusion_matrix.png``, ``misclassified.csv`` and ``split.json``.
+``metrics.json``, ``confusion_matrix.png``, ``misclassified.csv``, ``predictions.csv`` and
+``split.json``.
 """
 
 from __future__ import annotations
@@ -203,6 +204,8 @@ def _evaluate_into(
 ) -> dict[str, Any]:
     """Predict ``dataset`` and write metrics/plots; unreadable images are reported, not scored."""
     prediction = model.predict_images(dataset.paths, strict=strict)
+    margins = np.full((len(prediction.kept), len(dataset.class_names)), np.nan)
+    margins[:, prediction.classes] = prediction.scores
     return write_evaluation(
         out_dir,
         [dataset.paths[index] for index in prediction.kept],
@@ -210,6 +213,8 @@ def _evaluate_into(
         prediction.labels,
         dataset.class_names,
         {**extra, "skipped": [{"path": p, "reason": r} for p, r in prediction.failures]},
+        scores=margins,
+        score_name="margin",
     )
 
 

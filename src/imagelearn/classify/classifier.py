@@ -38,7 +38,7 @@ from imagelearn.classify.network import (
 )
 from imagelearn.classify.preprocess import ImageSource, Preprocessing
 from imagelearn.classify.runtime import configure_torch, single_thread
-from imagelearn.classify.training import EpochLoop, cosine_schedule
+from imagelearn.classify.training import EpochLoop, cosine_schedule, recalibrate_batch_norm
 from imagelearn.classify.weights import build_backbone, state_dict_fingerprint
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.execution import MatrixResult, map_images
@@ -56,6 +56,9 @@ DEFAULT_LEARNING_RATE = 1e-3
 #: over a small training set several times: its steps are cheap, and a head given only a few
 #: (one per epoch for 20 images) stays near its random start.
 MIN_HEAD_STEPS_PER_EPOCH = 20
+#: Training images (unaugmented) whose batch-norm statistics a ``scratch`` network takes after
+#: every epoch (see :func:`~imagelearn.classify.training.recalibrate_batch_norm`).
+BATCH_NORM_CALIBRATION_IMAGES = 512
 
 
 @dataclass
@@ -438,6 +441,7 @@ class DeepImageClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
                 for start in range(0, len(val_images), 64)
             ]
             evaluate = _scorer(network, val_batches, loss)
+        finish_epoch = None  # finetune keeps the ImageNet batch-norm statistics
         if self.mode == "finetune":
             n_trainable = n_trainable_stages(network.backbone, self.unfreeze)
             groups = discriminative_groups(network, n_trainable, self._learning_rate())
@@ -445,6 +449,20 @@ class DeepImageClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
         else:
             groups = [{"params": list(network.parameters()), "lr": self._learning_rate()}]
             prepare_epoch = None
+            # evenly spaced through the training set (which may be sorted by class)
+            calibration = train_images[:: -(-len(train_images) // BATCH_NORM_CALIBRATION_IMAGES)]
+
+            def finish_epoch() -> None:
+                recalibrate_batch_norm(
+                    network,
+                    (
+                        torch.stack(
+                            [preprocessing.evaluate(image) for image in calibration[i : i + 64]]
+                        )
+                        for i in range(0, len(calibration), 64)
+                    ),
+                )
+
         optimizer = torch.optim.AdamW(groups, weight_decay=1e-4)
 
         def batches(epoch: int):
@@ -470,6 +488,7 @@ class DeepImageClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
             loss=loss,
             phase=self.mode,
             prepare_epoch=prepare_epoch,
+            finish_epoch=finish_epoch,
         )
         return loop.run(
             epochs,

@@ -3,7 +3,8 @@
 One function per ``imagelearn classify`` verb (and :func:`compare_transfer` for ``imagelearn
 transfer compare``); each returns a frozen result and prints nothing. A run directory is the
 saved model bundle (``manifest.json`` + ``arrays.safetensors``) plus ``history.csv``,
-``curves.png``, ``metrics.json``, ``confusion_matrix.png`` and ``misclassified.csv``.
+``curves.png``, ``metrics.json``, ``confusion_matrix.png``, ``misclassified.csv`` and
+``predictions.csv``.
 """
 
 from __future__ import annotations
@@ -208,6 +209,8 @@ def _write_evaluation(
         prediction.probabilities.argmax(1),
         dataset.class_names,
         extra,
+        scores=prediction.probabilities,
+        score_name="probability",
     )
 
 

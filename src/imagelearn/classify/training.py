@@ -23,6 +23,7 @@ from torch import nn
 
 from imagelearn.core.bundle import atomic_write_bytes, atomic_write_text
 from imagelearn.core.errors import ParameterError
+from imagelearn.core.plotting import integer_ticks, pyplot, save_figure
 from imagelearn.core.progress import progress
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,9 @@ class EpochLoop:
         Name written in the history (``head``, ``finetune``, ``scratch``).
     prepare_epoch : callable (), optional
         Sets train/eval modes after ``module.train()`` (frozen batch norms).
+    finish_epoch : callable (), optional
+        Runs after the epoch's optimizer steps, before validation and the checkpoint
+        (:func:`recalibrate_batch_norm`).
     """
 
     module: nn.Module
@@ -75,6 +79,7 @@ class EpochLoop:
     loss: nn.Module
     phase: str
     prepare_epoch: Callable[[], None] | None = None
+    finish_epoch: Callable[[], None] | None = None
 
     def run(
         self,
@@ -150,6 +155,8 @@ class EpochLoop:
             total_loss += float(loss.detach()) * len(labels)
             correct += int((logits.argmax(1) == labels).sum())
             seen += len(labels)
+        if self.finish_epoch:
+            self.finish_epoch()
         learning_rate = float(self.optimizer.param_groups[0]["lr"])
         self.scheduler.step()
         val_loss, val_accuracy = self.evaluate() if self.evaluate else (float("nan"), float("nan"))
@@ -205,6 +212,35 @@ class EpochLoop:
         return state
 
 
+def recalibrate_batch_norm(module: nn.Module, inputs: Iterable[torch.Tensor]) -> None:
+    """Replace the running statistics of every batch-norm layer of ``module`` by their average
+    over ``inputs`` (batches ``(n, 3, H, W)`` of network inputs) at the current weights
+    ("precise BN").
+
+    A network trained from random weights changes fast; the running averages (momentum 0.1)
+    of a few optimizer steps per epoch then lag so far behind that in eval mode it predicts
+    one class for every image, while its batch-statistics (training) accuracy rises.
+    """
+    layers = [
+        layer for layer in module.modules() if isinstance(layer, nn.modules.batchnorm._BatchNorm)
+    ]
+    if not layers:
+        return
+    momenta = [layer.momentum for layer in layers]
+    device = next(module.parameters()).device
+    was_training = module.training
+    module.train()
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # cumulative average over the batches below
+    with torch.no_grad():
+        for batch in inputs:
+            module(batch.to(device))
+    for layer, momentum in zip(layers, momenta, strict=True):
+        layer.momentum = momentum
+    module.train(was_training)
+
+
 def cosine_schedule(
     optimizer: torch.optim.Optimizer, epochs: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
@@ -226,15 +262,11 @@ def history_csv(history: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def plot_curves(history: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Loss and accuracy (train, validation) per epoch as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def curves_figure(history: list[dict[str, Any]], title: str = "") -> Any:
+    """A matplotlib figure: loss and accuracy (train, validation) per epoch, a dotted line
+    where the phase changes (head -> finetune)."""
     epochs = [row["epoch"] for row in history]
-    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(9, 3.6))
+    figure, (loss_axes, accuracy_axes) = pyplot().subplots(1, 2, figsize=(9, 3.6))
     loss_axes.plot(epochs, [row["loss"] for row in history], "o-", label="train")
     loss_axes.plot(epochs, [row["val_loss"] for row in history], "o-", label="validation")
     accuracy_axes.plot(epochs, [row["train_accuracy"] for row in history], "o-", label="train")
@@ -246,14 +278,17 @@ def plot_curves(history: list[dict[str, Any]], path: str | Path, title: str = ""
                 axes.axvline(epochs[index] - 0.5, color="grey", linestyle=":")
     loss_axes.set(xlabel="epoch", ylabel="cross-entropy loss")
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02))
+    for axes in (loss_axes, accuracy_axes):
+        integer_ticks(axes)
     accuracy_axes.legend(loc="lower right")
     figure.suptitle(title)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
+    return figure
+
+
+def plot_curves(history: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """:func:`curves_figure` saved as PNG at ``path``."""
+    return save_figure(curves_figure(history, title), path)
 
 
 def write_history(out_dir: str | Path, history: list[dict[str, Any]], title: str = "") -> None:

@@ -14,7 +14,6 @@ cached embeddings); for ``features`` it is that of the head epochs.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import time
@@ -27,9 +26,10 @@ import numpy as np
 
 from imagelearn.classify.backbones import DEFAULT_BACKBONE
 from imagelearn.classify.classifier import MODES, DeepImageClassifier
-from imagelearn.core.bundle import atomic_write_bytes, atomic_write_json
+from imagelearn.core.bundle import atomic_write_json
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.outputs import check_output_directory
+from imagelearn.core.plotting import integer_ticks, pyplot, save_figure
 from imagelearn.data.collection import load_splits
 from imagelearn.data.dataset import ImageDataset
 
@@ -207,14 +207,10 @@ def compare_transfer(
     )
 
 
-def plot_transfer(report: TransferReport, path: str | os.PathLike) -> Path:
-    """Validation accuracy vs epoch (largest training set) and vs number of training images."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (epoch_axes, size_axes) = plt.subplots(1, 2, figsize=(10, 4))
+def transfer_figure(report: TransferReport) -> Any:
+    """A matplotlib figure: validation accuracy vs epoch (largest training set), and best
+    validation accuracy vs number of training images, one line per mode."""
+    figure, (epoch_axes, size_axes) = pyplot().subplots(1, 2, figsize=(10, 4))
     largest = max(arm.fraction for arm in report.arms)
     for mode in dict.fromkeys(arm.mode for arm in report.arms):
         arms = [arm for arm in report.arms if arm.mode == mode]
@@ -230,6 +226,7 @@ def plot_transfer(report: TransferReport, path: str | os.PathLike) -> Path:
         ylim=(0, 1.02),
         title="learning curve (all training images)",
     )
+    integer_ticks(epoch_axes)
     size_axes.set(
         xlabel="training images",
         ylabel="best validation accuracy",
@@ -244,8 +241,9 @@ def plot_transfer(report: TransferReport, path: str | os.PathLike) -> Path:
         axes.legend(loc="best")
         axes.grid(alpha=0.3)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
+    return figure
+
+
+def plot_transfer(report: TransferReport, path: str | os.PathLike) -> Path:
+    """:func:`transfer_figure` saved as PNG at ``path``."""
+    return save_figure(transfer_figure(report), path)

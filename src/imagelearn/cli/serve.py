@@ -1,5 +1,6 @@
 """``imagelearn serve INDEX``: the web app over an index (search, match view, browse, map);
-``--studio IMAGE_OR_FOLDER`` adds the pixel classification studio (and opens into it)."""
+``--studio IMAGE_OR_FOLDER`` adds the pixel classification studio (and opens into it),
+``--review RUN_DIR...`` the review of trained models and clusterings."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "index",
         nargs="?",
-        help="index directory (from 'imagelearn index build'); optional with --studio",
+        help="index directory (from 'imagelearn index build'); optional with --studio, --review",
     )
     serve.add_argument(
         "--studio",
@@ -34,6 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     serve.add_argument(
         "--pixel-size", type=float, help="studio images: metres per pixel (areas in m²)"
+    )
+    serve.add_argument(
+        "--review",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="review these runs (bof train, classify train, transfer compare, cluster fit) or "
+        "the runs in these folders: metrics, confusion matrix, mistakes, curves, clusters",
     )
     serve.add_argument("--model", help="a classifier run whose classes tag the images")
     serve.add_argument("--clusters", help="a clustering run whose cluster ids tag the images")
@@ -59,8 +67,10 @@ def run_serve(arguments: argparse.Namespace) -> int:
     from imagelearn.core.errors import ParameterError
     from imagelearn.web.server import serve
 
-    if arguments.index is None and arguments.studio is None:
-        raise ParameterError("index", "give an index directory, --studio IMAGE_OR_FOLDER, or both")
+    if arguments.index is None and arguments.studio is None and arguments.review is None:
+        raise ParameterError(
+            "index", "give an index directory, --studio IMAGE_OR_FOLDER, --review RUN_DIR, or some"
+        )
     studio = {}
     if arguments.studio is not None:
         studio = {
@@ -78,6 +88,7 @@ def run_serve(arguments: argparse.Namespace) -> int:
         clusters=arguments.clusters,
         writable=arguments.writable,
         workers=arguments.workers,
+        review=arguments.review,
         announce=lambda line: print(line, flush=True),
         **studio,
     )

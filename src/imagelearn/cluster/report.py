@@ -3,51 +3,108 @@
 from __future__ import annotations
 
 import html
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
 
 from imagelearn.core.bundle import atomic_write_bytes, atomic_write_text
 from imagelearn.core.images import ImageReadError, load_image
-from imagelearn.core.plotting import pyplot, save_figure
+from imagelearn.core.plotting import category_colors, pyplot, save_figure
 
+#: Side of a montage's thumbnails, and height of its caption strip, pixels.
 THUMBNAIL = 96
+CAPTION_HEIGHT = 24
 
 
 def montage(
     paths: Sequence[str | os.PathLike], path: str | os.PathLike, columns: int = 8, limit: int = 48
 ) -> Path:
-    """A grid of thumbnails of the first ``limit`` images, saved as PNG."""
+    """A grid of thumbnails of the first ``limit`` images under a caption saying how many of
+    them it shows ("48 of 340 images"), saved as PNG (the caption is also its ``Description``
+    text)."""
     chosen = list(paths)[:limit]
+    caption = f"{len(chosen)} of {len(paths)} images"
     rows = max(1, -(-len(chosen) // columns))
-    sheet = Image.new("RGB", (columns * THUMBNAIL, rows * THUMBNAIL), (255, 255, 255))
+    sheet = Image.new(
+        "RGB", (columns * THUMBNAIL, CAPTION_HEIGHT + rows * THUMBNAIL), (255, 255, 255)
+    )
+    ImageDraw.Draw(sheet).text(
+        (6, CAPTION_HEIGHT // 2),
+        caption,
+        fill=(0, 0, 0),
+        font=ImageFont.load_default(size=CAPTION_HEIGHT * 2 // 3),
+        anchor="lm",
+    )
     for index, image_path in enumerate(chosen):
         try:
             tile = Image.fromarray(load_image(image_path, max_side=THUMBNAIL))
         except ImageReadError:
             continue
         x = (index % columns) * THUMBNAIL + (THUMBNAIL - tile.width) // 2
-        y = (index // columns) * THUMBNAIL + (THUMBNAIL - tile.height) // 2
+        y = CAPTION_HEIGHT + (index // columns) * THUMBNAIL + (THUMBNAIL - tile.height) // 2
         sheet.paste(tile, (x, y))
-    import io
-
+    text = PngInfo()
+    text.add_text("Description", caption)
     buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")
+    sheet.save(buffer, format="PNG", pnginfo=text)
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
 
 
-def embedding_map(
-    vectors: np.ndarray,
-    labels: np.ndarray,
-    path: str | os.PathLike,
-    max_points: int = 5000,
-    random_state: int = 0,
-) -> Path:
-    """A 2-D t-SNE map (PCA beyond ``max_points`` images) coloured by cluster, saved as PNG."""
+def cluster_map_figure(points: np.ndarray, labels: np.ndarray, title: str) -> Any:
+    """A matplotlib scatter of ``points`` (n_images, 2), one colour and one legend entry per
+    cluster (``labels`` 0..k-1; -1, HDBSCAN's noise, in grey)."""
+    figure, axes = pyplot().subplots(figsize=(7.5, 6))
+    clusters = sorted(set(labels.tolist()) - {-1})
+    colors = category_colors(len(clusters))
+    # beyond the 20 colours of tab20, the marker tells clusters of the same colour apart
+    markers = "os^Dv"
+    for rank, (cluster, color) in enumerate(zip(clusters, colors, strict=True)):
+        members = labels == cluster
+        axes.scatter(
+            *points[members].T,
+            color=np.array(color) / 255,
+            marker=markers[rank // 20 % len(markers)],
+            s=12,
+            label=f"cluster {cluster} ({int(members.sum())})",
+        )
+    if (labels == -1).any():
+        noise = labels == -1
+        axes.scatter(
+            *points[noise].T, color="0.7", marker="x", s=10, label=f"noise ({noise.sum()})"
+        )
+    axes.set_title(title)
+    axes.set_xticks([])
+    axes.set_yticks([])
+    axes.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        ncols=-(-(len(clusters) + 1) // 25),
+        fontsize="small",
+        markerscale=1.5,
+        frameon=False,
+    )
+    figure.tight_layout()
+    return figure
+
+
+def map_points(
+    vectors: np.ndarray, max_points: int = 5000, random_state: int = 0
+) -> tuple[np.ndarray, str]:
+    """2-D positions of ``vectors`` ``(n_images, n_dims)``: t-SNE, PCA beyond ``max_points``.
+
+    Returns
+    -------
+    points : ndarray of float, shape (n_images, 2)
+    method : str
+        ``"t-SNE"`` or ``"PCA"``.
+    """
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
@@ -56,22 +113,20 @@ def embedding_map(
         points = TSNE(
             n_components=2, perplexity=perplexity, random_state=random_state, init="pca"
         ).fit_transform(vectors)
-        method = "t-SNE"
-    else:
-        points = (
-            PCA(n_components=2, random_state=random_state).fit_transform(vectors)
-            if len(vectors) > 2
-            else np.zeros((len(vectors), 2))
-        )
-        method = "PCA"
-    plt = pyplot()
-    figure, axes = plt.subplots(figsize=(7, 6))
-    scatter = axes.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab20", s=10)
-    axes.set_title(f"{method} map of the images, coloured by cluster")
-    axes.set_xticks([])
-    axes.set_yticks([])
-    figure.colorbar(scatter, ax=axes, label="cluster")
-    figure.tight_layout()
+        return points, "t-SNE"
+    points = (
+        PCA(n_components=2, random_state=random_state).fit_transform(vectors)
+        if len(vectors) > 2
+        else np.zeros((len(vectors), 2))
+    )
+    return points, "PCA"
+
+
+def embedding_map(
+    points: np.ndarray, labels: np.ndarray, path: str | os.PathLike, method: str
+) -> Path:
+    """The 2-D ``points`` of :func:`map_points` coloured by cluster, saved as PNG."""
+    figure = cluster_map_figure(points, labels, f"{method} map of the images, coloured by cluster")
     return save_figure(figure, path)
 
 

@@ -17,7 +17,13 @@ import numpy as np
 from imagelearn.cluster.algorithms import ImageClusterer
 from imagelearn.cluster.descriptors import map_descriptors
 from imagelearn.cluster.duplicates import near_duplicate_groups
-from imagelearn.cluster.report import embedding_map, html_report, montage, silhouette_plot
+from imagelearn.cluster.report import (
+    embedding_map,
+    html_report,
+    map_points,
+    montage,
+    silhouette_plot,
+)
 from imagelearn.core.bundle import atomic_write_json, atomic_write_text
 from imagelearn.core.errors import ParameterError
 from imagelearn.core.outputs import check_output_directory
@@ -131,7 +137,8 @@ def fit_run(
 ) -> ClusterResult:
     """Cluster the images under ``source`` and write the results into ``out``.
 
-    Writes ``clusters.csv`` (path, cluster, distance), ``montage_XX.png`` per cluster,
+    Writes ``clusters.csv`` (path, cluster, distance, x and y on the 2-D map),
+    ``montage_XX.png`` per cluster,
     ``map.png``, ``silhouette.png`` (k auto), ``duplicates.json``, ``summary.json``,
     ``report.html`` and, with ``evaluate``, ``metrics.json`` with ``ari``, ``nmi``, ``purity``.
 
@@ -181,9 +188,18 @@ def fit_run(
     paths = [dataset.paths[i] for i in described.kept]
     skipped = described.failures
     model = (clusterer or ImageClusterer()).fit(described.vectors)
+    points, map_method = map_points(model.reduced_)
     rows = [
-        {"path": str(path), "cluster": int(label), "distance": float(distance)}
-        for path, label, distance in zip(paths, model.labels_, model.distances_, strict=True)
+        {
+            "path": str(path),
+            "cluster": int(label),
+            "distance": float(distance),
+            "x": float(x),
+            "y": float(y),
+        }
+        for path, label, distance, (x, y) in zip(
+            paths, model.labels_, model.distances_, points, strict=True
+        )
     ]
     atomic_write_text(out / "clusters.csv", rows_to_csv(rows))
     sizes = [int(np.sum(model.labels_ == c)) for c in range(model.n_clusters_)]
@@ -192,7 +208,7 @@ def fit_run(
         closest_first = members[np.argsort(model.distances_[members])]
         montage([paths[i] for i in closest_first], out / f"montage_{cluster:02d}.png")
     images = {"2-D map": "map.png"}
-    embedding_map(model.reduced_, model.labels_, out / "map.png")
+    embedding_map(points, model.labels_, out / "map.png", map_method)
     summary: dict[str, Any] = {
         "n_images": len(paths),
         "n_clusters": model.n_clusters_,

@@ -88,6 +88,44 @@ def plot_confusion_matrix(
     return save_figure(figure, path)
 
 
+#: Most probable classes ``predictions.csv`` lists per image.
+TOP_K = 3
+
+
+def predictions_csv(
+    paths: Sequence[str | os.PathLike],
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    class_names: Sequence[str],
+    scores: np.ndarray | None = None,
+    score_name: str = "score",
+) -> str:
+    """One row per image: ``path,true,predicted`` and, with ``scores``, its :data:`TOP_K` best
+    classes ``label_1,SCORE_NAME_1,...`` (highest first).
+
+    Parameters
+    ----------
+    scores : ndarray of float, shape (n_images, n_classes), optional
+        Columns in the order of ``class_names``; NaN for a class the model cannot predict.
+    score_name : str
+        What the scores are (``probability``, ``margin``): the columns' name.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    k = min(TOP_K, len(class_names)) if scores is not None else 0
+    ranks = range(1, k + 1)
+    writer.writerow(
+        ["path", "true", "predicted", *[f"{c}_{r}" for r in ranks for c in ("label", score_name)]]
+    )
+    for row, (path, truth, guess) in enumerate(zip(paths, y_true, y_pred, strict=True)):
+        top = []
+        if scores is not None:
+            ranked = np.argsort(-np.nan_to_num(scores[row], nan=-np.inf), kind="stable")[:k]
+            top = [value for c in ranked for value in (class_names[c], f"{scores[row, c]:.6g}")]
+        writer.writerow([str(path), class_names[truth], class_names[guess], *top])
+    return buffer.getvalue()
+
+
 def write_evaluation(
     out_dir: str | os.PathLike,
     paths: Sequence[str | os.PathLike],
@@ -95,11 +133,15 @@ def write_evaluation(
     y_pred: np.ndarray,
     class_names: Sequence[str],
     extra: dict[str, Any] | None = None,
+    scores: np.ndarray | None = None,
+    score_name: str = "score",
 ) -> dict[str, Any]:
-    """Write ``metrics.json``, ``confusion_matrix.png`` and ``misclassified.csv`` into ``out_dir``.
+    """Write ``metrics.json``, ``confusion_matrix.png``, ``misclassified.csv`` and
+    ``predictions.csv`` (every scored image, with its top classes: :func:`predictions_csv`)
+    into ``out_dir``.
 
-    ``extra`` entries (split description, skipped files, timings) are merged into the metrics.
-    Returns the metrics dict.
+    ``extra`` entries (split description, skipped files, timings) are merged into the metrics;
+    ``scores`` and ``score_name`` are :func:`predictions_csv`'s. Returns the metrics dict.
     """
     out_dir = Path(out_dir)
     metrics = classification_metrics(y_true, y_pred, class_names)
@@ -111,6 +153,10 @@ def write_evaluation(
         if truth != guess:
             writer.writerow([str(path), class_names[truth], class_names[guess]])
     atomic_write_text(out_dir / "misclassified.csv", buffer.getvalue())
+    atomic_write_text(
+        out_dir / "predictions.csv",
+        predictions_csv(paths, y_true, y_pred, class_names, scores, score_name),
+    )
     plot_confusion_matrix(
         np.asarray(metrics["confusion_matrix"]), class_names, out_dir / "confusion_matrix.png"
     )

@@ -12,22 +12,16 @@ import numpy as np
 from PIL import Image
 
 from imagelearn.core.bundle import atomic_write_bytes, atomic_write_json, atomic_write_text
+from imagelearn.core.plotting import Color, category_colors
 from imagelearn.evaluation.segmentation import class_areas
 
-Color = tuple[int, int, int]
 #: Longest side of overlay and legend previews; larger maps are decimated for them.
 PREVIEW_SIDE = 4096
 
 
 def default_colors(n_classes: int) -> list[Color]:
-    """Distinct colours for ``n_classes`` classes (matplotlib's tab10, then tab20)."""
-    from matplotlib import colormaps
-
-    table = colormaps["tab10" if n_classes <= 10 else "tab20"].colors
-    return [
-        tuple(round(255 * channel) for channel in table[index % len(table)][:3])
-        for index in range(n_classes)
-    ]
+    """Distinct colours for ``n_classes`` classes (:func:`~imagelearn.core.plotting.category_colors`)."""
+    return category_colors(n_classes)
 
 
 def _png_bytes(image: Image.Image) -> bytes:

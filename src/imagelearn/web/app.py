@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: The routers of the app, by module under :mod:`imagelearn.web.routers`.
-ROUTERS = ("search", "images", "tags", "map", "admin", "studio", "words")
+ROUTERS = ("search", "images", "tags", "map", "admin", "studio", "review", "words")
 #: Folder (inside the index directory) where images added through the app are stored.
 UPLOADS_NAME = "uploads"
 
@@ -67,9 +67,6 @@ class AppSettings:
         The classifier and clustering runs whose classes and clusters tag the images.
     auth : bool
         A token is required.
-    review_runs : tuple of Path
-        Run directories, or folders of runs, the server reviews (``serve --review``): the only
-        runs whose visual words it shows.
     """
 
     index_dir: Path | None
@@ -80,7 +77,6 @@ class AppSettings:
     model: Path | None
     clusters: Path | None
     auth: bool
-    review_runs: tuple[Path, ...] = ()
 
 
 def create_app(
@@ -115,8 +111,8 @@ def create_app(
     pixel_size : float, optional
         Ground sampling distance of the studio's images, metres per pixel.
     review : sequence of path-like, optional
-        Run directories (or folders of runs) to review: the visual words of their BoF runs
-        (:mod:`imagelearn.web.routers.words`).
+        Run directories (or folders of runs) for model review (:mod:`imagelearn.web.review`;
+        the visual words of BoF runs: :mod:`imagelearn.web.routers.words`).
     model : path-like, optional
         A classifier run (``bof train`` or ``classify train``): its classes tag the images.
     clusters : path-like, optional
@@ -144,7 +140,7 @@ def create_app(
     ------
     BundleError
         ``index_dir`` is not an index, ``model`` not a classifier run, ``clusters`` not a
-        clustering run.
+        clustering run, a ``review`` path neither a run nor a folder holding runs.
     """
     if index_dir is None and studio is None and not review:
         raise ParameterError("index", "give an index, a studio image or folder, runs to review")
@@ -166,6 +162,11 @@ def create_app(
             pixel_size=pixel_size,
             allow_inside_source=studio_out is not None,
         )
+    review_runs = None
+    if review:
+        from imagelearn.web.review import RunShelf
+
+        review_runs = RunShelf(review)
     app_settings = AppSettings(
         index_dir=index_dir,
         writable=writable,
@@ -175,7 +176,6 @@ def create_app(
         model=Path(model) if model is not None else None,
         clusters=Path(clusters) if clusters is not None else None,
         auth=token is not None,
-        review_runs=tuple(Path(path) for path in review or ()),
     )
 
     @asynccontextmanager
@@ -200,6 +200,7 @@ def create_app(
     )
     app.state.service = service
     app.state.studio = studio_state
+    app.state.review = review_runs
     app.state.settings = app_settings
     app.state.thumbnails = ThumbnailCache(thumbnail_dir)
     hosts = None if allowed_hosts is None else tuple(host.lower() for host in allowed_hosts)
@@ -276,5 +277,7 @@ def service(request: Request) -> IndexService:
     """The index service of the app answering ``request`` (a 404 on a studio-only server)."""
     found = request.app.state.service
     if found is None:
-        raise HTTPException(404, "this server serves no index (it was started with --studio only)")
+        raise HTTPException(
+            404, "this server serves no index (it was started with --studio or --review only)"
+        )
     return found

@@ -68,7 +68,7 @@ def serve(
     Parameters
     ----------
     index : path-like or None
-        None: the studio only (``studio=`` in ``app_options``).
+        None: the studio or the review only (``studio=``, ``review=`` in ``app_options``).
     host, port
         The address to bind; beyond the loopback a token is required unless ``no_auth``.
     no_auth : bool
@@ -107,12 +107,15 @@ def serve(
     app = create_app(index, token=token, allowed_hosts=hosts, **app_options)
     listening = bind(host, port)
     bound_port = listening.getsockname()[1]
+    reviewed = " ".join(str(path) for path in app_options.get("review") or ()) or None
     served = " and ".join(
-        str(part) for part in (index, app_options.get("studio")) if part is not None
+        str(part) for part in (index, app_options.get("studio"), reviewed) if part is not None
     )
     announce(f"imagelearn: serving {served} at {page_url(host, bound_port, token)}")
     if app_options.get("studio") is not None:
         announce(f"  studio: saves go to {app.state.studio.out}")
+    if reviewed is not None:
+        announce(f"  review: {page_url(host, bound_port, token)}#/review")
     if not loopback:
         who = "anyone who can reach it can use it" if token is None else "the link carries a token"
         announce(f"  reachable from other machines: {who}")

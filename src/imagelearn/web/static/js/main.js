@@ -10,10 +10,12 @@ import * as browse from "./pages/browse.js";
 import * as map from "./pages/map.js";
 import * as duplicates from "./pages/duplicates.js";
 import * as studio from "./pages/studio.js";
+import * as review from "./pages/review.js";
 import * as words from "./pages/words.js";
 
-export const PAGES = { search, browse, map, duplicates, studio, words };
-// The page "#/" opens: the studio when the server has one (`serve --studio`), else search.
+export const PAGES = { search, browse, map, duplicates, studio, review, words };
+// The page "#/" opens: the studio when the server has one (`serve --studio`), else search, or the
+// review on a server of runs only (`serve --review`).
 let defaultPage = "search";
 
 let cleanup = null;
@@ -58,7 +60,7 @@ function showShortcuts() {
     ["← →", "previous / next match (in the match view)"],
     ["[ ]", "previous / next page"],
     ["Esc", "close a dialog"],
-    ["g s, g b, g m, g d, g t", "go to search, browse, map, duplicates, studio"],
+    ["g s, g b, g m, g d, g t, g r", "go to search, browse, map, duplicates, studio, review"],
     ["b p e h, 1-9, space", "studio: brush, polygon, erase, pan; class; hold to pan"],
   ];
   const body = openDialog("Keyboard shortcuts");
@@ -75,7 +77,7 @@ document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey || typing(event) || document.getElementById("dialog").open) return;
   if (pendingG) {
     pendingG = false;
-    const target = { s: "search", b: "browse", m: "map", d: "duplicates", t: "studio" }[event.key];
+    const target = { s: "search", b: "browse", m: "map", d: "duplicates", t: "studio", r: "review" }[event.key];
     if (target) { navigate(target); event.preventDefault(); }
     return;
   }
@@ -99,17 +101,19 @@ async function start() {
     const parts = [`${info.name}`, `${info.images} images`, info.writable ? "writable" : "read-only"];
     header.textContent = parts.join(" · ");
   });
-  const [indexError, studio, bofRuns] = await Promise.all([
+  const [indexError, studio, reviewed, bofRuns] = await Promise.all([
     serverInfo().then(() => null, (error) => error),
     api("/api/studio").then((answer) => answer, () => null),
+    api("/api/review/runs").then((answer) => answer, () => null),
     api("/api/words/runs").then((answer) => answer.runs.length > 0, () => false),
   ]);
   if (studio) defaultPage = "studio";
-  else if (indexError && bofRuns) defaultPage = "words";
+  else if (indexError && reviewed) defaultPage = "review";
   if (indexError && studio) header.textContent = `studio: ${studio.source}, ${studio.images.length} images`;
-  else if (indexError && bofRuns) header.textContent = "visual words of BoF runs";
+  else if (indexError && reviewed) header.textContent = `review: ${reviewed.runs.length} runs`;
   else if (indexError) header.textContent = indexError.message;
-  const shown = Object.entries(PAGES).filter(([name]) => (name === "studio" ? studio : name === "words" ? bofRuns : !indexError));
+  const available = { studio, review: reviewed, words: bofRuns };
+  const shown = Object.entries(PAGES).filter(([name]) => (name in available ? available[name] : !indexError));
   clear(nav, shown.map(([name, page]) => h("a", { href: `#/${name}`, dataset: { page: name } }, page.title)));
   render();
 }
