@@ -695,23 +695,28 @@ class Studio:
         image: StudioImage, features, blocks: list[tuple[int, int, np.ndarray]]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Features ``(N, F)`` and labels ``(N,)`` of the labelled pixels of ``blocks``, each
-        computed on the block's window with the features' halo (equal to the whole image's)."""
+        computed on the bounding box of the block's labels with the features' halo (so equal
+        to the whole image's)."""
         margin = features.margin
         rows, labels = [], []
         for top, left, block in blocks:
-            height, width = block.shape
+            ys, xs = np.nonzero(block)
+            if not ys.size:
+                continue
+            box = block[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+            top, left = top + int(ys.min()), left + int(xs.min())
             read = (
-                slice(max(0, top - margin), min(image.height, top + height + margin)),
-                slice(max(0, left - margin), min(image.width, left + width + margin)),
+                slice(max(0, top - margin), min(image.height, top + box.shape[0] + margin)),
+                slice(max(0, left - margin), min(image.width, left + box.shape[1] + margin)),
             )
             stack = features.transform(image.windows.read(*read))
             core = stack[
-                top - read[0].start : top - read[0].start + height,
-                left - read[1].start : left - read[1].start + width,
+                top - read[0].start : top - read[0].start + box.shape[0],
+                left - read[1].start : left - read[1].start + box.shape[1],
             ]
-            labelled = block > 0
+            labelled = box > 0
             rows.append(core[labelled])
-            labels.append(block[labelled])
+            labels.append(box[labelled])
         return np.concatenate(rows), np.concatenate(labels)
 
     def _predict_map(
