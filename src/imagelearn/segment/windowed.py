@@ -177,6 +177,12 @@ class _SegmentedTiff(_TiffRaster):
             raise ValueError(f"{len(self.offsets)} segments for a grid of {self.grid}")
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        try:  # a codec tifffile lacks (JPEG, LZW without imagecodecs) fails here, not per tile
+            self._segment(0)
+        except Exception as error:
+            self.close()
+            compression = getattr(page.compression, "name", page.compression)
+            raise ValueError(f"cannot decode its {compression} compression ({error})") from error
 
     def _segment(self, index: int) -> np.ndarray:
         """Segment ``index`` as ``(rows, columns, samples)`` (padded to the segment's shape)."""

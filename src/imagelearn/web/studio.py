@@ -307,6 +307,8 @@ class StudioImage:
             return self.pyramid.tile(level, column, row)
         except LookupError as error:
             raise StudioError(404, str(error)) from None
+        except ImageReadError as error:
+            raise StudioError(422, f"{self.path.name}: {error.reason}") from None
 
     def features(self, pixel_features) -> np.ndarray | None:
         """The whole feature stack (cached), or None beyond :data:`FEATURE_CACHE_PIXELS`."""
