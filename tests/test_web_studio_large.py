@@ -343,3 +343,28 @@ def test_sixteen_bit_big_endian_windows(tmp_path):
         assert np.array_equal(
             raster.read(slice(10, 100), slice(5, 80))[..., 0], values[10:100, 5:80]
         )
+
+
+def test_a_sixteen_bit_four_band_map_is_shown_stretched_by_its_overview(tmp_path):
+    pixels = dubai()[:600, :700].astype(np.uint16) * 200
+    bands = np.concatenate([pixels, pixels[..., :1] // 2], axis=2)  # 4 bands, 16 bits
+    tifffile.imwrite(
+        tmp_path / "bands.tif",
+        bands,
+        tile=(256, 256),
+        photometric="minisblack",
+        planarconfig="contig",
+    )
+    app = create_app(
+        None, studio=tmp_path / "bands.tif", studio_out=tmp_path / "out", max_pixels=100_000
+    )
+    with TestClient(app, base_url=BASE) as client:
+        opened = client.get("/api/studio/images/0").json()
+        assert opened["large"] and opened["bands"] == 4
+        fine = decoded(client.get("/api/studio/images/0/tiles/0/1/1"))
+        coarse = decoded(client.get(f"/api/studio/images/0/tiles/{opened['levels'] - 1}/0/0"))
+        assert fine.shape == (256, 256, 3) and coarse.shape == (150, 175, 3)  # level 2
+        # The first three bands, stretched between the overview's 2nd and 98th percentiles.
+        low, high = np.percentile(bands[..., :3].astype(np.float32), [2, 98], axis=(0, 1))
+        expected = np.clip((bands[256:512, 256:512, :3] - low) / (high - low) * 255, 0, 255)
+        assert np.abs(fine.astype(float) - expected).mean() < 4
