@@ -25,8 +25,10 @@ from imagelearn.web.studio import DEFAULT_CLASSES
 
 BASE = "http://127.0.0.1"
 MOSAIC_SIDE = 12_000
-#: Below the Dubai tile's 797 x 644 pixels: it opens as a map.
+#: Below the pixels of the Dubai crop trained as a map: it opens as a map.
 MAX_PIXELS = 200_000
+#: The crop of the Dubai tile trained as a map (rows, columns): 2 x 2 blocks of 512 pixels.
+MAP_CROP = (slice(0, 600), slice(0, 560))
 
 
 def dubai() -> np.ndarray:
@@ -63,8 +65,9 @@ def mosaic(tmp_path_factory) -> Path:
 
     def tiles():
         for top in range(0, MOSAIC_SIDE, side):
+            band = mosaic_window(source, slice(top, top + side), slice(0, MOSAIC_SIDE + side))
             for left in range(0, MOSAIC_SIDE, side):
-                yield mosaic_window(source, slice(top, top + side), slice(left, left + side))
+                yield band[:, left : left + side]
 
     tifffile.imwrite(
         path,
@@ -127,16 +130,16 @@ def truth() -> np.ndarray:
 
     mask = Image.open(data_path("dubai_landcover", "tile1", "masks", "image_part_001.png"))
     colors = [rgb(color) for _, color in DEFAULT_CLASSES]
-    return labels_from_colors(np.asarray(mask.convert("RGB")), colors)
+    return labels_from_colors(np.asarray(mask.convert("RGB"))[MAP_CROP], colors)
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    """The Dubai tile as an uncompressed TIFF with a ModelPixelScaleTag of 0.5 x 0.25 m."""
+    """The Dubai crop as an uncompressed TIFF with a ModelPixelScaleTag of 0.5 x 0.25 m."""
     folder = tmp_path_factory.mktemp("studio-map")
     tifffile.imwrite(
         folder / "dubai.tif",
-        dubai(),
+        dubai()[MAP_CROP],
         photometric="rgb",
         extratags=[(33550, "d", 3, (0.5, 0.25, 0.0), False)],
     )
@@ -177,11 +180,11 @@ def test_samples_of_a_map_go_by_windows_and_whole_ones_are_refused(client, truth
     assert whole.status_code == 413 and "send or ask for windows" in whole.json()["detail"]
     outside = client.put(
         route,
-        params={"left": 700, "top": 0},
+        params={"left": 500, "top": 0},
         files={"file": ("s.png", png(np.ones((10, 200), np.uint8), "L"))},
     )
     assert (
-        outside.status_code == 422 and "runs outside the 797x644 image" in outside.json()["detail"]
+        outside.status_code == 422 and "runs outside the 560x600 image" in outside.json()["detail"]
     )
     half = client.put(
         route, params={"left": 3}, files={"file": ("s.png", png(np.ones((4, 4), np.uint8), "L"))}
@@ -202,7 +205,7 @@ def test_samples_of_a_map_go_by_windows_and_whole_ones_are_refused(client, truth
     assert np.array_equal(decoded(window), expected[samples[200:300, 100:400]])
     assert client.get(route).status_code == 413
     windows = client.get("/api/studio/images/0").json()["windows"]["train"]
-    assert [512, 0, 285, 512] in windows and all(w[2] <= 512 for w in windows)
+    assert [512, 0, 48, 512] in windows and all(w[2] <= 512 for w in windows)
 
 
 def test_a_map_is_trained_on_its_strokes_and_predicted_block_by_block(client, truth, folder):
@@ -224,7 +227,7 @@ def test_a_map_is_trained_on_its_strokes_and_predicted_block_by_block(client, tr
     # The features of the windows around the strokes and of each block with its halo are
     # those of the whole image: the map is what the model predicts for the whole raster.
     assert np.array_equal(labels, image.result.model.predict(read_raster(folder / "dubai.tif")))
-    assert sum(row["pixels"] for row in result["areas"]) == 797 * 644
+    assert sum(row["pixels"] for row in result["areas"]) == 560 * 600
     for row in result["areas"]:
         assert row["square_metres"] == pytest.approx(row["pixels"] * 0.5 * 0.25)
 
@@ -232,7 +235,7 @@ def test_a_map_is_trained_on_its_strokes_and_predicted_block_by_block(client, tr
     palette = np.array([(0, 0, 0, 0), *((*rgb(c), 255) for _, c in DEFAULT_CLASSES)], np.uint8)
     assert np.array_equal(tile, palette[labels[256:512, 256:512]])
     top = decoded(client.get("/api/studio/images/0/overlay-tiles/2/0/0"))
-    assert top.shape == (161, 200, 4) and np.array_equal(top, palette[labels[::4, ::4]])
+    assert top.shape == (150, 140, 4) and np.array_equal(top, palette[labels[::4, ::4]])
     uncertainty = client.get(
         "/api/studio/images/0/overlay-tiles/0/0/0", params={"kind": "uncertainty"}
     )
@@ -253,6 +256,23 @@ def test_a_map_is_trained_on_its_strokes_and_predicted_block_by_block(client, tr
     )
     assert np.array_equal(tifffile.imread(written / "classmap.tif"), labels)
     assert np.array_equal(tifffile.imread(written / "samples.tif"), samples)
+
+
+def test_a_newer_job_stops_a_map_prediction_and_a_saved_model_is_applied_to_the_map(client):
+    image = client.studio.image(0)
+    saved = Path(client.post("/api/studio/images/0/save").json()["folder"])
+    expected = tifffile.imread(saved / "classmap.tif")
+    with image.lock:  # neither job starts before both are queued
+        first = client.post("/api/studio/images/0/train", params={"n_estimators": 5})
+        second = client.post("/api/studio/images/0/apply", params={"model": "dubai/model"})
+    stopped = client.studio.wait(first.json()["id"], timeout=300)
+    assert stopped.state == "stopped", stopped.error
+    assert stopped.stage == "stopped for a newer job after 0 of 4 blocks"
+    applied = client.studio.wait(second.json()["id"], timeout=300)
+    assert applied.state == "done", applied.error
+    assert client.get(f"/api/studio/jobs/{first.json()['id']}").json()["state"] == "stopped"
+    assert image.result.label_map.complete
+    assert np.array_equal(np.asarray(image.result.labels), expected)
 
 
 def test_a_small_image_map_has_no_overlay_tiles_and_its_geotiff_gives_square_metres(tmp_path):
