@@ -15,11 +15,13 @@ import io
 import math
 import threading
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from imagelearn.segment.windowed import WindowedRaster
+if TYPE_CHECKING:
+    from imagelearn.segment.windowed import WindowedRaster
 
 #: Side of a display tile in pixels.
 TILE_SIDE = 256
