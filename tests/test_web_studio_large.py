@@ -204,6 +204,13 @@ def test_samples_of_a_map_go_by_windows_and_whole_ones_are_refused(client, truth
     expected = np.array([(0, 0, 0, 0), *((*rgb(c), 255) for _, c in DEFAULT_CLASSES)], np.uint8)
     assert np.array_equal(decoded(window), expected[samples[200:300, 100:400]])
     assert client.get(route).status_code == 413
+    too_big = client.get(route, params={"left": 0, "top": 0, "width": 4096, "height": 4096})
+    assert too_big.status_code == 422 and "1 to 4194304 pixels" in too_big.json()["detail"]
+    huge = png(np.zeros((2049, 2048), np.uint8), "L")
+    assert (
+        client.put(route, params={"left": 0, "top": 0}, files={"file": ("h.png", huge)}).status_code
+        == 413
+    )
     windows = client.get("/api/studio/images/0").json()["windows"]["train"]
     assert [512, 0, 48, 512] in windows and all(w[2] <= 512 for w in windows)
 

@@ -69,8 +69,9 @@ DEFAULT_CLASSES: tuple[tuple[str, str], ...] = (
 )
 #: Most classes (class maps are uint8 with 0 for none).
 MAX_CLASSES = 64
-#: Most pixels of one uploaded or downloaded window of samples (a map's strokes by blocks).
-WINDOW_PIXELS = 4096 * 4096
+#: Most pixels of one uploaded or downloaded window of samples (the page sends 512-pixel
+#: blocks; a bound on what one request decodes or renders: 16 MB of RGBA).
+WINDOW_PIXELS = 2048 * 2048
 #: Images up to this many pixels keep their feature stack in memory (40 float32 features:
 #: 160 bytes a pixel, so 6 MP is about 1 GB).
 FEATURE_CACHE_PIXELS = 6_000_000
