@@ -336,6 +336,7 @@ def test_geotiff_pixel_sizes_in_metres_feet_or_none(tmp_path):
     [
         {"tile": (128, 128)},
         {"tile": (128, 128), "compression": "zlib"},
+        {"tile": (128, 128), "compression": "lzma"},
         {"rowsperstrip": 37, "compression": "zlib"},
         {},
         {"planarconfig": "separate", "tile": (128, 128)},

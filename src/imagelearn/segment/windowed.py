@@ -78,9 +78,6 @@ class WindowedRaster:
         except (OSError, ValueError, RuntimeError) as error:
             raise ImageReadError(self.path, f"unreadable window ({error})") from error
 
-    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
-        return self.read(*key)
-
     def _read(self, top: int, bottom: int, left: int, right: int) -> np.ndarray:
         raise NotImplementedError
 

@@ -165,10 +165,6 @@ class LabelMap:
     def complete(self) -> bool:
         return bool(self.done.all())
 
-    @property
-    def predicted_pixels(self) -> int:
-        return int(self.counts.sum())
-
     def block_window(self, row: int, column: int) -> tuple[slice, slice]:
         top, left = row * PREDICT_BLOCK, column * PREDICT_BLOCK
         return (
