@@ -191,3 +191,59 @@ def test_accuracy_against_the_em_mask_equals_segment_evaluate(page, server, fold
     assert f"{100 * expected.metrics['accuracy']:.2f}%" in page.inner_text(".studio-oa")
     assert shown > 0.7
     assert screenshot(page, "studio-em").stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def map_server(tmp_path_factory) -> Iterator[tuple[str, object]]:
+    """A studio whose pixel limit is below the Dubai tile (saved as a TIFF): it opens as a map."""
+    import tifffile
+
+    from imagelearn.web import create_app
+    from imagelearn.web.server import running
+
+    source = tmp_path_factory.mktemp("studio-map")
+    tile, part = DUBAI
+    pixels = np.asarray(Image.open(data_path("dubai_landcover", tile, "images", f"{part}.jpg")))
+    tifffile.imwrite(source / "dubai.tif", pixels, photometric="rgb")
+    app = create_app(
+        None, studio=source, studio_out=tmp_path_factory.mktemp("map-out"), max_pixels=200_000
+    )
+    with running(app) as url:
+        yield url, app.state.studio
+
+
+def test_a_map_is_painted_by_blocks_and_its_class_map_drawn_from_overlay_tiles(browser, map_server):  # noqa: F811
+    from imagelearn.segment.samples import labels_from_colors, parse_color
+
+    url, studio = map_server
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    overlay_tiles: list[str] = []
+    page.on(
+        "request",
+        lambda request: "overlay-tiles" in request.url and overlay_tiles.append(request.url),
+    )
+    tile, part = DUBAI
+    truth = np.asarray(
+        Image.open(data_path("dubai_landcover", tile, "masks", f"{part}.png")).convert("RGB")
+    )
+    open_studio(page, url, 0)
+    assert "samples are sent by blocks" in page.inner_text(".studio-panel")
+    classes = [item["name"] for item in page.request.get(f"{url}/api/studio").json()["classes"]]
+    for name in ("land", "road"):
+        mask = labels_from_colors(truth, [parse_color(DUBAI_COLORS[name])]) == 1
+        choose_class(page, classes.index(name) + 1)
+        for row, first, last in runs_inside(mask, 40, 2):
+            drag(page, row, first, last)
+    train(page)
+    image = studio.image(0)
+    assert image.large and image.result.label_map.complete
+    counts = image.samples.counts(len(classes))
+    assert counts[classes.index("land") + 1] > 0 and counts[classes.index("road") + 1] > 0
+    assert any(f"version={image.result.version}.4" in requested for requested in overlay_tiles)
+    assert screenshot(page, "studio-map").stat().st_size > 10_000
+    context.close()
+    assert errors == [], errors

@@ -34,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where the studio saves samples, models, class maps (default: runs/studio)",
     )
     serve.add_argument(
-        "--pixel-size", type=float, help="studio images: metres per pixel (areas in m²)"
+        "--pixel-size",
+        type=float,
+        help="studio images: metres per pixel (areas in m²); default: a GeoTIFF's own pixel size",
     )
     serve.add_argument(
         "--review",

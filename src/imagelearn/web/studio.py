@@ -13,6 +13,14 @@ whole image, equal to the tiled computation) is computed once and kept: a retrai
 classifier on the stack's labelled rows (:meth:`PixelClassifier.fit_features`), predicts a
 decimated stack first (the overlay the page shows at once), then the full map. Images with
 more pixels than :data:`FEATURE_CACHE_PIXELS` are trained and predicted tile by tile.
+
+An image with more pixels than the studio's limit (a single-page TIFF, which is read by
+windows: :mod:`imagelearn.segment.windowed`) opens as a *map*: its display tiles are made on
+demand (:mod:`imagelearn.web.pyramid`), its samples arrive and are kept by blocks
+(:class:`~imagelearn.web.labelmaps.SparseLabels`), training computes features only on the
+windows around the strokes, and the class map is predicted block by block in the background
+at full resolution, nearest to what the page looks at first
+(:class:`~imagelearn.web.labelmaps.LabelMap`), shown as overlay tiles while it fills in.
 """
 
 from __future__ import annotations
@@ -38,6 +46,14 @@ from imagelearn.core.bundle import atomic_write_bytes, atomic_write_json
 from imagelearn.core.errors import ImagelearnError, ParameterError
 from imagelearn.core.images import IMAGE_SUFFIXES, ImageReadError, ImageTooLargeError, open_image
 from imagelearn.core.persistence import read_metadata
+from imagelearn.web.labelmaps import (
+    CHUNK,
+    LabelMap,
+    SparseLabels,
+    overlay_palette,
+    uncertainty_rgba,
+)
+from imagelearn.web.pyramid import TILE_SIDE, TilePyramid
 from imagelearn.web.security import DEFAULT_MAX_PIXELS, UploadError
 
 log = logging.getLogger(__name__)
@@ -53,8 +69,9 @@ DEFAULT_CLASSES: tuple[tuple[str, str], ...] = (
 )
 #: Most classes (class maps are uint8 with 0 for none).
 MAX_CLASSES = 64
-#: Side of a display tile in pixels.
-TILE_SIDE = 256
+#: Most pixels of one uploaded or downloaded window of samples (the page sends 512-pixel
+#: blocks; a bound on what one request decodes or renders: 16 MB of RGBA).
+WINDOW_PIXELS = 2048 * 2048
 #: Images up to this many pixels keep their feature stack in memory (40 float32 features:
 #: 160 bytes a pixel, so 6 MP is about 1 GB).
 FEATURE_CACHE_PIXELS = 6_000_000
@@ -67,6 +84,11 @@ OPEN_IMAGES = 2
 DEFAULT_TREES = 30
 #: Default output folder (relative to the working directory).
 DEFAULT_OUT = Path("runs") / "studio"
+
+
+class JobStopped(Exception):
+    """A background prediction left partial because a newer job waits (its message says
+    how far it got)."""
 
 
 class StudioError(UploadError, ImagelearnError):
@@ -119,9 +141,10 @@ def check_classes(classes: Sequence[tuple[str, str]]) -> list[StudioClass]:
 
 
 def read_label_png(
-    data: bytes, shape: tuple[int, int], classes: Sequence[StudioClass], what: str
+    data: bytes, shape: tuple[int, int] | None, classes: Sequence[StudioClass], what: str
 ) -> np.ndarray:
-    """The labels of an uploaded sample or reference image of an image of ``shape``.
+    """The labels of an uploaded sample or reference image of an image of ``shape`` (None:
+    a window of samples, of any size up to :data:`WINDOW_PIXELS`).
 
     Colour images (RGB, RGBA) are colour-coded: a class's colour is its label, transparent
     and black pixels are unlabelled, any other colour is refused. Grey and palette images
@@ -142,13 +165,13 @@ def read_label_png(
 
     if not data:
         raise UploadError(400, f"{what}: empty upload")
-    height, width = shape
+    height, width = shape or (WINDOW_PIXELS, 1)
     with tempfile.TemporaryDirectory(prefix="imagelearn-studio-") as folder:
         path = Path(folder) / "upload"
         path.write_bytes(data)
         try:
             with open_image(path, max_pixels=max(1, width * height)) as image:
-                if image.size != (width, height):
+                if shape is not None and image.size != (width, height):
                     raise UploadError(
                         422,
                         f"{what} is {image.width}x{image.height} but the image is {width}x{height}",
@@ -164,9 +187,8 @@ def read_label_png(
         except UploadError:
             raise
         except ImageTooLargeError:
-            raise UploadError(
-                413, f"{what} has more pixels than the {width}x{height} image"
-            ) from None
+            limit = f"the {width}x{height} image" if shape else f"a window ({WINDOW_PIXELS})"
+            raise UploadError(413, f"{what} has more pixels than {limit}") from None
         except ImageReadError as error:
             status = 415 if "identify" in error.reason or "empty" in error.reason else 422
             raise UploadError(status, f"{what}: {error.reason}") from None
@@ -217,6 +239,9 @@ class Result:
     seconds : dict of str to float
         How long each stage took.
     model : PixelClassifier or None
+    label_map : LabelMap or None
+        The map of an image opened as a map: ``labels`` is its memory-mapped class map,
+        filled block by block (``preview`` until every block is done).
     """
 
     kind: str
@@ -230,23 +255,40 @@ class Result:
     model: Any = None
     version: int = 0
     overlays: dict[str, bytes] = field(default_factory=dict)
+    label_map: LabelMap | None = None
 
 
 class StudioImage:
-    """One open image: its raster, display pyramid, feature stack, samples and last result."""
+    """One open image: its raster, display pyramid, feature stack, samples and last result.
+
+    An image within ``max_pixels`` is read whole (``raster``, a memory map for an
+    uncompressed TIFF); a larger one (``large``: only single-page TIFFs, read by windows)
+    has ``raster`` None and is read through ``windows`` only.
+    """
 
     def __init__(self, image_id: int, path: Path, max_pixels: int) -> None:
         from imagelearn.segment import read_raster
+        from imagelearn.segment.windowed import ArrayRaster, geotiff_pixel_size, open_windowed
 
         self.id = image_id
         self.path = path
-        self.raster = read_raster(path, max_pixels=max_pixels)
-        self.height, self.width = self.raster.shape[:2]
+        windows = open_windowed(path, max_pixels=max_pixels)
+        self.height, self.width, self.bands = windows.shape
+        self.large = self.width * self.height > max_pixels
+        self.raster: np.ndarray | None = None
+        if not self.large:
+            if not windows.whole:
+                windows.close()
+                windows = ArrayRaster(path, read_raster(path, max_pixels=max_pixels))
+            self.raster = windows.array
+        self.windows = windows
+        self.pyramid = TilePyramid(windows)
+        #: Ground size of a pixel (x, y) in metres from the GeoTIFF's tags, or None.
+        self.pixel_size = geotiff_pixel_size(path)
         self.lock = threading.Lock()
-        self._display: dict[int, np.ndarray] = {}
         self._features: np.ndarray | None = None
-        self.samples: np.ndarray | None = None
-        self.validation: np.ndarray | None = None
+        self.samples = SparseLabels(self.shape)
+        self.validation = SparseLabels(self.shape)
         self.reference: np.ndarray | None = None
         self.result: Result | None = None
         self.versions = itertools.count(1)
@@ -258,36 +300,16 @@ class StudioImage:
     @property
     def levels(self) -> int:
         """Pyramid levels: level ``k`` halves the image ``k`` times; the last fits one tile."""
-        return max(1, int(np.ceil(np.log2(max(self.width, self.height) / TILE_SIDE))) + 1)
-
-    def display(self, level: int) -> np.ndarray:
-        """uint8 RGB of the image at pyramid ``level`` (made once per level)."""
-        from imagelearn.segment.render import display_rgb
-
-        if level not in self._display:
-            import cv2
-
-            if level == 0:
-                pixels = np.asarray(self.raster)
-                self._display[0] = display_rgb(pixels)
-            else:
-                above = self.display(level - 1)
-                size = (max(1, above.shape[1] // 2), max(1, above.shape[0] // 2))
-                self._display[level] = cv2.resize(above, size, interpolation=cv2.INTER_AREA)
-        return self._display[level]
+        return self.pyramid.levels
 
     def tile(self, level: int, column: int, row: int) -> bytes:
         """JPEG of one display tile, or ``StudioError`` 404 outside the image."""
-        if not 0 <= level < self.levels:
-            raise StudioError(404, f"level {level} outside 0..{self.levels - 1}")
-        pixels = self.display(level)
-        top, left = row * TILE_SIDE, column * TILE_SIDE
-        if row < 0 or column < 0 or top >= pixels.shape[0] or left >= pixels.shape[1]:
-            raise StudioError(404, f"tile {column},{row} outside level {level}")
-        block = np.ascontiguousarray(pixels[top : top + TILE_SIDE, left : left + TILE_SIDE])
-        buffer = io.BytesIO()
-        Image.fromarray(block).save(buffer, format="JPEG", quality=88)
-        return buffer.getvalue()
+        try:
+            return self.pyramid.tile(level, column, row)
+        except LookupError as error:
+            raise StudioError(404, str(error)) from None
+        except ImageReadError as error:
+            raise StudioError(422, f"{self.path.name}: {error.reason}") from None
 
     def features(self, pixel_features) -> np.ndarray | None:
         """The whole feature stack (cached), or None beyond :data:`FEATURE_CACHE_PIXELS`."""
@@ -296,6 +318,12 @@ class StudioImage:
         if self._features is None:
             self._features = pixel_features.transform(np.asarray(self.raster))
         return self._features
+
+    def set_result(self, result: Result) -> None:
+        """Make ``result`` the image's class map (the files of a replaced map are removed)."""
+        old, self.result = self.result, result
+        if old is not None and old.label_map is not None and old.label_map is not result.label_map:
+            old.label_map.close()
 
 
 @dataclass
@@ -394,6 +422,9 @@ class Studio:
     # ------------------------------------------------------------ images
 
     def describe_images(self) -> list[dict]:
+        """Each image's id, name and size, ``large`` (opened as a map) or why it cannot open."""
+        from imagelearn.segment.windowed import readable_by_windows
+
         rows = []
         for image_id, path in enumerate(self.paths):
             row: dict[str, Any] = {"id": image_id, "name": path.name}
@@ -403,8 +434,12 @@ class Studio:
             except ImageReadError as error:
                 row["error"] = error.reason
             else:
-                if row["width"] * row["height"] > self.max_pixels:
-                    row["error"] = f"more pixels than the limit of {self.max_pixels}"
+                row["large"] = row["width"] * row["height"] > self.max_pixels
+                if row["large"] and not readable_by_windows(path):
+                    row["error"] = (
+                        f"more pixels than the limit of {self.max_pixels}; "
+                        "save it as a single-page TIFF to open it as a map"
+                    )
             rows.append(row)
         return rows
 
@@ -426,53 +461,125 @@ class Studio:
             self._open.move_to_end(image_id)
             return self._open[image_id]
 
+    def pixel_size_of(self, image: StudioImage) -> tuple[float, float] | None:
+        """Ground size (x, y) of a pixel in metres: the studio's setting (``--pixel-size``, the
+        page's field), else the image's GeoTIFF tags, else None."""
+        if self.pixel_size is not None:
+            return float(self.pixel_size), float(self.pixel_size)
+        return image.pixel_size
+
     def describe_image(self, image: StudioImage) -> dict:
         return {
             "id": image.id,
             "name": image.path.name,
             "width": image.width,
             "height": image.height,
-            "bands": int(image.raster.shape[2]),
+            "bands": image.bands,
+            "large": image.large,
             "levels": image.levels,
+            "overview_level": image.pyramid.overview_level,
             "tile_size": TILE_SIDE,
-            "pixel_size": self.pixel_size,
+            "chunk": CHUNK,
+            "pixel_size": self.pixel_size_of(image),
             "samples": self._counts(image.samples),
             "validation": self._counts(image.validation),
             "reference": self._counts(image.reference),
+            "windows": {kind: self.sample_windows(image, kind) for kind in ("train", "validation")},
             "result": self.describe_result(image),
         }
 
-    def _counts(self, mask: np.ndarray | None) -> dict[str, int] | None:
-        if mask is None:
+    def _counts(self, mask: SparseLabels | np.ndarray | None) -> dict[str, int] | None:
+        if mask is None or not mask.any():
             return None
-        counts = np.bincount(mask.ravel(), minlength=len(self.classes) + 1)
+        if isinstance(mask, SparseLabels):
+            counts = mask.counts(len(self.classes))
+        else:
+            counts = np.bincount(mask.ravel(), minlength=len(self.classes) + 1)
         return {item.name: int(counts[k + 1]) for k, item in enumerate(self.classes)}
 
     def set_classes(self, classes: Sequence[tuple[str, str]]) -> None:
         checked = check_classes(classes)
         if len(checked) < len(self.classes):  # stored labels of removed classes are dropped
             for image in self._open.values():
-                for name in ("samples", "validation", "reference"):
-                    mask = getattr(image, name)
-                    if mask is not None:
-                        mask[mask > len(checked)] = 0
+                image.samples.drop_above(len(checked))
+                image.validation.drop_above(len(checked))
+                if image.reference is not None:
+                    image.reference[image.reference > len(checked)] = 0
         self.classes = checked
 
-    def labels_png(self, image: StudioImage, kind: str) -> bytes:
-        """The stored samples (``kind`` train/validation) as the page sends them: an RGBA PNG
-        of the class colours, transparent where unlabelled."""
-        mask = image.samples if kind == "train" else image.validation
-        if mask is None:
-            raise StudioError(404, f"no {kind} samples stored for this image")
-        palette = np.array([(0, 0, 0, 0), *((*c.color, 255) for c in self.classes)], np.uint8)
-        return png_bytes(palette[np.minimum(mask, len(self.classes))])
+    def _layer(self, image: StudioImage, kind: str) -> SparseLabels:
+        return image.samples if kind == "train" else image.validation
 
-    def set_labels(self, image: StudioImage, kind: str, data: bytes) -> dict[str, int]:
-        """Store an uploaded samples (``kind`` train/validation) or reference PNG."""
+    def sample_windows(self, image: StudioImage, kind: str) -> list[list[int]]:
+        """``[left, top, width, height]`` of each block of ``kind`` samples holding a label."""
+        return [
+            [left, top, block.shape[1], block.shape[0]]
+            for top, left, block in self._layer(image, kind).blocks()
+        ]
+
+    def _check_window(self, image: StudioImage, window: tuple[int, int, int, int]) -> None:
+        left, top, width, height = window
+        if width < 1 or height < 1 or width * height > WINDOW_PIXELS:
+            raise StudioError(
+                422, f"a window has 1 to {WINDOW_PIXELS} pixels, got {width}x{height}"
+            )
+        if left < 0 or top < 0 or left + width > image.width or top + height > image.height:
+            raise StudioError(
+                422,
+                f"the {width}x{height} window at ({left}, {top}) runs outside the "
+                f"{image.width}x{image.height} image",
+            )
+
+    def _check_whole(self, image: StudioImage, what: str) -> None:
+        if image.large:
+            raise StudioError(
+                413,
+                f"{what}: the image has {image.width}x{image.height} pixels, more than the "
+                f"limit of {self.max_pixels} for a whole image; send or ask for windows "
+                "(left, top) instead",
+            )
+
+    def labels_png(
+        self, image: StudioImage, kind: str, window: tuple[int, int, int, int] | None = None
+    ) -> bytes:
+        """The stored samples (``kind`` train/validation) as the page sends them: an RGBA PNG
+        of the class colours, transparent where unlabelled; of the whole image, or of
+        ``window`` ``(left, top, width, height)``."""
+        mask = self._layer(image, kind)
+        if window is None:
+            if not mask.any():
+                raise StudioError(404, f"no {kind} samples stored for this image")
+            self._check_whole(image, f"{kind} samples")
+            window = (0, 0, image.width, image.height)
+        self._check_window(image, window)
+        left, top, width, height = window
+        palette = overlay_palette([c.color for c in self.classes])
+        labels = mask.read(top, left, height, width)
+        return png_bytes(palette[np.minimum(labels, len(self.classes))])
+
+    def set_labels(
+        self, image: StudioImage, kind: str, data: bytes, at: tuple[int, int] | None = None
+    ) -> dict[str, int] | None:
+        """Store an uploaded samples (``kind`` train/validation) or reference PNG: of the whole
+        image, or (samples only) a window whose top-left corner is at ``(left, top)``,
+        replacing the labels there. Returns the counts of the kind's labels."""
         what = {"train": "samples", "validation": "validation samples", "reference": "reference"}
-        mask = read_label_png(data, image.shape, self.classes, what[kind])
-        setattr(image, {"train": "samples"}.get(kind, kind), mask)
-        return self._counts(mask)
+        if at is None:
+            self._check_whole(image, what[kind])
+            mask = read_label_png(data, image.shape, self.classes, what[kind])
+            if kind == "reference":
+                image.reference = mask
+                return self._counts(mask)
+            setattr(image, {"train": "samples"}.get(kind, kind), SparseLabels.from_dense(mask))
+            return self._counts(self._layer(image, kind))
+        if kind == "reference":
+            raise StudioError(422, "a reference mask is sent whole, not by windows")
+        labels = read_label_png(data, None, self.classes, what[kind])
+        left, top = at
+        self._check_window(image, (left, top, labels.shape[1], labels.shape[0]))
+        layer = self._layer(image, kind)
+        layer.write(top, left, labels)
+        return self._counts(layer)
 
     # ------------------------------------------------------------ jobs
 
@@ -491,6 +598,8 @@ class Studio:
             try:
                 with image.lock:
                     work(job)
+            except JobStopped as stopped:
+                job.state, job.stage = "stopped", str(stopped)
             except (ImagelearnError, ValueError) as error:
                 job.state, job.error = "failed", str(error)
             except Exception:
@@ -523,22 +632,22 @@ class Studio:
 
     def train(self, image: StudioImage, n_estimators: int = DEFAULT_TREES) -> Job:
         """Start training a pixel classifier on the image's samples, then predicting."""
-        if image.samples is None or not image.samples.any():
+        counts = image.samples.counts(MAX_CLASSES)
+        if not counts[1:].any():
             raise StudioError(409, "paint samples of at least two classes first")
-        present = np.unique(image.samples[image.samples > 0])
-        if present.size < 2:
+        if np.count_nonzero(counts[1:]) < 2:
             raise StudioError(409, "the samples hold one class only; paint a second class")
-        mask = image.samples.copy()
+        blocks = [(top, left, block.copy()) for top, left, block in image.samples.blocks()]
         classes = list(self.classes)
         return self._submit(
-            image, "train", lambda job: self._train(job, image, mask, classes, n_estimators)
+            image, "train", lambda job: self._train(job, image, blocks, classes, n_estimators)
         )
 
     def _train(
         self,
         job: Job,
         image: StudioImage,
-        mask: np.ndarray,
+        blocks: list[tuple[int, int, np.ndarray]],
         classes: list[StudioClass],
         n_estimators: int,
     ) -> None:
@@ -553,6 +662,17 @@ class Studio:
             n_jobs=-1,
         )
         since = self._stage(job, "features", 0.05, None)
+        if image.large:  # features of the windows around the strokes only
+            rows, labels = self._sample_features(image, features, blocks)
+            since = self._stage(job, "training", 0.1, since)
+            model.fit_features(rows, labels, names, image.bands)
+            self._stage(job, "predicting", 0.1, since)
+            self._predict_map(job, image, model, names, colors)
+            return
+        mask = SparseLabels(image.shape)
+        for top, left, block in blocks:
+            mask.write(top, left, block)
+        mask = mask.dense()
         stack = image.features(features)
         since = self._stage(job, "training", 0.4, since)
         if stack is None:  # too large to keep: tile by tile, as the CLI does
@@ -562,7 +682,7 @@ class Studio:
             self._stage(job, "done", 1.0, since)
             return
         labelled = mask > 0
-        model.fit_features(stack[labelled], mask[labelled], names, int(image.raster.shape[2]))
+        model.fit_features(stack[labelled], mask[labelled], names, image.bands)
         step = max(1, int(np.ceil(np.sqrt(image.width * image.height / PREVIEW_PIXELS))))
         step = max(step, preview_step(image.shape))
         if step > 1:
@@ -572,6 +692,84 @@ class Studio:
         since = self._stage(job, "predicting", 0.75, since)
         self._publish(image, model, model.predict_proba_features(stack), names, colors, job)
         self._stage(job, "done", 1.0, since)
+
+    @staticmethod
+    def _sample_features(
+        image: StudioImage, features, blocks: list[tuple[int, int, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Features ``(N, F)`` and labels ``(N,)`` of the labelled pixels of ``blocks``, each
+        computed on the bounding box of the block's labels with the features' halo (so equal
+        to the whole image's)."""
+        margin = features.margin
+        rows, labels = [], []
+        for top, left, block in blocks:
+            ys, xs = np.nonzero(block)
+            if not ys.size:
+                continue
+            box = block[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+            top, left = top + int(ys.min()), left + int(xs.min())
+            read = (
+                slice(max(0, top - margin), min(image.height, top + box.shape[0] + margin)),
+                slice(max(0, left - margin), min(image.width, left + box.shape[1] + margin)),
+            )
+            stack = features.transform(image.windows.read(*read))
+            core = stack[
+                top - read[0].start : top - read[0].start + box.shape[0],
+                left - read[1].start : left - read[1].start + box.shape[1],
+            ]
+            labelled = box > 0
+            rows.append(core[labelled])
+            labels.append(box[labelled])
+        return np.concatenate(rows), np.concatenate(labels)
+
+    def _predict_map(
+        self, job: Job, image: StudioImage, model, names: list[str], colors: list[Color]
+    ) -> None:
+        """Predict a large image block by block into a :class:`LabelMap` that becomes its
+        result at once (the page shows the blocks as they come); stops early, leaving the map
+        partial, when another job is waiting."""
+        label_map = LabelMap(image.shape, len(names))
+        result = Result(
+            "classifier",
+            label_map.labels,
+            None,
+            names,
+            colors,
+            True,
+            1,
+            dict(job.seconds),
+            model,
+            next(image.versions),
+            label_map=label_map,
+        )
+        image.set_result(result)
+        margin = model.features_.margin
+        table = model.classes_.astype(np.uint8)
+        while (block := label_map.next_block()) is not None:
+            if not self._queue.empty():
+                raise JobStopped(
+                    f"stopped for a newer job after {label_map.n_done} of "
+                    f"{label_map.n_blocks} blocks"
+                )
+            rows, columns = label_map.block_window(*block)
+            read = (
+                slice(max(0, rows.start - margin), min(image.height, rows.stop + margin)),
+                slice(max(0, columns.start - margin), min(image.width, columns.stop + margin)),
+            )
+            proba = model.predict_proba(image.windows.read(*read))
+            proba = proba[
+                rows.start - read[0].start : rows.stop - read[0].start,
+                columns.start - read[1].start : columns.stop - read[1].start,
+            ]
+            uncertainty = np.round(255 * (1 - proba.max(axis=2))).astype(np.uint8)
+            label_map.put(*block, table[proba.argmax(axis=2)], uncertainty)
+            if "to_overlay" not in job.seconds:
+                job.seconds["to_overlay"] = time.perf_counter() - job.started
+            job.progress = 0.1 + 0.9 * label_map.n_done / label_map.n_blocks
+            job.stage = f"predicting: {label_map.n_done} of {label_map.n_blocks} blocks"
+        result.preview = False
+        result.seconds = dict(job.seconds)
+        job.seconds["to_map"] = time.perf_counter() - job.started
 
     def _publish(
         self,
@@ -591,17 +789,19 @@ class Studio:
         labels = model.classes_.astype(np.uint8)[proba.argmax(axis=2)]
         show = 1 if preview else preview_step(image.shape)  # the overlays' resolution
         uncertainty = np.round(255 * (1 - proba[::show, ::show].max(axis=2))).astype(np.uint8)
-        image.result = Result(
-            "classifier",
-            labels,
-            uncertainty,
-            names,
-            colors,
-            preview is not None,
-            preview or 1,
-            dict(job.seconds),
-            model,
-            next(image.versions),
+        image.set_result(
+            Result(
+                "classifier",
+                labels,
+                uncertainty,
+                names,
+                colors,
+                preview is not None,
+                preview or 1,
+                dict(job.seconds),
+                model,
+                next(image.versions),
+            )
         )
         job.seconds["to_overlay" if preview else "to_map"] = time.perf_counter() - job.started
 
@@ -632,6 +832,9 @@ class Studio:
         colors = [tuple(color) for color in colors]
 
         def work(job: Job) -> None:
+            if image.large:
+                self._predict_map(job, image, model, names, colors)
+                return
             since = self._stage(job, "predicting", 0.2, None)
             same = model.features_.get_params() == PixelFeatures().get_params()
             stack = image.features(model.features_) if same else None
@@ -652,6 +855,12 @@ class Studio:
             raise StudioError(422, f"method {method!r}: choose from {sorted(METHODS)}")
         if not 2 <= n_clusters <= MAX_CLASSES:
             raise StudioError(422, f"n_clusters: 2 to {MAX_CLASSES}")
+        if image.large:
+            raise StudioError(
+                409,
+                f"clustering a map of {image.width}x{image.height} pixels is not done in the "
+                "studio; use `imagelearn segment cluster`, or train on painted samples",
+            )
 
         def work(job: Job) -> None:
             from imagelearn.segment import PixelClusterer, PixelFeatures
@@ -666,17 +875,19 @@ class Studio:
             )
             labels = np.asarray(clusterer.fit_predict(image.raster)).astype(np.uint8)
             names = [f"cluster{k}" for k in range(1, clusterer.n_clusters_ + 1)]
-            image.result = Result(
-                "clusters",
-                labels,
-                None,
-                names,
-                default_colors(len(names)),
-                False,
-                1,
-                {},
-                None,
-                next(image.versions),
+            image.set_result(
+                Result(
+                    "clusters",
+                    labels,
+                    None,
+                    names,
+                    default_colors(len(names)),
+                    False,
+                    1,
+                    {},
+                    None,
+                    next(image.versions),
+                )
             )
             self._stage(job, "done", 1.0, since)
             job.seconds["to_map"] = time.perf_counter() - job.started
@@ -698,17 +909,19 @@ class Studio:
         if unknown:
             raise StudioError(422, f"unknown classes {unknown}; the classes are {list(known)}")
         table = np.array([0, *(known.get(name, 0) for name in names)], dtype=np.uint8)
-        image.result = Result(
-            "named clusters",
-            table[result.labels],
-            None,
-            [c.name for c in self.classes],
-            [c.color for c in self.classes],
-            False,
-            1,
-            {},
-            None,
-            next(image.versions),
+        image.set_result(
+            Result(
+                "named clusters",
+                table[result.labels],
+                None,
+                [c.name for c in self.classes],
+                [c.color for c in self.classes],
+                False,
+                1,
+                {},
+                None,
+                next(image.versions),
+            )
         )
 
     # ------------------------------------------------------------ results
@@ -718,19 +931,39 @@ class Studio:
             raise StudioError(404, "no class map yet: train or cluster first")
         return image.result
 
-    def describe_result(self, image: StudioImage) -> dict | None:
+    def _areas(self, image: StudioImage, result: Result) -> list[dict]:
+        """Pixels, per cent and (with a pixel size) square metres of each class; a map's
+        per cent are of the pixels predicted so far."""
         from imagelearn.evaluation.segmentation import class_areas
 
+        if result.label_map is not None:
+            counts = result.label_map.counts
+            total = max(1, int(counts.sum()))
+            areas = [
+                {
+                    "label": label,
+                    "class": name,
+                    "pixels": int(counts[label]),
+                    "percent": 100.0 * int(counts[label]) / total,
+                }
+                for label, name in enumerate(result.class_names, start=1)
+            ]
+        else:
+            areas = class_areas(result.labels, result.class_names)
+            scale = float(result.step**2) if result.preview else 1.0
+            for row in areas:
+                row["pixels"] = round(row["pixels"] * scale)
+        pixel_size = self.pixel_size_of(image)
+        if pixel_size is not None:
+            for row in areas:
+                row["square_metres"] = row["pixels"] * pixel_size[0] * pixel_size[1]
+        return areas
+
+    def describe_result(self, image: StudioImage) -> dict | None:
         result = image.result
         if result is None:
             return None
-        areas = class_areas(result.labels, result.class_names)
-        scale = float(result.step**2) if result.preview else 1.0
-        for row in areas:
-            row["pixels"] = round(row["pixels"] * scale)
-            if self.pixel_size is not None:
-                row["square_metres"] = row["pixels"] * self.pixel_size**2
-        return {
+        described = {
             "kind": result.kind,
             "version": result.version,
             "preview": result.preview,
@@ -738,31 +971,54 @@ class Studio:
                 {"name": name, "color": hex_color(color)}
                 for name, color in zip(result.class_names, result.colors, strict=True)
             ],
-            "areas": areas,
-            "uncertainty": result.uncertainty is not None,
+            "areas": self._areas(image, result),
+            "uncertainty": result.uncertainty is not None or result.label_map is not None,
             "seconds": {key: round(value, 3) for key, value in result.seconds.items()},
+            "tiled": result.label_map is not None,
         }
+        if result.label_map is not None:
+            described["blocks"] = {
+                "done": result.label_map.n_done,
+                "total": result.label_map.n_blocks,
+            }
+        return described
 
     def overlay(self, image: StudioImage, kind: str) -> bytes:
         """RGBA PNG at preview size: class colours (unlabelled transparent) or uncertainty."""
         from imagelearn.segment.render import preview_step
 
         result = self.result(image)
+        if result.label_map is not None:  # a map being filled: decimated now, never kept
+            step = preview_step(image.shape)
+            source = result.labels if kind == "classes" else result.label_map.uncertainty
+            pixels = np.asarray(source[::step, ::step])
+            if kind == "classes":
+                return png_bytes(overlay_palette(result.colors)[pixels])
+            return png_bytes(uncertainty_rgba(pixels))
         if kind not in result.overlays:
             if kind == "classes":
                 step = 1 if result.preview else preview_step(result.labels.shape)
                 labels = result.labels[::step, ::step]
-                palette = np.array([(0, 0, 0, 0), *((*c, 255) for c in result.colors)], np.uint8)
-                result.overlays[kind] = png_bytes(palette[labels])
+                result.overlays[kind] = png_bytes(overlay_palette(result.colors)[labels])
             else:
                 if result.uncertainty is None:
                     raise StudioError(404, "this class map has no uncertainty (not a classifier)")
-                alpha = result.uncertainty
-                rgba = np.zeros((*alpha.shape, 4), np.uint8)
-                rgba[..., 0], rgba[..., 2] = 255, 255
-                rgba[..., 3] = np.minimum(255, 2 * alpha.astype(np.int32)).astype(np.uint8)
-                result.overlays[kind] = png_bytes(rgba)
+                result.overlays[kind] = png_bytes(uncertainty_rgba(result.uncertainty))
         return result.overlays[kind]
+
+    def overlay_tile(
+        self, image: StudioImage, kind: str, level: int, column: int, row: int
+    ) -> bytes:
+        """RGBA PNG of one overlay tile of a map's class map (as the display tiles are cut;
+        transparent where not predicted yet); asking for it brings its blocks forward."""
+        result = self.result(image)
+        if result.label_map is None:
+            raise StudioError(409, "this class map is one overlay image: GET .../overlay")
+        try:
+            rgba = result.label_map.overlay_tile(kind, level, column, row, result.colors)
+        except LookupError as error:
+            raise StudioError(404, str(error)) from None
+        return png_bytes(rgba)
 
     def accuracy(self, image: StudioImage, against: str) -> dict:
         """The accuracy report of the class map against the reference or validation samples."""
@@ -771,56 +1027,93 @@ class Studio:
         result = self.result(image)
         if result.preview:
             raise StudioError(409, "the full class map is still being predicted")
-        mask = image.reference if against == "reference" else image.validation
-        if mask is None or not mask.any():
+        layer = image.reference if against == "reference" else image.validation
+        if layer is None or not layer.any():
             wanted = "a reference mask" if against == "reference" else "validation samples"
             raise StudioError(409, f"give {wanted} first")
         names = [c.name for c in self.classes]
         if result.class_names != names:
             raise StudioError(409, "the classes changed since the map was made; train again")
-        return accuracy_report(mask, result.labels, names)
+        if isinstance(layer, np.ndarray):
+            return accuracy_report(layer, result.labels, names)
+        reference, mapped = [], []
+        for top, left, block in layer.blocks():  # the map's pixels under the validation blocks
+            height, width = block.shape
+            labelled = block > 0
+            reference.append(block[labelled])
+            mapped.append(
+                np.asarray(result.labels[top : top + height, left : left + width])[labelled]
+            )
+        return accuracy_report(np.concatenate(reference), np.concatenate(mapped), names)
 
     def save(self, image: StudioImage) -> dict:
         """Write samples, model bundle, class map (PNG, TIFF), overlay, areas and report to
-        ``out/<image stem>/``; returns what was written."""
+        ``out/<image stem>/`` (a map: samples and class map as tiled TIFFs, no whole-image
+        PNGs); returns what was written."""
         import tifffile
 
-        from imagelearn.segment.render import write_classmap_png, write_results
+        from imagelearn.segment.render import (
+            write_areas,
+            write_classmap_png,
+            write_legend_png,
+            write_results,
+        )
 
         folder = self.out / image.path.stem
         folder.mkdir(parents=True, exist_ok=True)
         colors = [c.color for c in self.classes]
         written = []
-        for name, mask in (("samples.png", image.samples), ("validation.png", image.validation)):
-            if mask is not None:
-                write_classmap_png(folder / name, mask, colors)
-                written.append(name)
+        suffix = ".tif" if image.large else ".png"
+        for name, layer in (("samples", image.samples), ("validation", image.validation)):
+            if layer.any():
+                if image.large:
+                    write_label_tiff(folder / f"{name}.tif", image.shape, layer.read)
+                else:
+                    write_classmap_png(folder / f"{name}.png", layer.dense(), colors)
+                written.append(name + suffix)
+        pixel_size = self.pixel_size_of(image)
         report: dict[str, Any] = {
             "image": image.path.name,
             "classes": [{"name": c.name, "color": hex_color(c.color)} for c in self.classes],
             "samples": self._counts(image.samples),
-            "pixel_size": self.pixel_size,
+            "pixel_size": list(pixel_size) if pixel_size else None,
         }
         result = image.result
         if result is not None and not result.preview:
-            areas = write_results(
-                folder,
-                image.raster,
-                result.labels,
-                result.class_names,
-                result.colors,
-                self.pixel_size,
-            )
-            buffer = io.BytesIO()
-            tifffile.imwrite(buffer, result.labels)
-            atomic_write_bytes(folder / "classmap.tif", buffer.getvalue())
-            written += ["classmap.png", "classmap.tif", "overlay.png", "legend.png", "areas.csv"]
+            if image.large:
+                areas = self._areas(image, result)
+                labels = result.labels
+                write_label_tiff(
+                    folder / "classmap.tif",
+                    image.shape,
+                    lambda top, left, height, width: labels[
+                        top : top + height, left : left + width
+                    ],
+                )
+                write_legend_png(folder / "legend.png", areas, result.colors, "classes")
+                write_areas(folder, areas)
+                written += ["classmap.tif", "legend.png", "areas.csv"]
+            else:
+                side = None if pixel_size is None else float(np.sqrt(pixel_size[0] * pixel_size[1]))
+                areas = write_results(
+                    folder, image.raster, result.labels, result.class_names, result.colors, side
+                )
+                buffer = io.BytesIO()
+                tifffile.imwrite(buffer, result.labels)
+                atomic_write_bytes(folder / "classmap.tif", buffer.getvalue())
+                written += [
+                    "classmap.png",
+                    "classmap.tif",
+                    "overlay.png",
+                    "legend.png",
+                    "areas.csv",
+                ]
             report["areas"] = areas
             report["seconds"] = result.seconds
             if result.model is not None:
                 metadata = {
                     "images": [str(image.path)],
-                    "samples": [str(folder / "samples.png")],
+                    "samples": [str(folder / f"samples{suffix}")],
                     "class_colors": colors,
                     "source": "imagelearn serve --studio",
                 }
@@ -838,3 +1131,27 @@ class Studio:
     def close(self) -> None:
         """Stop the job thread once the job in progress (if any) ends."""
         self._queue.put(None)
+
+
+def write_label_tiff(
+    path: Path, shape: tuple[int, int], read: Callable[[int, int, int, int], np.ndarray]
+) -> None:
+    """A uint8 label image ``shape`` as a tiled deflate TIFF, from ``read(top, left, height,
+    width)`` one tile at a time (a map is never whole in memory); atomic."""
+    import tifffile
+
+    height, width = shape
+
+    def tiles():
+        for top in range(0, height, CHUNK):
+            for left in range(0, width, CHUNK):
+                block = np.zeros((CHUNK, CHUNK), np.uint8)
+                rows, columns = min(CHUNK, height - top), min(CHUNK, width - left)
+                block[:rows, :columns] = read(top, left, rows, columns)
+                yield block
+
+    staging = path.with_name(f".{path.name}.partial")
+    tifffile.imwrite(
+        staging, tiles(), shape=shape, dtype=np.uint8, tile=(CHUNK, CHUNK), compression="zlib"
+    )
+    os.replace(staging, path)

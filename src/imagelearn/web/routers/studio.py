@@ -110,14 +110,28 @@ async def tile(
     )
 
 
-async def _labels(request: Request, image_id: int, kind: str, file: UploadFile) -> dict:
+Coordinate = Annotated[int | None, Query(ge=0, le=2**31 - 1)]
+
+
+async def _labels(
+    request: Request, image_id: int, kind: str, file: UploadFile, at: tuple[int, int] | None
+) -> dict:
     owner, image = await _image(request, image_id)
     data = await file.read()
-    counts = await run_in_threadpool(owner.set_labels, image, kind, data)
+    counts = await run_in_threadpool(owner.set_labels, image, kind, data, at)
     return {"kind": kind, "counts": counts}
 
 
-@router.put("/images/{image_id}/samples", summary="The painted samples: a PNG of the image's size")
+def _corner(left: int | None, top: int | None) -> tuple[int, int] | None:
+    if (left is None) != (top is None):
+        raise HTTPException(422, "give both left and top (a window), or neither (the image)")
+    return None if left is None else (left, top)
+
+
+@router.put(
+    "/images/{image_id}/samples",
+    summary="The painted samples: a PNG of the image's size, or of a window at (left, top)",
+)
 async def put_samples(
     request: Request,
     image_id: Annotated[int, StudioImageId],
@@ -125,8 +139,10 @@ async def put_samples(
         UploadFile, File(description="PNG: class colours (transparent/black: none) or labels 0..K")
     ],
     kind: Annotated[LabelKind, Query(description="training or validation samples")] = "train",
+    left: Coordinate = None,
+    top: Coordinate = None,
 ) -> dict:
-    return await _labels(request, image_id, kind, file)
+    return await _labels(request, image_id, kind, file, _corner(left, top))
 
 
 @router.get(
@@ -138,9 +154,17 @@ async def get_samples(
     request: Request,
     image_id: Annotated[int, StudioImageId],
     kind: Annotated[LabelKind, Query()] = "train",
+    left: Coordinate = None,
+    top: Coordinate = None,
+    width: Annotated[int | None, Query(ge=1, le=2**20)] = None,
+    height: Annotated[int | None, Query(ge=1, le=2**20)] = None,
 ) -> Response:
     owner, image = await _image(request, image_id)
-    data = await run_in_threadpool(owner.labels_png, image, kind)
+    corner = _corner(left, top)
+    if (corner is None) != (width is None or height is None):
+        raise HTTPException(422, "a window needs left, top, width and height")
+    window = None if corner is None else (*corner, width, height)
+    data = await run_in_threadpool(owner.labels_png, image, kind, window)
     return Response(data, media_type="image/png", headers={"cache-control": "no-store"})
 
 
@@ -150,7 +174,7 @@ async def put_reference(
     image_id: Annotated[int, StudioImageId],
     file: Annotated[UploadFile, File(description="PNG: class colours or labels 0..K")],
 ) -> dict:
-    return await _labels(request, image_id, "reference", file)
+    return await _labels(request, image_id, "reference", file, None)
 
 
 @router.post("/images/{image_id}/train", summary="Train on the samples (background job)")
@@ -227,6 +251,27 @@ async def overlay(
 ) -> Response:
     owner, image = await _image(request, image_id)
     data = await run_in_threadpool(owner.overlay, image, kind)
+    return Response(data, media_type="image/png", headers={"cache-control": "no-store"})
+
+
+@router.get(
+    "/images/{image_id}/overlay-tiles/{level}/{column}/{row}",
+    summary="One 256-pixel RGBA PNG tile of a map's class map or uncertainty (as the image's tiles)",
+    response_class=Response,
+)
+async def overlay_tile(
+    request: Request,
+    image_id: Annotated[int, StudioImageId],
+    level: Annotated[int, Path(ge=0, le=32)],
+    column: Annotated[int, Path(ge=0, le=2**20)],
+    row: Annotated[int, Path(ge=0, le=2**20)],
+    kind: Annotated[Literal["classes", "uncertainty"], Query()] = "classes",
+    version: Annotated[
+        str | None, Query(max_length=40, description="ignored: lets the page bust caches")
+    ] = None,
+) -> Response:
+    owner, image = await _image(request, image_id)
+    data = await run_in_threadpool(owner.overlay_tile, image, kind, level, column, row)
     return Response(data, media_type="image/png", headers={"cache-control": "no-store"})
 
 

@@ -3,9 +3,12 @@
 // reference mask or validation samples; or cluster the pixels and name the clusters.
 //
 // The image is drawn from the server's 256-pixel tiles of a pyramid (the level matching the
-// zoom), so a large image pans and zooms as a map does. Samples are kept here as one label per
-// pixel (Uint8Array) and sent as a PNG of the image's size whose pixels are the class colours
-// (transparent: unlabelled), the format `segment train --samples` reads with the classes' colours.
+// zoom), so a large image pans and zooms as a map does. Samples are kept here by blocks of
+// `meta.chunk` pixels (a Uint8Array of labels and a canvas each, made where a stroke lands), and
+// each block painted since the last send goes to the server as a PNG of the class colours
+// (transparent: unlabelled) at its corner, so strokes on a 20,000 x 20,000 map cost what they
+// cover. A map's class map (`result.tiled`) is drawn from overlay tiles as the image is, and
+// refreshed while the server predicts it block by block.
 
 import { api } from "../api.js";
 import { navigate } from "../main.js";
@@ -49,7 +52,7 @@ export async function mount(root, params) {
     tool: "brush",
     brush: 12,
     kind: "train",
-    masks: { train: new Uint8Array(width * height), validation: new Uint8Array(width * height) },
+    masks: { train: new Map(), validation: new Map() },
     scale: 1, ox: 0, oy: 0,
     opacity: 0.55,
     uncertainty: false,
@@ -62,15 +65,8 @@ export async function mount(root, params) {
     disposed: false,
   };
 
-  // ---------------------------------------------------------------- sample layers
-  const layers = {};
-  for (const kind of ["train", "validation"]) {
-    const canvas = document.createElement("canvas");
-    canvas.width = width;
-    canvas.height = height;
-    const context = canvas.getContext("2d");
-    layers[kind] = { canvas, context, data: context.createImageData(width, height) };
-  }
+  // ---------------------------------------------------------------- sample blocks
+  const CHUNK = meta.chunk;
 
   function colorTable() {
     const table = [[0, 0, 0, 0]];
@@ -78,34 +74,61 @@ export async function mount(root, params) {
     return table;
   }
 
-  function repaint(kind, x0 = 0, y0 = 0, x1 = width, y1 = height) {
-    const layer = layers[kind];
-    const mask = state.masks[kind];
-    const pixels = layer.data.data;
-    const table = colorTable();
-    for (let y = y0; y < y1; y++) {
-      for (let x = x0; x < x1; x++) {
-        const i = y * width + x;
-        const color = table[mask[i]] || table[0];
-        pixels.set(color, 4 * i);
+  function block(kind, column, row, create) {
+    const key = `${column},${row}`;
+    let found = state.masks[kind].get(key);
+    if (!found && create) {
+      const left = column * CHUNK, top = row * CHUNK;
+      const w = Math.min(CHUNK, width - left), h = Math.min(CHUNK, height - top);
+      const canvas = document.createElement("canvas");
+      canvas.width = w;
+      canvas.height = h;
+      const drawn = canvas.getContext("2d");
+      found = { left, top, w, h, labels: new Uint8Array(w * h), canvas, drawn, data: drawn.createImageData(w, h), dirty: false };
+      state.masks[kind].set(key, found);
+    }
+    return found;
+  }
+
+  // Calls visit(block, x0, y0, x1, y1) for each block meeting the image rectangle [x0, x1) x [y0, y1).
+  function eachBlock(kind, x0, y0, x1, y1, create, visit) {
+    x0 = Math.max(0, x0); y0 = Math.max(0, y0); x1 = Math.min(width, x1); y1 = Math.min(height, y1);
+    for (let row = Math.floor(y0 / CHUNK); row * CHUNK < y1; row++) {
+      for (let column = Math.floor(x0 / CHUNK); column * CHUNK < x1; column++) {
+        const found = block(kind, column, row, create);
+        if (found) visit(found, Math.max(x0, found.left), Math.max(y0, found.top), Math.min(x1, found.left + found.w), Math.min(y1, found.top + found.h));
       }
     }
-    layer.context.putImageData(layer.data, 0, 0, x0, y0, x1 - x0, y1 - y0);
+  }
+
+  function repaint(kind, x0 = 0, y0 = 0, x1 = width, y1 = height) {
+    const table = colorTable();
+    eachBlock(kind, x0, y0, x1, y1, false, (b, bx0, by0, bx1, by1) => {
+      const pixels = b.data.data;
+      for (let y = by0; y < by1; y++) {
+        for (let x = bx0; x < bx1; x++) {
+          const i = (y - b.top) * b.w + (x - b.left);
+          pixels.set(table[b.labels[i]] || table[0], 4 * i);
+        }
+      }
+      b.drawn.putImageData(b.data, 0, 0, bx0 - b.left, by0 - b.top, bx1 - bx0, by1 - by0);
+    });
   }
 
   function stamp(cx, cy, radius, label) {
-    const mask = state.masks[state.kind];
-    const x0 = Math.max(0, Math.floor(cx - radius)), x1 = Math.min(width, Math.ceil(cx + radius + 1));
-    const y0 = Math.max(0, Math.floor(cy - radius)), y1 = Math.min(height, Math.ceil(cy + radius + 1));
-    if (x0 >= x1 || y0 >= y1) return null;
+    const x0 = Math.floor(cx - radius), x1 = Math.ceil(cx + radius + 1);
+    const y0 = Math.floor(cy - radius), y1 = Math.ceil(cy + radius + 1);
     const r2 = radius * radius;
-    for (let y = y0; y < y1; y++) {
-      const dy = y + 0.5 - cy;
-      for (let x = x0; x < x1; x++) {
-        const dx = x + 0.5 - cx;
-        if (dx * dx + dy * dy <= r2) mask[y * width + x] = label;
+    eachBlock(state.kind, x0, y0, x1, y1, label > 0, (b, bx0, by0, bx1, by1) => {
+      for (let y = by0; y < by1; y++) {
+        const dy = y + 0.5 - cy;
+        for (let x = bx0; x < bx1; x++) {
+          const dx = x + 0.5 - cx;
+          if (dx * dx + dy * dy <= r2) b.labels[(y - b.top) * b.w + (x - b.left)] = label;
+        }
       }
-    }
+      b.dirty = true;
+    });
     return [x0, y0, x1, y1];
   }
 
@@ -117,13 +140,12 @@ export async function mount(root, params) {
     for (let s = 0; s <= steps; s++) {
       const t = s / steps;
       const got = stamp(a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1]), radius, label);
-      if (got) box = box ? [Math.min(box[0], got[0]), Math.min(box[1], got[1]), Math.max(box[2], got[2]), Math.max(box[3], got[3])] : got;
+      box = box ? [Math.min(box[0], got[0]), Math.min(box[1], got[1]), Math.max(box[2], got[2]), Math.max(box[3], got[3])] : got;
     }
-    if (box) repaint(state.kind, ...box);
+    repaint(state.kind, ...box);
   }
 
   function fillPolygon(points, label) {
-    const mask = state.masks[state.kind];
     const ys = points.map((p) => p[1]);
     const y0 = Math.max(0, Math.floor(Math.min(...ys))), y1 = Math.min(height, Math.ceil(Math.max(...ys)));
     let x0 = width, x1 = 0;
@@ -138,7 +160,11 @@ export async function mount(root, params) {
       crossings.sort((p, q) => p - q);
       for (let k = 0; k + 1 < crossings.length; k += 2) {
         const from = Math.max(0, Math.ceil(crossings[k] - 0.5)), to = Math.min(width - 1, Math.floor(crossings[k + 1] - 0.5));
-        for (let x = from; x <= to; x++) mask[y * width + x] = label;
+        if (from > to) continue;
+        eachBlock(state.kind, from, y, to + 1, y + 1, label > 0, (b, bx0, by, bx1) => {
+          b.labels.fill(label, (by - b.top) * b.w + (bx0 - b.left), (by - b.top) * b.w + (bx1 - b.left));
+          b.dirty = true;
+        });
         x0 = Math.min(x0, from);
         x1 = Math.max(x1, to + 1);
       }
@@ -146,37 +172,47 @@ export async function mount(root, params) {
     if (x0 < x1) repaint(state.kind, x0, y0, x1, y1);
   }
 
-  // The samples the server holds (sent earlier, or loaded from a file) back into the page.
-  async function loadSamples(kind) {
-    const image = await new Promise((resolve) => {
-      const found = new Image();
-      found.onload = () => resolve(found);
-      found.onerror = () => resolve(null);
-      found.src = `/api/studio/images/${imageId}/samples?kind=${kind}&t=${Date.now()}`;
-    });
-    if (!image) return;
-    const scratch = document.createElement("canvas");
-    scratch.width = width;
-    scratch.height = height;
-    const drawn = scratch.getContext("2d");
-    drawn.drawImage(image, 0, 0);
-    const pixels = drawn.getImageData(0, 0, width, height).data;
+  const painted = (kind) => [...state.masks[kind].values()].some((b) => b.labels.some((v) => v));
+
+  // The samples the server holds (sent earlier, or loaded from a file) back into the page,
+  // block by block.
+  async function loadSamples(kind, windows) {
     const labels = new Map(state.classes.map((item, i) => {
       const [r, g, b] = rgbOf(item.color);
       return [(r << 16) | (g << 8) | b, i + 1];
     }));
-    const mask = state.masks[kind];
-    for (let i = 0; i < mask.length; i++) {
-      const p = 4 * i;
-      mask[i] = pixels[p + 3] ? labels.get((pixels[p] << 16) | (pixels[p + 1] << 8) | pixels[p + 2]) || 0 : 0;
-    }
+    state.masks[kind].clear();
+    await Promise.all(windows.map(async ([left, top, w, h]) => {
+      const image = await new Promise((resolve) => {
+        const found = new Image();
+        found.onload = () => resolve(found);
+        found.onerror = () => resolve(null);
+        found.src = `/api/studio/images/${imageId}/samples?kind=${kind}&left=${left}&top=${top}&width=${w}&height=${h}&t=${Date.now()}`;
+      });
+      if (!image) return;
+      const target = block(kind, Math.floor(left / CHUNK), Math.floor(top / CHUNK), true);
+      target.drawn.clearRect(0, 0, w, h);
+      target.drawn.drawImage(image, 0, 0);
+      const pixels = target.drawn.getImageData(0, 0, w, h).data;
+      for (let i = 0; i < target.labels.length; i++) {
+        const p = 4 * i;
+        target.labels[i] = pixels[p + 3] ? labels.get((pixels[p] << 16) | (pixels[p + 1] << 8) | pixels[p + 2]) || 0 : 0;
+      }
+    }));
     repaint(kind);
     updateCounts();
     queueDraw();
   }
 
-  async function samplesPng(kind) {
-    return new Promise((resolve) => layers[kind].canvas.toBlob(resolve, "image/png"));
+  // Each block painted since the last send, as a PNG of class colours at its corner.
+  async function sendSamples(kind) {
+    for (const b of state.masks[kind].values()) {
+      if (!b.dirty) continue;
+      const form = new FormData();
+      form.append("file", await new Promise((resolve) => b.canvas.toBlob(resolve, "image/png")), `${kind}.png`);
+      await api(`/api/studio/images/${imageId}/samples`, { kind, left: b.left, top: b.top }, { method: "PUT", body: form });
+      b.dirty = false;
+    }
   }
 
   // ---------------------------------------------------------------- the view
@@ -204,26 +240,57 @@ export async function mount(root, params) {
     return image;
   }
 
+  // A map's overlay tiles: the last loaded one of each place stays drawn until its refresh
+  // (asked for with the map's version and blocks done) has loaded.
+  const overlayTiles = new Map();
+  function overlayTile(kind, level, column, row) {
+    const place = `${kind}/${level}/${column}/${row}`;
+    const key = `${state.version}.${state.result?.blocks?.done ?? 0}`;
+    let entry = overlayTiles.get(place);
+    if (!entry) overlayTiles.set(place, (entry = { key: null, shown: null }));
+    if (entry.key !== key) {
+      entry.key = key;
+      const image = new Image();
+      image.onload = () => { if (entry.key === key) { entry.shown = image; queueDraw(); } };
+      image.src = `/api/studio/images/${imageId}/overlay-tiles/${level}/${column}/${row}?kind=${kind}&version=${key}`;
+    }
+    return entry.shown;
+  }
+
+  // Calls visit(column, row, x, y, side) for each tile of `level` in view (x, y: its canvas corner).
+  function eachTile(level, visit) {
+    const { scale, ox, oy } = state;
+    const span = meta.tile_size * 2 ** level;
+    const columns = Math.ceil(width / span), rows = Math.ceil(height / span);
+    const c0 = Math.max(0, Math.floor(ox / span)), c1 = Math.min(columns, Math.ceil((ox + canvas.width / scale) / span));
+    const r0 = Math.max(0, Math.floor(oy / span)), r1 = Math.min(rows, Math.ceil((oy + canvas.height / scale) / span));
+    for (let r = r0; r < r1; r++) {
+      for (let c = c0; c < c1; c++) visit(c, r, (c * span - ox) * scale, (r * span - oy) * scale, span * scale);
+    }
+  }
+
+  function drawTile(image, x, y, side) {
+    if (!image || !image.complete || !image.naturalWidth) return;
+    context.drawImage(image, x, y, (image.naturalWidth / meta.tile_size) * side, (image.naturalHeight / meta.tile_size) * side);
+  }
+
   function draw() {
     const { scale, ox, oy } = state;
     context.setTransform(1, 0, 0, 1, 0, 0);
     context.clearRect(0, 0, canvas.width, canvas.height);
     const level = Math.max(0, Math.min(meta.levels - 1, Math.floor(Math.log2(1 / scale))));
-    const span = meta.tile_size * 2 ** level;
-    const columns = Math.ceil(width / span), rows = Math.ceil(height / span);
-    const c0 = Math.max(0, Math.floor(ox / span)), c1 = Math.min(columns, Math.ceil((ox + canvas.width / scale) / span));
-    const r0 = Math.max(0, Math.floor(oy / span)), r1 = Math.min(rows, Math.ceil((oy + canvas.height / scale) / span));
     context.imageSmoothingEnabled = true;
-    for (let r = r0; r < r1; r++) {
-      for (let c = c0; c < c1; c++) {
-        const image = tileImage(level, c, r);
-        if (!image.complete || !image.naturalWidth) continue;
-        const side = span * scale;
-        context.drawImage(image, (c * span - ox) * scale, (r * span - oy) * scale, (image.naturalWidth / meta.tile_size) * side, (image.naturalHeight / meta.tile_size) * side);
-      }
-    }
+    eachTile(level, (c, r, x, y, side) => drawTile(tileImage(level, c, r), x, y, side));
     context.imageSmoothingEnabled = false;
     const full = [(0 - ox) * scale, (0 - oy) * scale, width * scale, height * scale];
+    if (state.result?.tiled) {
+      context.globalAlpha = state.opacity;
+      eachTile(level, (c, r, x, y, side) => drawTile(overlayTile("classes", level, c, r), x, y, side));
+      if (state.uncertainty) {
+        context.globalAlpha = 0.85;
+        eachTile(level, (c, r, x, y, side) => drawTile(overlayTile("uncertainty", level, c, r), x, y, side));
+      }
+    }
     if (state.overlays.classes) {
       context.globalAlpha = state.opacity;
       context.drawImage(state.overlays.classes, ...full);
@@ -233,8 +300,13 @@ export async function mount(root, params) {
       context.drawImage(state.overlays.uncertainty, ...full);
     }
     context.globalAlpha = 0.9;
-    context.drawImage(layers.train.canvas, ...full);
-    context.drawImage(layers.validation.canvas, ...full);
+    const x1 = ox + canvas.width / scale, y1 = oy + canvas.height / scale;
+    for (const kind of ["train", "validation"]) {
+      for (const b of state.masks[kind].values()) {
+        if (b.left >= x1 || b.top >= y1 || b.left + b.w <= ox || b.top + b.h <= oy) continue;
+        context.drawImage(b.canvas, (b.left - ox) * scale, (b.top - oy) * scale, b.w * scale, b.h * scale);
+      }
+    }
     context.globalAlpha = 1;
     if (state.polygon.length) {
       context.strokeStyle = state.classes[state.active - 1]?.color || "#fff";
@@ -349,8 +421,12 @@ export async function mount(root, params) {
       const remove = h("button", { class: "icon-button", type: "button", title: `Remove ${item.name}`, "aria-label": `Remove ${item.name}`, disabled: state.classes.length <= 2 }, "×");
       remove.addEventListener("click", () => {
         state.classes.splice(index, 1);
-        for (const mask of Object.values(state.masks)) {
-          for (let i = 0; i < mask.length; i++) if (mask[i] === label) mask[i] = 0; else if (mask[i] > label) mask[i] -= 1;
+        for (const blocks of Object.values(state.masks)) {
+          for (const b of blocks.values()) {
+            const mask = b.labels;
+            for (let i = 0; i < mask.length; i++) if (mask[i] === label) mask[i] = 0; else if (mask[i] > label) mask[i] -= 1;
+            b.dirty = true;
+          }
         }
         state.active = Math.min(state.active, state.classes.length);
         saveClasses();
@@ -374,9 +450,9 @@ export async function mount(root, params) {
   }
 
   function updateCounts() {
-    const tally = (mask) => {
+    const tally = (blocks) => {
       const n = new Array(state.classes.length + 1).fill(0);
-      for (let i = 0; i < mask.length; i++) n[mask[i]]++;
+      for (const b of blocks.values()) for (let i = 0; i < b.labels.length; i++) n[b.labels[i]]++;
       return n;
     };
     const train = tally(state.masks.train), validation = tally(state.masks.validation);
@@ -388,7 +464,7 @@ export async function mount(root, params) {
     const rows = result.areas.filter((row) => row.pixels > 0);
     const metres = rows.some((row) => row.square_metres !== undefined);
     clear(areaTable,
-      h("h3", {}, result.preview ? "Areas (preview)" : "Areas"),
+      h("h3", {}, result.tiled && result.preview ? `Areas (${result.blocks.done} of ${result.blocks.total} blocks predicted)` : result.preview ? "Areas (preview)" : "Areas"),
       h("table", { class: "studio-table", dataset: { version: String(result.version) } },
         h("thead", {}, h("tr", {}, h("th", {}, "class"), h("th", {}, "pixels"), h("th", {}, "%"), metres ? h("th", {}, "m²") : null)),
         h("tbody", {}, rows.map((row) => {
@@ -430,8 +506,12 @@ export async function mount(root, params) {
   async function showResult(result) {
     state.result = result;
     state.version = result.version;
-    const [classes, uncertainty] = await Promise.all([loadOverlay("classes", result.version), result.uncertainty ? loadOverlay("uncertainty", result.version) : null]);
-    state.overlays = { classes, uncertainty };
+    if (result.tiled) {
+      state.overlays = { classes: null, uncertainty: null };
+    } else {
+      const [classes, uncertainty] = await Promise.all([loadOverlay("classes", result.version), result.uncertainty ? loadOverlay("uncertainty", result.version) : null]);
+      state.overlays = { classes, uncertainty };
+    }
     canvas.dataset.overlay = String(result.version);
     renderAreas(result);
     renderClusterNames(result);
@@ -440,7 +520,7 @@ export async function mount(root, params) {
   }
 
   async function refreshAccuracy(against = null) {
-    const which = against || (state.hasReference ? "reference" : state.masks.validation.some((v) => v) ? "validation" : null);
+    const which = against || (state.hasReference ? "reference" : painted("validation") ? "validation" : null);
     if (!which || !state.result || state.result.preview) return;
     try {
       const report = await api(`/api/studio/images/${imageId}/accuracy`, { against: which });
@@ -466,6 +546,7 @@ export async function mount(root, params) {
   async function poll(job, onDone) {
     progress.hidden = false;
     let shownPreview = false;
+    let polls = 0;
     const step = async () => {
       if (state.disposed) return;
       let current;
@@ -488,6 +569,16 @@ export async function mount(root, params) {
         const result = await api(`/api/studio/images/${imageId}/result`).catch(() => null);
         if (result && current.state !== "done") await showResult(result);
       }
+      // A map fills in block by block: its areas and overlay tiles follow, once a second.
+      if (current.stage.startsWith("predicting:") && ++polls % 4 === 0) {
+        const result = await api(`/api/studio/images/${imageId}/result`).catch(() => null);
+        if (result) await showResult(result);
+      }
+      if (current.state === "stopped") {
+        progress.hidden = true;
+        await onDone();
+        return;
+      }
       if (current.state === "done") {
         progress.hidden = true;
         stage.textContent = `done in ${current.seconds.total.toFixed(1)} s` + (current.seconds.to_overlay ? ` (overlay after ${current.seconds.to_overlay.toFixed(1)} s)` : "");
@@ -508,12 +599,8 @@ export async function mount(root, params) {
     trainButton.disabled = true;
     stage.textContent = "sending samples";
     try {
-      for (const kind of ["train", "validation"]) {
-        if (kind === "validation" && !state.masks.validation.some((v) => v)) continue;
-        const form = new FormData();
-        form.append("file", await samplesPng(kind), `${kind}.png`);
-        await api(`/api/studio/images/${imageId}/samples`, { kind }, { method: "PUT", body: form });
-      }
+      await sendSamples("train");
+      await sendSamples("validation");
       const job = await api(`/api/studio/images/${imageId}/train`, {}, { method: "POST" });
       await poll(job, async () => showResult(await api(`/api/studio/images/${imageId}/result`)));
     } catch (error) {
@@ -557,7 +644,8 @@ export async function mount(root, params) {
     form.append("file", file, file.name);
     try {
       await api(`/api/studio/images/${imageId}/samples`, { kind: state.kind }, { method: "PUT", body: form });
-      await loadSamples(state.kind);
+      const opened = await api(`/api/studio/images/${imageId}`);
+      await loadSamples(state.kind, opened.windows[state.kind]);
     } catch (error) { toast(error.message, "error"); }
     samplesInput.value = "";
   });
@@ -597,12 +685,8 @@ export async function mount(root, params) {
   const saveButton = h("button", { class: "button", type: "button" }, "Save");
   saveButton.addEventListener("click", async () => {
     try {
-      for (const kind of ["train", "validation"]) {
-        if (!state.masks[kind].some((v) => v)) continue;
-        const form = new FormData();
-        form.append("file", await samplesPng(kind), `${kind}.png`);
-        await api(`/api/studio/images/${imageId}/samples`, { kind }, { method: "PUT", body: form });
-      }
+      await sendSamples("train");
+      await sendSamples("validation");
       const answer = await api(`/api/studio/images/${imageId}/save`, {}, { method: "POST" });
       saveButton.dataset.saved = answer.folder;
       toast(`Saved to ${answer.folder}: ${answer.files.join(", ")}`);
@@ -625,11 +709,12 @@ export async function mount(root, params) {
     h("label", { class: "field" }, "Image", imageSelect),
     h("section", {}, h("h3", {}, "Classes"), classList, addClass),
     h("section", {}, h("h3", {}, "Paint"), tools, h("label", { class: "field" }, "Brush size", brush), h("label", { class: "field" }, "Painting", kind), counts,
-      h("label", { class: "field" }, "Load samples (PNG: class colours, or labels 0..K as segment train reads)", samplesInput)),
+      meta.large ? h("div", { class: "muted" }, `A map of ${width.toLocaleString()}×${height.toLocaleString()} pixels: samples are sent by blocks; whole-image files (samples, reference masks) are not loaded.`)
+        : h("label", { class: "field" }, "Load samples (PNG: class colours, or labels 0..K as segment train reads)", samplesInput)),
     h("section", {}, h("div", { class: "row" }, trainButton, saveButton), progress, stage),
     h("section", {}, h("h3", {}, "Overlay"), h("label", { class: "field" }, "Opacity", opacity), h("label", { class: "toggle" }, uncertaintyToggle, "Uncertainty (where to add samples)")),
     areaTable,
-    h("section", {}, h("h3", {}, "Accuracy"), h("label", { class: "field" }, "Reference mask (PNG)", referenceInput), validationButton, accuracyPanel),
+    h("section", {}, h("h3", {}, "Accuracy"), meta.large ? null : h("label", { class: "field" }, "Reference mask (PNG)", referenceInput), validationButton, accuracyPanel),
     h("section", {}, h("h3", {}, "Unsupervised"), h("div", { class: "row" }, method, nClusters, clusterButton), clusterNames),
     h("label", { class: "field" }, "Ground sampling distance (m per pixel)", pixelSize),
     h("div", { class: "muted" }, `Saves go to ${info.out}`),
@@ -652,8 +737,8 @@ export async function mount(root, params) {
   document.addEventListener("keyup", keys);
   observer.observe(wrap);
   resize();
-  if (meta.samples) await loadSamples("train");
-  if (meta.validation) await loadSamples("validation");
+  if (meta.samples) await loadSamples("train", meta.windows.train);
+  if (meta.validation) await loadSamples("validation", meta.windows.validation);
   if (meta.result) await showResult(meta.result);
   canvas.dataset.ready = "true";
 
