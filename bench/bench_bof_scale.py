@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,10 @@ SIZES = tuple(int(n) for n in os.environ.get("BENCH_BOF_SCALE_SIZES", "1000,3000
 N_JOBS = int(os.environ.get("BENCH_BOF_SCALE_JOBS", -1))
 #: Copies of every photo, in the order they join the pool.
 VARIANTS = ("original", "flipped", "cropped", "flipped_cropped")
+#: Seconds between two readings of the load average during a size's run.
+LOAD_INTERVAL_S = 10
+#: The stages of ``train_run``'s timings, in order.
+STAGES = ("extract_s", "vocabulary_s", "encode_s", "svm_s")
 #: Side of the central crop, as a fraction of the photo's.
 CROP = 0.85
 
@@ -80,6 +85,34 @@ def link_collection(pool: list[Path], directory: Path, n_images: int) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(path.resolve())
     return directory
+
+
+class LoadSampler:
+    """The machine's 1-minute load average every :data:`LOAD_INTERVAL_S` seconds while the
+    ``with`` block runs; ``mean`` once it ends."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            self.samples.append(os.getloadavg()[0])
+            if self._stop.wait(LOAD_INTERVAL_S):
+                return
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.samples))
 
 
 def peak_rss_mb(pid: int | str = "self") -> float:
@@ -127,21 +160,23 @@ def run_size(pool: list[Path], scratch: Path, n_images: int) -> dict[str, Any]:
     source = link_collection(pool, scratch / f"collection{n_images}", n_images)
     environment = {**os.environ, "IMAGELEARN_CACHE": str(scratch / f"cache{n_images}")}
     environment.setdefault("IMAGELEARN_QUIET", "1")
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.bench_bof_scale",
-            str(source),
-            str(scratch / f"run{n_images}"),
-        ],
-        env=environment,
-        cwd=Path(__file__).resolve().parents[1],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return {"images": n_images, **json.loads(completed.stdout.strip().splitlines()[-1])}
+    with LoadSampler() as load:
+        completed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.bench_bof_scale",
+                str(source),
+                str(scratch / f"run{n_images}"),
+            ],
+            env=environment,
+            cwd=Path(__file__).resolve().parents[1],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    row = json.loads(completed.stdout.strip().splitlines()[-1])
+    return {"images": n_images, "load_average": load.mean, **row}
 
 
 def main() -> str:
@@ -158,6 +193,11 @@ def main() -> str:
     return markdown(rows, info)
 
 
+def stage_seconds(row: dict[str, Any]) -> str:
+    """The row's stage times, seconds, as ``extract / vocabulary / encode / SVM``."""
+    return " / ".join(f"{row['timings'][stage]:.0f}" for stage in STAGES)
+
+
 def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
     first, last = rows[0], rows[-1]
     lines = [
@@ -167,23 +207,31 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
         "pyramid 1+2x2, chi2 SVM) on flowers5 and flipped/cropped copies, each size in a fresh "
         f"process with an empty feature cache, n_jobs={N_JOBS}; {describe_machine(info)}. "
         "Peak memory is VmHWM: of the main process, of the largest extraction worker, and of "
-        "all processes together.",
+        "all processes together. Load: the 1-minute load average over each size's run (other "
+        "work shares the machine).",
         "",
-        "| images | trained on | wall s | ms / image | main peak MiB | worker peak MiB "
-        "| all peak MiB | held-out accuracy |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| images | trained on | load (mean) | wall s | ms / image | extract / vocabulary "
+        "/ encode / SVM s | main peak MiB | worker peak MiB | all peak MiB | held-out accuracy |",
+        "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
         *(
-            f"| {row['images']:,} | {row['n_train']:,} | {row['wall_s']:.0f} "
-            f"| {1000 * row['wall_s'] / row['images']:.0f} | {row['peak_rss_mb']:.0f} "
-            f"| {row['workers_peak_rss_mb']:.0f} | {row['total_peak_rss_mb']:.0f} "
-            f"| {row['accuracy']:.3f} |"
+            f"| {row['images']:,} | {row['n_train']:,} | {row.get('load_average', float('nan')):.1f} "
+            f"| {row['wall_s']:.0f} | {1000 * row['wall_s'] / row['images']:.0f} "
+            f"| {stage_seconds(row)} "
+            f"| {row['peak_rss_mb']:.0f} | {row['workers_peak_rss_mb']:.0f} "
+            f"| {row['total_peak_rss_mb']:.0f} | {row['accuracy']:.3f} |"
             for row in rows
         ),
         "",
         f"From {first['images']:,} to {last['images']:,} images "
-        f"({last['images'] / first['images']:.1f}x): wall time "
-        f"{last['wall_s'] / first['wall_s']:.1f}x, main peak memory "
-        f"{last['peak_rss_mb'] / first['peak_rss_mb']:.2f}x.",
+        f"({last['images'] / first['images']:.1f}x): main peak memory "
+        f"{last['peak_rss_mb'] / first['peak_rss_mb']:.2f}x, all processes "
+        f"{last['total_peak_rss_mb'] / first['total_peak_rss_mb']:.2f}x; wall time "
+        f"{last['wall_s'] / first['wall_s']:.1f}x ("
+        + ", ".join(
+            f"{stage.removesuffix('_s')} {last['timings'][stage] / first['timings'][stage]:.1f}x"
+            for stage in STAGES
+        )
+        + "). Times grow with the load as well as the size: compare rows of similar load.",
     ]
     return "\n".join(lines)
 
