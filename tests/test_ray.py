@@ -2,7 +2,9 @@
 unreadable images reported the same way, a killed worker and a killed driver survived.
 
 The cluster (one node, this machine: Ray gives it the machine's address even when asked for
-127.0.0.1) is started once for the module and stopped at the end. Workers import this module
+127.0.0.1) is started once for the module and stopped at the end. It declares one GPU, which
+this machine does not have: network work gets a GPU worker, which finds no CUDA device and runs
+the network where the driver placed it (the scheduling is tested; the GPU itself cannot be). Workers import this module
 (its functions run there), so its folder is on their ``PYTHONPATH``.
 """
 
@@ -90,6 +92,7 @@ def cluster():
     os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(SRC), previous or ""])
     context = ray.init(
         num_cpus=2,
+        num_gpus=1,
         include_dashboard=False,
         object_store_memory=256 * 2**20,
         logging_level=logging.ERROR,
@@ -207,6 +210,24 @@ def test_a_block_whose_workers_keep_dying_fails_the_call_loudly(cluster, monkeyp
     with pytest.raises(ray_engine.WorkerLostError, match=r"block 4 of 4 .* lost its worker 2"):
         map_images(partial(die_on, 3), list(range(4)), batch_size=1, engine="ray")
     assert map_images(partial(die_on, -1), [1, 2], engine="ray").values == [1, 2]
+
+
+def test_network_work_on_ray_also_runs_on_a_gpu_worker_and_matches_the_local_engine(
+    cluster, caplog
+):
+    from imagelearn.classify.embeddings import embed
+
+    images = [str(path) for path in data_path("hymenoptera", "train", "ants").glob("*.jpg")][:12]
+    options = {"image_size": 96, "batch_size": 2, "cache_dir": "", "backend": "torch"}
+    local = embed(images, **options)
+    with caplog.at_level(logging.DEBUG, "imagelearn.core.ray_engine"), use_engine("ray"):
+        remote = embed(images, **options)
+    np.testing.assert_allclose(remote, local, atol=1e-5)
+    # one GPU worker, given the declared GPU; no CUDA here, so it ran on the driver's device
+    assert get_backend("ray").gpu_worker_devices() == [(["0"], None)]
+    on_gpu = [r for r in caplog.messages if r.endswith("done on a GPU worker")]
+    assert 1 <= len(on_gpu) < 6  # of the 6 blocks, the CPU workers ran the others
+    assert any("(1 with a GPU)" in message for message in caplog.messages)
 
 
 @pytest.fixture(scope="module")

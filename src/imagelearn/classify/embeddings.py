@@ -100,6 +100,17 @@ class NetworkBatch:
     prepare: Callable[[ImageSource], torch.Tensor]
     forward: Callable[[torch.Tensor], torch.Tensor]
     device: torch.device
+    #: The PyTorch network behind ``forward`` (None: an ONNX file, which runs on the CPU only).
+    network: torch.nn.Module | None = None
+
+    def on_device(self, device: str) -> NetworkBatch:
+        """These batches with the PyTorch network on ``device`` (``"cuda"``: what a Ray worker
+        holding a GPU runs); itself when there is no PyTorch network or it is there already."""
+        target = torch.device(device)
+        if self.network is None or target == self.device:
+            return self
+        network = self.network.to(target)
+        return NetworkBatch(self.prepare, network, target, network)
 
     def __call__(self, sources: list[ImageSource]) -> list[np.ndarray | Failed]:
         outcomes: list[np.ndarray | Failed | None] = [None] * len(sources)
@@ -226,7 +237,7 @@ def embed_images(
         network.eval()
     try:
         result = map_images(
-            NetworkBatch(prepare, forward, device),
+            NetworkBatch(prepare, forward, device, network),
             images,
             batched=True,
             batch_size=batch_size,

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, NamedTuple, Protocol, Self, TypeVar
 
 import numpy as np
@@ -359,6 +359,15 @@ class _Stage:
     cache: Cache | None
     finish: Callable[[Any], Any] | None
     description: str
+
+    @property
+    def placeable(self) -> bool:
+        """The function can run on another device (a network's batches: ``on_device``)."""
+        return hasattr(self.function, "on_device")
+
+    def on_device(self, device: str) -> _Stage:
+        """This stage with its function on ``device`` (see :attr:`placeable`)."""
+        return replace(self, function=self.function.on_device(device))
 
     def __call__(self, items: list[tuple[Any, str | None]]) -> list[Any]:
         outcomes = self.function([source for source, _ in items])

@@ -6,7 +6,10 @@ progress of images stay in the layer, so an unreadable image is reported exactly
 local engine reports it and capability code never knows which engine ran it.
 
 - Workers are Ray actors, one CPU each, natively single-threaded like the local worker
-  processes. They are started once per process and reused by later calls (an actor's process
+  processes. Network work (a batch function that can move: ``on_device``) also gets one
+  worker per GPU of the cluster (``num_gpus=1``, no CPU reserved, so it never waits for the
+  CPU workers' places), which runs the PyTorch network on its GPU; blocks go to whichever
+  worker is free, so the GPU workers take as many as they can. They are started once per process and reused by later calls (an actor's process
   start and imports cost seconds), until :meth:`RayBackend.close`. Each call puts its batch function in the object store once;
   a worker deserialises it on its first block of the call and keeps it (a network, a
   vocabulary) for the rest.
@@ -91,34 +94,65 @@ def _not_a_skip(record: logging.LogRecord) -> bool:
 @ray.remote(concurrency_groups={"control": 1})
 class _Worker:
     """One worker process: runs batches with the call's function, deserialised once per call
-    (its ``pid`` answers at once, even while a batch runs)."""
+    (its ``pid`` and ``device`` answer at once, even while a batch runs).
 
-    def __init__(self) -> None:
+    A worker started with ``gpu=True`` holds a GPU: network batches run there on PyTorch
+    (device ``"cuda"``) when PyTorch sees the GPU, else where the driver placed them.
+    """
+
+    def __init__(self, gpu: bool = False) -> None:
         os.environ.update(WORKER_ENVIRONMENT)  # before the work imports FAISS, PyTorch...
         single_threaded_worker()
         # the driver reports every unreadable input; work nested here would report it again
         logging.getLogger("imagelearn.core.execution").addFilter(_not_a_skip)
         self._key: str | None = None
         self._function: Callable[[list[Any]], list[Any]] | None = None
+        self._gpu_ids = [str(gpu_id) for gpu_id in ray.get_gpu_ids()] if gpu else []
+        self._device: str | None = None
+        if self._gpu_ids:
+            import torch
+
+            if torch.cuda.is_available():
+                self._device = "cuda"
+            else:
+                logger.warning(
+                    "worker %d holds GPU %s, but PyTorch sees no CUDA device: its networks "
+                    "run where the driver placed them",
+                    os.getpid(),
+                    ",".join(self._gpu_ids),
+                )
 
     def run(self, function: list[ray.ObjectRef], batch: list[Any]) -> list[Any]:
         """``function(batch)``; ``function`` is the call's function, as a one-item list of its
         reference (so Ray passes the reference, fetched here only when the call changes)."""
         (reference,) = function
         if reference.hex() != self._key:
-            self._function, self._key = ray.get(reference), reference.hex()
+            work = ray.get(reference)
+            if self._device is not None and getattr(work, "placeable", False):
+                work = work.on_device(self._device)
+            self._function, self._key = work, reference.hex()
         return self._function(batch)
 
     @ray.method(concurrency_group="control")
     def pid(self) -> int:
         return os.getpid()
 
+    @ray.method(concurrency_group="control")
+    def device(self) -> tuple[list[str], str | None]:
+        """The GPUs Ray gave this worker, and the device its networks run on (None: the
+        driver's choice)."""
+        return self._gpu_ids, self._device
 
-#: The workers of this process's Ray connection, shared by every :class:`RayBackend`.
+
+#: The CPU workers of this process's Ray connection, shared by every :class:`RayBackend`.
 _WORKERS: list[Any] = []
+#: Its GPU workers (one per GPU of the cluster), which join the calls running networks.
+_GPU_WORKERS: list[Any] = []
 
 
-def _new_worker() -> Any:
+def _new_worker(gpu: bool = False) -> Any:
+    if gpu:
+        return _Worker.options(num_cpus=0, num_gpus=1, max_restarts=0).remote(gpu=True)
     return _Worker.options(num_cpus=1, max_restarts=0).remote()
 
 
@@ -142,6 +176,7 @@ class RayBackend:
         """Connect to the cluster, unless this process already is."""
         if not ray.is_initialized():
             _WORKERS.clear()  # those of an earlier connection are gone
+            _GPU_WORKERS.clear()
             ray.init(
                 address=self.address,
                 include_dashboard=False,
@@ -153,6 +188,10 @@ class RayBackend:
         self.connect()
         return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
+    def cluster_gpus(self) -> int:
+        self.connect()
+        return int(ray.cluster_resources().get("GPU", 0))
+
     def n_workers(self, n_jobs: int | None, workers: Workers) -> int:
         """Workers for ``n_jobs`` against the cluster's CPUs (networks: all of them)."""
         cpus = self.cluster_cpus()
@@ -161,15 +200,20 @@ class RayBackend:
         return min(cpus, resolve_n_jobs(n_jobs, cores=cpus))
 
     def worker_pids(self) -> list[int]:
-        """Process ids of the started workers (tests kill one)."""
+        """Process ids of the started CPU workers (tests kill one)."""
         return ray.get([worker.pid.remote() for worker in _WORKERS])
 
+    def gpu_worker_devices(self) -> list[tuple[list[str], str | None]]:
+        """For each started GPU worker: the GPUs Ray gave it and its networks' device."""
+        return ray.get([worker.device.remote() for worker in _GPU_WORKERS])
+
     def close(self) -> None:
-        """Stop the workers (each holds a CPU of the cluster until then, or until this
-        process ends)."""
-        for worker in _WORKERS:
+        """Stop the workers (each holds a CPU or a GPU of the cluster until then, or until
+        this process ends)."""
+        for worker in _WORKERS + _GPU_WORKERS:
             ray.kill(worker, no_restart=True)
         _WORKERS.clear()
+        _GPU_WORKERS.clear()
 
     def map_batches(
         self,
@@ -191,12 +235,18 @@ class RayBackend:
         done: dict[int, list[Any]] = {}
         while len(_WORKERS) < n_jobs:
             _WORKERS.append(_new_worker())
-        n_slots = n_jobs
+        slots = [(_WORKERS, position) for position in range(n_jobs)]  # -> pool, its position
+        if getattr(function, "placeable", False):
+            while len(_GPU_WORKERS) < self.cluster_gpus():
+                _GPU_WORKERS.append(_new_worker(gpu=True))
+            slots += [(_GPU_WORKERS, position) for position in range(len(_GPU_WORKERS))]
+        n_slots = len(slots)
 
         def submit(slot: int) -> None:
             if queue:
                 index = queue.popleft()
-                worker = _WORKERS[slot]
+                pool, position = slots[slot]
+                worker = pool[position]
                 running[worker.run.remote([reference], batches[index])] = (index, slot, worker)
 
         with progress_bar("blocks", len(batches), unit="block") as bar:
@@ -211,15 +261,17 @@ class RayBackend:
                     try:
                         done[index] = ray.get(ready)
                         logger.debug(
-                            "ray: %s: block %d of %d done",
+                            "ray: %s: block %d of %d done%s",
                             getattr(function, "description", ""),
                             index + 1,
                             len(batches),
+                            " on a GPU worker" if slots[slot][0] is _GPU_WORKERS else "",
                         )
                     except WORKER_DEATHS as error:
-                        if _WORKERS[slot] is worker:  # not replaced for an earlier block yet
+                        pool, position = slots[slot]
+                        if pool[position] is worker:  # not replaced for an earlier block yet
                             ray.kill(worker, no_restart=True)
-                            _WORKERS[slot] = _new_worker()
+                            pool[position] = _new_worker(gpu=pool is _GPU_WORKERS)
                         self._retry(index, attempts, batches, error)
                         queue.appendleft(index)
                     submit(slot)
@@ -235,12 +287,13 @@ class RayBackend:
                         yield outcomes
                 elapsed = time.perf_counter() - started
                 logger.info(
-                    "ray: %d blocks, %d inputs in %.1f s (%.1f/s) on %d workers",
+                    "ray: %d blocks, %d inputs in %.1f s (%.1f/s) on %d workers (%d with a GPU)",
                     len(batches),
                     n_images,
                     elapsed,
                     n_images / elapsed,
                     n_slots,
+                    n_slots - n_jobs,
                 )
             finally:
                 for pending in running:  # the caller stopped early (strict, an error)
