@@ -113,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     run_bof(arguments.data, arguments.out)
     run_transfer(arguments.data, arguments.out)
     index = run_index(arguments.data, arguments.out, arguments.out / "bof")
-    print(f"\nOpen the web app on it:\n  imagelearn serve {index} --model {arguments.out / 'bof'}")
+    print(
+        "\nOpen the web app on it (search the index; review the BoF model, its visual words and"
+        f" the transfer curves):\n  imagelearn serve {index} --model {arguments.out / 'bof'}"
+        f" --review {arguments.out}"
+    )
     return 0
 
 
