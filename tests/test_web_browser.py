@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -60,18 +61,28 @@ def server(tmp_path_factory) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def page(browser, server):
+@contextmanager
+def checked_page(browser) -> Iterator:
+    """A page in a fresh browser context (:data:`VIEWPORT`, :data:`WAIT_MS`); when the block
+    ends, the context is closed and no JavaScript error may have been raised on the page."""
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{server}/")
-    page.wait_for_selector("#nav a")
-    yield page
-    context.close()
+    try:
+        yield page
+    finally:
+        context.close()
     assert errors == [], errors
+
+
+@pytest.fixture
+def page(browser, server):
+    with checked_page(browser) as page:
+        page.goto(f"{server}/")
+        page.wait_for_selector("#nav a")
+        yield page
 
 
 def screenshot(page, name: str) -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from test_web_browser import VIEWPORT, WAIT_MS, browser, screenshot  # noqa: F401
+from test_web_browser import browser, checked_page, screenshot  # noqa: F401
 from test_web_review import review_run
 
 pytest.importorskip("fastapi")
@@ -41,14 +41,8 @@ def server(runs, tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture
 def page(browser, server):  # noqa: F811
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == [], errors
+    with checked_page(browser) as page:
+        yield page
 
 
 def open_review(page, server: str, run: str) -> None:

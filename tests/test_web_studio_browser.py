@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from conftest import data_path
-from test_web_browser import OUTPUT, VIEWPORT, WAIT_MS, browser, screenshot  # noqa: F401
+from test_web_browser import browser, checked_page, screenshot  # noqa: F401
 
 pytest.importorskip("fastapi")
 
@@ -54,14 +54,8 @@ def server(folder, out) -> Iterator[str]:
 
 @pytest.fixture
 def page(browser, server):  # noqa: F811
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == [], errors
+    with checked_page(browser) as page:
+        yield page
 
 
 def open_studio(page, server: str, image_id: int) -> None:
@@ -216,34 +210,28 @@ def test_a_map_is_painted_by_blocks_and_its_class_map_drawn_from_overlay_tiles(b
     from imagelearn.segment.samples import labels_from_colors, parse_color
 
     url, studio = map_server
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    overlay_tiles: list[str] = []
-    page.on(
-        "request",
-        lambda request: "overlay-tiles" in request.url and overlay_tiles.append(request.url),
-    )
-    tile, part = DUBAI
-    truth = np.asarray(
-        Image.open(data_path("dubai_landcover", tile, "masks", f"{part}.png")).convert("RGB")
-    )
-    open_studio(page, url, 0)
-    assert "samples are sent by blocks" in page.inner_text(".studio-panel")
-    classes = [item["name"] for item in page.request.get(f"{url}/api/studio").json()["classes"]]
-    for name in ("land", "road"):
-        mask = labels_from_colors(truth, [parse_color(DUBAI_COLORS[name])]) == 1
-        choose_class(page, classes.index(name) + 1)
-        for row, first, last in runs_inside(mask, 40, 2):
-            drag(page, row, first, last)
-    train(page)
-    image = studio.image(0)
-    assert image.large and image.result.label_map.complete
-    counts = image.samples.counts(len(classes))
-    assert counts[classes.index("land") + 1] > 0 and counts[classes.index("road") + 1] > 0
-    assert any(f"version={image.result.version}.4" in requested for requested in overlay_tiles)
-    assert screenshot(page, "studio-map").stat().st_size > 10_000
-    context.close()
-    assert errors == [], errors
+    with checked_page(browser) as page:
+        overlay_tiles: list[str] = []
+        page.on(
+            "request",
+            lambda request: "overlay-tiles" in request.url and overlay_tiles.append(request.url),
+        )
+        tile, part = DUBAI
+        truth = np.asarray(
+            Image.open(data_path("dubai_landcover", tile, "masks", f"{part}.png")).convert("RGB")
+        )
+        open_studio(page, url, 0)
+        assert "samples are sent by blocks" in page.inner_text(".studio-panel")
+        classes = [item["name"] for item in page.request.get(f"{url}/api/studio").json()["classes"]]
+        for name in ("land", "road"):
+            mask = labels_from_colors(truth, [parse_color(DUBAI_COLORS[name])]) == 1
+            choose_class(page, classes.index(name) + 1)
+            for row, first, last in runs_inside(mask, 40, 2):
+                drag(page, row, first, last)
+        train(page)
+        image = studio.image(0)
+        assert image.large and image.result.label_map.complete
+        counts = image.samples.counts(len(classes))
+        assert counts[classes.index("land") + 1] > 0 and counts[classes.index("road") + 1] > 0
+        assert any(f"version={image.result.version}.4" in requested for requested in overlay_tiles)
+        assert screenshot(page, "studio-map").stat().st_size > 10_000

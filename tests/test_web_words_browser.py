@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from test_web_browser import VIEWPORT, WAIT_MS, browser, screenshot  # noqa: F401
+from test_web_browser import browser, checked_page, screenshot  # noqa: F401
 from test_web_words import runs_folder  # noqa: F401
 
 pytest.importorskip("fastapi")
@@ -32,24 +32,22 @@ def loaded(page, selector: str) -> None:
 
 
 def test_words_page_shows_montages_and_an_image_explained(browser, server, runs_folder):  # noqa: F811
-    page = browser.new_context(viewport=VIEWPORT).new_page()
-    page.set_default_timeout(WAIT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{server}/#/review?run={runs_folder.name}/flowers")
-    page.click(".review-words-link")  # the review page's way to the model's words
-    page.wait_for_selector(".words-grid .card")
-    assert page.locator("#nav a").all_inner_texts() == ["Review", "Words"]
-    page.select_option('select[aria-label="Image"]', "2")
-    page.wait_for_selector('img[alt$="strongest words outlined"]')
-    first = page.locator(".words-grid .card").first.get_attribute("data-word")
-    loaded(page, 'img[alt^="Patches of word"]')
-    assert page.get_attribute('img[alt^="Patches of word"]', "alt") == f"Patches of word {first}"
-    loaded(page, 'img[alt$="strongest words outlined"]')
-    top = page.locator(".top-words button").nth(1)
-    word = top.inner_text().removeprefix("word ")
-    top.click()
-    page.wait_for_selector(f'img[alt="Patches of word {word}"]')
-    loaded(page, f'img[alt="Patches of word {word}"]')
-    screenshot(page, "words")
-    assert errors == [], errors
+    with checked_page(browser) as page:
+        page.goto(f"{server}/#/review?run={runs_folder.name}/flowers")
+        page.click(".review-words-link")  # the review page's way to the model's words
+        page.wait_for_selector(".words-grid .card")
+        assert page.locator("#nav a").all_inner_texts() == ["Review", "Words"]
+        page.select_option('select[aria-label="Image"]', "2")
+        page.wait_for_selector('img[alt$="strongest words outlined"]')
+        first = page.locator(".words-grid .card").first.get_attribute("data-word")
+        loaded(page, 'img[alt^="Patches of word"]')
+        assert (
+            page.get_attribute('img[alt^="Patches of word"]', "alt") == f"Patches of word {first}"
+        )
+        loaded(page, 'img[alt$="strongest words outlined"]')
+        top = page.locator(".top-words button").nth(1)
+        word = top.inner_text().removeprefix("word ")
+        top.click()
+        page.wait_for_selector(f'img[alt="Patches of word {word}"]')
+        loaded(page, f'img[alt="Patches of word {word}"]')
+        screenshot(page, "words")
