@@ -289,6 +289,7 @@ def _transfer_sample() -> dict:
             epochs=5,
             image_size=96,
             out=RESULTS / "transfer_flowers5_sample",
+            overwrite=True,  # a rerun replaces the figure
         )
         return {
             "seconds": round(time.perf_counter() - started, 1),
