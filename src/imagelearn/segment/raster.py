@@ -10,6 +10,8 @@ TIFF to go beyond that.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -35,6 +37,22 @@ MAX_BANDS = 1024
 __all__ = ["TIFF_SUFFIXES", "ImageTooLargeError", "read_raster"]
 
 
+@contextmanager
+def tiff_read_errors(path: Path) -> Iterator[None]:
+    """What reading ``path`` with tifffile raises, as one :class:`ImageReadError` naming the
+    file and the problem (an :class:`ImageReadError` raised inside passes unchanged)."""
+    try:
+        yield
+    except ImageReadError:
+        raise
+    except FileNotFoundError as error:
+        raise ImageReadError(path, "file not found") from error
+    except IsADirectoryError as error:
+        raise ImageReadError(path, "is a directory, not an image; give image files") from error
+    except Exception as error:  # tifffile parses in Python and documents no error types
+        raise ImageReadError(path, f"unreadable TIFF ({type(error).__name__}: {error})") from error
+
+
 def _bands_axis_first(shape: tuple[int, ...]) -> bool:
     return len(shape) == 3 and shape[0] <= _MAX_BANDS_FIRST < shape[2]
 
@@ -53,7 +71,7 @@ def _bands_last(array: np.ndarray) -> np.ndarray:
 def _read_tiff(path: Path, max_pixels: int | None) -> np.ndarray:
     import tifffile
 
-    try:
+    with tiff_read_errors(path):
         with tifffile.TiffFile(path) as tiff:
             shape = tuple(tiff.series[0].shape)
         if len(shape) not in (2, 3):
@@ -69,14 +87,6 @@ def _read_tiff(path: Path, max_pixels: int | None) -> np.ndarray:
             array = tifffile.imread(path)
         if array.ndim != len(shape):
             raise ImageReadError(path, f"pages of shape {shape} but data of shape {array.shape}")
-    except ImageReadError:
-        raise
-    except FileNotFoundError as error:
-        raise ImageReadError(path, "file not found") from error
-    except IsADirectoryError as error:
-        raise ImageReadError(path, "is a directory, not an image; give image files") from error
-    except Exception as error:  # tifffile parses in Python and documents no error types
-        raise ImageReadError(path, f"unreadable TIFF ({type(error).__name__}: {error})") from error
     return _bands_last(array)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from imagelearn.core.images import DEFAULT_MAX_PIXELS, ImageReadError
-from imagelearn.segment.raster import MAX_BANDS, TIFF_SUFFIXES, read_raster
+from imagelearn.segment.raster import MAX_BANDS, TIFF_SUFFIXES, read_raster, tiff_read_errors
 
 __all__ = [
     "ArrayRaster",
@@ -257,22 +257,15 @@ def _open_tiff(path: Path) -> WindowedRaster | None:
     """A windowed reader of the TIFF's first page, or None when it is not one plain image."""
     import tifffile
 
-    try:
-        with tifffile.TiffFile(path) as tiff:
-            page = tiff.pages.first
-            series = tiff.series[0]
-            plain = len(series.pages) == 1 and page.imagedepth == 1 and page.bitspersample % 8 == 0
-            if not plain or page.samplesperpixel > MAX_BANDS:
-                return None
-            if page.is_contiguous and page.compression == 1:
-                return _ContiguousTiff(path, page, int(page.dataoffsets[0]))
-            return _SegmentedTiff(path, page)
-    except FileNotFoundError as error:
-        raise ImageReadError(path, "file not found") from error
-    except IsADirectoryError as error:
-        raise ImageReadError(path, "is a directory, not an image; give image files") from error
-    except Exception as error:  # tifffile parses in Python and documents no error types
-        raise ImageReadError(path, f"unreadable TIFF ({type(error).__name__}: {error})") from error
+    with tiff_read_errors(path), tifffile.TiffFile(path) as tiff:
+        page = tiff.pages.first
+        series = tiff.series[0]
+        plain = len(series.pages) == 1 and page.imagedepth == 1 and page.bitspersample % 8 == 0
+        if not plain or page.samplesperpixel > MAX_BANDS:
+            return None
+        if page.is_contiguous and page.compression == 1:
+            return _ContiguousTiff(path, page, int(page.dataoffsets[0]))
+        return _SegmentedTiff(path, page)
 
 
 def geotiff_pixel_size(path: str | os.PathLike) -> tuple[float, float] | None:
