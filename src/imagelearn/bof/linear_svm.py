@@ -17,9 +17,11 @@ Products are float32 (the mapped features' own type), sums float64.
 
 Memory: the inputs (an array, or a :class:`RowStore` on disk, which costs this process only
 the chunks it reads), the first rows' mapped float32 features as far as they fit
-:data:`MEMORY_BUDGET`, the other rows mapped again on every pass (a few chunks of
-:data:`CHUNK_BYTES` at a time, on ``n_jobs`` threads), and a few ``n_samples x n_problems``
-arrays, so memory does not grow with the mapped matrix.
+:data:`MEMORY_BUDGET`, the other rows' mapped once into a temporary :class:`RowStore` and
+read back chunk by chunk on every pass (mapping them again on every pass made a pass cost more
+per row the larger the collection, as the held share shrank), and a few
+``n_samples x n_problems`` arrays, so memory does not grow with the mapped matrix; the
+temporary file does (4 bytes per mapped feature of the rows not held).
 """
 
 from __future__ import annotations
@@ -139,9 +141,13 @@ class RowStore:
 
 
 class _Rows:
-    """The rows of ``feature_map(X)``, chunk by chunk: the first ones, as many as fit ``budget``
-    bytes of float32, mapped once and held; the others mapped again on every pass, ``n_jobs``
-    chunks at a time on the shared thread pool. ``X`` is an array or a :class:`RowStore`."""
+    """The rows of ``feature_map(X)``, chunk by chunk, each mapped once: the first ones, as many
+    as fit ``budget`` bytes of float32, held in memory; the others written to a
+    :class:`RowStore` (a temporary file: the page cache keeps it while memory allows) and read
+    back on every pass, so a pass costs the same per row however many rows there are. The
+    mapping runs ``n_jobs`` chunks at a time on the shared thread pool. ``X`` is an array or a
+    :class:`RowStore`; with ``spill=False`` the rows beyond ``budget`` are mapped again on every
+    pass instead (what one pass, a prediction, needs)."""
 
     def __init__(
         self,
@@ -149,19 +155,28 @@ class _Rows:
         feature_map: FeatureMap | None,
         budget: int,
         n_jobs: int | None = None,
+        spill: bool = True,
     ) -> None:
         self.X = X
         self.feature_map = feature_map
         self.n_jobs = resolve_n_jobs(n_jobs)
         self.n_features = self._map(X[:1]).shape[1]
         self.chunk_rows = max(1, CHUNK_BYTES // (4 * self.n_features))
+        self.spilled: RowStore | np.ndarray | None = None
         if feature_map is None and isinstance(X, np.ndarray):
             self.held = np.asarray(X, np.float32)  # in memory already: nothing to map
-        else:
-            n_held = min(len(X), budget // (4 * self.n_features))
-            self.held = np.empty((n_held, self.n_features), np.float32)
-            for rows, features in self._mapped_chunks(0, len(self.held)):
-                self.held[rows] = features
+            return
+        n_held = min(len(X), budget // (4 * self.n_features))
+        self.held = np.empty((n_held, self.n_features), np.float32)
+        for rows, features in self._mapped_chunks(0, n_held):
+            self.held[rows] = features
+        if n_held < len(X) and spill:
+            if feature_map is None:  # a store of the features themselves: read it as it is
+                self.spilled = X
+            else:
+                self.spilled = RowStore(self.n_features)
+                for _, features in self._mapped_chunks(n_held, len(X)):
+                    self.spilled.append(features)
 
     @property
     def all_held(self) -> bool:
@@ -195,9 +210,20 @@ class _Rows:
 
     def chunks(self) -> Iterator[tuple[slice, np.ndarray]]:
         """``(rows, features)`` of every chunk, features float32 C-contiguous (n_rows, n_features)."""
-        for rows in self._slices(0, len(self.held)):
+        n_held = len(self.held)
+        for rows in self._slices(0, n_held):
             yield rows, self.held[rows]
-        yield from self._mapped_chunks(len(self.held), len(self.X))
+        if self.spilled is None:  # not spilled (one pass: a prediction): mapped now
+            yield from self._mapped_chunks(n_held, len(self.X))
+            return
+        offset = n_held if self.spilled is self.X else 0
+        for rows in self._slices(n_held, len(self.X)):
+            yield rows, self.spilled[rows.start - n_held + offset : rows.stop - n_held + offset]
+
+    def close(self) -> None:
+        """Delete the spilled rows' file (if this object made one)."""
+        if isinstance(self.spilled, RowStore) and self.spilled is not self.X:
+            self.spilled.close()
 
 
 class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
@@ -221,7 +247,7 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
     memory_budget : int
         Bytes of mapped features a fit may use (default :data:`MEMORY_BUDGET`): with
         ``solver="auto"``, liblinear while its copies fit, else the Newton solver holding this
-        many bytes of mapped features and mapping the rows beyond again on every pass.
+        many bytes of mapped features in memory and the rows beyond in a temporary file.
     solver : {"auto", "liblinear", "newton"}
         ``"liblinear"``: scikit-learn's ``LinearSVC`` on the whole mapped matrix (memory about
         :data:`LIBLINEAR_MEMORY_FACTOR` times it); ``"newton"``: the bounded-memory primal
@@ -263,8 +289,9 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         labels ``y`` (n_samples,).
 
         Memory: ``X`` itself (nothing for a store), at most ``memory_budget`` bytes of mapped
-        features held, one chunk of :data:`CHUNK_BYTES` mapped at a time (and its square, for
-        the preconditioner), and a few ``(n_samples, n_problems)`` arrays.
+        features held (the other rows' in a temporary file, deleted at the end), one chunk of
+        :data:`CHUNK_BYTES` at a time (and its square, for the preconditioner), and a few
+        ``(n_samples, n_problems)`` arrays.
         """
         X = X if isinstance(X, RowStore) else np.asarray(X)
         y = np.asarray(y)
@@ -286,7 +313,10 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         problem = _SquaredHinge(rows, signs, float(self.C))
         n_positive = (signs > 0).sum(axis=0)
         share = np.maximum(np.minimum(n_positive, len(y) - n_positive), 1) / len(y)
-        weights, self.n_iter_ = problem.minimize(float(self.tol) * share, int(self.max_iter))
+        try:
+            weights, self.n_iter_ = problem.minimize(float(self.tol) * share, int(self.max_iter))
+        finally:
+            rows.close()
         if self.n_iter_ >= self.max_iter:
             warnings.warn(
                 f"ChunkedLinearSVC did not converge in {self.max_iter} iterations",
@@ -327,7 +357,7 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         scores = np.empty((len(X), len(self.coef_)))
         if not len(X):
             return scores[:, 0] if len(self.coef_) == 1 else scores
-        rows = _Rows(X, self.feature_map, 0, self.n_jobs)
+        rows = _Rows(X, self.feature_map, 0, self.n_jobs, spill=False)
         for chunk_rows, features in rows.chunks():
             scores[chunk_rows] = features.astype(np.float64) @ self.coef_.T + self.intercept_
         return scores[:, 0] if len(self.coef_) == 1 else scores
