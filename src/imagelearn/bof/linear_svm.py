@@ -216,9 +216,9 @@ class _Rows:
         if self.spilled is None:  # not spilled (one pass: a prediction): mapped now
             yield from self._mapped_chunks(n_held, len(self.X))
             return
-        offset = n_held if self.spilled is self.X else 0
+        first = 0 if self.spilled is self.X else n_held  # the row of X at the store's row 0
         for rows in self._slices(n_held, len(self.X)):
-            yield rows, self.spilled[rows.start - n_held + offset : rows.stop - n_held + offset]
+            yield rows, self.spilled[rows.start - first : rows.stop - first]
 
     def close(self) -> None:
         """Delete the spilled rows' file (if this object made one)."""
