@@ -93,6 +93,7 @@ def test_decision_values_match_linear_svc_on_real_bof_histograms(flower_histogra
     # the small problem fits liblinear's copies: "auto" runs it, with the same model
     model = ChunkedLinearSVC(feature_map=chi2_map).fit(histograms, y)
     newton = ChunkedLinearSVC(feature_map=chi2_map, solver="newton").fit(histograms, y)
+    assert (model.solver_, newton.solver_) == ("liblinear", "newton")
     np.testing.assert_array_equal(model.predict(histograms), newton.predict(histograms))
     np.testing.assert_allclose(
         model.decision_function(histograms), newton.decision_function(histograms), atol=1e-2

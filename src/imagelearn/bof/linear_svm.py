@@ -43,8 +43,8 @@ from imagelearn.core.threads import resolve_n_jobs
 
 #: Bytes a fit may use for mapped features: while liblinear's copies fit, it runs liblinear
 #: (``LinearSVC``, fastest); beyond, the Newton solver holds this many bytes of mapped float32
-#: features (about 1,900 images with BofClassifier's default channels) and maps the rows beyond
-#: again, chunk by chunk, on its passes over all rows.
+#: features (about 1,900 images with BofClassifier's default channels) and writes the rows
+#: beyond, mapped once, to a temporary file read back on every pass over all rows.
 MEMORY_BUDGET = 256 * 2**20
 #: liblinear's peak memory as a multiple of the mapped float32 matrix (its float64 copy and its
 #: own sparse copy; measured on BoF chi2 features: 858 MiB for 129 MiB, 1,596 for 258).
@@ -264,6 +264,8 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         Newton iterations run (liblinear: its iterations).
     n_passes_ : int
         Passes over the data (a gradient, or one Hessian-vector product, of all problems).
+    solver_ : {"liblinear", "newton"}
+        The solver that ran (``solver="auto"`` resolved).
     """
 
     def __init__(
@@ -326,6 +328,7 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         self.coef_ = weights[:, :-1].copy()
         self.intercept_ = weights[:, -1].copy()
         self.n_passes_ = problem.n_passes
+        self.solver_ = "newton"
         return self
 
     def _fit_liblinear(self, features: np.ndarray, y: np.ndarray) -> ChunkedLinearSVC:
@@ -347,6 +350,7 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
             svm.intercept_.astype(np.float64),
         )
         self.n_iter_, self.n_passes_ = int(np.max(svm.n_iter_)), int(np.max(svm.n_iter_))
+        self.solver_ = "liblinear"
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
