@@ -75,6 +75,7 @@ def test_search_json_shape_and_plot(ukbench_index, capsys, tmp_path):
     assert code == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["query"] == query and len(payload["results"]) == 5
+    assert payload["mode"] == "local" and payload["timings"]["ranking_ms"] > 0
     assert set(payload["results"][0]) >= {"path", "score", "inliers"}
     assert payload["results"][0]["path"] == query
     assert plot.read_bytes()[:4] == b"\x89PNG"

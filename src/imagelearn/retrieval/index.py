@@ -150,8 +150,14 @@ class SearchResult:
     mode: str = "local"
 
     def as_dict(self) -> dict[str, Any]:
-        """``{"query": ..., "results": [{"path", "score", "inliers", "homography"}, ...]}``."""
-        return {"query": self.query, "results": [m.as_dict() for m in self.matches]}
+        """``{"query", "mode", "timings", "results": [{"path", "score", "inliers",
+        "homography"}, ...]}`` (timings in milliseconds, as :attr:`timings`)."""
+        return {
+            "query": self.query,
+            "mode": self.mode,
+            "timings": {stage: round(ms, 3) for stage, ms in self.timings.items()},
+            "results": [match.as_dict() for match in self.matches],
+        }
 
     def format(self) -> str:
         lines = [f"query: {self.query}"]
