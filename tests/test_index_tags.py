@@ -249,3 +249,41 @@ def test_classifier_and_cluster_tags_are_computed_once_and_cached(tagged, tmp_pa
     assert tags[_ids(index, images["bees"][:1]).pop()]
     members = [i for i, _ in table.search("cluster 1", exact=True, top=50)]
     assert members == sorted(members)  # closer to the centre first: smaller distances
+
+
+def test_a_new_snapshot_classifies_only_the_images_no_snapshot_had(tagged, tmp_path, monkeypatch):
+    from imagelearn.bof.recognition import BofClassifier
+
+    directory, images = tagged
+    copy = tmp_path / "index"
+    shutil.copytree(directory, copy)
+    model = BofClassifier(
+        channels=[{"detector": "sift", "detector_params": {"max_keypoints": 200}, "n_words": 32}],
+        random_state=0,
+    )
+    model.fit(images["bees"][:4] + images["ukbench"][:4], [1] * 4 + [0] * 4, ["object", "insect"])
+    run = model.save(tmp_path / "bof")
+    predicted: list[str] = []
+    predict_images = BofClassifier.predict_images
+
+    def recording(self, paths, **options):
+        predicted.extend(paths)
+        return predict_images(self, paths, **options)
+
+    monkeypatch.setattr(BofClassifier, "predict_images", recording)
+    cache = tmp_path / "cache"
+    before = classifier_tags(Index.open(copy), run, cache_dir=cache)
+    assert len(predicted) == 18
+    old_ids = Index.open(copy).ids().tolist()
+    added = images["daisies"][4:6]
+    add_images(copy, added)
+    predicted.clear()
+    after = classifier_tags(Index.open(copy), run, cache_dir=cache)
+    assert sorted(predicted) == sorted(str(Path(p).resolve()) for p in added)
+    assert after.of(old_ids) == before.of(old_ids)
+    new_ids = sorted(set(Index.open(copy).ids().tolist()) - set(old_ids))
+    assert len(new_ids) == 2 and all(after.of(new_ids).values())
+    remove_images(copy, [added[0]])  # a removal predicts nothing and drops the image's tags
+    predicted.clear()
+    removed = classifier_tags(Index.open(copy), run, cache_dir=cache)
+    assert predicted == [] and removed.of(new_ids[:1]) == {new_ids[0]: []}

@@ -476,10 +476,11 @@ def classifier_tags(
     """Tags of source ``"model"``: the classes a trained classifier gives the index's images.
 
     The :data:`MODEL_TOP` best classes of each image (scoring at least :data:`MODEL_FLOOR`,
-    the first always). Computed once, batched through the execution layer, and cached in the
-    cache home (``index/``), keyed by the snapshot (:attr:`Index.fingerprint`) and the
-    model's manifest: the index directory is never written. Images whose file is gone, or
-    holds other content than was indexed, get no tags.
+    the first always). Computed once per image content, batched through the execution layer,
+    and cached in the cache home (``index/``), keyed by the model's manifest and each image's
+    SHA-256: a new snapshot (after an add) predicts only the images no snapshot had, and the
+    index directory is never written. Images whose file is gone, or holds other content than
+    was indexed, get no tags.
 
     Parameters
     ----------
@@ -500,22 +501,28 @@ def classifier_tags(
     run_dir = Path(run_dir)
     kind = read_manifest(run_dir)["kind"]
     manifest = member_path(run_dir, MANIFEST_NAME).read_bytes()
-    name = f"model-{index.fingerprint}-{hashlib.sha256(manifest).hexdigest()[:16]}"
-    cached = _read_cached(cache_dir, name)
-    if cached is not None:
-        return TagTable.from_rows(cached)
-    model, scores_of, floor = _classifier(run_dir, kind)
-    ids, paths = _unchanged_files(index)
-    rows: list[tuple[int, Tag]] = []
-    if paths:
-        prediction = model.predict_images(paths, strict=False)
+    name = f"model-{hashlib.sha256(manifest).hexdigest()[:16]}"
+    by_content: dict[str, list[Tag]] = {}
+    for content, tag in _read_cached(cache_dir, name) or []:
+        by_content.setdefault(content, []).append(tag)
+    ids, paths, contents = _unchanged_files(index)
+    untagged = [i for i, content in enumerate(contents) if content not in by_content]
+    if untagged:
+        model, scores_of, floor = _classifier(run_dir, kind)
+        prediction = model.predict_images([paths[i] for i in untagged], strict=False)
         per_image = top_classes(
             scores_of(prediction), list(model.class_names_), "model", MODEL_TOP, floor
         )
         for position, tags in zip(prediction.kept, per_image, strict=True):
-            rows += [(int(ids[position]), tag) for tag in tags]
-    _write_cached(cache_dir, name, rows)
-    return TagTable.from_rows(rows)
+            by_content[contents[untagged[position]]] = tags
+        _write_cached(
+            cache_dir, name, [(content, t) for content, tags in by_content.items() for t in tags]
+        )
+    return TagTable.from_rows(
+        (image_id, tag)
+        for image_id, content in zip(ids, contents, strict=True)
+        for tag in by_content.get(content, ())
+    )
 
 
 def _classifier(run_dir: Path, kind: str) -> tuple[Any, Any, float]:
@@ -601,15 +608,16 @@ def _sha256_or_none(path: str) -> str | None:
         return None
 
 
-def _unchanged_files(index: Index) -> tuple[list[int], list[str]]:
-    """Ids and paths of the searchable images whose file still holds the indexed content."""
+def _unchanged_files(index: Index) -> tuple[list[int], list[str], list[str]]:
+    """Ids, paths and SHA-256 (hex) of the searchable images whose file still holds the
+    indexed content."""
     records = index.records(index.ids().tolist())
     kept = [
-        (image_id, record.path)
-        for image_id, record in sorted(records.items())
+        record
+        for _, record in sorted(records.items())
         if _sha256_or_none(record.path) == record.sha256
     ]
-    return [i for i, _ in kept], [p for _, p in kept]
+    return [r.id for r in kept], [r.path for r in kept], [r.sha256 for r in kept]
 
 
 def _cache_file(cache_dir: str | os.PathLike | None, name: str) -> Path | None:
@@ -622,8 +630,11 @@ def _cache_file(cache_dir: str | os.PathLike | None, name: str) -> Path | None:
     ) / f"{name}.safetensors"
 
 
-def _read_cached(cache_dir: str | os.PathLike | None, name: str) -> list[tuple[int, Tag]] | None:
-    """Rows a :func:`_write_cached` kept, or None (absent, evicted or damaged)."""
+def _read_cached(
+    cache_dir: str | os.PathLike | None, name: str
+) -> list[tuple[int | str, Tag]] | None:
+    """Rows a :func:`_write_cached` kept, keyed as they were written, or None (absent,
+    evicted or damaged)."""
     from safetensors import safe_open
 
     from imagelearn.core.cache import mark_used
@@ -634,11 +645,15 @@ def _read_cached(cache_dir: str | os.PathLike | None, name: str) -> list[tuple[i
     try:
         with safe_open(str(path), framework="numpy") as stored:
             names = json.loads(stored.metadata()["names"])
-            ids, columns, scores = (stored.get_tensor(k) for k in ("ids", "names", "scores"))
+            columns, scores = stored.get_tensor("names"), stored.get_tensor("scores")
             source = stored.metadata()["source"]
+            if "contents" in stored.keys():
+                keys: list[int | str] = [bytes(row).hex() for row in stored.get_tensor("contents")]
+            else:
+                keys = stored.get_tensor("ids").tolist()
         rows = [
-            (int(i), Tag(source, str(names[c]), float(s)))
-            for i, c, s in zip(ids.tolist(), columns.tolist(), scores.tolist(), strict=True)
+            (key, Tag(source, str(names[c]), float(s)))
+            for key, c, s in zip(keys, columns.tolist(), scores.tolist(), strict=True)
         ]
     except Exception:  # damaged or foreign: computed again
         return None
@@ -647,9 +662,10 @@ def _read_cached(cache_dir: str | os.PathLike | None, name: str) -> list[tuple[i
 
 
 def _write_cached(
-    cache_dir: str | os.PathLike | None, name: str, rows: Sequence[tuple[int, Tag]]
+    cache_dir: str | os.PathLike | None, name: str, rows: Sequence[tuple[int | str, Tag]]
 ) -> None:
-    """Keep ``rows`` (all of one source) in the cache; a read-only cache is only logged."""
+    """Keep ``rows`` (all of one source) in the cache, keyed by image id (int) or by content
+    (SHA-256 hex, stored as 32 bytes); a read-only cache is only logged."""
     from safetensors.numpy import save
 
     from imagelearn.core.bundle import atomic_write_bytes
@@ -660,9 +676,13 @@ def _write_cached(
         return
     names = sorted({tag.name for _, tag in rows})
     column = {name: c for c, name in enumerate(names)}
+    if rows and isinstance(rows[0][0], str):
+        keys = {"contents": np.array([list(bytes.fromhex(k)) for k, _ in rows], dtype=np.uint8)}
+    else:
+        keys = {"ids": np.array([i for i, _ in rows], dtype=np.int64)}
     data = save(
         {
-            "ids": np.array([i for i, _ in rows], dtype=np.int64),
+            **keys,
             "names": np.array([column[t.name] for _, t in rows], dtype=np.int32),
             "scores": np.array([t.score for _, t in rows], dtype=np.float64),
         },
