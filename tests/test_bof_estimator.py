@@ -175,6 +175,13 @@ def test_streamed_fit_matches_fitting_features_in_memory(make_image, rng):
     np.testing.assert_allclose(
         histograms, in_memory.transform_features(streamed.extract(paths).values), rtol=1e-5
     )
+    broken = paths[0].with_name("broken.png")
+    broken.write_bytes(b"not a PNG")
+    batches = list(streamed.extract_batches([*paths, broken]))  # n_jobs=1: 16 images a batch
+    assert [len(batch.values) for batch in batches] == [MIN_STREAM_IMAGES, 5]
+    assert np.concatenate([batch.kept for batch in batches]).tolist() == list(range(len(paths)))
+    assert batches[-1].failed.tolist() == [len(paths)]
+    assert [path for path, _ in batches[-1].failures] == [str(broken)]
 
 
 def test_descriptor_sample_does_not_depend_on_batching(rng):

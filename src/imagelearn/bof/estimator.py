@@ -430,7 +430,8 @@ class BagOfFeatures(
         self, images: Sequence[Any], strict: bool = False, description: str = "features"
     ) -> BatchResult[LocalFeatures]:
         """Local features of ``images`` (paths or uint8 arrays) with this model's detector,
-        all held in memory (:meth:`fit_transform_images` and :meth:`transform_images` stream).
+        all held in memory (:meth:`extract_batches` streams them, as :meth:`fit_transform_images`
+        and :meth:`transform_images` do).
 
         Returns
         -------
@@ -449,11 +450,12 @@ class BagOfFeatures(
             description=description,
         )
 
-    def _stream(
-        self, images: Sequence[Any], strict: bool, description: str
+    def extract_batches(
+        self, images: Sequence[Any], strict: bool = False, description: str = "features"
     ) -> Iterator[BatchResult[LocalFeatures]]:
-        """The features of ``images`` a few at a time (indices into all of ``images``), so that
-        only one batch of descriptors is in memory; the disk cache makes a second pass cheap."""
+        """:meth:`extract` a few images at a time (``kept`` and ``failed`` index all of
+        ``images``), so that only one batch of descriptors is in memory; the disk cache makes a
+        second pass cheap."""
         _check_images(images)
         size = max(MIN_STREAM_IMAGES, STREAM_IMAGES_PER_WORKER * resolve_n_jobs(self.n_jobs))
         for start in range(0, len(images), size):
@@ -522,7 +524,7 @@ class BagOfFeatures(
         features to this process, the second encodes them on the workers."""
         _check_images(images)
         return self._fit_stream(
-            lambda: self._stream(images, strict, f"features ({self.detector})"),
+            lambda: self.extract_batches(images, strict, f"features ({self.detector})"),
             lambda: self._count_images(images, strict, f"words ({self.detector})"),
             encode,
         )

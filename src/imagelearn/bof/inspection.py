@@ -303,7 +303,7 @@ def word_occurrences(
     counts = np.zeros(n_words, np.int64)
     kept_words, kept = np.zeros(0, np.int64), NO_PATCHES
     failures: list[tuple[str, str]] = []
-    for batch in encoder._stream(images, strict, f"visual words ({encoder.detector})"):
+    for batch in encoder.extract_batches(images, strict, f"visual words ({encoder.detector})"):
         failures += batch.failures
         batch_words, batch_patches = [kept_words], [kept]
         for position, features in zip(batch.kept, batch.values, strict=True):

@@ -310,7 +310,7 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
         """
         return self._fit_channels(
             lambda _, bof: bof._fit_vocabulary(
-                lambda: bof._stream(images, strict, f"features ({bof.detector})")
+                lambda: bof.extract_batches(images, strict, f"features ({bof.detector})")
             ),
             lambda: stream_votes(self.channels_, images, self.n_jobs, strict, "words"),
             np.asarray(y),
