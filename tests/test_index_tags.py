@@ -25,6 +25,7 @@ from imagelearn.retrieval.tags import (
     cluster_tags,
     describe_with_classes,
     tag_words,
+    top_classes,
 )
 
 pytest.importorskip("torchvision")
@@ -281,9 +282,23 @@ def test_a_new_snapshot_classifies_only_the_images_no_snapshot_had(tagged, tmp_p
     after = classifier_tags(Index.open(copy), run, cache_dir=cache)
     assert sorted(predicted) == sorted(str(Path(p).resolve()) for p in added)
     assert after.of(old_ids) == before.of(old_ids)
-    new_ids = sorted(set(Index.open(copy).ids().tolist()) - set(old_ids))
-    assert len(new_ids) == 2 and all(after.of(new_ids).values())
+    all_ids = Index.open(copy).ids().tolist()
+    assert len(all_ids) == len(old_ids) + 2
+    recomputed = classifier_tags(Index.open(copy), run, cache_dir="")  # no cache: all again
+    assert after.of(all_ids) == recomputed.of(all_ids)
+    new_ids = sorted(set(all_ids) - set(old_ids))
     remove_images(copy, [added[0]])  # a removal predicts nothing and drops the image's tags
     predicted.clear()
     removed = classifier_tags(Index.open(copy), run, cache_dir=cache)
-    assert predicted == [] and removed.of(new_ids[:1]) == {new_ids[0]: []}
+    assert predicted == [] and removed.of(new_ids) == {
+        new_ids[0]: [],
+        new_ids[1]: after.of(new_ids)[new_ids[1]],
+    }
+
+
+def test_a_class_below_the_floor_is_kept_only_as_the_best_of_a_softmax():
+    scores = np.array([[0.7, 0.2, 0.1], [0.45, 0.3, 0.25]])
+    softmax = top_classes(scores, ["a", "b", "c"], "model", top=3, floor=0.5)
+    assert [[t.name for t in tags] for tags in softmax] == [["a"], ["a"]]
+    margins = top_classes(scores, ["a", "b", "c"], "model", top=3, floor=0.5, keep_best=False)
+    assert [[t.name for t in tags] for tags in margins] == [["a"], []]  # no class claims it

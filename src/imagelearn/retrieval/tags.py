@@ -51,8 +51,8 @@ SOURCES = ("imagenet", "model", "cluster")
 IMAGENET_TOP = 5
 #: Probability below which an ImageNet class is not kept (the most probable one always is).
 IMAGENET_FLOOR = 0.02
-#: Classes of a trained classifier kept per image, down to :data:`MODEL_FLOOR` (a BoF
-#: classifier's: to 0.5, a positive margin; the first always).
+#: Classes of a trained classifier kept per image, down to :data:`MODEL_FLOOR`, the first
+#: always (a BoF classifier's: down to 0.5, a positive margin, and none where no class has one).
 MODEL_TOP = 3
 MODEL_FLOOR = 0.05
 #: A BoF classifier's SVM margin ``m`` scores ``1 / (1 + exp(-BOF_MARGIN_SCALE m))``: a
@@ -133,10 +133,16 @@ def tag_words(source: str, name: str) -> str:
 
 
 def top_classes(
-    probabilities: np.ndarray, names: Sequence[str], source: str, top: int, floor: float
+    probabilities: np.ndarray,
+    names: Sequence[str],
+    source: str,
+    top: int,
+    floor: float,
+    keep_best: bool = True,
 ) -> list[list[Tag]]:
     """Tags of each row of ``probabilities`` (n, n_classes): its ``top`` most probable classes
-    of probability at least ``floor``, the most probable one always; best first."""
+    of probability at least ``floor``, best first; the most probable one always where
+    ``keep_best``."""
     tags = []
     for row in np.asarray(probabilities, dtype=np.float64):
         order = np.argsort(-row, kind="stable")[: max(1, top)]
@@ -144,7 +150,7 @@ def top_classes(
             [
                 Tag(source, names[c], round(float(row[c]), 6))
                 for rank, c in enumerate(order)
-                if rank == 0 or row[c] >= floor
+                if (rank == 0 and keep_best) or row[c] >= floor
             ]
         )
     return tags
@@ -476,7 +482,8 @@ def classifier_tags(
     """Tags of source ``"model"``: the classes a trained classifier gives the index's images.
 
     The :data:`MODEL_TOP` best classes of each image (scoring at least :data:`MODEL_FLOOR`,
-    the first always). Computed once per image content, batched through the execution layer,
+    the first always; a BoF classifier's only those of a positive margin, so that an image
+    no class claims, one unlike every class it was trained on, gets none). Computed once per image content, batched through the execution layer,
     and cached in the cache home (``index/``), keyed by the model's manifest and each image's
     SHA-256: a new snapshot (after an add) predicts only the images no snapshot had, and the
     index directory is never written. Images whose file is gone, or holds other content than
@@ -508,10 +515,10 @@ def classifier_tags(
     ids, paths, contents = _unchanged_files(index)
     untagged = [i for i, content in enumerate(contents) if content not in by_content]
     if untagged:
-        model, scores_of, floor = _classifier(run_dir, kind)
+        model, scores_of, floor, keep_best = _classifier(run_dir, kind)
         prediction = model.predict_images([paths[i] for i in untagged], strict=False)
         per_image = top_classes(
-            scores_of(prediction), list(model.class_names_), "model", MODEL_TOP, floor
+            scores_of(prediction), list(model.class_names_), "model", MODEL_TOP, floor, keep_best
         )
         for position, tags in zip(prediction.kept, per_image, strict=True):
             by_content[contents[untagged[position]]] = tags
@@ -525,9 +532,10 @@ def classifier_tags(
     )
 
 
-def _classifier(run_dir: Path, kind: str) -> tuple[Any, Any, float]:
+def _classifier(run_dir: Path, kind: str) -> tuple[Any, Any, float, bool]:
     """The model of a run, a function from its prediction to scores (n, n_classes) in [0, 1],
-    and the score below which a class is not kept."""
+    the score below which a class is not kept, and whether the best class is kept below it
+    (a softmax always names a class; a one-vs-rest SVM's margins can all be negative)."""
     from imagelearn.bof.recognition import BofClassifier
     from imagelearn.classify.classifier import DeepImageClassifier
 
@@ -536,13 +544,14 @@ def _classifier(run_dir: Path, kind: str) -> tuple[Any, Any, float]:
             DeepImageClassifier.load(run_dir),
             lambda prediction: prediction.probabilities,
             MODEL_FLOOR,
+            True,
         )
     if kind == BofClassifier.bundle_kind:
 
         def logistic(prediction: Any) -> np.ndarray:
             return 1.0 / (1.0 + np.exp(-BOF_MARGIN_SCALE * prediction.scores))
 
-        return BofClassifier.load(run_dir), logistic, 0.5
+        return BofClassifier.load(run_dir), logistic, 0.5, False
     raise BundleError(
         f"{run_dir}: holds a {kind!r}, not a classifier (a 'classify train' or 'bof train' run)"
     )
