@@ -202,6 +202,9 @@ def test_unreadable_files_are_skipped_with_their_reason(tmp_path, ukbench_paths,
     )
     assert len(report.added) == 20
     assert [Path(path).name for path, _ in report.skipped] == ["ukbench09268_corrupt.jpg"]
+    with pytest.raises(ValueError, match="none of the 1 training images gave rootsift features"):
+        build_index([corrupt], tmp_path / "nothing", SMALL_PARAMS, cache_dir=cache)
+    assert not (tmp_path / "nothing" / "manifest.json").exists()
 
 
 @pytest.mark.parametrize(

@@ -522,7 +522,8 @@ def _create(
     sample_paths, sample = _training_sample(paths, params, n_jobs, cache_dir)
     if not sample:
         raise ValueError(
-            f"no local features in any of the {min(len(paths), params.train_images)} training images"
+            f"none of the {min(len(paths), params.train_images)} training images gave "
+            f"{params.detector} features (unreadable, or too small or flat)"
         )
     rng = np.random.default_rng(0)
     descriptors = np.concatenate(
