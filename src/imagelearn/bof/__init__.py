@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         pyramid_cells,
     )
     from imagelearn.bof.estimator import BagOfFeatures, DescriptorSample, sample_descriptors
+    from imagelearn.bof.recognition import BofClassifier
     from imagelearn.bof.vocabulary import (
         VOCABULARIES,
         KMeansVocabulary,
@@ -30,6 +31,7 @@ __all__ = [
     "NORMALIZATIONS",
     "VOCABULARIES",
     "BagOfFeatures",
+    "BofClassifier",
     "DescriptorSample",
     "KMeansVocabulary",
     "Vocabulary",
