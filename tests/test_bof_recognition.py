@@ -26,6 +26,7 @@ from imagelearn.bof.runs import (
 )
 from imagelearn.cli.main import main
 from imagelearn.core.bundle import BundleError
+from imagelearn.core.errors import ParameterError
 from imagelearn.core.execution import MatrixResult
 from imagelearn.core.images import ImageReadError
 from imagelearn.core.persistence import read_metadata
@@ -209,6 +210,10 @@ def test_single_class_training_data_is_refused(tmp_path, make_image, capsys):
     assert main(["bof", "train", str(tmp_path / "one"), "--out", str(tmp_path / "run")]) == 2
     assert "1 class" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+    two = [tmp_path / "one" / "cat" / f"{index}.png" for index in range(2)]
+    for C in (0.0, -1.0):  # refused before any feature is extracted
+        with pytest.raises(ParameterError, match="C must be > 0"):
+            BofClassifier(C=C, cache_dir=False).fit(["/nonexistent.jpg", *two], [0, 1, 1])
 
 
 #: Two quick channels for the estimator tests: a few hundred descriptors per photo.

@@ -150,6 +150,17 @@ def test_library_errors_name_the_parameter_and_the_cli_adds_the_flag(rng) -> Non
     with pytest.raises(ParameterError, match="unknown backbone") as error:
         build_backbone("resnet7", "none")
     assert user_message(error.value).endswith("(--backbone)")
+    for name, value in [
+        ("epochs", 0),
+        ("epochs", -3),
+        ("batch_size", 0),
+        ("head_epochs", -1),
+        ("patience", -1),
+        ("learning_rate", 0.0),
+    ]:  # refused before any work: they would train nothing, divide by zero or diverge
+        with pytest.raises(ParameterError, match=f"{name} must be") as error:
+            DeepImageClassifier(**(SMALL | {name: value})).fit(images, [0, 1, 0, 1])
+        assert user_message(error.value).endswith(f"(--{name.replace('_', '-')})")
 
 
 @pytest.mark.parametrize(

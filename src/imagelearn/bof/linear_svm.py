@@ -299,6 +299,8 @@ class ChunkedLinearSVC(ClassifierMixin, BaseEstimator):
         y = np.asarray(y)
         if self.solver not in SOLVERS:
             raise ParameterError("solver", f"must be one of {SOLVERS}, got {self.solver!r}")
+        if not self.C > 0:
+            raise ParameterError("C", f"C must be > 0, got {self.C!r}")
         if len(X.shape) != 2 or len(X) != len(y):
             raise ValueError(f"X must be (n_samples, n_inputs) with one label each; got {X.shape}")
         self.classes_ = np.unique(y)

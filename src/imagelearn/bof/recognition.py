@@ -31,6 +31,7 @@ from imagelearn.bof.estimator import (
 )
 from imagelearn.bof.linear_svm import CHUNK_BYTES, ChunkedLinearSVC, RowStore
 from imagelearn.core.bundle import BundleError
+from imagelearn.core.errors import ParameterError
 from imagelearn.core.execution import BatchResult, MatrixResult
 from imagelearn.core.persistence import PersistentEstimator, decode_params, encode_params
 from imagelearn.core.schema import MAX_CLASSES, Skipped, StateSchema
@@ -348,7 +349,9 @@ class BofClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
         learn the channels' idf on the way, turn the stored votes into histograms in place and
         train the SVM on them: memory holds no histograms, only the SVM's budget."""
         if self.kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
+            raise ParameterError("kernel", f"kernel must be one of {KERNELS}, got {self.kernel!r}")
+        if not self.C > 0:  # checked before the features: it would fail only at the SVM
+            raise ParameterError("C", f"C must be > 0, got {self.C!r}")
         _check_two_classes(y)
         self.channels_ = []
         self.timings_ = dict.fromkeys(("extract_s", "vocabulary_s"), 0.0)

@@ -237,8 +237,7 @@ class DeepImageClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
         Unreadable images are skipped with a warning and listed in ``skipped_`` (or raise
         :class:`ImageReadError` with ``strict``).
         """
-        if self.mode not in MODES:
-            raise ParameterError("mode", f"mode must be one of {MODES}, got {self.mode!r}")
+        self._check_counts()
         labels = np.asarray(y, dtype=np.int64)
         if len(labels) != len(images):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -291,6 +290,20 @@ class DeepImageClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
         self.history_ = history
         self.skipped_ = list(dict.fromkeys(self.skipped_))
         return self
+
+    def _check_counts(self) -> None:
+        """Raise :class:`ParameterError` for a mode, or a count or rate, that cannot train."""
+        if self.mode not in MODES:
+            raise ParameterError("mode", f"mode must be one of {MODES}, got {self.mode!r}")
+        minimums = {"epochs": 1, "batch_size": 1, "head_epochs": 0, "patience": 0}
+        for name, minimum in minimums.items():
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int | np.integer) or value < minimum):
+                raise ParameterError(name, f"{name} must be an integer >= {minimum}, got {value!r}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ParameterError(
+                "learning_rate", f"learning_rate must be > 0, got {self.learning_rate!r}"
+            )
 
     def _epochs(self) -> int:
         return DEFAULT_EPOCHS[self.mode] if self.epochs is None else int(self.epochs)
