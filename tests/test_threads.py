@@ -22,7 +22,6 @@ from imagelearn.core.threads import (
     openblas_core_type,
     resolve_n_jobs,
     single_threaded_blas,
-    yield_to_other_threads,
 )
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "imagelearn"
@@ -152,29 +151,3 @@ def test_importing_faiss_first_with_fallback_kernels_warns_how_to_fix_it():
     )
     assert "import imagelearn first" in completed.stderr
     assert f"OPENBLAS_CORETYPE={openblas_core_type()}" in completed.stderr
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="the nice value is per thread on Linux only")
-def test_a_yielding_thread_and_its_children_are_niced_and_the_others_are_not():
-    import threading
-
-    def niceness() -> int:
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-    seen: dict[str, object] = {}
-
-    def background() -> None:
-        seen["applied"] = yield_to_other_threads(5)
-        seen["self"] = niceness()
-        child = threading.Thread(target=lambda: seen.setdefault("child", niceness()))
-        child.start()
-        child.join()
-
-    before = niceness()
-    thread = threading.Thread(target=background)
-    thread.start()
-    thread.join()
-    expected = min(before + 5, 19)  # Linux's largest nice value
-    assert seen == {"applied": True, "self": expected, "child": expected}
-    assert niceness() == before  # the calling thread keeps its priority
-    assert yield_to_other_threads(0) is False

@@ -12,8 +12,6 @@
   :func:`thread_count`; :func:`single_threaded_worker` makes a worker process single-threaded
   natively for its whole life (the workers already share the cores between them).
 - :func:`resolve_n_jobs` turns ``n_jobs`` into a count, with scikit-learn's convention.
-- :func:`yield_to_other_threads` lowers the priority of a background thread (the studio's
-  jobs), so that the threads answering a person's requests get the cores first.
 
 Nothing else in the package sets a native thread count.
 """
@@ -23,7 +21,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import threading
 import warnings
 from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
@@ -233,22 +230,3 @@ def single_threaded_worker() -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)
-
-
-def yield_to_other_threads(increment: int) -> bool:
-    """Raise the calling thread's nice value by ``increment``, so that the process's other
-    threads get the cores first when they want them, and the thread the rest of the time.
-    Threads it starts afterwards (a forest's prediction threads) inherit it.
-
-    Only on Linux, where the nice value belongs to each thread; elsewhere it would apply to
-    the whole process (or, by thread id, to another), so nothing is done. Returns whether it
-    was applied (raising a nice value needs no privilege)."""
-    if sys.platform != "linux" or increment <= 0:
-        return False
-    thread = threading.get_native_id()
-    try:
-        niceness = os.getpriority(os.PRIO_PROCESS, thread)
-        os.setpriority(os.PRIO_PROCESS, thread, niceness + int(increment))
-    except OSError:
-        return False
-    return True

@@ -46,7 +46,6 @@ from imagelearn.core.bundle import atomic_write_bytes, atomic_write_json
 from imagelearn.core.errors import ImagelearnError, ParameterError
 from imagelearn.core.images import IMAGE_SUFFIXES, ImageReadError, ImageTooLargeError, open_image
 from imagelearn.core.persistence import read_metadata
-from imagelearn.core.threads import yield_to_other_threads
 from imagelearn.web.labelmaps import (
     CHUNK,
     LabelMap,
@@ -85,9 +84,6 @@ OPEN_IMAGES = 2
 DEFAULT_TREES = 30
 #: Default output folder (relative to the working directory).
 DEFAULT_OUT = Path("runs") / "studio"
-#: Nice value added to the jobs' thread (training, class maps), so that the requests for
-#: display tiles get the cores first while a map is predicted.
-JOB_NICENESS = 10
 
 
 class JobStopped(Exception):
@@ -618,7 +614,6 @@ class Studio:
         return job
 
     def _work(self) -> None:
-        yield_to_other_threads(JOB_NICENESS)
         while (task := self._queue.get()) is not None:
             task()
 
