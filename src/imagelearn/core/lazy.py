@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from imagelearn.core.npyfiles import AST_LOCK
+
 
 def lazy_exports(
     package: str, init_file: str
@@ -65,7 +67,9 @@ def _type_checking_imports(package: str, source: str) -> dict[str, tuple[str, st
     """``{name: (module, attribute)}`` of the ``from ... import`` statements under the
     top-level ``if TYPE_CHECKING:`` blocks of ``source``."""
     origins: dict[str, tuple[str, str]] = {}
-    for node in ast.parse(source).body:
+    with AST_LOCK:  # one AST construction at a time (core.npyfiles)
+        tree = ast.parse(source)
+    for node in tree.body:
         if not (isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")):
             continue
         for statement in node.body:

@@ -29,6 +29,7 @@ from imagelearn.core.bundle import atomic_write_bytes
 from imagelearn.core.cache import CacheBudget, cache_root, mark_used
 from imagelearn.core.execution import Backend, BatchResult, map_images
 from imagelearn.core.images import load_image
+from imagelearn.core.npyfiles import load_npz
 from imagelearn.features.base import LocalFeatures
 from imagelearn.features.detectors import Detector, rescale_features
 
@@ -75,13 +76,13 @@ def _read_entry(path: Path) -> LocalFeatures | None:
     """The cached raw features at ``path``, marked as used; None when absent or unreadable
     (then recomputed)."""
     try:
-        with np.load(path, allow_pickle=False) as stored:
-            descriptors = stored["descriptors"]
-            if "float_descriptors" in stored:
-                descriptors = descriptors.astype(np.float32)
-            features = LocalFeatures(
-                stored["keypoints"], descriptors, tuple(int(v) for v in stored["image_shape"])
-            )
+        stored = load_npz(path)
+        descriptors = stored["descriptors"]
+        if "float_descriptors" in stored:
+            descriptors = descriptors.astype(np.float32)
+        features = LocalFeatures(
+            stored["keypoints"], descriptors, tuple(int(v) for v in stored["image_shape"])
+        )
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:

@@ -43,6 +43,7 @@ from imagelearn.core.bundle import (
     read_manifest,
 )
 from imagelearn.core.errors import OutputExistsError
+from imagelearn.core.npyfiles import load_npy
 from imagelearn.core.schema import Schema, validate
 from imagelearn.retrieval.catalogue import now
 from imagelearn.retrieval.inverted_file import Postings
@@ -202,7 +203,7 @@ def read_segment(directory: Path, name: str) -> Segment:
     for array_name in _SEGMENT_ARRAYS:
         path = member_path(directory, SEGMENTS_DIR, name, f"{array_name}.npy", what="index")
         try:
-            arrays[array_name] = np.load(path, mmap_mode="r", allow_pickle=False)
+            arrays[array_name] = load_npy(path, mmap_mode="r")
         except FileNotFoundError:
             if not folder.is_dir():  # a writer deleted the whole segment while we read it
                 raise FileNotFoundError(f"{folder}: segment deleted while being read") from None
@@ -252,7 +253,7 @@ def write_array(path: Path, array: np.ndarray) -> None:
 
 def read_array(path: Path) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
+        return load_npy(path)
     except FileNotFoundError:
         raise
     except (ValueError, OSError) as error:

@@ -37,6 +37,7 @@ from imagelearn.bof.vocabulary import KMeansVocabulary
 from imagelearn.core.bundle import atomic_write_bytes
 from imagelearn.core.cache import CacheBudget, cache_root, mark_used
 from imagelearn.core.execution import map_images
+from imagelearn.core.npyfiles import load_npz
 from imagelearn.core.persistence import PersistentEstimator, encode_params
 from imagelearn.core.schema import StateSchema
 from imagelearn.evaluation.segmentation import accuracy_report
@@ -285,12 +286,12 @@ class EncodingCache:
         """The cached encoding; None when absent or unreadable (it is then computed again)."""
         path = self._path(key)
         try:
-            with np.load(path, allow_pickle=False) as stored:
-                n_channels = int(stored["n_channels"][0])
-                encoding = _RawEncoding(
-                    stored["segments"].astype(np.int64),
-                    tuple(_unpacked_features(stored, f"channel{c}.") for c in range(n_channels)),
-                )
+            stored = load_npz(path)
+            n_channels = int(stored["n_channels"][0])
+            encoding = _RawEncoding(
+                stored["segments"].astype(np.int64),
+                tuple(_unpacked_features(stored, f"channel{c}.") for c in range(n_channels)),
+            )
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             return None
         mark_used(path)
