@@ -233,5 +233,8 @@ def test_a_map_is_painted_by_blocks_and_its_class_map_drawn_from_overlay_tiles(b
         assert image.large and image.result.label_map.complete
         counts = image.samples.counts(len(classes))
         assert counts[classes.index("land") + 1] > 0 and counts[classes.index("road") + 1] > 0
-        assert any(f"version={image.result.version}.4" in requested for requested in overlay_tiles)
+        # the page asks for the finished map's tiles once it has drawn it (after "done")
+        finished = f"version={image.result.version}.{image.result.label_map.n_blocks}"
+        while not any(finished in requested for requested in overlay_tiles):
+            page.wait_for_event("request", predicate=lambda request: finished in request.url)
         assert screenshot(page, "studio-map").stat().st_size > 10_000
