@@ -179,6 +179,13 @@ def test_the_grid_pages_through_the_collection(page, server):
     page.wait_for_selector(".grid .card")
     assert len(page.query_selector_all(".grid .card")) == 28
     assert "28 images" in page.inner_text(".summary")
+    chips = page.eval_on_selector_all(
+        ".grid .card",
+        "cards => cards.map(c => [...c.querySelectorAll('.chip')].map(x => [x.textContent, x.dataset.source]))",
+    )  # each card: up to 2 tags of distinct names, each marked with its source
+    assert any(chips) and all(len(card) <= 2 for card in chips)
+    assert all(len({name for name, _ in card}) == len(card) for card in chips)
+    assert {source for card in chips for _, source in card} == {"imagenet"}
     page.click(".grid .card >> nth=3")
     page.wait_for_selector("text=Find similar")
     page.click("text=Find similar")

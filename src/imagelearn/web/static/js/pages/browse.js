@@ -103,11 +103,18 @@ export async function mount(root, params) {
     }
     const reload = () => navigate("browse", { ...filtersParams(), offset });
     clear(grid, page.items.map((item) => card(item, {
-      figures: item.tags.slice(0, 2).map((tag) => h("span", { class: "chip", title: tag.source }, tag.name)),
+      figures: distinctNames(item.tags).slice(0, 2).map((tag) => h("span", { class: "chip", dataset: { source: tag.source }, title: `${tag.source}: ${tag.score.toFixed(2)}` }, tag.name)),
       onOpen: () => openDetails(item.id, reload),
     })));
     if (total > PAGE) clear(footer, pager(offset, PAGE, total, (next) => navigate("browse", { ...filtersParams(), offset: next })));
   } catch (error) {
     clear(summary, errorBox(error.message));
   }
+}
+
+// An image's tags with one of each name (the best scored: the server sends them best first,
+// all sources together), so a card never shows "daisy daisy".
+function distinctNames(tags) {
+  const seen = new Set();
+  return tags.filter((tag) => !seen.has(tag.name.toLowerCase()) && seen.add(tag.name.toLowerCase()));
 }
