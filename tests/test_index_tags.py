@@ -14,6 +14,7 @@ import pytest
 from conftest import data_path
 from imagelearn.cli.main import main
 from imagelearn.retrieval import Index, IndexParams, add_images, build_index, remove_images
+from imagelearn.retrieval import tags as tags_module
 from imagelearn.retrieval.catalogue import CATALOGUE_NAME, Catalogue
 from imagelearn.retrieval.global_descriptors import GeMDescriptor
 from imagelearn.retrieval.tags import (
@@ -275,12 +276,21 @@ def test_a_new_snapshot_classifies_only_the_images_no_snapshot_had(tagged, tmp_p
     cache = tmp_path / "cache"
     before = classifier_tags(Index.open(copy), run, cache_dir=cache)
     assert len(predicted) == 18
+    ids = Index.open(copy).ids().tolist()
+    assert classifier_tags(Index.open(copy), run, cache_dir=cache).of(ids) == before.of(ids)
+    assert len(predicted) == 18  # nothing classified again
     old_ids = Index.open(copy).ids().tolist()
     added = images["daisies"][4:6]
     add_images(copy, added)
     predicted.clear()
+    hashed: list[str] = []
+    sha256_or_none = tags_module._sha256_or_none
+    monkeypatch.setattr(
+        tags_module, "_sha256_or_none", lambda path: hashed.append(path) or sha256_or_none(path)
+    )
     after = classifier_tags(Index.open(copy), run, cache_dir=cache)
-    assert sorted(predicted) == sorted(str(Path(p).resolve()) for p in added)
+    added_paths = sorted(str(Path(p).resolve()) for p in added)
+    assert sorted(predicted) == added_paths and sorted(hashed) == added_paths  # no other file read
     assert after.of(old_ids) == before.of(old_ids)
     all_ids = Index.open(copy).ids().tolist()
     assert len(all_ids) == len(old_ids) + 2
@@ -302,3 +312,12 @@ def test_a_class_below_the_floor_is_kept_only_as_the_best_of_a_softmax():
     assert [[t.name for t in tags] for tags in softmax] == [["a"], ["a"]]
     margins = top_classes(scores, ["a", "b", "c"], "model", top=3, floor=0.5, keep_best=False)
     assert [[t.name for t in tags] for tags in margins] == [["a"], []]  # no class claims it
+
+
+def test_the_content_cache_keeps_images_classified_without_a_tag(tmp_path):
+    first, second = "ab" * 32, "cd" * 32
+    tags = {first: [Tag("model", "insect", 0.9), Tag("model", "object", 0.6)], second: []}
+    tags_module._write_content_tags(tmp_path, "model-test", tags)
+    assert tags_module._read_content_tags(tmp_path, "model-test") == tags  # [] kept: not again
+    (tmp_path / "model-test.safetensors").write_bytes(b"damaged")
+    assert tags_module._read_content_tags(tmp_path, "model-test") == {}

@@ -40,6 +40,7 @@ import numpy as np
 from imagelearn.core.bundle import MANIFEST_NAME, BundleError, member_path, read_manifest
 
 if TYPE_CHECKING:
+    from imagelearn.retrieval.catalogue import ImageRecord
     from imagelearn.retrieval.global_descriptors import GeMDescriptor
     from imagelearn.retrieval.index import Index
 
@@ -485,9 +486,9 @@ def classifier_tags(
     the first always; a BoF classifier's only those of a positive margin, so that an image
     no class claims, one unlike every class it was trained on, gets none). Computed once per image content, batched through the execution layer,
     and cached in the cache home (``index/``), keyed by the model's manifest and each image's
-    SHA-256: a new snapshot (after an add) predicts only the images no snapshot had, and the
-    index directory is never written. Images whose file is gone, or holds other content than
-    was indexed, get no tags.
+    SHA-256: a new snapshot (after an add) reads and predicts only the images no snapshot
+    had, and the index directory is never written. An image not classified yet whose file is
+    gone, or holds other content than was indexed, gets no tags.
 
     Parameters
     ----------
@@ -509,26 +510,22 @@ def classifier_tags(
     kind = read_manifest(run_dir)["kind"]
     manifest = member_path(run_dir, MANIFEST_NAME).read_bytes()
     name = f"model-{hashlib.sha256(manifest).hexdigest()[:16]}"
-    by_content: dict[str, list[Tag]] = {}
-    for content, tag in _read_cached(cache_dir, name) or []:
-        by_content.setdefault(content, []).append(tag)
-    ids, paths, contents = _unchanged_files(index)
-    untagged = [i for i, content in enumerate(contents) if content not in by_content]
+    by_content = _read_content_tags(cache_dir, name)
+    records = index.records(index.ids().tolist())
+    untagged = _unchanged_files([r for r in records.values() if r.sha256 not in by_content])
     if untagged:
         model, scores_of, floor, keep_best = _classifier(run_dir, kind)
-        prediction = model.predict_images([paths[i] for i in untagged], strict=False)
+        prediction = model.predict_images([record.path for record in untagged], strict=False)
         per_image = top_classes(
             scores_of(prediction), list(model.class_names_), "model", MODEL_TOP, floor, keep_best
         )
         for position, tags in zip(prediction.kept, per_image, strict=True):
-            by_content[contents[untagged[position]]] = tags
-        _write_cached(
-            cache_dir, name, [(content, t) for content, tags in by_content.items() for t in tags]
-        )
+            by_content[untagged[position].sha256] = tags
+        _write_content_tags(cache_dir, name, by_content)
     return TagTable.from_rows(
         (image_id, tag)
-        for image_id, content in zip(ids, contents, strict=True)
-        for tag in by_content.get(content, ())
+        for image_id, record in sorted(records.items())
+        for tag in by_content.get(record.sha256, ())
     )
 
 
@@ -617,16 +614,9 @@ def _sha256_or_none(path: str) -> str | None:
         return None
 
 
-def _unchanged_files(index: Index) -> tuple[list[int], list[str], list[str]]:
-    """Ids, paths and SHA-256 (hex) of the searchable images whose file still holds the
-    indexed content."""
-    records = index.records(index.ids().tolist())
-    kept = [
-        record
-        for _, record in sorted(records.items())
-        if _sha256_or_none(record.path) == record.sha256
-    ]
-    return [r.id for r in kept], [r.path for r in kept], [r.sha256 for r in kept]
+def _unchanged_files(records: Iterable[ImageRecord]) -> list[ImageRecord]:
+    """The ``records`` whose file still holds the indexed content (each file read once)."""
+    return [record for record in records if _sha256_or_none(record.path) == record.sha256]
 
 
 def _cache_file(cache_dir: str | os.PathLike | None, name: str) -> Path | None:
@@ -639,11 +629,86 @@ def _cache_file(cache_dir: str | os.PathLike | None, name: str) -> Path | None:
     ) / f"{name}.safetensors"
 
 
-def _read_cached(
+def _read_cached(cache_dir: str | os.PathLike | None, name: str) -> list[tuple[int, Tag]] | None:
+    """The ``(image_id, tag)`` rows a :func:`_write_cached` kept, or None (absent, evicted or
+    damaged)."""
+    found = _read_cache_file(cache_dir, name)
+    if found is None:
+        return None
+    tensors, metadata = found
+    try:
+        return list(zip(tensors["ids"].tolist(), _stored_tags(tensors, metadata), strict=True))
+    except (KeyError, ValueError, IndexError):  # damaged or foreign: computed again
+        return None
+
+
+def _write_cached(
+    cache_dir: str | os.PathLike | None, name: str, rows: Sequence[tuple[int, Tag]]
+) -> None:
+    """Keep ``rows`` (all of one source) in the cache; a read-only cache is only logged."""
+    tensors, metadata = _tag_tensors([tag for _, tag in rows])
+    tensors["ids"] = np.array([image_id for image_id, _ in rows], dtype=np.int64)
+    _write_cache_file(cache_dir, name, tensors, metadata)
+
+
+def _read_content_tags(cache_dir: str | os.PathLike | None, name: str) -> dict[str, list[Tag]]:
+    """The tags a :func:`_write_content_tags` kept, by image content (SHA-256 hex), every image
+    it classified included (``[]``: no class kept); empty when absent, evicted or damaged."""
+    found = _read_cache_file(cache_dir, name)
+    if found is None:
+        return {}
+    tensors, metadata = found
+    try:
+        contents = [bytes(row).hex() for row in tensors["contents"]]
+        by_content: dict[str, list[Tag]] = {content: [] for content in contents}
+        owners = tensors["owners"].tolist()
+        for owner, tag in zip(owners, _stored_tags(tensors, metadata), strict=True):
+            by_content[contents[owner]].append(tag)
+    except (KeyError, ValueError, IndexError):  # damaged or foreign: computed again
+        return {}
+    return by_content
+
+
+def _write_content_tags(
+    cache_dir: str | os.PathLike | None, name: str, by_content: Mapping[str, Sequence[Tag]]
+) -> None:
+    """Keep the tags of every classified image content (SHA-256 hex, stored as 32 bytes)."""
+    contents = list(by_content)
+    rows = [(owner, tag) for owner, content in enumerate(contents) for tag in by_content[content]]
+    tensors, metadata = _tag_tensors([tag for _, tag in rows])
+    tensors["owners"] = np.array([owner for owner, _ in rows], dtype=np.int64)
+    tensors["contents"] = np.array(
+        [list(bytes.fromhex(content)) for content in contents], dtype=np.uint8
+    ).reshape(len(contents), 32)
+    _write_cache_file(cache_dir, name, tensors, metadata)
+
+
+def _tag_tensors(tags: Sequence[Tag]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """``tags`` (all of one source) as arrays of name numbers and scores, and the metadata
+    that names them."""
+    names = sorted({tag.name for tag in tags})
+    column = {tag_name: c for c, tag_name in enumerate(names)}
+    tensors = {
+        "names": np.array([column[tag.name] for tag in tags], dtype=np.int32),
+        "scores": np.array([tag.score for tag in tags], dtype=np.float64),
+    }
+    return tensors, {"names": json.dumps(names), "source": tags[0].source if tags else ""}
+
+
+def _stored_tags(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> list[Tag]:
+    """The tags of :func:`_tag_tensors`'s arrays, in order."""
+    names, source = json.loads(metadata["names"]), metadata["source"]
+    return [
+        Tag(source, str(names[c]), float(score))
+        for c, score in zip(tensors["names"].tolist(), tensors["scores"].tolist(), strict=True)
+    ]
+
+
+def _read_cache_file(
     cache_dir: str | os.PathLike | None, name: str
-) -> list[tuple[int | str, Tag]] | None:
-    """Rows a :func:`_write_cached` kept, keyed as they were written, or None (absent,
-    evicted or damaged)."""
+) -> tuple[dict[str, np.ndarray], dict[str, str]] | None:
+    """The arrays and metadata of the cache file ``name``, marked as used; None when absent or
+    unreadable."""
     from safetensors import safe_open
 
     from imagelearn.core.cache import mark_used
@@ -653,28 +718,22 @@ def _read_cached(
         return None
     try:
         with safe_open(str(path), framework="numpy") as stored:
-            names = json.loads(stored.metadata()["names"])
-            columns, scores = stored.get_tensor("names"), stored.get_tensor("scores")
-            source = stored.metadata()["source"]
-            if "contents" in stored.keys():
-                keys: list[int | str] = [bytes(row).hex() for row in stored.get_tensor("contents")]
-            else:
-                keys = stored.get_tensor("ids").tolist()
-        rows = [
-            (key, Tag(source, str(names[c]), float(s)))
-            for key, c, s in zip(keys, columns.tolist(), scores.tolist(), strict=True)
-        ]
+            tensors = {key: stored.get_tensor(key) for key in stored.keys()}
+            metadata = dict(stored.metadata() or {})
     except Exception:  # damaged or foreign: computed again
         return None
     mark_used(path)
-    return rows
+    return tensors, metadata
 
 
-def _write_cached(
-    cache_dir: str | os.PathLike | None, name: str, rows: Sequence[tuple[int | str, Tag]]
+def _write_cache_file(
+    cache_dir: str | os.PathLike | None,
+    name: str,
+    tensors: Mapping[str, np.ndarray],
+    metadata: Mapping[str, str],
 ) -> None:
-    """Keep ``rows`` (all of one source) in the cache, keyed by image id (int) or by content
-    (SHA-256 hex, stored as 32 bytes); a read-only cache is only logged."""
+    """Write the cache file ``name`` atomically, counted in the cache's budget; a read-only
+    cache is only logged."""
     from safetensors.numpy import save
 
     from imagelearn.core.bundle import atomic_write_bytes
@@ -683,20 +742,7 @@ def _write_cached(
     path = _cache_file(cache_dir, name)
     if path is None:
         return
-    names = sorted({tag.name for _, tag in rows})
-    column = {name: c for c, name in enumerate(names)}
-    if rows and isinstance(rows[0][0], str):
-        keys = {"contents": np.array([list(bytes.fromhex(k)) for k, _ in rows], dtype=np.uint8)}
-    else:
-        keys = {"ids": np.array([i for i, _ in rows], dtype=np.int64)}
-    data = save(
-        {
-            **keys,
-            "names": np.array([column[t.name] for _, t in rows], dtype=np.int32),
-            "scores": np.array([t.score for _, t in rows], dtype=np.float64),
-        },
-        metadata={"names": json.dumps(names), "source": rows[0][1].source if rows else ""},
-    )
+    data = save(dict(tensors), metadata=dict(metadata))
     try:
         atomic_write_bytes(path, data)
     except OSError as error:
