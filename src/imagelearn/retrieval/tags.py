@@ -484,11 +484,12 @@ def classifier_tags(
 
     The :data:`MODEL_TOP` best classes of each image (scoring at least :data:`MODEL_FLOOR`,
     the first always; a BoF classifier's only those of a positive margin, so that an image
-    no class claims, one unlike every class it was trained on, gets none). Computed once per image content, batched through the execution layer,
-    and cached in the cache home (``index/``), keyed by the model's manifest and each image's
-    SHA-256: a new snapshot (after an add) reads and predicts only the images no snapshot
-    had, and the index directory is never written. An image not classified yet whose file is
-    gone, or holds other content than was indexed, gets no tags.
+    no class claims, one unlike every class it was trained on, gets none). Computed once per
+    image content, batched through the execution layer, and cached in the cache home
+    (``index/``), keyed by the model's manifest and each image's SHA-256: a new snapshot
+    (after an add) reads and predicts only the images no snapshot had, and the index
+    directory is never written. An image not classified yet whose file is gone, or holds
+    other content than was indexed, gets no tags.
 
     Parameters
     ----------
@@ -512,7 +513,8 @@ def classifier_tags(
     name = f"model-{hashlib.sha256(manifest).hexdigest()[:16]}"
     by_content = _read_content_tags(cache_dir, name)
     records = index.records(index.ids().tolist())
-    untagged = _unchanged_files([r for r in records.values() if r.sha256 not in by_content])
+    new_contents = {r.sha256: r for r in records.values() if r.sha256 not in by_content}
+    untagged = _unchanged_files(new_contents.values())  # one file of each content
     if untagged:
         model, scores_of, floor, keep_best = _classifier(run_dir, kind)
         prediction = model.predict_images([record.path for record in untagged], strict=False)
