@@ -237,7 +237,7 @@ class DeepImageClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
         Unreadable images are skipped with a warning and listed in ``skipped_`` (or raise
         :class:`ImageReadError` with ``strict``).
         """
-        self._check_counts()
+        self._check_training_params()
         labels = np.asarray(y, dtype=np.int64)
         if len(labels) != len(images):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -291,8 +291,8 @@ class DeepImageClassifier(PersistentEstimator, ClassifierMixin, BaseEstimator):
         self.skipped_ = list(dict.fromkeys(self.skipped_))
         return self
 
-    def _check_counts(self) -> None:
-        """Raise :class:`ParameterError` for a mode, or a count or rate, that cannot train."""
+    def _check_training_params(self) -> None:
+        """Raise :class:`ParameterError` for a mode, a count or a rate that cannot train."""
         if self.mode not in MODES:
             raise ParameterError("mode", f"mode must be one of {MODES}, got {self.mode!r}")
         minimums = {"epochs": 1, "batch_size": 1, "head_epochs": 0, "patience": 0}
