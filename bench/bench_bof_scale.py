@@ -218,6 +218,7 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
         "`bof train` (the default model: dense RootSIFT 2,000 words + Lab 256 words, soft, "
         "pyramid 1+2x2, chi2 SVM) on flowers5 and flipped/cropped copies, each size in a fresh "
         f"process with an empty feature cache, n_jobs={N_JOBS}; {describe_machine(info)}. "
+        "One run per size (minutes each: compare a rerun for the spread). "
         "Peak memory is VmHWM: of the main process, of the largest extraction worker, and of "
         "all processes together. Load: the 1-minute load average over each size's run (other "
         "work shares the machine).",

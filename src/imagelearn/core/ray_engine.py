@@ -9,9 +9,10 @@ local engine reports it and capability code never knows which engine ran it.
   processes. Network work (a batch function that can move: ``on_device``) also gets one
   worker per GPU of the cluster (``num_gpus=1``, no CPU reserved, so it never waits for the
   CPU workers' places), which runs the PyTorch network on its GPU; blocks go to whichever
-  worker is free, so the GPU workers take as many as they can. They are started once per process and reused by later calls (an actor's process
-  start and imports cost seconds), until :meth:`RayBackend.close`. Each call puts its batch function in the object store once;
-  a worker deserialises it on its first block of the call and keeps it (a network, a
+  worker is free, so the GPU workers take as many as they can. They are started once per
+  process and reused by later calls (an actor's process start and imports cost seconds),
+  until :meth:`RayBackend.close`. Each call puts its batch function in the object store
+  once; a worker deserialises it on its first block of the call and keeps it (a network, a
   vocabulary) for the rest.
 - Blocks run two at a time per worker (one computing, one queued) and come back in order.
 - A block whose worker dies (killed, out of memory, its node pre-empted) is run again on a new
